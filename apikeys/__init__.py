@@ -1,0 +1,1 @@
+"""omikeys' one app: Omi Developer API keys, their scopes and their owners."""

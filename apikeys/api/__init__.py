@@ -1,0 +1,1 @@
+"""The JSON door: the Omi Developer API's key-management endpoints (Django REST framework)."""

@@ -1,0 +1,127 @@
+"""Errors as data: the one place exceptions become the contract's JSON shapes.
+
+* ``ErrorResponse``: ``{"detail": "message"}`` for 401, 404, 405, 413, 503...
+* ``HTTPValidationError`` (422): ``{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}``,
+  with the error ``type`` names a FastAPI/pydantic client already knows.
+"""
+
+import logging
+
+from django.http import Http404, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .exceptions import RequestValidationError, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+# DRF's built-in error codes, renamed to the pydantic names clients know.
+# Codes raised by omikeys' own fields and validators are already final.
+_TYPE_FOR_CODE = {
+    "required": "missing",
+    "null": "string_type",
+    "blank": "string_too_short",
+    "max_length": "string_too_long",
+    "not_a_list": "list_type",
+    "empty": "too_short",
+    "null_characters_not_allowed": "string_control_characters",
+    "surrogate_characters_not_allowed": "string_control_characters",
+}
+
+
+def validation_error_entries(detail) -> list[dict]:
+    """A DRF ``ValidationError.detail`` as pydantic-style entries, one per location.
+
+    DRF runs every validator of a field and reports each failure; like pydantic,
+    the API reports the first problem found at each location.
+    """
+    first_per_loc = {}
+    for entry in flatten_validation_errors(detail):
+        first_per_loc.setdefault(tuple(entry["loc"]), entry)
+    return list(first_per_loc.values())
+
+
+def flatten_validation_errors(detail, loc: tuple = ("body",)) -> list[dict]:
+    """Walk a DRF ``ValidationError.detail`` tree into pydantic-style entries.
+
+    Dict keys and list indexes become ``loc`` items; a serializer-level
+    (non-field) error stays at the parent's location.
+    """
+    if isinstance(detail, dict):
+        errors = []
+        for key, value in detail.items():
+            child = loc if key == api_settings.NON_FIELD_ERRORS_KEY else (*loc, key)
+            errors.extend(flatten_validation_errors(value, child))
+        return errors
+    if isinstance(detail, list):
+        if all(isinstance(item, exceptions.ErrorDetail) for item in detail):
+            return [_entry(loc, item) for item in detail]
+        errors = []
+        for index, value in enumerate(detail):
+            if value:  # ListField reports children positionally; empty means "no error here"
+                errors.extend(flatten_validation_errors(value, (*loc, index)))
+        return errors
+    return [_entry(loc, detail)]
+
+
+def _entry(loc: tuple, error) -> dict:
+    code = getattr(error, "code", None) or "value_error"
+    return {"loc": list(loc), "msg": str(error), "type": _TYPE_FOR_CODE.get(code, code)}
+
+
+def exception_handler(exc, context):
+    """DRF's ``EXCEPTION_HANDLER``: map every expected failure to its documented shape."""
+    if isinstance(exc, RequestValidationError):
+        return Response({"detail": exc.errors}, status=exc.status_code)
+    if isinstance(exc, exceptions.ValidationError):
+        return Response({"detail": validation_error_entries(exc.detail)}, status=422)
+    if isinstance(exc, exceptions.ParseError):
+        return Response(
+            {"detail": [{"loc": ["body"], "msg": f"JSON decode error: {exc.detail}", "type": "json_invalid"}]},
+            status=422,
+        )
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        msg = "The request body must be JSON, sent with 'Content-Type: application/json'."
+        return Response({"detail": [{"loc": ["body"], "msg": msg, "type": "content_type"}]}, status=422)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # an unexpected error: Django's 500 handler answers and logs it
+    if isinstance(exc, exceptions.NotAuthenticated):
+        response.data = {
+            "detail": "Authentication required. Send 'Authorization: Bearer <Firebase ID token>'."
+        }
+    if isinstance(exc, ServiceUnavailable):
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith("/v1/")
+
+
+def not_found(request, exception=None):
+    """``handler404``: JSON on the API's paths, Django's page elsewhere."""
+    if _wants_json(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """``handler500``: never a stack trace; JSON on the API's paths."""
+    if _wants_json(request):
+        return JsonResponse({"detail": "Internal server error."}, status=500)
+    return defaults.server_error(request)
+
+
+def bad_request(request, exception=None):
+    """``handler400``: e.g. a disallowed Host header."""
+    if _wants_json(request):
+        return JsonResponse({"detail": "Bad request."}, status=400)
+    return defaults.bad_request(request, exception)

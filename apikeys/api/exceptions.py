@@ -1,0 +1,34 @@
+"""Exceptions the key API raises; ``errors`` turns them into responses.
+
+Kept apart from ``errors`` so that the authentication and parser classes, which
+DRF imports while loading its settings, do not import ``rest_framework.views``.
+"""
+
+from rest_framework import exceptions, status
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The service is temporarily unavailable. Try again shortly."
+    default_code = "service_unavailable"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+class RequestValidationError(exceptions.APIException):
+    """A 422 with a ready list of ``{"loc", "msg", "type"}`` entries."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "validation_error"
+
+    def __init__(self, errors: list[dict]):
+        super().__init__(detail="Validation error")
+        self.errors = errors
+
+    @classmethod
+    def single(cls, loc: list, msg: str, type_: str) -> "RequestValidationError":
+        return cls([{"loc": loc, "msg": msg, "type": type_}])

@@ -1,0 +1,12 @@
+"""Routes of the key API, under /v1/dev/."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("v1/dev/keys", views.KeyListCreateView.as_view(), name="key-list"),
+    path("v1/dev/keys/<str:key_id>", views.KeyDetailView.as_view(), name="key-detail"),
+]

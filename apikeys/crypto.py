@@ -1,0 +1,69 @@
+"""Key format, generation and hashing. Standard library only, no Django imports.
+
+A key is ``omi_dev_`` followed by 32 lowercase hex characters (128 bits from
+``secrets``), the format Omi's own service issues.
+
+Only a SHA-256 digest of the key is stored. A slow password hash (PBKDF2,
+bcrypt, argon2) exists to make guessing low-entropy human passwords expensive;
+a 128-bit random secret cannot be guessed whatever the hash, so a single
+SHA-256 gives the same protection for a leaked table while letting every
+verification be one indexed lookup instead of hundreds of milliseconds of
+stretching.
+"""
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+KEY_PREFIX = "omi_dev_"
+SECRET_BYTES = 16  # 128 bits -> 32 hex characters
+SECRET_HEX_LENGTH = SECRET_BYTES * 2
+DISPLAY_CHARS = 4  # characters shown at each end of the secret
+
+KEY_RE = re.compile(rf"^{re.escape(KEY_PREFIX)}[0-9a-f]{{{SECRET_HEX_LENGTH}}}$")
+# Anything that looks like a raw Omi secret (developer or MCP key), in any case,
+# anywhere in a text. Used to stop secrets being pasted into names.
+RAW_KEY_IN_TEXT_RE = re.compile(rf"omi_(?:dev|mcp)_[0-9a-f]{{{SECRET_HEX_LENGTH}}}", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    """A new key: the plaintext (shown once), its display prefix and its stored hash."""
+
+    plaintext: str
+    display_prefix: str
+    hashed: str
+
+    def __repr__(self) -> str:  # keep the secret out of tracebacks and debug output
+        return f"GeneratedKey(display_prefix={self.display_prefix!r})"
+
+
+def generate_key() -> GeneratedKey:
+    """Return a fresh key with its display prefix and hash, computed together."""
+    plaintext = KEY_PREFIX + secrets.token_hex(SECRET_BYTES)
+    return GeneratedKey(plaintext=plaintext, display_prefix=display_prefix(plaintext), hashed=hash_key(plaintext))
+
+
+def hash_key(plaintext: str) -> str:
+    """SHA-256 hex digest of a key: what the database stores and looks up."""
+    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+def display_prefix(plaintext: str) -> str:
+    """``omi_dev_abcd...wxyz``: recognisable to its owner, useless to anyone else.
+
+    Eight of the 32 hex characters are shown (32 bits), leaving 96 bits secret.
+    """
+    secret = plaintext[len(KEY_PREFIX) :]
+    return f"{KEY_PREFIX}{secret[:DISPLAY_CHARS]}...{secret[-DISPLAY_CHARS:]}"
+
+
+def is_well_formed(text: str) -> bool:
+    """True when text has exactly the shape of an omikeys key."""
+    return bool(KEY_RE.match(text))
+
+
+def contains_raw_key(text: str) -> bool:
+    """True when text contains something that looks like a raw Omi secret."""
+    return bool(RAW_KEY_IN_TEXT_RE.search(text))

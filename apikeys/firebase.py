@@ -1,0 +1,90 @@
+"""The single place firebase-admin is called: lazy app initialisation and ID-token checks.
+
+Everything else asks :func:`verify_id_token` and gets back either the token's
+claims or one of two exceptions whose messages are safe to show a client:
+:class:`TokenRejected` (the caller's fault: 401) or :class:`AuthUnavailable`
+(Firebase or Google's certificates could not be reached: 503).
+"""
+
+import logging
+import threading
+
+import firebase_admin
+import google.auth.exceptions
+from django.conf import settings
+from firebase_admin import auth
+from firebase_admin import exceptions as firebase_exceptions
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "omikeys"
+
+_app: firebase_admin.App | None = None
+_app_lock = threading.Lock()
+
+
+class TokenRejected(Exception):
+    """The token is not acceptable; the message says why without echoing it."""
+
+
+class AuthUnavailable(Exception):
+    """Firebase could not be asked; the request may succeed if retried."""
+
+
+def get_app() -> firebase_admin.App:
+    """The Firebase app, initialised on first use rather than at import time.
+
+    Credentials come from GOOGLE_APPLICATION_CREDENTIALS (or the platform's
+    default credentials); with FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin
+    talks to the local Auth Emulator and needs none.
+    """
+    global _app
+    if _app is None:
+        with _app_lock:
+            if _app is None:
+                _app = firebase_admin.initialize_app(
+                    options={"projectId": settings.FIREBASE_PROJECT_ID}, name=APP_NAME
+                )
+    return _app
+
+
+def reset_app() -> None:
+    """Forget the Firebase app so the next call re-reads the environment (used by tests)."""
+    global _app
+    with _app_lock:
+        if _app is not None:
+            firebase_admin.delete_app(_app)
+            _app = None
+
+
+def verify_id_token(token: str) -> dict:
+    """Verify a Firebase ID token, including revocation and disabled accounts.
+
+    Returns the decoded claims (``uid``, ``email``, ...).
+    """
+    try:
+        return auth.verify_id_token(token, app=get_app(), check_revoked=True)
+    except auth.ExpiredIdTokenError as exc:
+        raise TokenRejected("The Firebase ID token has expired. Get a fresh one from the Firebase client SDK.") from exc
+    except auth.RevokedIdTokenError as exc:
+        raise TokenRejected("The Firebase session for this token has been revoked. Sign in again.") from exc
+    except auth.UserDisabledError as exc:
+        raise TokenRejected("This Firebase account has been disabled.") from exc
+    except auth.UserNotFoundError as exc:
+        raise TokenRejected("The Firebase account for this token no longer exists.") from exc
+    except auth.CertificateFetchError as exc:
+        logger.warning("could not fetch Google's token certificates: %s", exc)
+        raise AuthUnavailable("Firebase token verification is unavailable. Try again shortly.") from exc
+    except auth.InvalidIdTokenError as exc:
+        raise TokenRejected(
+            "The bearer token is not a valid Firebase ID token for this project."
+        ) from exc
+    except ValueError as exc:
+        raise TokenRejected("The bearer token is not a valid Firebase ID token.") from exc
+    except firebase_exceptions.FirebaseError as exc:
+        logger.warning("Firebase Auth could not be reached: %s", exc.__class__.__name__)
+        raise AuthUnavailable("Firebase Auth is unavailable. Try again shortly.") from exc
+    except google.auth.exceptions.GoogleAuthError as exc:
+        # Missing or unusable service-account credentials: an operator problem.
+        logger.error("Firebase Admin credentials are not usable: %s", exc.__class__.__name__)
+        raise AuthUnavailable("Firebase Auth is unavailable. Try again shortly.") from exc

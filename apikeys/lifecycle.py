@@ -1,0 +1,74 @@
+"""Issuing and revoking keys: the only code that writes API keys.
+
+The JSON API, the web pages, the admin and the management commands all call
+these functions, so a key is created, and its plaintext handled, one way.
+"""
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import crypto
+from .models import ApiKey, Scope, User, validate_key_name
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A newly issued key and its plaintext, which exists only here and only once."""
+
+    api_key: ApiKey
+    plaintext: str
+
+    def __repr__(self) -> str:
+        return f"IssuedKey(api_key={self.api_key.pk}, key_prefix={self.api_key.key_prefix!r})"
+
+
+def default_scopes() -> list[Scope]:
+    return list(Scope.objects.filter(is_default=True).order_by("code"))
+
+
+def issue_key(*, owner: User, name: str, scopes: Iterable[Scope] | None = None) -> IssuedKey:
+    """Create a key for ``owner`` and return it with its plaintext.
+
+    ``scopes`` of ``None`` means the read-only default. Duplicates are collapsed.
+    The name is stripped and checked against the same rules every door uses;
+    a violation raises ``django.core.exceptions.ValidationError``.
+    """
+    name = name.strip()
+    validate_key_name(name)
+    chosen = default_scopes() if scopes is None else sorted(set(scopes), key=lambda scope: scope.code)
+    generated = crypto.generate_key()
+    with transaction.atomic():
+        api_key = ApiKey.objects.create(
+            owner=owner,
+            name=name,
+            key_prefix=generated.display_prefix,
+            key_hash=generated.hashed,
+        )
+        api_key.scopes.set(chosen)
+    logger.info("api key issued id=%s owner=%s prefix=%s", api_key.pk, owner.pk, api_key.key_prefix)
+    return IssuedKey(api_key=api_key, plaintext=generated.plaintext)
+
+
+def revoke_key(*, owner: User, key_id: uuid.UUID) -> ApiKey:
+    """Revoke one of ``owner``'s keys; it stops verifying at once.
+
+    Revoking an already revoked key changes nothing and is not an error.
+    Raises ``ApiKey.DoesNotExist`` for an unknown key or another owner's key.
+    """
+    api_key = ApiKey.objects.for_owner(owner).get(pk=key_id)
+    if api_key.revoked_at is None:
+        now = timezone.now()
+        # The guarded update keeps the first revocation time if two requests race.
+        if ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now):
+            api_key.revoked_at = now
+            logger.info("api key revoked id=%s owner=%s", api_key.pk, owner.pk)
+        else:
+            api_key.refresh_from_db(fields=["revoked_at"])
+    return api_key

@@ -1,0 +1,147 @@
+"""Data model: users linked to Firebase, scopes, and API keys (stored as hashes only)."""
+
+import unicodedata
+import uuid
+
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from . import crypto
+
+KEY_NAME_MAX_LENGTH = 100
+
+
+class FirebaseUserManager(UserManager):
+    def for_firebase(self, uid: str, email: str | None) -> "User":
+        """The one Django user for a Firebase uid, created the first time the uid is seen.
+
+        Firebase is the source of truth for identity, so the email is copied over
+        whenever it changes there; nothing else about the user is touched. Two
+        first requests racing each other both end with the same row, because
+        ``get_or_create`` falls back to a read when the insert loses.
+        """
+        email = email or ""
+        user, created = self.get_or_create(
+            firebase_uid=uid,
+            defaults={"username": self.model.username_for_uid(uid), "email": email},
+        )
+        if not created and user.email != email:
+            user.email = email
+            user.save(update_fields=["email"])
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        return user
+
+
+class User(AbstractUser):
+    """A person: an end user signed in with Firebase, or a staff account (no uid)."""
+
+    firebase_uid = models.CharField(
+        "Firebase uid",
+        max_length=128,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="The Firebase Authentication uid this user signs in as. Empty for staff-only accounts.",
+    )
+
+    objects = FirebaseUserManager()
+
+    @staticmethod
+    def username_for_uid(uid: str) -> str:
+        return f"firebase:{uid}"
+
+
+class Scope(models.Model):
+    """A permission a key can carry, such as ``memories:read``.
+
+    The API accepts exactly the scopes in this table, so staff can add one
+    without a code change.
+    """
+
+    code = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[
+            RegexValidator(
+                r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$",
+                "Use resource:action in lowercase, for example memories:read.",
+            )
+        ],
+    )
+    description = models.CharField(max_length=200)
+    is_default = models.BooleanField(
+        "part of the read-only default",
+        default=False,
+        help_text="Keys created without a scope list get every default scope.",
+    )
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+def validate_key_name(value: str) -> None:
+    """The rules every door applies to a key's (already stripped) name."""
+    if not value:
+        raise ValidationError("The name must not be empty.", code="string_too_short")
+    if len(value) > KEY_NAME_MAX_LENGTH:
+        raise ValidationError(
+            f"The name must be at most {KEY_NAME_MAX_LENGTH} characters, not {len(value)}.",
+            code="string_too_long",
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ValidationError("The name must not contain control characters.", code="string_control_characters")
+    if crypto.contains_raw_key(value):
+        raise ValidationError(
+            "The name looks like it contains an API key. Never put a secret in a key's name.",
+            code="secret_in_name",
+        )
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+    def for_owner(self, user):
+        return self.filter(owner=user)
+
+    def with_scopes(self):
+        return self.prefetch_related(models.Prefetch("scopes", queryset=Scope.objects.order_by("code")))
+
+
+class ApiKey(models.Model):
+    """An issued key. The plaintext is never stored: only its SHA-256 hash.
+
+    Revocation sets ``revoked_at`` and keeps the row for audit.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys")
+    name = models.CharField(max_length=KEY_NAME_MAX_LENGTH, validators=[validate_key_name])
+    key_prefix = models.CharField("display prefix", max_length=32, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.ManyToManyField(Scope, related_name="api_keys")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="apikey_owner_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,1 @@
+"""The omikeys Django project: settings, URL routing and server entry points."""

@@ -1,0 +1,19 @@
+"""Top-level routes: the key API, its OpenAPI document and docs page, the admin, a health check."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
+
+from apikeys import views as apikeys_views
+
+urlpatterns = [
+    path("", include("apikeys.api.urls")),
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
+    path("healthz", apikeys_views.health, name="health"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "apikeys.api.errors.bad_request"
+handler404 = "apikeys.api.errors.not_found"
+handler500 = "apikeys.api.errors.server_error"

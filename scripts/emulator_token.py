@@ -1,0 +1,47 @@
+"""Print a Firebase ID token for EMAIL from the local Auth Emulator, creating the account if needed.
+
+    python scripts/emulator_token.py EMAIL PASSWORD
+
+For local development only: the emulator accepts any API key and any password.
+"""
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+
+HOST = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+BASE = f"http://{HOST}/identitytoolkit.googleapis.com/v1/accounts"
+
+
+def call(action: str, email: str, password: str) -> dict:
+    body = json.dumps({"email": email, "password": password, "returnSecureToken": True}).encode()
+    request = urllib.request.Request(
+        f"{BASE}:{action}?key=local-emulator", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    email, password = argv[1], argv[2]
+    try:
+        try:
+            result = call("signInWithPassword", email, password)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 400:
+                raise
+            result = call("signUp", email, password)
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"The Auth Emulator at {HOST} did not answer ({exc}). Is scripts/dev running?", file=sys.stderr)
+        return 1
+    print(result["idToken"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

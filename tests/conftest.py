@@ -1,0 +1,167 @@
+"""Shared fixtures: real Firebase users on the Auth Emulator, API clients, and the token-signing seam."""
+
+import datetime
+import json
+import time
+
+import google.auth.crypt
+import google.auth.exceptions
+import google.auth.jwt
+import google.oauth2.id_token
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from apikeys import firebase
+
+from . import firebase_emulator
+
+
+def pytest_sessionstart(session):
+    if not firebase_emulator.is_running():
+        pytest.exit(
+            f"The Firebase Auth Emulator is not answering at {firebase_emulator.HOST}. "
+            "Run the suite with scripts/test, which starts it (or start it with "
+            "'npx firebase emulators:start --only auth --project demo-omikeys').",
+            returncode=3,
+        )
+
+
+@pytest.fixture(autouse=True)
+def fresh_firebase_app():
+    """Each test starts from a Firebase app built from the environment it sees."""
+    firebase.reset_app()
+    yield
+    firebase.reset_app()
+
+
+@pytest.fixture
+def emulator_user():
+    """A brand-new user on the Auth Emulator, with a real ID token."""
+    return firebase_emulator.sign_up()
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def client_for():
+    """``client_for(user)``: an API client sending that user's ID token."""
+
+    def make(user: firebase_emulator.EmulatorUser) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {user.id_token}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def user_client(emulator_user, client_for):
+    client = client_for(emulator_user)
+    client.emulator_user = emulator_user
+    return client
+
+
+class TokenSigner:
+    """Mints RS256 Firebase-style ID tokens with a key of our own."""
+
+    def __init__(self, private_key_pem: bytes, kid: str):
+        self.kid = kid
+        self._signer = google.auth.crypt.RSASigner.from_string(private_key_pem, key_id=kid)
+
+    def mint(self, *, uid="local-user", project=None, issued=None, lifetime=3600, signer=None, kid=None) -> str:
+        project = project or settings.FIREBASE_PROJECT_ID
+        issued = int(issued if issued is not None else time.time())
+        claims = {
+            "iss": f"https://securetoken.google.com/{project}",
+            "aud": project,
+            "auth_time": issued,
+            "user_id": uid,
+            "sub": uid,
+            "iat": issued,
+            "exp": issued + lifetime,
+            "email": f"{uid}@example.com",
+            "firebase": {"identities": {}, "sign_in_provider": "password"},
+        }
+        return google.auth.jwt.encode(signer or self._signer, claims, header={"kid": kid or self.kid}).decode()
+
+
+def _key_and_certificate() -> tuple[bytes, bytes, rsa.RSAPrivateKey]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "omikeys test signer")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return private_pem, certificate.public_bytes(serialization.Encoding.PEM), key
+
+
+@pytest.fixture
+def signed_tokens(monkeypatch, tmp_path):
+    """The one seam for what the Auth Emulator cannot produce: expired and badly signed tokens.
+
+    firebase-admin checks signatures and expiry only outside emulator mode, so
+    this fixture leaves emulator mode and makes Google's certificate fetch
+    (``google.oauth2.id_token._fetch_certs``, private: google-auth is pinned)
+    return the public certificate of a key generated here. The rest of
+    firebase-admin's verification runs unchanged.
+    """
+    private_pem, certificate_pem, _ = _key_and_certificate()
+    signer = TokenSigner(private_pem, kid="omikeys-test-key")
+    signer.certificates = {signer.kid: certificate_pem.decode()}
+    # Outside emulator mode firebase-admin insists on credentials; a made-up
+    # service account satisfies it and is never able to reach Google.
+    service_account = tmp_path / "service-account.json"
+    service_account.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": settings.FIREBASE_PROJECT_ID,
+                "private_key_id": "omikeys-test",
+                "private_key": private_pem.decode(),
+                "client_email": f"test@{settings.FIREBASE_PROJECT_ID}.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": "https://oauth2.googleapis.com/token",
+            }
+        )
+    )
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(service_account))
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST")
+    monkeypatch.setattr(google.oauth2.id_token, "_fetch_certs", lambda request, url: signer.certificates)
+    firebase.reset_app()
+    yield signer
+    firebase.reset_app()
+
+
+@pytest.fixture
+def foreign_signer():
+    """A signer whose key Google's (stand-in) certificates do not know."""
+    private_pem, _, _ = _key_and_certificate()
+    return google.auth.crypt.RSASigner.from_string(private_pem, key_id="omikeys-test-key")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """Give SQLite a file test database, so that threads get real locking instead of an in-memory shared cache."""
+    from django.db import connections
+
+    settings_dict = connections["default"].settings_dict
+    if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
+        settings_dict.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")

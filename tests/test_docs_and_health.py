@@ -1,0 +1,36 @@
+"""The served OpenAPI document, the offline docs page and the health check."""
+
+import re
+
+import pytest
+from django.contrib.staticfiles import finders
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_openapi_document_is_served_as_json(api):
+    response = api.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.1")
+    assert set(document["paths"]) == {"/v1/dev/keys", "/v1/dev/keys/{key_id}"}
+    assert document["components"]["securitySchemes"]["firebaseBearer"]["scheme"] == "bearer"
+
+
+def test_the_docs_page_loads_nothing_from_other_hosts(api):
+    response = api.get("/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "/openapi.json" in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert assets
+    assert not [url for url in assets if url.startswith(("http:", "https:", "//"))]
+    for url in assets:
+        path = url.split("?")[0].removeprefix("/static/")
+        assert finders.find(path), f"{url} is not one of our static files"
+
+
+def test_health_answers_ok(api):
+    response = api.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}

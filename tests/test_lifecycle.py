@@ -1,0 +1,61 @@
+"""The core every door calls: issue_key and revoke_key."""
+
+import uuid
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from apikeys import crypto, lifecycle
+from apikeys.models import ApiKey, Scope, User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def owner():
+    return User.objects.for_firebase("uid-1", "one@example.com")
+
+
+def test_issue_key_stores_only_the_hash(owner):
+    issued = lifecycle.issue_key(owner=owner, name=" Reporting ")
+    stored = ApiKey.objects.get(pk=issued.api_key.pk)
+    assert stored.name == "Reporting"
+    assert stored.key_hash == crypto.hash_key(issued.plaintext)
+    assert stored.key_prefix == crypto.display_prefix(issued.plaintext)
+    assert issued.plaintext not in repr(issued)
+    assert sorted(stored.scopes.values_list("code", flat=True)) == sorted(
+        Scope.objects.filter(is_default=True).values_list("code", flat=True)
+    )
+
+
+def test_issue_key_applies_the_name_rules_for_every_door(owner):
+    for bad in ["", "   ", "x" * 101, "omi_dev_" + "a" * 32]:
+        with pytest.raises(ValidationError):
+            lifecycle.issue_key(owner=owner, name=bad)
+    assert not ApiKey.objects.exists()
+
+
+def test_issue_key_collapses_duplicate_scopes(owner):
+    read = Scope.objects.get(code="memories:read")
+    issued = lifecycle.issue_key(owner=owner, name="n", scopes=[read, read])
+    assert list(issued.api_key.scopes.all()) == [read]
+
+
+def test_revoke_key_is_owner_only_and_idempotent(owner):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    stranger = User.objects.for_firebase("uid-2", None)
+    with pytest.raises(ApiKey.DoesNotExist):
+        lifecycle.revoke_key(owner=stranger, key_id=issued.api_key.pk)
+    with pytest.raises(ApiKey.DoesNotExist):
+        lifecycle.revoke_key(owner=owner, key_id=uuid.uuid4())
+    first = lifecycle.revoke_key(owner=owner, key_id=issued.api_key.pk).revoked_at
+    assert first is not None
+    assert lifecycle.revoke_key(owner=owner, key_id=issued.api_key.pk).revoked_at == first
+
+
+def test_for_firebase_creates_once_and_syncs_email():
+    first = User.objects.for_firebase("uid-3", "a@example.com")
+    again = User.objects.for_firebase("uid-3", "b@example.com")
+    assert first.pk == again.pk
+    assert User.objects.get(pk=first.pk).email == "b@example.com"
+    assert first.username == "firebase:uid-3"

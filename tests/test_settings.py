@@ -1,0 +1,68 @@
+"""Configuration is read from the environment strictly, with production-safe defaults."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRINT_SETTINGS = (
+    "import django; django.setup(); from django.conf import settings as s; "
+    "print(s.DEBUG, s.ALLOWED_HOSTS, s.DATABASES['default']['ENGINE'], s.DATABASES['default']['NAME'])"
+)
+
+
+def run_settings(env: dict) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "FIREBASE_"))}
+    base["DJANGO_SETTINGS_MODULE"] = "omikeys_project.settings"
+    return subprocess.run(
+        [sys.executable, "-c", PRINT_SETTINGS], cwd=ROOT, env={**base, **env}, capture_output=True, text=True
+    )
+
+
+REQUIRED = {"DJANGO_SECRET_KEY": "s3cret", "FIREBASE_PROJECT_ID": "demo-x"}
+
+
+def test_defaults_are_production_safe_and_use_sqlite():
+    result = run_settings(REQUIRED)
+    assert result.returncode == 0, result.stderr
+    debug, rest = result.stdout.split(" ", 1)
+    assert debug == "False"
+    assert "['localhost', '127.0.0.1']" in rest
+    assert "sqlite3" in rest and str(ROOT / "db.sqlite3") in rest
+
+
+def test_postgres_and_hosts_come_from_the_environment():
+    result = run_settings(
+        {**REQUIRED, "DATABASE_URL": "postgres://u:p@db.internal:5432/omikeys", "DJANGO_ALLOWED_HOSTS": "a.example, b.example"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "['a.example', 'b.example'] django.db.backends.postgresql omikeys" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FIREBASE_PROJECT_ID": "demo-x"}, "DJANGO_SECRET_KEY is required"),
+        ({"DJANGO_SECRET_KEY": "s3cret"}, "FIREBASE_PROJECT_ID is required"),
+        ({**REQUIRED, "DJANGO_DEBUG": "ture"}, "DJANGO_DEBUG must be one of"),
+        ({**REQUIRED, "DJANGO_LOG_LEVEL": "LOUD"}, "DJANGO_LOG_LEVEL must be"),
+        (
+            {**REQUIRED, "FIREBASE_PROJECT_ID": "omi-prod", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"},
+            "must then be a 'demo-' project",
+        ),
+    ],
+)
+def test_bad_configuration_fails_at_start_with_a_clear_message(env, message):
+    result = run_settings(env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and message in result.stderr
+
+
+def test_debug_mode_needs_no_secret_key():
+    result = run_settings({"DJANGO_DEBUG": "true", "FIREBASE_PROJECT_ID": "demo-x"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("True ")
