@@ -1,9 +1,10 @@
-"""Issuing and revoking keys: the only code that writes API keys.
+"""Issuing, revoking and verifying keys: the only code that writes API keys.
 
 The JSON API, the web pages, the admin and the management commands all call
 these functions, so a key is created, and its plaintext handled, one way.
 """
 
+import hmac
 import logging
 import uuid
 from collections.abc import Iterable
@@ -71,4 +72,20 @@ def revoke_key(*, owner: User, key_id: uuid.UUID) -> ApiKey:
             logger.info("api key revoked id=%s owner=%s", api_key.pk, owner.pk)
         else:
             api_key.refresh_from_db(fields=["revoked_at"])
+    return api_key
+
+
+def verify_key(plaintext: str) -> ApiKey | None:
+    """The active key whose secret is ``plaintext``, or ``None``.
+
+    One indexed lookup by hash; a revoked key never verifies. The hash is
+    compared in constant time as well, so the answer reveals nothing about
+    how close a guess came.
+    """
+    if not crypto.is_well_formed(plaintext):
+        return None
+    hashed = crypto.hash_key(plaintext)
+    api_key = ApiKey.objects.active().filter(key_hash=hashed).select_related("owner").first()
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, hashed):
+        return None
     return api_key

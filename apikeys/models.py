@@ -24,6 +24,8 @@ class FirebaseUserManager(UserManager):
         ``get_or_create`` falls back to a read when the insert loses.
         """
         email = email or ""
+        if len(email) > self.model._meta.get_field("email").max_length:
+            email = ""  # Firebase allows longer addresses than the column holds
         user, created = self.get_or_create(
             firebase_uid=uid,
             defaults={"username": self.model.username_for_uid(uid), "email": email},

@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN_DIR="$ROOT/.run"            # logs and throwaway data of local services (git-ignored)
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
-AUTH_EMULATOR_HOST="${AUTH_EMULATOR_HOST:-127.0.0.1:9099}"
+AUTH_EMULATOR_HOST="127.0.0.1:9099"    # as in firebase.json
 FIREBASE_DEMO_PROJECT="${FIREBASE_DEMO_PROJECT:-demo-omikeys}"
 
 mkdir -p "$RUN_DIR"
@@ -52,9 +52,7 @@ ensure_python_env() {
     want="$req $(cat "$ROOT"/requirements*.txt | sha256sum | cut -c1-16)"
     if ! grep -qxF "$want" "$stamp" 2>/dev/null; then
         say "Installing Python packages from $req"
-        "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/$req" 2>&1 \
-            | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
-        "$VENV/bin/python" -c 'import django, rest_framework, firebase_admin' \
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/$req" \
             || die "pip install -r $req failed"
         [ "$req" = requirements-test.txt ] && echo "requirements.txt $(cat "$ROOT"/requirements*.txt | sha256sum | cut -c1-16)" >>"$stamp"
         echo "$want" >>"$stamp"
@@ -72,21 +70,40 @@ ensure_node_modules() {
     fi
 }
 
+_stop_group() {
+    # SIGINT lets the emulator save its data; give it up to 10 s before forcing.
+    local pgid="$1" i
+    kill -INT -- "-$pgid" 2>/dev/null || return 0
+    for i in $(seq 1 20); do
+        kill -0 -- "-$pgid" 2>/dev/null || return 0
+        sleep 0.5
+    done
+    kill -KILL -- "-$pgid" 2>/dev/null
+}
+
 emulator_ready() { curl -fsS "http://$AUTH_EMULATOR_HOST/" >/dev/null 2>&1; }
 
 start_auth_emulator() {
-    # Start the Firebase Auth Emulator on $AUTH_EMULATOR_HOST unless one already answers there.
+    # start_auth_emulator [DATA_DIR]: start the Firebase Auth Emulator on $AUTH_EMULATOR_HOST
+    # unless one already answers there. With DATA_DIR, accounts are loaded from it and saved
+    # back on exit, so they outlive a restart (as db.sqlite3 does).
+    local data_dir="${1:-}" persist=()
     export FIREBASE_AUTH_EMULATOR_HOST="$AUTH_EMULATOR_HOST"
     if emulator_ready; then
         say "Using the Auth Emulator already running on $AUTH_EMULATOR_HOST"
         return 0
     fi
     say "Starting the Firebase Auth Emulator on $AUTH_EMULATOR_HOST (project $FIREBASE_DEMO_PROJECT)"
+    if [ -n "$data_dir" ]; then
+        mkdir -p "$data_dir"
+        [ -n "$(ls -A "$data_dir")" ] && persist+=(--import "$data_dir")
+        persist+=(--export-on-exit "$data_dir")
+    fi
     local log="$RUN_DIR/auth-emulator.log" pid i
     (cd "$ROOT" && exec setsid node_modules/.bin/firebase emulators:start --only auth \
-        --project "$FIREBASE_DEMO_PROJECT" >"$log" 2>&1) &
+        --project "$FIREBASE_DEMO_PROJECT" "${persist[@]}" >"$log" 2>&1) &
     pid=$!
-    on_exit "kill -INT -- -$pid 2>/dev/null; sleep 1; kill -KILL -- -$pid 2>/dev/null"
+    on_exit "_stop_group $pid"
     for i in $(seq 1 120); do
         emulator_ready && return 0
         kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "the Auth Emulator exited; log above"; }

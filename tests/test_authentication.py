@@ -1,7 +1,11 @@
 """Firebase ID-token authentication of the key API: every way in, and every way to be refused."""
 
+import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import google.auth.exceptions
 import google.oauth2.id_token
@@ -16,6 +20,7 @@ from . import firebase_emulator
 pytestmark = pytest.mark.django_db
 
 URL = "/v1/dev/keys"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def assert_401(response, *, mentions: str | None = None, token: str | None = None):
@@ -159,3 +164,30 @@ def test_unreachable_firebase_auth_is_503_not_401(api, emulator_user, monkeypatc
     assert response.status_code == 503
     assert int(response["Retry-After"]) > 0
     assert response.json() == {"detail": "Firebase Auth is unavailable. Try again shortly."}
+
+
+def test_the_firebase_app_is_not_initialised_at_import_time():
+    code = (
+        "import django, firebase_admin; django.setup(); "
+        "import omikeys_project.urls, apikeys.api.views, apikeys.firebase; "
+        "from django.test import Client; print(Client().get('/healthz', HTTP_HOST='localhost').status_code); "
+        "firebase_admin.get_app(apikeys.firebase.APP_NAME)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "omikeys_project.settings"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == "200", result.stderr
+    assert "ValueError" in result.stderr and "does not exist" in result.stderr
+
+
+def test_the_firebase_app_is_initialised_once(api, emulator_user, monkeypatch):
+    calls = []
+    real_initialize_app = firebase.firebase_admin.initialize_app
+
+    def counting_initialize_app(*args, **kwargs):
+        calls.append(kwargs.get("name"))
+        return real_initialize_app(*args, **kwargs)
+
+    monkeypatch.setattr(firebase.firebase_admin, "initialize_app", counting_initialize_app)
+    for _ in range(3):
+        assert bearer(api, emulator_user.id_token).status_code == 200
+    assert calls == [firebase.APP_NAME]

@@ -29,6 +29,7 @@ from referencing.jsonschema import DRAFT202012
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
     negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
@@ -467,6 +468,7 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
     negative_data_rejection,
+    ignored_auth,  # a request that succeeds with the token is re-sent without it and with a bad one
 ]
 # positive_data_acceptance stays off: neither schema encodes the name rules (1-100
 # characters, no key inside) or the scope list, so schema-valid data may rightly get 422.
@@ -478,6 +480,7 @@ FUZZ_SETTINGS = settings(
 )
 
 contract_schema = schemathesis.openapi.from_path(CONTRACT_PATH)
+contract_schema.app = application  # send every request, probes included, to our WSGI app
 served_schema = schemathesis.openapi.from_wsgi("/openapi.json", application)
 
 

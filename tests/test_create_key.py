@@ -98,7 +98,11 @@ def test_unicode_names_are_kept(user_client):
 
 
 def test_unknown_fields_are_ignored(user_client):
-    assert post(user_client, {"name": "n", "owner": "someone-else", "key": A_KEY}).status_code == 200
+    response = post(user_client, {"name": "n", "owner": "someone-else", "key": A_KEY, "id": "x"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["key"] != A_KEY and body["id"] != "x"
+    assert ApiKey.objects.get(pk=body["id"]).owner.firebase_uid == user_client.emulator_user.uid
 
 
 @pytest.mark.parametrize(
@@ -190,6 +194,36 @@ def test_an_oversized_body_is_413(user_client):
     response = post(user_client, {"name": "n", "padding": "x" * MAX_BODY_BYTES})
     assert response.status_code == 413
     assert "at most" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/xml", "image/png", "*/*;q=bad"])
+def test_it_answers_json_whatever_the_accept_header(user_client, accept):
+    response = post(user_client, {"name": "n"}, HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["key"].startswith("omi_dev_")
+
+
+@pytest.mark.parametrize("charset", ["rot13", "base64", "zlib", "latin-1", "utf-8; charset=rot13"])
+def test_the_charset_parameter_is_never_used_as_a_codec(user_client, charset):
+    response = user_client.generic(
+        "POST", URL, '{"name": "n"}'.encode(), content_type=f"application/json; charset={charset}"
+    )
+    assert response.status_code == 200
+
+
+def test_a_body_over_djangos_limit_is_413_without_buffering_it(user_client):
+    response = user_client.generic(
+        "POST", URL, b'{"name": "' + b"x" * 3_000_000 + b'"}', content_type="application/json"
+    )
+    assert response.status_code == 413
+    assert response.json() == {"detail": "The request body must be at most 16384 bytes."}
+
+
+def test_a_key_pasted_as_a_scope_is_not_echoed(user_client):
+    response = post(user_client, {"name": "n", "scopes": [A_KEY]})
+    assert errors_of(response) == [(["body", "scopes", 0], "enum")]
+    assert A_KEY[8:] not in response.content.decode()
 
 
 def test_authentication_comes_before_validation(api):

@@ -53,9 +53,27 @@ def test_revoke_key_is_owner_only_and_idempotent(owner):
     assert lifecycle.revoke_key(owner=owner, key_id=issued.api_key.pk).revoked_at == first
 
 
+def test_an_email_longer_than_the_column_is_not_stored():
+    user = User.objects.for_firebase("uid-long", "a" * 250 + "@example.com")
+    assert User.objects.get(pk=user.pk).email == ""
+
+
 def test_for_firebase_creates_once_and_syncs_email():
     first = User.objects.for_firebase("uid-3", "a@example.com")
     again = User.objects.for_firebase("uid-3", "b@example.com")
     assert first.pk == again.pk
     assert User.objects.get(pk=first.pk).email == "b@example.com"
     assert first.username == "firebase:uid-3"
+
+
+def test_a_key_verifies_until_it_is_revoked(owner):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    assert lifecycle.verify_key(issued.plaintext) == issued.api_key
+    lifecycle.revoke_key(owner=owner, key_id=issued.api_key.pk)
+    assert lifecycle.verify_key(issued.plaintext) is None
+
+
+@pytest.mark.parametrize("candidate", ["", "omi_dev_", "omi_dev_" + "0" * 32, "not a key", "omi_dev_" + "G" * 32])
+def test_unknown_or_malformed_keys_do_not_verify(owner, candidate):
+    lifecycle.issue_key(owner=owner, name="n")
+    assert lifecycle.verify_key(candidate) is None

@@ -68,3 +68,11 @@ def test_other_methods_on_a_key_are_405(user_client, key, method):
 def test_revocation_runs_a_bounded_number_of_queries(user_client, key, django_assert_max_num_queries):
     with django_assert_max_num_queries(4):
         assert user_client.delete(f"{URL}/{key['id']}").status_code == 204
+
+
+def test_a_revoked_key_stops_verifying_at_once(user_client, key):
+    from apikeys import lifecycle
+
+    assert lifecycle.verify_key(key["key"]) is not None
+    user_client.delete(f"{URL}/{key['id']}")
+    assert lifecycle.verify_key(key["key"]) is None

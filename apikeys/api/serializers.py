@@ -3,6 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from .. import crypto
 from ..models import ApiKey, Scope, validate_key_name
 
 MAX_SCOPES_IN_REQUEST = 50
@@ -12,6 +13,8 @@ STRING_LIST = {"type": "array", "items": {"type": "string"}}
 
 
 def _quote(value: str) -> str:
+    if crypto.contains_raw_key(value):
+        return "(a value that looks like an API key)"
     shown = value if len(value) <= _ECHO_LIMIT else value[:_ECHO_LIMIT] + "..."
     return repr(shown)
 
