@@ -52,7 +52,7 @@ def issue_key(*, owner: User, name: str, scopes: Iterable[Scope] | None = None) 
             key_prefix=generated.display_prefix,
             key_hash=generated.hashed,
         )
-        api_key.scopes.set(chosen)
+        api_key.scopes.add(*chosen)
     logger.info("api key issued id=%s owner=%s prefix=%s", api_key.pk, owner.pk, api_key.key_prefix)
     return IssuedKey(api_key=api_key, plaintext=generated.plaintext)
 

@@ -3,6 +3,7 @@
 import unicodedata
 import uuid
 
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -28,14 +29,15 @@ class FirebaseUserManager(UserManager):
             email = ""  # Firebase allows longer addresses than the column holds
         user, created = self.get_or_create(
             firebase_uid=uid,
-            defaults={"username": self.model.username_for_uid(uid), "email": email},
+            defaults={
+                "username": self.model.username_for_uid(uid),
+                "email": email,
+                "password": make_password(None),  # Firebase users never sign in with a Django password
+            },
         )
         if not created and user.email != email:
             user.email = email
             user.save(update_fields=["email"])
-        if created:
-            user.set_unusable_password()
-            user.save(update_fields=["password"])
         return user
 
 
@@ -138,7 +140,7 @@ class ApiKey(models.Model):
 
     class Meta:
         verbose_name = "API key"
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["owner", "-created_at"], name="apikey_owner_created_idx")]
 
     def __str__(self) -> str:

@@ -13,7 +13,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# DJANGO_ENV_FILE names the optional file of settings (default .env); empty reads none,
+# which is how the test suite keeps a developer's .env out of its runs.
+ENV_FILE = env.str("DJANGO_ENV_FILE", default=".env").strip()
+if ENV_FILE:
+    environ.Env.read_env(BASE_DIR / ENV_FILE, overwrite=False)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}

@@ -41,6 +41,9 @@ apt_install() {
 
 ensure_node() {
     command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    local major
+    major="$(node -p 'process.versions.node.split(".")[0]')"
+    [ "$major" -ge 20 ] || die "firebase-tools needs Node.js 20 or newer; this machine has $(node --version)."
 }
 
 ensure_python_env() {
@@ -48,7 +51,11 @@ ensure_python_env() {
     local req="$1" stamp="$VENV/.installed" want
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "Python 3.11 or newer is needed (found $("$PYTHON" --version 2>&1))."
-    [ -x "$VENV/bin/python" ] || { say "Creating the virtualenv in .venv"; "$PYTHON" -m venv "$VENV"; }
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+        say "Creating the virtualenv in .venv"
+        "$PYTHON" -m venv "$VENV"
+    fi
     want="$req $(cat "$ROOT"/requirements*.txt | sha256sum | cut -c1-16)"
     if ! grep -qxF "$want" "$stamp" 2>/dev/null; then
         say "Installing Python packages from $req"

@@ -18,6 +18,7 @@ PRINT_SETTINGS = (
 def run_settings(env: dict) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "FIREBASE_"))}
     base["DJANGO_SETTINGS_MODULE"] = "omikeys_project.settings"
+    base["DJANGO_ENV_FILE"] = ""
     return subprocess.run(
         [sys.executable, "-c", PRINT_SETTINGS], cwd=ROOT, env={**base, **env}, capture_output=True, text=True
     )
@@ -60,6 +61,14 @@ def test_bad_configuration_fails_at_start_with_a_clear_message(env, message):
     result = run_settings(env)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr
+
+
+def test_settings_can_come_from_an_env_file(tmp_path):
+    env_file = tmp_path / "omikeys.env"
+    env_file.write_text("DJANGO_SECRET_KEY=from-file\nFIREBASE_PROJECT_ID=demo-file\nDJANGO_ALLOWED_HOSTS=file.example\n")
+    result = run_settings({"DJANGO_ENV_FILE": str(env_file), "DJANGO_ALLOWED_HOSTS": "env.example"})
+    assert result.returncode == 0, result.stderr
+    assert "['env.example']" in result.stdout  # the environment wins over the file
 
 
 def test_debug_mode_needs_no_secret_key():
