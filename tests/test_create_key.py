@@ -5,9 +5,9 @@ import json
 import re
 
 import pytest
+from django.conf import settings
 
 from apikeys import crypto
-from apikeys.api.parsers import MAX_BODY_BYTES
 from apikeys.api.serializers import MAX_SCOPES_IN_REQUEST
 from apikeys.models import ApiKey, Scope
 
@@ -191,7 +191,7 @@ def test_a_non_json_content_type_is_422(user_client, content_type):
 
 
 def test_an_oversized_body_is_413(user_client):
-    response = post(user_client, {"name": "n", "padding": "x" * MAX_BODY_BYTES})
+    response = post(user_client, {"name": "n", "padding": "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE})
     assert response.status_code == 413
     assert "at most" in response.json()["detail"]
 

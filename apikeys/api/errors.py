@@ -7,7 +7,6 @@
 
 import logging
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from django.views import defaults
@@ -91,7 +90,7 @@ def exception_handler(exc, context):
         msg = "The request body must be JSON, sent with 'Content-Type: application/json'."
         return Response({"detail": [{"loc": ["body"], "msg": msg, "type": "content_type"}]}, status=422)
     if isinstance(exc, RequestDataTooBig):
-        exc = PayloadTooLarge(_too_large_message())
+        exc = PayloadTooLarge()
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = drf_exception_handler(exc, context)
@@ -104,10 +103,6 @@ def exception_handler(exc, context):
     if isinstance(exc, ServiceUnavailable):
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
-
-
-def _too_large_message() -> str:
-    return f"The request body must be at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
 
 
 def _wants_json(request) -> bool:
@@ -129,9 +124,7 @@ def server_error(request):
 
 
 def bad_request(request, exception=None):
-    """``handler400``: e.g. a disallowed Host header, or a body over the size limit (413)."""
-    if isinstance(exception, RequestDataTooBig):
-        return JsonResponse({"detail": _too_large_message()}, status=413)
+    """``handler400``: e.g. a disallowed Host header."""
     if _wants_json(request):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return defaults.bad_request(request, exception)

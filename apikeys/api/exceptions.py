@@ -4,6 +4,7 @@ Kept apart from ``errors`` so that the authentication and parser classes, which
 DRF imports while loading its settings, do not import ``rest_framework.views``.
 """
 
+from django.conf import settings
 from rest_framework import exceptions, status
 
 
@@ -15,8 +16,10 @@ class ServiceUnavailable(exceptions.APIException):
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
     default_code = "payload_too_large"
+
+    def __init__(self):
+        super().__init__(f"The request body must be at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
 
 
 class RequestValidationError(exceptions.APIException):

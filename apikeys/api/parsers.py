@@ -2,28 +2,27 @@
 
 import json
 
+from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from .exceptions import PayloadTooLarge
 
-MAX_BODY_BYTES = 16 * 1024  # a key request is a name and a handful of scopes
-
-
 class StrictJSONParser(JSONParser):
-    """DRF's JSON parser, accepting at most ``MAX_BODY_BYTES`` and rejecting NaN/Infinity.
+    """DRF's JSON parser, with Django's body limit applied and NaN/Infinity rejected.
 
-    Django itself refuses larger bodies before they are buffered
-    (``DATA_UPLOAD_MAX_MEMORY_SIZE``); this limit covers bodies without a length.
+    Django refuses a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` when its length is
+    declared; the same limit is applied here to a body that declares none.
 
     Deeply nested input raises ``RecursionError`` inside ``json``; that is a
     malformed body (422), not a server error.
     """
 
     def parse(self, stream, media_type=None, parser_context=None):
-        raw = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
-        if len(raw) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"The request body must be at most {MAX_BODY_BYTES} bytes.")
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise PayloadTooLarge()
         try:
             # JSON is UTF-8 (RFC 8259): a charset parameter is ignored, never trusted as a codec name.
             return json.loads(raw.decode("utf-8"), parse_constant=self._reject_constant)
