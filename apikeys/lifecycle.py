@@ -63,15 +63,26 @@ def revoke_key(*, owner: User, key_id: uuid.UUID) -> ApiKey:
     Raises ``ApiKey.DoesNotExist`` for an unknown key or another owner's key.
     """
     api_key = ApiKey.objects.for_owner(owner).get(pk=key_id)
-    if api_key.revoked_at is None:
-        now = timezone.now()
-        # The guarded update keeps the first revocation time if two requests race.
-        if ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now):
-            api_key.revoked_at = now
-            logger.info("api key revoked id=%s owner=%s", api_key.pk, owner.pk)
-        else:
-            api_key.refresh_from_db(fields=["revoked_at"])
+    revoke_api_key(api_key)
     return api_key
+
+
+def revoke_api_key(api_key: ApiKey) -> bool:
+    """Revoke ``api_key`` whoever owns it (the staff doors); it stops verifying at once.
+
+    Returns True when this call revoked it, False when it was already revoked.
+    ``api_key.revoked_at`` is up to date afterwards either way.
+    """
+    if api_key.revoked_at is not None:
+        return False
+    now = timezone.now()
+    # The guarded update keeps the first revocation time if two requests race.
+    if ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now):
+        api_key.revoked_at = now
+        logger.info("api key revoked id=%s owner=%s", api_key.pk, api_key.owner_id)
+        return True
+    api_key.refresh_from_db(fields=["revoked_at"])
+    return False
 
 
 def verify_key(plaintext: str) -> ApiKey | None:

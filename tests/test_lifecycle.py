@@ -77,3 +77,16 @@ def test_a_key_verifies_until_it_is_revoked(owner):
 def test_unknown_or_malformed_keys_do_not_verify(owner, candidate):
     lifecycle.issue_key(owner=owner, name="n")
     assert lifecycle.verify_key(candidate) is None
+
+
+def test_revoke_api_key_revokes_any_owners_key_once(owner):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    api_key = ApiKey.objects.get(pk=issued.api_key.pk)
+    assert lifecycle.revoke_api_key(api_key) is True
+    first = api_key.revoked_at
+    assert first is not None
+    assert lifecycle.verify_key(issued.plaintext) is None
+    stale = ApiKey.objects.get(pk=api_key.pk)
+    stale.revoked_at = None  # a copy loaded before the revocation
+    assert lifecycle.revoke_api_key(stale) is False
+    assert stale.revoked_at == first
