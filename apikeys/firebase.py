@@ -1,13 +1,18 @@
-"""The single place firebase-admin is called: lazy app initialisation and ID-token checks.
+"""The single place firebase-admin is called: lazy app initialisation, ID-token checks, user lookups.
 
 Everything else asks :func:`verify_id_token` and gets back either the token's
 claims or one of two exceptions whose messages are safe to show a client:
 :class:`TokenRejected` (the caller's fault: 401) or :class:`AuthUnavailable`
 (Firebase or Google's certificates could not be reached: 503).
+
+Staff tools look accounts up with :func:`get_user` and :func:`get_user_by_email`,
+which raise :class:`UserNotFound` or :class:`AuthUnavailable`.
 """
 
 import logging
 import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import firebase_admin
 import google.auth.exceptions
@@ -57,13 +62,45 @@ def reset_app() -> None:
             _app = None
 
 
+@contextmanager
+def _unavailable_as_error():
+    """Turn "Firebase could not be asked" into :class:`AuthUnavailable`.
+
+    The callers catch the specific errors (expired token, unknown user, ...)
+    around this block; whatever Firebase error is left means no answer.
+    """
+    try:
+        yield
+    except firebase_exceptions.FirebaseError as exc:
+        if isinstance(exc, _ANSWERS):
+            raise
+        logger.warning("Firebase Auth could not be reached: %s", exc.__class__.__name__)
+        raise AuthUnavailable("Firebase Auth is unavailable. Try again shortly.") from exc
+    except google.auth.exceptions.GoogleAuthError as exc:
+        # Missing or unusable service-account credentials: an operator problem.
+        logger.error("Firebase Admin credentials are not usable: %s", exc.__class__.__name__)
+        raise AuthUnavailable("Firebase Auth is unavailable. Try again shortly.") from exc
+
+
+# Firebase errors that are answers about the token or user, not a failure to ask.
+_ANSWERS = (
+    auth.ExpiredIdTokenError,
+    auth.RevokedIdTokenError,
+    auth.UserDisabledError,
+    auth.UserNotFoundError,
+    auth.CertificateFetchError,
+    auth.InvalidIdTokenError,
+)
+
+
 def verify_id_token(token: str) -> dict:
     """Verify a Firebase ID token, including revocation and disabled accounts.
 
     Returns the decoded claims (``uid``, ``email``, ...).
     """
     try:
-        return auth.verify_id_token(token, app=get_app(), check_revoked=True)
+        with _unavailable_as_error():
+            return auth.verify_id_token(token, app=get_app(), check_revoked=True)
     except auth.ExpiredIdTokenError as exc:
         raise TokenRejected("The Firebase ID token has expired. Get a fresh one from the Firebase client SDK.") from exc
     except auth.RevokedIdTokenError as exc:
@@ -81,10 +118,38 @@ def verify_id_token(token: str) -> dict:
         ) from exc
     except ValueError as exc:
         raise TokenRejected("The bearer token is not a valid Firebase ID token.") from exc
-    except firebase_exceptions.FirebaseError as exc:
-        logger.warning("Firebase Auth could not be reached: %s", exc.__class__.__name__)
-        raise AuthUnavailable("Firebase Auth is unavailable. Try again shortly.") from exc
-    except google.auth.exceptions.GoogleAuthError as exc:
-        # Missing or unusable service-account credentials: an operator problem.
-        logger.error("Firebase Admin credentials are not usable: %s", exc.__class__.__name__)
-        raise AuthUnavailable("Firebase Auth is unavailable. Try again shortly.") from exc
+
+
+class UserNotFound(Exception):
+    """No Firebase account matches; the message names what was looked up."""
+
+
+@dataclass(frozen=True)
+class FirebaseUser:
+    """The few facts about a Firebase account that omikeys needs to give it a key."""
+
+    uid: str
+    email: str | None
+    disabled: bool
+
+
+def get_user(uid: str) -> FirebaseUser:
+    """The Firebase account with this uid (for staff tools; end users come with a token)."""
+    return _lookup_user(auth.get_user, uid, f"uid {uid!r}")
+
+
+def get_user_by_email(email: str) -> FirebaseUser:
+    """The Firebase account with this email address; Firebase compares it case-insensitively."""
+    return _lookup_user(auth.get_user_by_email, email, f"email {email!r}")
+
+
+def _lookup_user(fetch, value: str, described: str) -> FirebaseUser:
+    try:
+        with _unavailable_as_error():
+            record = fetch(value, app=get_app())
+    except auth.UserNotFoundError as exc:
+        raise UserNotFound(f"Firebase has no user with {described}.") from exc
+    except ValueError as exc:
+        # firebase-admin refuses malformed uids and emails before asking: no account can match.
+        raise UserNotFound(f"Firebase has no user with {described}: {str(exc).rstrip('.')}.") from exc
+    return FirebaseUser(uid=record.uid, email=record.email, disabled=record.disabled)

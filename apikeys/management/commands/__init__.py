@@ -1,0 +1,1 @@
+"""omikeys management commands: createapikey, revokeapikey, listapikeys."""

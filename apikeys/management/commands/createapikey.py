@@ -1,0 +1,124 @@
+"""createapikey: issue a key for a user from a script; stdout carries the plaintext and nothing else."""
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from apikeys import firebase, lifecycle
+from apikeys.models import Scope, User
+
+
+class Command(BaseCommand):
+    help = (
+        "Issue an Omi Developer API key for a user named by Firebase uid or email. The user is "
+        "looked up in the local database first, then in Firebase (and then created locally). "
+        "stdout gets only the new key, so KEY=$(manage.py createapikey ...) captures it; a "
+        "summary goes to stderr. The key is shown this once and can never be shown again."
+    )
+
+    def add_arguments(self, parser):
+        owner = parser.add_mutually_exclusive_group(required=True)
+        owner.add_argument("--uid", metavar="UID", help="Firebase uid of the key's owner.")
+        owner.add_argument("--email", metavar="EMAIL", help="Email address of the key's owner (case-insensitive).")
+        parser.add_argument(
+            "--name",
+            required=True,
+            metavar="NAME",
+            help="Descriptive name for the key: 1 to 100 characters after trimming; must not contain a key.",
+        )
+        parser.add_argument(
+            "--scope",
+            action="append",
+            dest="scope_codes",
+            metavar="CODE",
+            help="Scope to grant, such as memories:read. Repeat for several. Omitted: the read-only default scopes.",
+        )
+
+    def handle(self, *args, uid, email, name, scope_codes, **options):
+        scopes = None if scope_codes is None else resolve_scopes(scope_codes)
+        if uid is not None:
+            if not uid:
+                raise CommandError("--uid must not be empty.")
+            described = f"uid {uid!r}"
+        else:
+            email = email.strip()
+            if not email:
+                raise CommandError("--email must not be empty.")
+            described = f"email {email!r}"
+
+        owner = find_local_owner(uid=uid, email=email)
+        # Firebase is asked outside the transaction so no database lock waits on the network.
+        account = None if owner else find_firebase_account(uid=uid, email=email, described=described)
+        try:
+            # One transaction, so a refused name does not leave a newly created user behind.
+            with transaction.atomic():
+                if account is not None:
+                    owner = User.objects.for_firebase(account.uid, account.email)
+                if not owner.is_active:
+                    raise CommandError(f"The user {describe_user(owner)} is inactive; no key was issued.")
+                issued = lifecycle.issue_key(owner=owner, name=name, scopes=scopes)
+        except ValidationError as exc:
+            raise CommandError(f"Invalid --name: {' '.join(exc.messages)}") from exc
+
+        api_key = issued.api_key
+        self.stdout.write(issued.plaintext)
+        scope_codes = ", ".join(api_key.scopes.order_by("code").values_list("code", flat=True)) or "(none)"
+        self.note(
+            f"Issued API key {api_key.pk}\n"
+            f"  name:   {api_key.name}\n"
+            f"  owner:  {describe_user(owner)}\n"
+            f"  prefix: {api_key.key_prefix}\n"
+            f"  scopes: {scope_codes}\n"
+            "The key was printed on stdout. It is shown only this once and cannot be recovered: store it now."
+        )
+
+    def note(self, text: str) -> None:
+        # stderr's default style paints everything as an error; this is information.
+        self.stderr.write(text, style_func=lambda message: message)
+
+
+def resolve_scopes(codes: list[str]) -> list[Scope]:
+    available = {scope.code: scope for scope in Scope.objects.all()}
+    unknown = [code for code in dict.fromkeys(codes) if code not in available]
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise CommandError(
+            f"Unknown scope{plural} {', '.join(map(repr, unknown))}. Valid scopes: {', '.join(sorted(available))}."
+        )
+    return [available[code] for code in codes]
+
+
+def find_local_owner(*, uid: str | None, email: str | None) -> User | None:
+    if uid is not None:
+        return User.objects.filter(firebase_uid=uid).first()
+    # Keys belong to Firebase users; a staff-only account sharing the address is not a candidate.
+    matches = list(User.objects.filter(firebase_uid__isnull=False, email__iexact=email).order_by("firebase_uid"))
+    if len(matches) > 1:
+        uids = ", ".join(user.firebase_uid for user in matches)
+        raise CommandError(f"Several users have the email {email!r} (uids: {uids}). Choose one with --uid.")
+    return matches[0] if matches else None
+
+
+def find_firebase_account(*, uid: str | None, email: str | None, described: str) -> firebase.FirebaseUser:
+    try:
+        account = firebase.get_user(uid) if uid is not None else firebase.get_user_by_email(email)
+    except firebase.UserNotFound as exc:
+        raise CommandError(f"No local user has {described}, and {exc}") from exc
+    except firebase.AuthUnavailable as exc:
+        raise CommandError(
+            f"No local user has {described}, and Firebase could not be asked: {exc} "
+            "Check GOOGLE_APPLICATION_CREDENTIALS (or FIREBASE_AUTH_EMULATOR_HOST) and the network."
+        ) from exc
+    if account.disabled:
+        raise CommandError(
+            f"The Firebase account {account.uid} ({account.email or 'no email'}) is disabled; no key was issued."
+        )
+    return account
+
+
+def describe_user(user: User) -> str:
+    if user.firebase_uid and user.email:
+        return f"{user.email} (uid {user.firebase_uid})"
+    if user.firebase_uid:
+        return f"uid {user.firebase_uid}"
+    return user.email or user.username

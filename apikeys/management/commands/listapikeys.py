@@ -1,0 +1,116 @@
+"""listapikeys: list keys (never their secrets or hashes) as a table or as JSON."""
+
+import datetime
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
+
+from apikeys.models import ApiKey, User
+
+HEADER = ["ID", "PREFIX", "NAME", "OWNER", "SCOPES", "CREATED (UTC)", "LAST USED (UTC)", "STATUS"]
+
+
+class Command(BaseCommand):
+    help = (
+        "List API keys, newest first: active ones unless --all is given. Shows each key's id, "
+        "display prefix, name, owner, scopes, creation and last-use times and status; never "
+        "the key itself or its hash."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--owner",
+            metavar="UID_OR_EMAIL",
+            help="Only keys of the user with this Firebase uid or email address (case-insensitive).",
+        )
+        parser.add_argument("--all", action="store_true", dest="include_revoked", help="Include revoked keys.")
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            dest="as_json",
+            help="Print a JSON array instead of a table (ISO 8601 times; last_used_at is null if never used).",
+        )
+
+    def handle(self, *args, owner, include_revoked, as_json, **options):
+        keys = ApiKey.objects.select_related("owner").with_scopes()
+        if not include_revoked:
+            keys = keys.active()
+        if owner is not None:
+            if not owner.strip():
+                raise CommandError("--owner must not be empty.")
+            owners = User.objects.filter(Q(firebase_uid=owner) | Q(email__iexact=owner.strip()))
+            if not owners.exists():
+                raise CommandError(f"No local user has the uid or email {owner!r}.")
+            keys = keys.filter(owner__in=owners)
+        rows = [key_row(api_key) for api_key in keys]
+
+        if as_json:
+            self.stdout.write(dump_json(rows))
+            return
+        if not rows:
+            which = "API keys" if include_revoked else "active API keys"
+            self.stdout.write(f"No {which}{f' for {owner}' if owner else ''}.")
+            return
+        self.stdout.write(render_table(rows))
+        if include_revoked:
+            revoked = sum(row["status"] == "revoked" for row in rows)
+            self.stdout.write(f"{plural(len(rows), 'key')} ({len(rows) - revoked} active, {revoked} revoked).")
+        else:
+            self.stdout.write(f"{plural(len(rows), 'active key')}.")
+
+
+def key_row(api_key: ApiKey) -> dict:
+    owner = api_key.owner
+    return {
+        "id": str(api_key.pk),
+        "key_prefix": api_key.key_prefix,
+        "name": api_key.name,
+        "owner": owner.email or owner.firebase_uid or owner.username,
+        "owner_uid": owner.firebase_uid,
+        "scopes": [scope.code for scope in api_key.scopes.all()],
+        "created_at": api_key.created_at,
+        "last_used_at": api_key.last_used_at,
+        "revoked_at": api_key.revoked_at,
+        "status": "active" if api_key.is_active else "revoked",
+    }
+
+
+def dump_json(rows: list[dict]) -> str:
+    def encode(value):
+        return iso(value) if isinstance(value, datetime.datetime) else value
+
+    return json.dumps([{field: encode(value) for field, value in row.items()} for row in rows], indent=2)
+
+
+def render_table(rows: list[dict]) -> str:
+    cells = [
+        [
+            row["id"],
+            row["key_prefix"],
+            row["name"],
+            row["owner"],
+            ",".join(row["scopes"]),
+            utc(row["created_at"]),
+            utc(row["last_used_at"]) if row["last_used_at"] else "never",
+            row["status"],
+        ]
+        for row in rows
+    ]
+    lines = [HEADER, *cells]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(HEADER))]
+    return "\n".join(
+        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def iso(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).isoformat()
+
+
+def utc(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
