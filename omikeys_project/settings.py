@@ -65,6 +65,13 @@ if FIREBASE_AUTH_EMULATOR_HOST and not FIREBASE_PROJECT_ID.startswith("demo-"):
         f"FIREBASE_PROJECT_ID must then be a 'demo-' project, not {FIREBASE_PROJECT_ID!r}. "
         "Unset FIREBASE_AUTH_EMULATOR_HOST to use a real Firebase project."
     )
+# The browser half of sign-in: the Firebase web app's API key (public, not a secret)
+# and auth domain. Without an API key the sign-in page explains that it is not set up;
+# the emulator accepts any key.
+FIREBASE_WEB_API_KEY = env.str("FIREBASE_WEB_API_KEY", default="").strip() or (
+    "demo-api-key" if FIREBASE_AUTH_EMULATOR_HOST else ""
+)
+FIREBASE_AUTH_DOMAIN = env.str("FIREBASE_AUTH_DOMAIN", default="").strip() or f"{FIREBASE_PROJECT_ID}.firebaseapp.com"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -89,6 +96,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apikeys.web.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "omikeys_project.urls"
@@ -141,11 +149,29 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # The Firebase web SDK's two browser modules, straight from node_modules/firebase.
+    "apikeys.web.firebase_sdk.FirebaseSdkFinder",
+]
+
+LOGIN_URL = "web:signin"
+LOGIN_REDIRECT_URL = "web:key-list"
+CSRF_FAILURE_VIEW = "apikeys.web.views.csrf_failure"
+# Sessions carry no secrets (keys are never put in them). Twelve hours, then sign in again.
+SESSION_COOKIE_AGE = 12 * 60 * 60
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto, Django must trust it to
+# know requests are HTTPS (for secure redirects and the CSRF origin check).
+if env_bool("DJANGO_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[]) if o.strip()]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apikeys.api.authentication.FirebaseAuthentication"],

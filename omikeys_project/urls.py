@@ -1,4 +1,4 @@
-"""Top-level routes: the key API, its OpenAPI document and docs page, the admin, a health check."""
+"""Top-level routes: the key API and its docs, the end-user pages, the admin, a health check."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -12,6 +12,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("healthz", apikeys_views.health, name="health"),
     path("admin/", admin.site.urls),
+    path("", include("apikeys.web.urls")),
 ]
 
 handler400 = "apikeys.api.errors.bad_request"

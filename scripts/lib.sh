@@ -71,10 +71,16 @@ ensure_node_modules() {
     local stamp="$ROOT/node_modules/.omikeys-lock" want
     want="$(sha256sum "$ROOT/package-lock.json" | cut -c1-16)"
     if [ ! -x "$ROOT/node_modules/.bin/firebase" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        say "Installing the Firebase Auth Emulator (npm ci; about 2 minutes the first time)"
+        say "Installing the Firebase web SDK and Auth Emulator (npm ci; about 2 minutes the first time)"
         (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2)
         echo "$want" >"$stamp"
     fi
+}
+
+ensure_chromium() {
+    # The browser tests drive Debian's Chromium through Playwright (never Playwright's download).
+    export OMIKEYS_CHROMIUM="${OMIKEYS_CHROMIUM:-/usr/bin/chromium}"
+    [ -x "$OMIKEYS_CHROMIUM" ] || apt_install chromium fonts-liberation
 }
 
 _stop_group() {

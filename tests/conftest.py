@@ -1,6 +1,7 @@
 """Shared fixtures: real Firebase users on the Auth Emulator, API clients, and the token-signing seam."""
 
 import datetime
+import importlib
 import json
 import time
 
@@ -155,6 +156,14 @@ def foreign_signer():
     """A signer whose key Google's (stand-in) certificates do not know."""
     private_pem, _, _ = _key_and_certificate()
     return google.auth.crypt.RSASigner.from_string(private_pem, key_id="omikeys-test-key")
+
+
+@pytest.fixture
+def contract_scopes(transactional_db):
+    """The scopes the data migration seeds, put back after earlier transactional tests flushed them."""
+    from django.apps import apps
+
+    importlib.import_module("apikeys.migrations.0002_seed_scopes").seed(apps, None)
 
 
 @pytest.fixture(scope="session")

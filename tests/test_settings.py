@@ -1,5 +1,6 @@
 """Configuration is read from the environment strictly, with production-safe defaults."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -15,12 +16,12 @@ PRINT_SETTINGS = (
 )
 
 
-def run_settings(env: dict) -> subprocess.CompletedProcess:
+def run_settings(env: dict, code: str = PRINT_SETTINGS) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "FIREBASE_"))}
     base["DJANGO_SETTINGS_MODULE"] = "omikeys_project.settings"
     base["DJANGO_ENV_FILE"] = ""
     return subprocess.run(
-        [sys.executable, "-c", PRINT_SETTINGS], cwd=ROOT, env={**base, **env}, capture_output=True, text=True
+        [sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True
     )
 
 
@@ -75,3 +76,68 @@ def test_debug_mode_needs_no_secret_key():
     result = run_settings({"DJANGO_DEBUG": "true", "FIREBASE_PROJECT_ID": "demo-x"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("True ")
+
+
+WEB_SETTINGS = (
+    "import django; django.setup(); from django.conf import settings as s; "
+    "print(repr((s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, getattr(s, 'SECURE_PROXY_SSL_HEADER', None), "
+    "s.CSRF_TRUSTED_ORIGINS, s.FIREBASE_WEB_API_KEY, s.FIREBASE_AUTH_DOMAIN)))"
+)
+
+
+def web_settings(env: dict):
+    result = run_settings(env, WEB_SETTINGS)
+    assert result.returncode == 0, result.stderr
+    return ast.literal_eval(result.stdout)
+
+
+def test_web_defaults_are_secure_cookies_and_no_proxy_trust():
+    assert web_settings(REQUIRED) == (True, True, None, [], "", "demo-x.firebaseapp.com")
+
+
+def test_web_settings_come_from_the_environment():
+    env = {
+        **REQUIRED,
+        "DJANGO_SECURE_COOKIES": "false",
+        "DJANGO_BEHIND_TLS_PROXY": "true",
+        "DJANGO_CSRF_TRUSTED_ORIGINS": "https://keys.example.com, https://b.example",
+        "FIREBASE_WEB_API_KEY": "AIza-public",
+        "FIREBASE_AUTH_DOMAIN": "login.example.com",
+    }
+    assert web_settings(env) == (
+        False,
+        False,
+        ("HTTP_X_FORWARDED_PROTO", "https"),
+        ["https://keys.example.com", "https://b.example"],
+        "AIza-public",
+        "login.example.com",
+    )
+
+
+def test_the_emulator_needs_no_web_api_key():
+    settings = web_settings({**REQUIRED, "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"})
+    assert settings[4] == "demo-api-key"
+
+
+def test_debug_mode_sends_cookies_over_plain_http():
+    assert web_settings({"DJANGO_DEBUG": "true", "FIREBASE_PROJECT_ID": "demo-x"})[:2] == (False, False)
+
+
+@pytest.mark.parametrize("name", ["DJANGO_SECURE_COOKIES", "DJANGO_BEHIND_TLS_PROXY"])
+def test_web_booleans_are_strict(name):
+    result = run_settings({**REQUIRED, name: "maybe"})
+    assert result.returncode != 0 and f"{name} must be one of" in result.stderr
+
+
+def test_manage_py_reports_bad_configuration_without_a_traceback():
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "FIREBASE_"))}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**base, "DJANGO_ENV_FILE": "", "FIREBASE_PROJECT_ID": "demo-x"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "error: DJANGO_SECRET_KEY is required" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,278 @@
+"""The end-user pages in real headless Chromium, against a live server and the Firebase Auth Emulator.
+
+Every page visited is saved as a screenshot under ``artifacts/screenshots/``
+(git-ignored) so a person can look at them after a run.
+"""
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from django.conf import settings
+from firebase_admin import auth
+from playwright.sync_api import expect, sync_playwright
+
+from apikeys import firebase, lifecycle
+from apikeys.models import Scope
+
+from . import firebase_emulator
+
+CHROMIUM = os.environ.get("OMIKEYS_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
+KEY_RE = re.compile(r"^omi_dev_[0-9a-f]{32}$")
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("contract_scopes")]
+
+
+@pytest.fixture(scope="module")
+def browser(django_db_setup, django_db_blocker):
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with 'apt-get install -y chromium' (.ci/run does).")
+    # Playwright's sync API keeps an event loop running in this thread while it is
+    # started, which makes Django refuse synchronous ORM calls. The ORM calls these
+    # tests make between browser steps are ordinary synchronous code, so allow them
+    # for this module only.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--disable-background-networking", "--disable-component-update"]
+            )
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+class Visit:
+    """A browser tab that records where it went, what it loaded and what it complained about."""
+
+    def __init__(self, browser, base_url: str, name: str, viewport: dict):
+        self.base_url = base_url
+        self.name = name
+        self.context = browser.new_context(base_url=base_url, viewport=viewport)
+        self.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
+        self.page = self.context.new_page()
+        self.hosts: set[str] = set()
+        self.console_errors: list[str] = []
+        self.page.on("request", lambda request: self.hosts.add(urlsplit(request.url).netloc))
+        self.failed_loads: list[str] = []
+        # A page answering 4xx on purpose (a form with errors) also logs "Failed to load
+        # resource"; those are checked by status, so only script and CSP errors count here.
+        self.page.on(
+            "console",
+            lambda message: message.type == "error"
+            and not message.text.startswith("Failed to load resource")
+            and self.console_errors.append(message.text),
+        )
+        self.page.on(
+            "response",
+            lambda response: response.status >= 400
+            and response.request.resource_type != "document"
+            and response.url.startswith(base_url)
+            and self.failed_loads.append(f"{response.status} {response.url}"),
+        )
+        self.page.on("pageerror", lambda error: self.console_errors.append(str(error)))
+        self.shots = 0
+
+    def shoot(self, label: str) -> None:
+        self.shots += 1
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=SCREENSHOTS / f"{self.name}-{self.shots:02d}-{label}.png", full_page=True)
+
+
+@pytest.fixture
+def visit(browser, live_server, request):
+    opened = []
+
+    def open_tab(viewport=None) -> Visit:
+        tab = Visit(browser, live_server.url, request.node.name, viewport or {"width": 1280, "height": 800})
+        opened.append(tab)
+        return tab
+
+    yield open_tab
+    for tab in opened:
+        tab.context.close()
+        allowed = {urlsplit(live_server.url).netloc, settings.FIREBASE_AUTH_EMULATOR_HOST}
+        assert tab.hosts <= allowed, f"requests left the site: {tab.hosts - allowed}"
+        assert tab.failed_loads == [], "a stylesheet, script or call failed to load"
+        assert tab.console_errors == [], "a script or the content security policy reported errors"
+
+
+def api_keys(base_url: str, email: str) -> list[dict]:
+    token = firebase_emulator.sign_in(email)
+    response = requests.get(f"{base_url}/v1/dev/keys", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def fill_credentials(page, email: str, password: str = firebase_emulator.PASSWORD) -> None:
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+
+
+def test_a_newcomer_creates_copies_lists_and_revokes_a_key(visit, live_server):
+    tab = visit()
+    page = tab.page
+    email = f"newcomer-{uuid.uuid4().hex[:8]}@example.com"
+
+    # A protected page sends us to sign in, and back there afterwards.
+    page.goto("/keys/new/")
+    expect(page).to_have_url(re.compile(r"/signin/\?next=/keys/new/$"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    tab.shoot("sign-in")
+    page.get_by_role("link", name="Create an account").click()
+    expect(page.get_by_role("heading", name="Create your account")).to_be_visible()
+    fill_credentials(page, email)
+    tab.shoot("create-account")
+    page.get_by_label("Password").press("Enter")  # the keyboard is enough
+    expect(page).to_have_url(re.compile(r"/keys/new/$"))
+    expect(page.get_by_role("heading", name="Create a key")).to_be_visible()
+
+    # Sign out ends the session; signing in again works with the same account.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/signin/$"))
+    expect(page.get_by_text("You have signed out.")).to_be_visible()
+    tab.shoot("signed-out")
+    page.goto("/keys/")
+    expect(page).to_have_url(re.compile(r"/signin/\?next=/keys/$"))
+    fill_credentials(page, email)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/keys/$"))
+    expect(page.get_by_role("heading", name="No keys yet")).to_be_visible()
+    tab.shoot("empty-list")
+
+    # Create a key with chosen scopes.
+    page.get_by_role("link", name="Create your first key").click()
+    expect(page.get_by_label("read").first).to_be_checked()
+    tab.shoot("create-form")
+    page.get_by_label("Name").fill("Zapier sync")
+    page.locator("input[value='memories:write']").check()
+    page.locator("input[value='goals:read']").uncheck()
+    page.get_by_role("button", name="Create key").click()
+
+    # Shown once, copied to the clipboard.
+    expect(page.get_by_text("It will not be shown again.")).to_be_visible()
+    plaintext = page.get_by_label("API key").input_value()
+    assert KEY_RE.match(plaintext)
+    tab.shoot("show-once")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == plaintext
+    assert plaintext not in page.url
+
+    api_key = lifecycle.verify_key(plaintext)
+    assert api_key is not None and api_key.owner.email == email
+    listed = api_keys(live_server.url, email)
+    assert [(k["id"], k["name"], k["scopes"]) for k in listed] == [
+        (str(api_key.pk), "Zapier sync", ["action_items:read", "conversations:read", "memories:read", "memories:write"])
+    ]
+
+    # Reloading does not show the key again, nor create another.
+    page.reload()
+    expect(page.get_by_text("shown once and cannot be shown again")).to_be_visible()
+    assert plaintext not in page.content()
+    tab.shoot("after-reload")
+    assert len(api_keys(live_server.url, email)) == 1
+
+    # The list shows it.
+    page.get_by_role("link", name="My keys", exact=True).click()
+    row = page.get_by_role("row", name=re.compile("Zapier sync"))
+    expect(row).to_contain_text(api_key.key_prefix)
+    expect(row).to_contain_text("memories:write")
+    expect(row).to_contain_text("never")
+    tab.shoot("key-list")
+
+    # Revoke, after confirming.
+    row.get_by_role("link", name="Zapier sync").click()
+    expect(page.get_by_role("heading", name="Zapier sync")).to_be_visible()
+    tab.shoot("key-detail")
+    page.get_by_role("link", name="Revoke key…").click()
+    expect(page.get_by_role("heading", name="Revoke “Zapier sync”?")).to_be_visible()
+    tab.shoot("revoke-confirm")
+    assert lifecycle.verify_key(plaintext) is not None  # asking is not revoking
+    page.get_by_role("button", name="Revoke key").click()
+    expect(page.get_by_text("Revoked “Zapier sync”")).to_be_visible()
+    expect(page.get_by_role("heading", name="No keys yet")).to_be_visible()
+    tab.shoot("revoked")
+    assert lifecycle.verify_key(plaintext) is None
+    assert api_keys(live_server.url, email) == []
+
+
+def test_wrong_password_and_disabled_accounts_get_clear_messages(visit):
+    person = firebase_emulator.sign_up()
+    tab = visit()
+    page = tab.page
+    page.goto("/signin/")
+    fill_credentials(page, person.email, "not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("That email and password do not match an account.")
+    expect(page.get_by_role("button", name="Sign in")).to_be_enabled()
+    tab.shoot("wrong-password")
+
+    auth.update_user(person.uid, disabled=True, app=firebase.get_app())
+    fill_credentials(page, person.email)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("This account has been disabled.")
+    tab.shoot("disabled")
+    assert "/signin/" in page.url
+
+
+def test_creating_an_account_that_exists_says_sign_in_instead(visit):
+    person = firebase_emulator.sign_up()
+    tab = visit()
+    tab.page.goto("/signup/")
+    fill_credentials(tab.page, person.email)
+    tab.page.get_by_role("button", name="Create account").click()
+    expect(tab.page.get_by_role("alert")).to_have_text("There is already an account with this email. Sign in instead.")
+
+
+def sign_in_as_new_user(tab) -> str:
+    email = f"user-{uuid.uuid4().hex[:8]}@example.com"
+    tab.page.goto("/signup/")
+    fill_credentials(tab.page, email)
+    tab.page.get_by_role("button", name="Create account").click()
+    expect(tab.page).to_have_url(re.compile(r"/keys/$"))
+    return email
+
+
+def test_form_errors_appear_beside_the_field_with_input_kept(visit):
+    tab = visit()
+    sign_in_as_new_user(tab)
+    page = tab.page
+    page.goto("/keys/new/")
+    page.get_by_label("Name").fill("omi_dev_" + "a" * 32)
+    checked = page.locator("input[type=checkbox]:checked")
+    expect(checked).to_have_count(Scope.objects.filter(is_default=True).count())
+    checked.evaluate_all("boxes => boxes.forEach(b => b.click())")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#name-error")).to_contain_text("looks like it contains an API key")
+    expect(page.locator("#scopes-error")).to_have_text("Choose at least one scope.")
+    expect(page.get_by_label("Name")).to_have_value("omi_dev_" + "a" * 32)
+    expect(page.get_by_label("Name")).to_be_focused()
+    expect(page.locator("input[type=checkbox]")).to_have_count(Scope.objects.count())
+    tab.shoot("form-errors")
+
+
+def test_pages_fit_a_phone_screen(visit):
+    tab = visit(viewport={"width": 390, "height": 844})
+    sign_in_as_new_user(tab)
+    page = tab.page
+    page.goto("/keys/new/")
+    page.get_by_label("Name").fill("Phone")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_label("API key")).to_be_visible()
+    tab.shoot("show-once-phone")
+    page.goto("/keys/")
+    tab.shoot("key-list-phone")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
