@@ -1,10 +1,13 @@
 """Staff door: the Django admin for users, scopes and API keys."""
 
+import secrets
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
+from django.shortcuts import redirect
 from django.db.models.constants import LOOKUP_SEP
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -13,6 +16,11 @@ from django.utils.translation import ngettext
 
 from . import lifecycle
 from .models import ApiKey, Scope, User
+
+
+admin.site.site_header = "omikeys administration"
+admin.site.site_title = "omikeys admin"
+admin.site.index_title = "Keys, scopes and users"
 
 
 def scope_codes(api_key: ApiKey) -> str:
@@ -58,6 +66,9 @@ class ApiKeyAddForm(forms.ModelForm):
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
+    # Passed to issue_key as the request token: submitting this form twice (double
+    # click, reload of the page that shows the key) never issues a second key.
+    form_token = forms.RegexField(regex=r"^[A-Za-z0-9_-]{16,64}$", widget=forms.HiddenInput, required=False)
     # Set by ApiKeyAdmin.add_view when issue_key refused an earlier pass of this submission.
     refusal: ValidationError | None = None
 
@@ -67,6 +78,10 @@ class ApiKeyAddForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.initial.setdefault("form_token", secrets.token_urlsafe(24))
+        # Keys belong to active Firebase users, as on every other door.
+        self.fields["owner"].queryset = User.objects.filter(firebase_uid__isnull=False, is_active=True)
+        self.fields["owner"].help_text = "An active user who signs in with Firebase."
         defaults = ", ".join(scope.code for scope in lifecycle.default_scopes()) or "none at present"
         # Matches the API, where a key created without scopes gets the read-only default.
         self.fields["scopes"].help_text = f"Leave every box unticked to give the key the read-only default: {defaults}."
@@ -75,6 +90,8 @@ class ApiKeyAddForm(forms.ModelForm):
         cleaned_data = super().clean()
         if self.refusal is not None:
             self.add_error("name", self.refusal)
+        if not cleaned_data.get("scopes") and not lifecycle.default_scopes():
+            self.add_error("scopes", "There is no read-only default at present: choose at least one scope.")
         return cleaned_data
 
 
@@ -100,7 +117,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     search_fields = ("name", "key_prefix", "owner__email", "owner__firebase_uid")
     autocomplete_fields = ("owner",)
     actions = ("revoke_selected",)
-    add_fields = ("owner", "name", "scopes")
+    add_fields = ("owner", "name", "scopes", "form_token")
     change_fields = (
         "name",
         "scopes",
@@ -187,6 +204,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
         extra_context = {**(extra_context or {}), "show_save_and_add_another": False, "show_save_and_continue": False}
         try:
             return super().add_view(request, form_url, extra_context)
+        except lifecycle.AlreadyIssued as already:
+            message = "This key was already issued; its secret was shown once and cannot be shown again."
+            self.message_user(request, message, messages.WARNING)
+            return redirect("admin:apikeys_apikey_change", already.api_key.pk)
         except IssueRefused as refused:
             # The admin's transaction has rolled back; the second pass shows the
             # same form with the core's reason instead of a server error.
@@ -201,6 +222,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 owner=form.cleaned_data["owner"],
                 name=form.cleaned_data["name"],
                 scopes=list(form.cleaned_data["scopes"]) or None,
+                request_token=form.cleaned_data["form_token"] or None,
             )
         except ValidationError as error:
             raise IssueRefused(error) from error
@@ -328,10 +350,15 @@ class OmikeysUserAdmin(UserAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         readonly_fields = super().get_readonly_fields(request, obj)
-        if obj is not None and obj.firebase_uid:
-            # Both come from Firebase: a new uid would hand the keys to another person, and
-            # the derived "firebase:<uid>" username fails the form's username characters.
-            readonly_fields = (*readonly_fields, "username", "firebase_uid")
+        if obj is None:
+            return readonly_fields
+        # A uid set here would let a Firebase sign-in act as this account (a staff
+        # account's admin rights included), or hand a user's keys to someone else.
+        readonly_fields = (*readonly_fields, "firebase_uid")
+        if obj.firebase_uid:
+            # Firebase users never get staff rights, and their derived
+            # "firebase:<uid>" username fails the form's username characters.
+            readonly_fields = (*readonly_fields, "username", "is_staff", "is_superuser")
         return readonly_fields
 
     def get_deleted_objects(self, objs, request):

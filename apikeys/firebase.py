@@ -29,7 +29,15 @@ _app_lock = threading.Lock()
 
 
 class TokenRejected(Exception):
-    """The token is not acceptable; the message says why without echoing it."""
+    """The token is not acceptable; the message says why without echoing it.
+
+    ``reason`` is one of "invalid", "expired", "revoked", "disabled", "deleted",
+    for doors that word their own messages.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class AuthUnavailable(Exception):
@@ -102,13 +110,13 @@ def verify_id_token(token: str) -> dict:
         with _unavailable_as_error():
             return auth.verify_id_token(token, app=get_app(), check_revoked=True)
     except auth.ExpiredIdTokenError as exc:
-        raise TokenRejected("The Firebase ID token has expired. Get a fresh one from the Firebase client SDK.") from exc
+        raise TokenRejected("The Firebase ID token has expired. Get a fresh one from the Firebase client SDK.", "expired") from exc
     except auth.RevokedIdTokenError as exc:
-        raise TokenRejected("The Firebase session for this token has been revoked. Sign in again.") from exc
+        raise TokenRejected("The Firebase session for this token has been revoked. Sign in again.", "revoked") from exc
     except auth.UserDisabledError as exc:
-        raise TokenRejected("This Firebase account has been disabled.") from exc
+        raise TokenRejected("This Firebase account has been disabled.", "disabled") from exc
     except auth.UserNotFoundError as exc:
-        raise TokenRejected("The Firebase account for this token no longer exists.") from exc
+        raise TokenRejected("The Firebase account for this token no longer exists.", "deleted") from exc
     except auth.CertificateFetchError as exc:
         logger.warning("could not fetch Google's token certificates: %s", exc)
         raise AuthUnavailable("Firebase token verification is unavailable. Try again shortly.") from exc
@@ -131,10 +139,12 @@ class FirebaseUser:
     uid: str
     email: str | None
     disabled: bool
+    # Sessions signed in before this moment (Unix seconds) were revoked; None if never.
+    tokens_valid_after: float | None = None
 
 
 def get_user(uid: str) -> FirebaseUser:
-    """The Firebase account with this uid (for staff tools; end users come with a token)."""
+    """The Firebase account with this uid (for staff tools, and re-checking web sessions)."""
     return _lookup_user(auth.get_user, uid, f"uid {uid!r}")
 
 
@@ -152,4 +162,10 @@ def _lookup_user(fetch, value: str, described: str) -> FirebaseUser:
     except ValueError as exc:
         # firebase-admin refuses malformed uids and emails before asking: no account can match.
         raise UserNotFound(f"Firebase has no user with {described}: {str(exc).rstrip('.')}.") from exc
-    return FirebaseUser(uid=record.uid, email=record.email, disabled=record.disabled)
+    valid_after_ms = record.tokens_valid_after_timestamp
+    return FirebaseUser(
+        uid=record.uid,
+        email=record.email,
+        disabled=record.disabled,
+        tokens_valid_after=valid_after_ms / 1000 if valid_after_ms else None,
+    )

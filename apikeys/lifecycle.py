@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import crypto
@@ -29,29 +29,52 @@ class IssuedKey:
         return f"IssuedKey(api_key={self.api_key.pk}, key_prefix={self.api_key.key_prefix!r})"
 
 
+class AlreadyIssued(Exception):
+    """A request token was used before: its key exists, and its plaintext was shown then."""
+
+    def __init__(self, api_key: ApiKey):
+        super().__init__(f"A key was already issued for this request: {api_key.pk}")
+        self.api_key = api_key
+
+
 def default_scopes() -> list[Scope]:
     return list(Scope.objects.filter(is_default=True).order_by("code"))
 
 
-def issue_key(*, owner: User, name: str, scopes: Iterable[Scope] | None = None) -> IssuedKey:
+def issue_key(
+    *, owner: User, name: str, scopes: Iterable[Scope] | None = None, request_token: str | None = None
+) -> IssuedKey:
     """Create a key for ``owner`` and return it with its plaintext.
 
     ``scopes`` of ``None`` means the read-only default. Duplicates are collapsed.
     The name is stripped and checked against the same rules every door uses;
     a violation raises ``django.core.exceptions.ValidationError``.
+
+    ``request_token`` makes the call idempotent for forms: a second call by the
+    same owner with the same token, even a concurrent one, issues nothing and
+    raises :class:`AlreadyIssued` with the first call's key.
     """
     name = name.strip()
     validate_key_name(name)
     chosen = default_scopes() if scopes is None else sorted(set(scopes), key=lambda scope: scope.code)
     generated = crypto.generate_key()
-    with transaction.atomic():
-        api_key = ApiKey.objects.create(
-            owner=owner,
-            name=name,
-            key_prefix=generated.display_prefix,
-            key_hash=generated.hashed,
-        )
-        api_key.scopes.add(*chosen)
+    try:
+        with transaction.atomic():
+            api_key = ApiKey.objects.create(
+                owner=owner,
+                name=name,
+                key_prefix=generated.display_prefix,
+                key_hash=generated.hashed,
+                request_token=request_token,
+            )
+            api_key.scopes.add(*chosen)
+    except IntegrityError:
+        # The unique (owner, request_token) constraint makes a concurrent twin wait
+        # for the first insert and then fail here, so exactly one key is issued.
+        earlier = ApiKey.objects.filter(owner=owner, request_token=request_token).first() if request_token else None
+        if earlier is None:
+            raise
+        raise AlreadyIssued(earlier) from None
     logger.info("api key issued id=%s owner=%s prefix=%s", api_key.pk, owner.pk, api_key.key_prefix)
     return IssuedKey(api_key=api_key, plaintext=generated.plaintext)
 

@@ -135,6 +135,9 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The one-time token of the form (web page or admin) that asked for this key: a
+    # form sent twice (double click, reload) finds its key instead of issuing another.
+    request_token = models.CharField(max_length=64, null=True, blank=True, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -142,6 +145,9 @@ class ApiKey(models.Model):
         verbose_name = "API key"
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["owner", "-created_at"], name="apikey_owner_created_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "request_token"], name="apikey_owner_request_token_uniq")
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_prefix})"

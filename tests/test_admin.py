@@ -278,6 +278,36 @@ def test_adding_a_key_without_scopes_gives_the_read_only_default(admin_client, a
     assert sorted(ApiKey.objects.get().scopes.values_list("code", flat=True)) == defaults
 
 
+def test_sending_the_add_form_twice_issues_one_key(admin_client, alice):
+    add_page = admin_client.get(KEY_ADD).content.decode()
+    token = re.search(r'name="form_token" value="([^"]+)"', add_page).group(1)
+    data = {"owner": alice.pk, "name": "Double click", "form_token": token}
+    first = admin_client.post(KEY_ADD, data)
+    (plaintext,) = PLAINTEXT_RE.findall(first.content.decode())
+    again = admin_client.post(KEY_ADD, data)
+    api_key = ApiKey.objects.get()
+    assert again.status_code == 302 and again["Location"] == key_url(api_key)
+    followed = admin_client.get(again["Location"]).content.decode()
+    assert "already issued" in followed and plaintext not in followed
+
+
+def test_keys_are_issued_only_to_active_firebase_users(admin_client, alice, admin_user):
+    inactive = User.objects.for_firebase("uid-gone", "gone@example.com")
+    User.objects.filter(pk=inactive.pk).update(is_active=False)
+    for owner in (admin_user, inactive):
+        response = admin_client.post(KEY_ADD, {"owner": owner.pk, "name": "Not for them"})
+        assert response.context["adminform"].form.errors["owner"]
+    assert not ApiKey.objects.exists()
+    assert admin_client.post(KEY_ADD, {"owner": alice.pk, "name": "Fine"}).status_code == 200
+
+
+def test_with_no_default_scopes_a_scope_must_be_chosen(admin_client, alice):
+    Scope.objects.update(is_default=False)
+    response = admin_client.post(KEY_ADD, {"owner": alice.pk, "name": "Nothing to default to"})
+    assert "choose at least one scope" in str(response.context["adminform"].form.errors["scopes"])
+    assert not ApiKey.objects.exists()
+
+
 @pytest.mark.parametrize(
     "name",
     ["   ", "x" * 101, "paste omi_dev_" + "ab" * 16 + " here", "bell\x07"],
@@ -638,3 +668,11 @@ def test_scope_changelist_and_user_page_queries_stay_bounded(admin_client, alice
         assert admin_client.get(SCOPE_CHANGELIST).status_code == 200
     with django_assert_max_num_queries(12):
         assert admin_client.get(user_url(alice)).status_code == 200
+
+
+def test_staff_cannot_bind_a_firebase_uid_or_give_firebase_users_staff_rights(admin_client, admin_user, alice):
+    page = admin_client.get(user_url(admin_user)).content.decode()
+    assert 'name="firebase_uid"' not in page
+    page = admin_client.get(user_url(alice)).content.decode()
+    for field in ("firebase_uid", "is_staff", "is_superuser", "username"):
+        assert f'name="{field}"' not in page

@@ -1,9 +1,11 @@
 """The core every door calls: issue_key and revoke_key."""
 
+import threading
 import uuid
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from apikeys import crypto, lifecycle
 from apikeys.models import ApiKey, Scope, User
@@ -90,3 +92,42 @@ def test_revoke_api_key_revokes_any_owners_key_once(owner):
     stale.revoked_at = None  # a copy loaded before the revocation
     assert lifecycle.revoke_api_key(stale) is False
     assert stale.revoked_at == first
+
+
+def test_a_request_token_issues_one_key_however_often_it_is_sent(owner):
+    first = lifecycle.issue_key(owner=owner, name="n", request_token="token-1")
+    with pytest.raises(lifecycle.AlreadyIssued) as already:
+        lifecycle.issue_key(owner=owner, name="other name", request_token="token-1")
+    assert already.value.api_key == first.api_key
+    assert ApiKey.objects.count() == 1
+    # Another owner's token space is separate, and no token means no deduplication.
+    lifecycle.issue_key(owner=User.objects.for_firebase("uid-2", None), name="n", request_token="token-1")
+    lifecycle.issue_key(owner=owner, name="n")
+    lifecycle.issue_key(owner=owner, name="n")
+    assert ApiKey.objects.count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_one_token_issue_exactly_one_key():
+    owner = User.objects.for_firebase("uid-race", None)
+    barrier = threading.Barrier(6)
+    outcomes = []
+
+    def send():
+        barrier.wait()
+        try:
+            issued = lifecycle.issue_key(owner=owner, name="double click", request_token="same-token")
+            outcomes.append(("issued", issued.api_key.pk))
+        except lifecycle.AlreadyIssued as already:
+            outcomes.append(("already", already.api_key.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(kind for kind, _ in outcomes) == ["already"] * 5 + ["issued"]
+    assert len({pk for _, pk in outcomes}) == 1
+    assert ApiKey.objects.filter(owner=owner).count() == 1

@@ -16,7 +16,7 @@ from firebase_admin import auth
 
 from apikeys import firebase, lifecycle
 from apikeys.models import ApiKey, Scope, User
-from apikeys.web import firebase_sdk
+from apikeys.web import firebase_sdk, views
 
 from . import firebase_emulator
 
@@ -30,12 +30,21 @@ def firebase_user(uid=None, email=None) -> User:
     return User.objects.for_firebase(uid, email or f"{uid}@example.com")
 
 
+def sign_in(client, account=None) -> Client:
+    """``client`` with a session for a real emulator account, as the sign-in page opens it."""
+    account = account or firebase_emulator.sign_up()
+    client.user = firebase_user(account.uid, account.email)
+    client.account = account
+    client.force_login(client.user)
+    session = client.session
+    session[views.AUTH_TIME_KEY] = firebase_emulator.decode_claims(account.id_token)["auth_time"]
+    session.save()
+    return client
+
+
 @pytest.fixture
 def person(client):
-    user = firebase_user()
-    client.force_login(user)
-    client.user = user
-    return client
+    return sign_in(client)
 
 
 def create_form_token(client) -> str:
@@ -131,7 +140,7 @@ def test_sign_in_rotates_the_session_key(client):
 def test_a_bad_token_is_refused_with_the_reason(client):
     response = client.post(reverse("web:signin"), {"id_token": "not-a-token"})
     assert response.status_code == 403
-    assert "not a valid Firebase ID token" in response.content.decode()
+    assert "Your sign-in could not be verified. Please sign in again." in response.content.decode()
     assert "_auth_user_id" not in client.session
 
 
@@ -146,7 +155,7 @@ def test_a_disabled_account_is_refused_clearly(client):
     auth.update_user(person.uid, disabled=True, app=firebase.get_app())
     response = client.post(reverse("web:signin"), {"id_token": person.id_token})
     assert response.status_code == 403
-    assert "This Firebase account has been disabled." in response.content.decode()
+    assert "This account has been disabled." in response.content.decode()
     assert "_auth_user_id" not in client.session
 
 
@@ -220,6 +229,7 @@ def test_the_list_shows_only_my_active_keys(person):
 def test_the_list_costs_the_same_queries_for_many_keys(person, django_assert_max_num_queries):
     for i in range(12):
         lifecycle.issue_key(owner=person.user, name=f"k{i}")
+    person.get(reverse("web:key-list"))  # the periodic account check writes the session once
     with django_assert_max_num_queries(4):
         person.get(reverse("web:key-list"))
 
@@ -233,6 +243,10 @@ def test_the_form_groups_scopes_and_checks_the_read_only_default(person):
         checkbox = re.search(rf'<input[^>]*value="{re.escape(scope.code)}"[^>]*>', page).group(0)
         assert ("checked" in checkbox) == scope.is_default
     assert "<legend>Memories</legend>" in page and "<legend>Action items</legend>" in page
+    # Each scope's description is visible text tied to its checkbox.
+    memories_write = re.search(r'<input[^>]*value="memories:write"[^>]*>', page).group(0)
+    described_by = re.search(r'aria-describedby="([^"]+)"', memories_write).group(1)
+    assert re.search(rf'id="{described_by}">Create, update and delete memories<', page)
 
 
 def test_creating_a_key_shows_it_once_and_stores_only_its_hash(person):
@@ -241,6 +255,7 @@ def test_creating_a_key_shows_it_once_and_stores_only_its_hash(person):
     assert "no-store" in response["Cache-Control"]
     page = response.content.decode()
     plaintext = KEY_RE.search(page).group(0)
+    assert page.count(plaintext) == 1
     api_key = lifecycle.verify_key(plaintext)
     assert api_key.owner == person.user and api_key.name == "Zapier sync"
     assert sorted(api_key.scopes.values_list("code", flat=True)) == ["memories:read", "memories:write"]
@@ -266,15 +281,27 @@ def test_sending_the_create_form_again_does_not_show_or_make_another_key(person)
     assert ApiKey.objects.filter(owner=person.user).count() == 1
 
 
-def test_a_form_token_from_another_session_is_refused_with_input_kept(person):
-    response = post_new_key(person, name="Kept name", token="made-up-token")
-    assert response.status_code == 400
+@pytest.mark.parametrize("token", ["", "short", "has spaces in it and is long enough"])
+def test_a_missing_or_malformed_form_token_is_refused_with_input_kept(person, token):
+    response = person.post(
+        reverse("web:key-create"), {"name": "Kept name", "scopes": ["memories:read"], "form_token": token}
+    )
+    assert response.status_code == 422
     page = response.content.decode()
-    assert "This form had expired" in page and 'value="Kept name"' in page
+    assert "The form was incomplete" in page or "Enter a valid value" in page
+    assert 'value="Kept name"' in page
     assert not ApiKey.objects.exists()
     # The re-rendered form carries a fresh, working token.
-    token = re.search(r'name="form_token" value="([^"]+)"', page).group(1)
-    assert post_new_key(person, token=token).status_code == 200
+    fresh = re.search(r'name="form_token" value="([^"]+)"', page).group(1)
+    assert post_new_key(person, token=fresh).status_code == 200
+
+
+def test_the_same_form_token_serves_two_people_independently():
+    token = "shared-token-0123456789"
+    for _ in range(2):
+        client = sign_in(Client())
+        assert post_new_key(client, token=token).status_code == 200
+    assert ApiKey.objects.filter(request_token=token).count() == 2
 
 
 @pytest.mark.parametrize(
@@ -342,10 +369,8 @@ def test_a_revoked_key_page_says_so_and_offers_no_revoke(person):
 
 
 def test_every_form_needs_its_csrf_token():
-    user = firebase_user()
-    issued = lifecycle.issue_key(owner=user, name="n")
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(user)
+    client = sign_in(Client(enforce_csrf_checks=True))
+    issued = lifecycle.issue_key(owner=client.user, name="n")
     posts = {
         reverse("web:key-create"): {"name": "x", "scopes": ["memories:read"], "form_token": "t"},
         reverse("web:key-revoke", args=[issued.api_key.pk]): {},
@@ -360,10 +385,17 @@ def test_every_form_needs_its_csrf_token():
     assert client.get(reverse("web:key-list")).status_code == 200  # still signed in
 
 
-def test_a_csrf_token_from_the_page_is_accepted():
-    user = firebase_user()
+def test_admin_csrf_failures_keep_djangos_own_page(admin_user):
     client = Client(enforce_csrf_checks=True)
-    client.force_login(user)
+    client.force_login(admin_user)
+    response = client.post(reverse("admin:apikeys_scope_add"), {"code": "x:y", "description": "d"})
+    assert response.status_code == 403
+    assert "That form has expired" not in response.content.decode()
+    assert "CSRF verification failed" in response.content.decode()
+
+
+def test_a_csrf_token_from_the_page_is_accepted():
+    client = sign_in(Client(enforce_csrf_checks=True))
     page = client.get(reverse("web:key-create")).content.decode()
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     token = re.search(r'name="form_token" value="([^"]+)"', page).group(1)
@@ -422,3 +454,78 @@ def test_a_missing_sdk_is_a_system_check_error(settings, tmp_path):
     errors = firebase_sdk.FirebaseSdkFinder().check()
     assert [e.id for e in errors] == ["apikeys.E001"]
     assert "npm ci" in errors[0].hint
+
+
+def test_a_firebase_sign_in_never_opens_a_staff_session(client):
+    person = firebase_emulator.sign_up()
+    user = firebase_user(person.uid, person.email)
+    User.objects.filter(pk=user.pk).update(is_staff=True)
+    response = client.post(reverse("web:signin"), {"id_token": person.id_token})
+    assert response.status_code == 403
+    assert "Staff accounts cannot sign in here" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    assert client.get(reverse("admin:index")).status_code == 302
+
+
+def test_a_staff_session_with_a_firebase_uid_is_not_an_end_user(client):
+    user = firebase_user()
+    User.objects.filter(pk=user.pk).update(is_superuser=True)
+    client.force_login(User.objects.get(pk=user.pk))
+    assert client.get(reverse("web:key-list")).status_code == 302
+
+
+# --- sessions follow the Firebase account -----------------------------------------------------
+
+
+def expire_check(client):
+    session = client.session
+    session[views.CHECKED_AT_KEY] = time.time() - views.RECHECK_SECONDS - 1
+    session.save()
+
+
+def test_a_session_ends_when_the_account_is_disabled(person):
+    assert person.get(reverse("web:key-list")).status_code == 200
+    auth.update_user(person.account.uid, disabled=True, app=firebase.get_app())
+    assert person.get(reverse("web:key-list")).status_code == 200  # until the next check is due
+    expire_check(person)
+    response = person.get(reverse("web:key-list"))
+    assert response["Location"] == f"{reverse('web:signin')}?next={reverse('web:key-list')}"
+    assert "_auth_user_id" not in person.session
+    assert "This account has been disabled." in person.get(response["Location"]).content.decode()
+
+
+def test_a_session_ends_when_firebase_sessions_are_revoked(person):
+    time.sleep(1.1)  # Firebase records revocation to the second
+    auth.revoke_refresh_tokens(person.account.uid, app=firebase.get_app())
+    expire_check(person)
+    response = person.get(reverse("web:key-list"))
+    assert response.status_code == 302
+    assert "Your sessions were ended" in person.get(response["Location"]).content.decode()
+
+
+def test_a_session_ends_when_the_account_is_deleted(person):
+    auth.delete_user(person.account.uid, app=firebase.get_app())
+    expire_check(person)
+    assert person.get(reverse("web:key-list")).status_code == 302
+    assert "_auth_user_id" not in person.session
+
+
+def test_creating_a_key_always_checks_the_account_first(person):
+    token = create_form_token(person)
+    auth.update_user(person.account.uid, disabled=True, app=firebase.get_app())
+    response = post_new_key(person, token=token)  # no check was due, but creation asks anyway
+    assert response.status_code == 302
+    assert not ApiKey.objects.exists()
+
+
+def test_no_key_is_created_when_firebase_cannot_confirm_the_account(person, monkeypatch):
+    token = create_form_token(person)
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9")
+    firebase.reset_app()
+    response = post_new_key(person, name="Kept", token=token)
+    assert response.status_code == 503
+    assert "could not be confirmed" in response.content.decode()
+    assert 'value="Kept"' in response.content.decode()
+    assert not ApiKey.objects.exists()
+    expire_check(person)
+    assert person.get(reverse("web:key-list")).status_code == 200  # a routine check lets the session stand

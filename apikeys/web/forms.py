@@ -1,10 +1,15 @@
 """Forms for the web pages: the same rules as the API, with errors shown beside each field."""
 
+import secrets
 from collections import defaultdict
 
 from django import forms
 
 from ..models import KEY_NAME_MAX_LENGTH, Scope, validate_key_name
+
+
+def new_form_token() -> str:
+    return secrets.token_urlsafe(24)
 
 
 class SignInForm(forms.Form):
@@ -33,13 +38,26 @@ class KeyCreateForm(forms.Form):
             "invalid_choice": "Unknown scope %(value)s.",
         },
     )
-    # One-time token: a re-sent form (reload, back button) never creates a second key.
-    form_token = forms.CharField(widget=forms.HiddenInput, max_length=64)
+    # One-time token, passed to issue_key as the request token: a form sent again
+    # (reload, back button, double click) never creates a second key.
+    form_token = forms.RegexField(
+        regex=r"^[A-Za-z0-9_-]{16,64}$",
+        widget=forms.HiddenInput,
+        error_messages={"required": "The form was incomplete. Check the details and create the key again."},
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not self.is_bound:
             self.initial.setdefault("scopes", [s.code for s in Scope.objects.filter(is_default=True)])
+            self.initial.setdefault("form_token", new_form_token())
+
+    def with_fresh_token(self) -> "KeyCreateForm":
+        """This bound form, re-rendered with a token that has not created a key."""
+        data = self.data.copy()
+        data["form_token"] = new_form_token()
+        self.data = data
+        return self
 
     def scope_groups(self) -> list[dict]:
         """Scopes grouped by resource, read before write, for the checkbox grid."""

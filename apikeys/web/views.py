@@ -4,7 +4,6 @@ Each view parses input, calls ``lifecycle`` or ``firebase``, and renders a templ
 """
 
 import logging
-import secrets
 import time
 from functools import wraps
 
@@ -17,6 +16,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import csrf as django_csrf
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -30,20 +30,76 @@ logger = logging.getLogger(__name__)
 # A token older than this since its sign-in cannot open a session: it must come
 # from the sign-in that just happened on our page, not from somewhere else.
 MAX_SIGN_IN_AGE_SECONDS = 5 * 60
-# How many unused create-form tokens a session keeps (one per open form tab).
-MAX_FORM_TOKENS = 20
-FORM_TOKENS_KEY = "web:key-form-tokens"
-USED_FORM_TOKENS_KEY = "web:key-form-used"
+# How often a session asks Firebase whether its account is still allowed in
+# (disabled, deleted, or "sign out everywhere"); creating a key always asks.
+RECHECK_SECONDS = 5 * 60
+AUTH_TIME_KEY = "web:auth-time"
+CHECKED_AT_KEY = "web:checked-at"
+
+
+# What the sign-in page says for each reason Firebase gives (the API's wording talks about bearer tokens).
+SIGN_IN_REFUSALS = {
+    "invalid": "Your sign-in could not be verified. Please sign in again.",
+    "expired": "Your sign-in expired before it reached us. Please sign in again.",
+    "revoked": "Your sign-in was revoked. Please sign in again.",
+    "disabled": "This account has been disabled. Contact support if you think this is a mistake.",
+    "deleted": "This account no longer exists.",
+}
+
+
+class AccountUnconfirmed(Exception):
+    """Firebase could not be asked whether the account is still allowed in."""
+
+
+def account_problem(request, *, force: bool = False) -> str | None:
+    """Why this session's Firebase account may no longer use the pages, or None.
+
+    Between checks (and when Firebase cannot be reached on a routine check) the
+    session stands; ``force`` asks now and raises :class:`AccountUnconfirmed`
+    if Firebase does not answer.
+    """
+    now = time.time()
+    if not force and now - request.session.get(CHECKED_AT_KEY, 0) < RECHECK_SECONDS:
+        return None
+    try:
+        account = firebase.get_user(request.user.firebase_uid)
+    except firebase.UserNotFound:
+        return "Your account no longer exists."
+    except firebase.AuthUnavailable as exc:
+        if force:
+            raise AccountUnconfirmed(str(exc)) from exc
+        return None
+    if account.disabled:
+        return "This account has been disabled. Contact support if you think this is a mistake."
+    if account.tokens_valid_after and account.tokens_valid_after > request.session.get(AUTH_TIME_KEY, 0):
+        return "Your sessions were ended from another device. Please sign in again."
+    request.session[CHECKED_AT_KEY] = now
+    return None
+
+
+def _end_session(request, reason: str):
+    logout(request)
+    messages.warning(request, reason)
+    return redirect_to_login(request.get_full_path())
+
+
+def is_end_user(user) -> bool:
+    """A person who signs in with Firebase. Staff accounts never use these pages, and
+    a Firebase sign-in never opens a staff session (which would also open the admin)."""
+    return user.is_authenticated and bool(user.firebase_uid) and not (user.is_staff or user.is_superuser)
 
 
 def signed_in_required(view):
-    """Like ``login_required``, for people signed in through Firebase (not staff-only accounts)."""
+    """Like ``login_required``, for end users signed in through Firebase."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
-        if request.user.is_authenticated and request.user.firebase_uid:
-            return view(request, *args, **kwargs)
-        return redirect_to_login(request.get_full_path())
+        if not is_end_user(request.user):
+            return redirect_to_login(request.get_full_path())
+        reason = account_problem(request)
+        if reason:
+            return _end_session(request, reason)
+        return view(request, *args, **kwargs)
 
     return never_cache(wrapper)
 
@@ -88,7 +144,7 @@ def sign_in(request, mode="signin"):
     """GET: the sign-in (or create-account) page. POST: exchange a fresh Firebase ID token for a session."""
     if request.method == "GET":
         next_url = request.GET.get("next", "")
-        if request.user.is_authenticated and request.user.firebase_uid:
+        if is_end_user(request.user):
             return redirect(_safe_next(request, next_url))
         return render(request, "apikeys/sign_in.html", _sign_in_context(request, mode=mode, next_url=next_url))
 
@@ -104,7 +160,7 @@ def sign_in(request, mode="signin"):
     try:
         claims = firebase.verify_id_token(form.cleaned_data["id_token"])
     except firebase.TokenRejected as exc:
-        return refuse(str(exc), 403)
+        return refuse(SIGN_IN_REFUSALS.get(exc.reason, SIGN_IN_REFUSALS["invalid"]), 403)
     except firebase.AuthUnavailable as exc:
         return refuse(str(exc), 503)
     if time.time() - claims.get("auth_time", 0) > MAX_SIGN_IN_AGE_SECONDS:
@@ -112,7 +168,12 @@ def sign_in(request, mode="signin"):
     user = User.objects.for_firebase(claims["uid"], claims.get("email"))
     if not user.is_active:
         return refuse("This account has been deactivated. Contact support if you think this is a mistake.", 403)
+    if user.is_staff or user.is_superuser:
+        logger.warning("web sign-in refused for staff user=%s", user.pk)
+        return refuse("Staff accounts cannot sign in here. Use the admin with your staff username and password.", 403)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    request.session[AUTH_TIME_KEY] = claims["auth_time"]
+    request.session[CHECKED_AT_KEY] = time.time()
     logger.info("web sign-in user=%s", user.pk)
     return redirect(_safe_next(request, next_url))
 
@@ -132,13 +193,6 @@ def key_list(request):
     return render(request, "apikeys/key_list.html", {"keys": keys})
 
 
-def _new_form_token(request) -> str:
-    token = secrets.token_urlsafe(24)
-    tokens = request.session.get(FORM_TOKENS_KEY, [])[-(MAX_FORM_TOKENS - 1) :]
-    request.session[FORM_TOKENS_KEY] = [*tokens, token]
-    return token
-
-
 def _render_form(request, form, status=200):
     return render(request, "apikeys/key_form.html", {"form": form}, status=status)
 
@@ -149,41 +203,36 @@ def key_create(request):
     """GET: the form. POST: issue the key and show it, once, in this very response.
 
     The plaintext goes straight from ``issue_key`` into the page: never into a
-    redirect URL, the session or a message. The form's one-time token turns a
-    re-sent POST (reload, back button) into a pointer to the key instead.
+    redirect URL, the session or a message. The form's one-time token is the
+    key's request token, so a form sent again (reload, back button, double
+    click) leads to the key it created instead of issuing another.
     """
     if request.method == "GET":
-        return _render_form(request, KeyCreateForm(initial={"form_token": _new_form_token(request)}))
-
-    token = request.POST.get("form_token", "")
-    used = request.session.get(USED_FORM_TOKENS_KEY, {})
-    if token in used:
-        messages.info(request, "This key was already created. Its secret was shown once and cannot be shown again.")
-        return redirect("web:key-detail", key_id=used[token])
+        return _render_form(request, KeyCreateForm())
 
     form = KeyCreateForm(request.POST)
-    pending = request.session.get(FORM_TOKENS_KEY, [])
-    if token not in pending:
-        # Unknown token: the session changed (sign-out, expiry) since the form was shown.
-        form = KeyCreateForm(request.POST.copy())
-        form.data["form_token"] = _new_form_token(request)
-        form.is_valid()
-        form.add_error(None, "This form had expired. Check the details and create the key again.")
-        return _render_form(request, form, status=400)
     if not form.is_valid():
-        return _render_form(request, form, status=422)
+        return _render_form(request, form.with_fresh_token(), status=422)
+    try:
+        reason = account_problem(request, force=True)
+    except AccountUnconfirmed as exc:
+        form.add_error(None, f"Your account could not be confirmed, so no key was created. {exc}")
+        return _render_form(request, form, status=503)
+    if reason:
+        return _end_session(request, reason)
     try:
         issued = lifecycle.issue_key(
-            owner=request.user, name=form.cleaned_data["name"], scopes=list(form.cleaned_data["scopes"])
+            owner=request.user,
+            name=form.cleaned_data["name"],
+            scopes=list(form.cleaned_data["scopes"]),
+            request_token=form.cleaned_data["form_token"],
         )
+    except lifecycle.AlreadyIssued as already:
+        messages.info(request, "This key was already created. Its secret was shown once and cannot be shown again.")
+        return redirect("web:key-detail", key_id=already.api_key.pk)
     except ValidationError as exc:
         form.add_error("name", exc)
-        return _render_form(request, form, status=422)
-
-    request.session[FORM_TOKENS_KEY] = [t for t in pending if t != token]
-    # Remember which key each used token made, so a re-sent form can point to it.
-    recent = dict(list(used.items())[-(MAX_FORM_TOKENS - 1) :])
-    request.session[USED_FORM_TOKENS_KEY] = {**recent, token: str(issued.api_key.pk)}
+        return _render_form(request, form.with_fresh_token(), status=422)
     return render(request, "apikeys/key_created.html", {"key": issued.api_key, "plaintext": issued.plaintext})
 
 
@@ -209,5 +258,7 @@ def key_revoke(request, key_id):
 
 def csrf_failure(request, reason=""):
     """``CSRF_FAILURE_VIEW``: a page that says what happened and what to do, not Django's bare 403."""
+    if request.path.startswith("/admin/"):
+        return django_csrf.csrf_failure(request, reason)  # staff get Django's own explanation
     request.wants_csp = True
     return render(request, "apikeys/csrf_failure.html", status=403)

@@ -16,3 +16,12 @@ button.addEventListener("click", async () => {
 });
 
 field.addEventListener("focus", () => field.select());
+
+// A browser may restore this page from its back/forward cache despite no-store:
+// never show the key again that way.
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) {
+    field.value = "";
+    window.location.replace(document.querySelector("a[href$='/keys/']")?.href || "/keys/");
+  }
+});
