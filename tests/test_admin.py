@@ -96,7 +96,7 @@ def test_changelist_lists_keys_with_owner_prefix_scopes_and_status(admin_client,
     assert listed(response) == {active.pk, revoked.pk}
     html = response.content.decode()
     active_row = row_of(html, "Reporting")
-    for text in ("alice@example.com", "uid-alice", active.key_prefix, "goals:write, memories:read", "Active"):
+    for text in ("alice@example.com", "uid-alice", active.key_prefix, "goals:write, memories:read", "never", "Active"):
         assert text in active_row
     assert "Revoked" not in active_row
     revoked_row = row_of(html, "Backups")

@@ -18,7 +18,7 @@ from firebase_admin import auth
 from playwright.sync_api import expect, sync_playwright
 
 from apikeys import firebase, lifecycle
-from apikeys.models import ApiKey, Scope
+from apikeys.models import ApiKey, Scope, User
 
 from . import firebase_emulator
 
@@ -277,3 +277,32 @@ def test_pages_fit_a_phone_screen(visit):
     tab.shoot("key-list-phone")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
+
+
+def test_a_staff_member_finds_and_revokes_any_key_in_the_admin(visit, django_user_model):
+    django_user_model.objects.create_superuser("staff", "staff@example.com", "staff-password-1")
+    owner = User.objects.for_firebase("uid-customer", "customer@example.com")
+    issued = lifecycle.issue_key(owner=owner, name="Leaked in a repo")
+    lifecycle.issue_key(owner=User.objects.for_firebase("uid-other", "other@example.com"), name="Unrelated")
+    tab = visit(viewport={"width": 1400, "height": 900})
+    page = tab.page
+    page.goto("/admin/")
+    page.get_by_label("Username").fill("staff")
+    page.get_by_label("Password").fill("staff-password-1")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Keys, scopes and users")).to_be_visible()
+    page.goto("/admin/apikeys/apikey/")
+    page.locator("#searchbar").fill("customer@example.com")
+    page.locator("#searchbar").press("Enter")
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(issued.api_key.key_prefix)
+    tab.shoot("admin-search")
+    rows.first.locator("input.action-select").check()
+    page.locator("select[name=action]").select_option("revoke_selected")
+    page.get_by_role("button", name="Go").click()
+    expect(page.get_by_text("Revoked 1 key.")).to_be_visible()
+    expect(rows.first).to_contain_text("Revoked")
+    tab.shoot("admin-revoked")
+    assert lifecycle.verify_key(issued.plaintext) is None
+    assert issued.api_key.key_hash not in page.content()
