@@ -24,6 +24,13 @@ def call(action: str, email: str, password: str) -> dict:
         return json.load(response)
 
 
+def error_message(exc: urllib.error.HTTPError) -> str:
+    try:
+        return json.load(exc)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {exc.code}"
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print(__doc__.strip(), file=sys.stderr)
@@ -33,9 +40,14 @@ def main(argv: list[str]) -> int:
         try:
             result = call("signInWithPassword", email, password)
         except urllib.error.HTTPError as exc:
-            if exc.code != 400:
-                raise
+            reason = error_message(exc)
+            if exc.code != 400 or reason != "EMAIL_NOT_FOUND":
+                print(f"The Auth Emulator refused to sign in {email}: {reason}.", file=sys.stderr)
+                return 1
             result = call("signUp", email, password)
+    except urllib.error.HTTPError as exc:
+        print(f"The Auth Emulator refused to create {email}: {error_message(exc)}.", file=sys.stderr)
+        return 1
     except (urllib.error.URLError, OSError) as exc:
         print(f"The Auth Emulator at {HOST} did not answer ({exc}). Is scripts/dev running?", file=sys.stderr)
         return 1
