@@ -32,7 +32,7 @@ def scope_codes(api_key: ApiKey) -> str:
 
 
 def key_status(api_key: ApiKey) -> str:
-    return "Active" if api_key.is_active else "Revoked"
+    return api_key.status.capitalize()
 
 
 class KeyStatusFilter(admin.SimpleListFilter):
@@ -179,7 +179,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="owner", ordering="owner__email")
     def owner_column(self, obj):
         # Email and uid in one column keeps the list readable on a laptop screen.
-        return format_html('{}<br><small class="quiet">{}</small>', obj.owner.email or "(no email)", obj.owner.firebase_uid or "")
+        owner = obj.owner
+        return format_html('{}<br><small class="quiet">{}</small>', owner.email or "(no email)", owner.firebase_uid or "")
 
     @admin.display(description="owner Firebase uid", ordering="owner__firebase_uid")
     def owner_uid(self, obj):

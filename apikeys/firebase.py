@@ -74,14 +74,12 @@ def reset_app() -> None:
 def _unavailable_as_error():
     """Turn "Firebase could not be asked" into :class:`AuthUnavailable`.
 
-    The callers catch the specific errors (expired token, unknown user, ...)
-    around this block; whatever Firebase error is left means no answer.
+    Callers turn the specific errors (expired token, unknown user, ...) into
+    their own exceptions inside this block; any Firebase error left means no answer.
     """
     try:
         yield
     except firebase_exceptions.FirebaseError as exc:
-        if isinstance(exc, _ANSWERS):
-            raise
         logger.warning("Firebase Auth could not be reached: %s", exc.__class__.__name__)
         raise AuthUnavailable("Firebase Auth is unavailable. Try again shortly.") from exc
     except google.auth.exceptions.GoogleAuthError as exc:
@@ -90,42 +88,32 @@ def _unavailable_as_error():
         raise AuthUnavailable("Firebase Auth is unavailable. Try again shortly.") from exc
 
 
-# Firebase errors that are answers about the token or user, not a failure to ask.
-_ANSWERS = (
-    auth.ExpiredIdTokenError,
-    auth.RevokedIdTokenError,
-    auth.UserDisabledError,
-    auth.UserNotFoundError,
-    auth.CertificateFetchError,
-    auth.InvalidIdTokenError,
-)
-
 
 def verify_id_token(token: str) -> dict:
     """Verify a Firebase ID token, including revocation and disabled accounts.
 
     Returns the decoded claims (``uid``, ``email``, ...).
     """
-    try:
-        with _unavailable_as_error():
+    with _unavailable_as_error():
+        try:
             return auth.verify_id_token(token, app=get_app(), check_revoked=True)
-    except auth.ExpiredIdTokenError as exc:
-        raise TokenRejected("The Firebase ID token has expired. Get a fresh one from the Firebase client SDK.", "expired") from exc
-    except auth.RevokedIdTokenError as exc:
-        raise TokenRejected("The Firebase session for this token has been revoked. Sign in again.", "revoked") from exc
-    except auth.UserDisabledError as exc:
-        raise TokenRejected("This Firebase account has been disabled.", "disabled") from exc
-    except auth.UserNotFoundError as exc:
-        raise TokenRejected("The Firebase account for this token no longer exists.", "deleted") from exc
-    except auth.CertificateFetchError as exc:
-        logger.warning("could not fetch Google's token certificates: %s", exc)
-        raise AuthUnavailable("Firebase token verification is unavailable. Try again shortly.") from exc
-    except auth.InvalidIdTokenError as exc:
-        raise TokenRejected(
-            "The bearer token is not a valid Firebase ID token for this project."
-        ) from exc
-    except ValueError as exc:
-        raise TokenRejected("The bearer token is not a valid Firebase ID token.") from exc
+        except auth.ExpiredIdTokenError as exc:
+            raise TokenRejected(
+                "The Firebase ID token has expired. Get a fresh one from the Firebase client SDK.", "expired"
+            ) from exc
+        except auth.RevokedIdTokenError as exc:
+            raise TokenRejected("The Firebase session for this token has been revoked. Sign in again.", "revoked") from exc
+        except auth.UserDisabledError as exc:
+            raise TokenRejected("This Firebase account has been disabled.", "disabled") from exc
+        except auth.UserNotFoundError as exc:
+            raise TokenRejected("The Firebase account for this token no longer exists.", "deleted") from exc
+        except auth.CertificateFetchError as exc:
+            logger.warning("could not fetch Google's token certificates: %s", exc)
+            raise AuthUnavailable("Firebase token verification is unavailable. Try again shortly.") from exc
+        except auth.InvalidIdTokenError as exc:
+            raise TokenRejected("The bearer token is not a valid Firebase ID token for this project.") from exc
+        except ValueError as exc:
+            raise TokenRejected("The bearer token is not a valid Firebase ID token.") from exc
 
 
 class UserNotFound(Exception):
@@ -154,14 +142,14 @@ def get_user_by_email(email: str) -> FirebaseUser:
 
 
 def _lookup_user(fetch, value: str, described: str) -> FirebaseUser:
-    try:
-        with _unavailable_as_error():
+    with _unavailable_as_error():
+        try:
             record = fetch(value, app=get_app())
-    except auth.UserNotFoundError as exc:
-        raise UserNotFound(f"Firebase has no user with {described}.") from exc
-    except ValueError as exc:
-        # firebase-admin refuses malformed uids and emails before asking: no account can match.
-        raise UserNotFound(f"Firebase has no user with {described}: {str(exc).rstrip('.')}.") from exc
+        except auth.UserNotFoundError as exc:
+            raise UserNotFound(f"Firebase has no user with {described}.") from exc
+        except ValueError as exc:
+            # firebase-admin refuses malformed uids and emails before asking: no account can match.
+            raise UserNotFound(f"Firebase has no user with {described}: {str(exc).rstrip('.')}.") from exc
     valid_after_ms = record.tokens_valid_after_timestamp
     return FirebaseUser(
         uid=record.uid,

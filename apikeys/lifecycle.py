@@ -91,7 +91,10 @@ def revoke_key(*, owner: User, key_id: uuid.UUID) -> ApiKey:
 
 
 def revoke_api_key(api_key: ApiKey) -> bool:
-    """Revoke ``api_key`` whoever owns it (the staff doors); it stops verifying at once.
+    """Revoke ``api_key`` whoever owns it; it stops verifying at once.
+
+    For callers that have already decided access: the staff doors, or a page
+    that fetched the key through its owner.
 
     Returns True when this call revoked it, False when it was already revoked.
     ``api_key.revoked_at`` is up to date afterwards either way.

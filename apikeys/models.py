@@ -55,6 +55,11 @@ class User(AbstractUser):
 
     objects = FirebaseUserManager()
 
+    @property
+    def label(self) -> str:
+        """How staff tools name this user: the email, else the Firebase uid, else the username."""
+        return self.email or self.firebase_uid or self.username
+
     @staticmethod
     def username_for_uid(uid: str) -> str:
         return f"firebase:{uid}"
@@ -155,3 +160,8 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def status(self) -> str:
+        """"active" or "revoked": the one wording every door shows."""
+        return "active" if self.is_active else "revoked"

@@ -529,3 +529,9 @@ def test_no_key_is_created_when_firebase_cannot_confirm_the_account(person, monk
     assert not ApiKey.objects.exists()
     expire_check(person)
     assert person.get(reverse("web:key-list")).status_code == 200  # a routine check lets the session stand
+
+
+def test_a_form_with_errors_keeps_its_valid_token(person):
+    token = create_form_token(person)
+    page = post_new_key(person, name="   ", token=token).content.decode()
+    assert f'name="form_token" value="{token}"' in page

@@ -53,10 +53,14 @@ class KeyCreateForm(forms.Form):
             self.initial.setdefault("form_token", new_form_token())
 
     def with_fresh_token(self) -> "KeyCreateForm":
-        """This bound form, re-rendered with a token that has not created a key."""
-        data = self.data.copy()
-        data["form_token"] = new_form_token()
-        self.data = data
+        """This bound form, with a new token if its own was missing or malformed.
+
+        A form that failed validation created no key, so a valid token is kept.
+        """
+        if "form_token" in self.errors:
+            data = self.data.copy()
+            data["form_token"] = new_form_token()
+            self.data = data
         return self
 
     def scope_groups(self) -> list[dict]:

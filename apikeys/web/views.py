@@ -37,8 +37,8 @@ AUTH_TIME_KEY = "web:auth-time"
 CHECKED_AT_KEY = "web:checked-at"
 
 
-# What the sign-in page says for each reason Firebase gives (the API's wording talks about bearer tokens).
-SIGN_IN_REFUSALS = {
+# What the pages say for each reason Firebase gives (the API's wording talks about bearer tokens).
+REFUSALS = {
     "invalid": "Your sign-in could not be verified. Please sign in again.",
     "expired": "Your sign-in expired before it reached us. Please sign in again.",
     "revoked": "Your sign-in was revoked. Please sign in again.",
@@ -64,13 +64,13 @@ def account_problem(request, *, force: bool = False) -> str | None:
     try:
         account = firebase.get_user(request.user.firebase_uid)
     except firebase.UserNotFound:
-        return "Your account no longer exists."
+        return REFUSALS["deleted"]
     except firebase.AuthUnavailable as exc:
         if force:
             raise AccountUnconfirmed(str(exc)) from exc
         return None
     if account.disabled:
-        return "This account has been disabled. Contact support if you think this is a mistake."
+        return REFUSALS["disabled"]
     if account.tokens_valid_after and account.tokens_valid_after > request.session.get(AUTH_TIME_KEY, 0):
         return "Your sessions were ended from another device. Please sign in again."
     request.session[CHECKED_AT_KEY] = now
@@ -160,7 +160,7 @@ def sign_in(request, mode="signin"):
     try:
         claims = firebase.verify_id_token(form.cleaned_data["id_token"])
     except firebase.TokenRejected as exc:
-        return refuse(SIGN_IN_REFUSALS.get(exc.reason, SIGN_IN_REFUSALS["invalid"]), 403)
+        return refuse(REFUSALS.get(exc.reason, REFUSALS["invalid"]), 403)
     except firebase.AuthUnavailable as exc:
         return refuse(str(exc), 503)
     if time.time() - claims.get("auth_time", 0) > MAX_SIGN_IN_AGE_SECONDS:
@@ -232,7 +232,7 @@ def key_create(request):
         return redirect("web:key-detail", key_id=already.api_key.pk)
     except ValidationError as exc:
         form.add_error("name", exc)
-        return _render_form(request, form.with_fresh_token(), status=422)
+        return _render_form(request, form, status=422)
     return render(request, "apikeys/key_created.html", {"key": issued.api_key, "plaintext": issued.plaintext})
 
 
@@ -251,7 +251,7 @@ def key_revoke(request, key_id):
         if not api_key.is_active:
             return redirect("web:key-detail", key_id=api_key.pk)
         return render(request, "apikeys/key_revoke.html", {"key": api_key})
-    lifecycle.revoke_key(owner=request.user, key_id=api_key.pk)
+    lifecycle.revoke_api_key(api_key)  # _own_key has checked the owner
     messages.success(request, f"Revoked “{api_key.name}” ({api_key.key_prefix}). It no longer works.")
     return redirect("web:key-list")
 

@@ -66,13 +66,13 @@ def key_row(api_key: ApiKey) -> dict:
         "id": str(api_key.pk),
         "key_prefix": api_key.key_prefix,
         "name": api_key.name,
-        "owner": owner.email or owner.firebase_uid or owner.username,
+        "owner": owner.label,
         "owner_uid": owner.firebase_uid,
         "scopes": [scope.code for scope in api_key.scopes.all()],
         "created_at": api_key.created_at,
         "last_used_at": api_key.last_used_at,
         "revoked_at": api_key.revoked_at,
-        "status": "active" if api_key.is_active else "revoked",
+        "status": api_key.status,
     }
 
 

@@ -68,5 +68,4 @@ def parse_key_id(raw: str) -> uuid.UUID | None:
 
 
 def describe(api_key: ApiKey) -> str:
-    owner = api_key.owner
-    return f"{api_key.key_prefix}, {api_key.name!r}, owner {owner.email or owner.firebase_uid or owner.username}"
+    return f"{api_key.key_prefix}, {api_key.name!r}, owner {api_key.owner.label}"
