@@ -1,19 +1,28 @@
-"""Issuing, revoking and verifying keys: the only code that writes API keys.
+"""Issuing, rotating, revoking and verifying keys: the only code that writes API keys.
 
 The JSON API, the web pages, the admin and the management commands all call
-these functions, so a key is created, and its plaintext handled, one way.
+these functions, so a key is created, and its plaintext handled, one way, and
+every change is audited in the same transaction that makes it.
 """
 
+import datetime
 import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from . import crypto
-from .models import ApiKey, Scope, User, validate_key_name
+from . import audit, crypto
+from .audit import Actor
+from .db import GroupConcat
+from .models import ApiKey, KeyEvent, Scope, User, validate_key_name
+
+MAX_GRACE_SECONDS = 7 * 24 * 60 * 60
 
 logger = logging.getLogger(__name__)
 
@@ -37,18 +46,66 @@ class AlreadyIssued(Exception):
         self.api_key = api_key
 
 
+class TooManyKeys(Exception):
+    """The owner already has the most active keys allowed."""
+
+    def __init__(self, limit: int):
+        super().__init__(
+            f"You already have {limit} active API keys, the most allowed. "
+            "Revoke a key you no longer use, then create a new one."
+        )
+        self.limit = limit
+
+
+class NotRotatable(Exception):
+    """A revoked or expired key cannot be given a new secret."""
+
+
+class AlreadyRotated(Exception):
+    """The key's secret changed since the caller looked: the rotation asked for has happened."""
+
+    def __init__(self, api_key: ApiKey):
+        super().__init__(f"The key {api_key.pk} was rotated already.")
+        self.api_key = api_key
+
+
 def default_scopes() -> list[Scope]:
     return list(Scope.objects.filter(is_default=True).order_by("code"))
 
 
+def validate_expiry(expires_at: datetime.datetime | None, now: datetime.datetime | None = None) -> None:
+    """An expiry must be in the future and at most ``OMIKEYS_MAX_KEY_LIFETIME_DAYS`` ahead.
+
+    ``None`` (never expires) is always valid.
+    """
+    if expires_at is None:
+        return
+    if timezone.is_naive(expires_at):
+        raise ValidationError("Give the expiry with a time zone, for example 2027-01-31T00:00:00Z.", code="timezone_aware")
+    now = now or timezone.now()
+    if expires_at <= now:
+        raise ValidationError("The expiry must be in the future.", code="datetime_future")
+    days = settings.OMIKEYS_MAX_KEY_LIFETIME_DAYS
+    if expires_at > now + datetime.timedelta(days=days):
+        raise ValidationError(f"The expiry must be at most {days} days from now.", code="datetime_too_late")
+
+
 def issue_key(
-    *, owner: User, name: str, scopes: Iterable[Scope] | None = None, request_token: str | None = None
+    *,
+    owner: User,
+    name: str,
+    scopes: Iterable[Scope] | None = None,
+    expires_at: datetime.datetime | None = None,
+    request_token: str | None = None,
+    actor: Actor | None = None,
 ) -> IssuedKey:
     """Create a key for ``owner`` and return it with its plaintext.
 
     ``scopes`` of ``None`` means the read-only default. Duplicates are collapsed.
-    The name is stripped and checked against the same rules every door uses;
-    a violation raises ``django.core.exceptions.ValidationError``.
+    The name is stripped and checked against the same rules every door uses, and
+    ``expires_at`` (``None``: never) by :func:`validate_expiry`; a violation raises
+    ``django.core.exceptions.ValidationError``. An owner with
+    ``OMIKEYS_MAX_ACTIVE_KEYS`` active keys gets :class:`TooManyKeys`.
 
     ``request_token`` makes the call idempotent for forms: a second call by the
     same owner with the same token, even a concurrent one, issues nothing and
@@ -56,18 +113,38 @@ def issue_key(
     """
     name = name.strip()
     validate_key_name(name)
+    now = timezone.now()
+    validate_expiry(expires_at, now)
     chosen = default_scopes() if scopes is None else sorted(set(scopes), key=lambda scope: scope.code)
     generated = crypto.generate_key()
     try:
         with transaction.atomic():
+            # Locking the owner's row makes concurrent creations count one at a time,
+            # so the limit holds under races (SQLite's IMMEDIATE transactions already do).
+            list(User.objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
+            if request_token and ApiKey.objects.filter(owner=owner, request_token=request_token).exists():
+                raise IntegrityError("request token used")
+            limit = settings.OMIKEYS_MAX_ACTIVE_KEYS
+            if ApiKey.objects.for_owner(owner).active().count() >= limit:
+                raise TooManyKeys(limit)
             api_key = ApiKey.objects.create(
                 owner=owner,
                 name=name,
                 key_prefix=generated.display_prefix,
                 key_hash=generated.hashed,
                 request_token=request_token,
+                expires_at=expires_at,
+                created_at=now,
             )
             api_key.scopes.add(*chosen)
+            audit.record(
+                api_key,
+                KeyEvent.Action.CREATED,
+                actor,
+                at=now,
+                scopes=[scope.code for scope in chosen],
+                expires_at=_iso(expires_at),
+            )
     except IntegrityError:
         # The unique (owner, request_token) constraint makes a concurrent twin wait
         # for the first insert and then fail here, so exactly one key is issued.
@@ -79,18 +156,104 @@ def issue_key(
     return IssuedKey(api_key=api_key, plaintext=generated.plaintext)
 
 
-def revoke_key(*, owner: User, key_id: uuid.UUID) -> ApiKey:
+def rotate_key(
+    api_key: ApiKey,
+    *,
+    grace_seconds: int = 0,
+    expected_prefix: str | None = None,
+    actor: Actor | None = None,
+) -> IssuedKey:
+    """Give ``api_key`` a new secret and return it; id, name, scopes and expiry stay.
+
+    The old secret stops at once, or keeps working for ``grace_seconds`` (at most
+    seven days) so clients can move over. A secret still in the grace period of an
+    earlier rotation stops now: only the newest replaced secret is kept.
+
+    ``expected_prefix`` is the display prefix the caller saw; if the secret has
+    changed since, nothing happens and :class:`AlreadyRotated` is raised, so a
+    form sent twice rotates once. A revoked or expired key raises
+    :class:`NotRotatable`. The caller decides access.
+    """
+    if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
+        raise ValidationError(
+            f"The grace period must be between 0 and {MAX_GRACE_SECONDS} seconds (7 days).", code="grace_range"
+        )
+    generated = crypto.generate_key()
+    with transaction.atomic():
+        current = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        now = timezone.now()
+        if current.is_revoked:
+            raise NotRotatable("This key has been revoked; a revoked key cannot be rotated.")
+        if current.is_expired(now):
+            raise NotRotatable("This key has expired; an expired key cannot be rotated.")
+        if expected_prefix is not None and current.key_prefix != expected_prefix:
+            raise AlreadyRotated(current)
+        grace_ends = now + datetime.timedelta(seconds=grace_seconds) if grace_seconds else None
+        current.previous_key_hash = current.key_hash if grace_ends else None
+        current.previous_key_expires_at = grace_ends
+        current.key_hash = generated.hashed
+        current.key_prefix = generated.display_prefix
+        current.rotated_at = now
+        current.save(
+            update_fields=["previous_key_hash", "previous_key_expires_at", "key_hash", "key_prefix", "rotated_at"]
+        )
+        audit.record(
+            current,
+            KeyEvent.Action.ROTATED,
+            actor,
+            at=now,
+            grace_seconds=grace_seconds,
+            previous_key_expires_at=_iso(grace_ends),
+        )
+    for field in ("previous_key_hash", "previous_key_expires_at", "key_hash", "key_prefix", "rotated_at"):
+        setattr(api_key, field, getattr(current, field))
+    logger.info("api key rotated id=%s owner=%s grace=%ss", api_key.pk, api_key.owner_id, grace_seconds)
+    return IssuedKey(api_key=api_key, plaintext=generated.plaintext)
+
+
+def set_expiry(api_key: ApiKey, expires_at: datetime.datetime | None, *, actor: Actor | None = None) -> bool:
+    """Change when ``api_key`` expires (``None``: never). Returns False when nothing changed.
+
+    The new value follows :func:`validate_expiry`. A revoked key keeps its expiry.
+    """
+    if expires_at == api_key.expires_at:
+        return False
+    validate_expiry(expires_at)
+    with transaction.atomic():
+        current = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if current.is_revoked:
+            raise NotRotatable("This key has been revoked; its expiry cannot change.")
+        previous = current.expires_at
+        ApiKey.objects.filter(pk=api_key.pk).update(expires_at=expires_at)
+        audit.record(
+            current,
+            KeyEvent.Action.EXPIRY_CHANGED,
+            actor,
+            at=timezone.now(),
+            expires_at=_iso(expires_at),
+            previous_expires_at=_iso(previous),
+        )
+    api_key.expires_at = expires_at
+    logger.info("api key expiry changed id=%s owner=%s", api_key.pk, api_key.owner_id)
+    return True
+
+
+def _iso(moment: datetime.datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def revoke_key(*, owner: User, key_id: uuid.UUID, actor: Actor | None = None) -> ApiKey:
     """Revoke one of ``owner``'s keys; it stops verifying at once.
 
     Revoking an already revoked key changes nothing and is not an error.
     Raises ``ApiKey.DoesNotExist`` for an unknown key or another owner's key.
     """
     api_key = ApiKey.objects.for_owner(owner).get(pk=key_id)
-    revoke_api_key(api_key)
+    revoke_api_key(api_key, actor=actor)
     return api_key
 
 
-def revoke_api_key(api_key: ApiKey) -> bool:
+def revoke_api_key(api_key: ApiKey, *, actor: Actor | None = None) -> bool:
     """Revoke ``api_key`` whoever owns it; it stops verifying at once.
 
     For callers that have already decided access: the staff doors, or a page
@@ -102,8 +265,13 @@ def revoke_api_key(api_key: ApiKey) -> bool:
     if api_key.revoked_at is not None:
         return False
     now = timezone.now()
-    # The guarded update keeps the first revocation time if two requests race.
-    if ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now):
+    # The guarded update keeps the first revocation time if two requests race,
+    # and only the request that revoked the key records the event.
+    with transaction.atomic():
+        revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
+        if revoked:
+            audit.record(api_key, KeyEvent.Action.REVOKED, actor, at=now)
+    if revoked:
         api_key.revoked_at = now
         logger.info("api key revoked id=%s owner=%s", api_key.pk, api_key.owner_id)
         return True
@@ -111,12 +279,79 @@ def revoke_api_key(api_key: ApiKey) -> bool:
     return False
 
 
-def verify_key(plaintext: str) -> ApiKey | None:
-    """The active key whose secret is ``plaintext``, or ``None``.
+class Rejection:
+    """Why a key did not verify; each reason has the message the API answers with."""
 
-    One indexed lookup by hash; a revoked key never verifies. The lookup is by
-    the SHA-256 of the candidate, so its timing says nothing about the secret.
+    INVALID = "Invalid API Key"
+    EXPIRED = "Invalid API Key: this key has expired."
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of :func:`check_key`: the key, or the reason it was refused."""
+
+    api_key: ApiKey | None  # with ``scope_codes``, a frozenset read in the same query
+    rejection: str | None = None
+
+
+def _lookup(hashed: str):
+    # One statement: the key (by its current or its replaced secret, both unique
+    # indexes), its owner, and its scope codes through a correlated subquery.
+    codes = (
+        ApiKey.scopes.through.objects.filter(apikey_id=OuterRef("pk"))
+        .order_by()
+        .values("apikey_id")
+        .annotate(codes=GroupConcat("scope__code"))
+        .values("codes")
+    )
+    return (
+        ApiKey.objects.filter(Q(key_hash=hashed) | Q(previous_key_hash=hashed))
+        .select_related("owner")
+        .annotate(scope_codes=Subquery(codes))
+        .order_by()
+    )
+
+
+def check_key(plaintext: str) -> Verification:
+    """Verify a presented secret with one indexed read; no write.
+
+    A key verifies when it exists, is not revoked, has not expired, and its owner
+    is an active user; the secret replaced by a rotation verifies until its grace
+    period ends. The lookup is by the SHA-256 of the candidate, so its timing says
+    nothing about the secret.
     """
     if not crypto.is_well_formed(plaintext):
-        return None
-    return ApiKey.objects.active().filter(key_hash=crypto.hash_key(plaintext)).select_related("owner").first()
+        return Verification(None, Rejection.INVALID)
+    hashed = crypto.hash_key(plaintext)
+    api_key = next(iter(_lookup(hashed)), None)
+    now = timezone.now()
+    if api_key is None or api_key.is_revoked or not api_key.owner.is_active:
+        return Verification(None, Rejection.INVALID)
+    if api_key.key_hash != hashed and not api_key.previous_secret_works(now):
+        return Verification(None, Rejection.INVALID)
+    if api_key.is_expired(now):
+        return Verification(None, Rejection.EXPIRED)
+    api_key.scope_codes = frozenset((api_key.scope_codes or "").split(",")) - {""}
+    return Verification(api_key, None)
+
+
+def verify_key(plaintext: str) -> ApiKey | None:
+    """The key whose secret is ``plaintext`` if it verifies now, else ``None``."""
+    return check_key(plaintext).api_key
+
+
+def mark_used(api_key: ApiKey) -> bool:
+    """Stamp ``last_used_at``, at most once per ``OMIKEYS_LAST_USED_INTERVAL`` seconds per key.
+
+    Inside the interval this is free: no query. The guarded update lets exactly one
+    of several processes racing past the interval write. Returns True when it wrote.
+    """
+    now = timezone.now()
+    interval = datetime.timedelta(seconds=settings.OMIKEYS_LAST_USED_INTERVAL)
+    if api_key.last_used_at is not None and now - api_key.last_used_at < interval:
+        return False
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - interval)
+    if ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now):
+        api_key.last_used_at = now
+        return True
+    return False

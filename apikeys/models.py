@@ -13,6 +13,7 @@ from django.utils import timezone
 from . import crypto
 
 KEY_NAME_MAX_LENGTH = 100
+USER_AGENT_MAX_LENGTH = 300
 
 
 class FirebaseUserManager(UserManager):
@@ -116,6 +117,11 @@ def validate_key_name(value: str) -> None:
 
 class ApiKeyQuerySet(models.QuerySet):
     def active(self):
+        """Keys that verify now: not revoked and not expired."""
+        return self.unrevoked().exclude(expires_at__lte=timezone.now())
+
+    def unrevoked(self):
+        """Keys not revoked, expired ones included: what an owner still sees in a list."""
         return self.filter(revoked_at__isnull=True)
 
     def for_owner(self, user):
@@ -140,6 +146,14 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="After this moment the key no longer verifies. Empty: never."
+    )
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # During a rotation's grace period the secret it replaced still verifies, until
+    # previous_key_expires_at. Unique, so a hash can only ever name one key.
+    previous_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    previous_key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The one-time token of the form (web page or admin) that asked for this key: a
     # form sent twice (double click, reload) finds its key instead of issuing another.
     request_token = models.CharField(max_length=64, null=True, blank=True, editable=False)
@@ -158,10 +172,74 @@ class ApiKey(models.Model):
         return f"{self.name} ({self.key_prefix})"
 
     @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        """True while the key verifies: neither revoked nor expired."""
+        return not self.is_revoked and not self.is_expired()
 
     @property
     def status(self) -> str:
-        """"active" or "revoked": the one wording every door shows."""
-        return "active" if self.is_active else "revoked"
+        """"active", "expired" or "revoked": the one wording every door shows."""
+        if self.is_revoked:
+            return "revoked"
+        return "expired" if self.is_expired() else "active"
+
+    def previous_secret_works(self, now=None) -> bool:
+        """True while the secret replaced by the last rotation is in its grace period."""
+        return (
+            self.previous_key_hash is not None
+            and self.previous_key_expires_at is not None
+            and self.previous_key_expires_at > (now or timezone.now())
+        )
+
+
+class KeyEvent(models.Model):
+    """One audited change to a key: who made it, when, from where. Never edited."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "created"
+        ROTATED = "rotated", "rotated"
+        REVOKED = "revoked", "revoked"
+        EXPIRY_CHANGED = "expiry_changed", "expiry changed"
+
+    class ActorKind(models.TextChoices):
+        USER = "user", "the key's owner"
+        STAFF = "staff", "a staff member"
+        COMMAND = "command", "a management command"
+        SYSTEM = "system", "Python code"
+
+    class Via(models.TextChoices):
+        API = "api", "JSON API"
+        WEB = "web", "web pages"
+        ADMIN = "admin", "admin"
+        COMMAND = "command", "command line"
+        CODE = "code", "Python code"
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="events")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    at = models.DateTimeField(default=timezone.now)
+    actor_kind = models.CharField("actor", max_length=10, choices=ActorKind.choices)
+    actor = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="key_events", help_text="Who acted, if a user."
+    )
+    # A snapshot taken at the time (an email, or a command and the OS user), kept even if the user changes later.
+    actor_label = models.CharField(max_length=200, blank=True)
+    via = models.CharField(max_length=10, choices=Via.choices)
+    ip_address = models.GenericIPAddressField("IP address", null=True, blank=True)
+    user_agent = models.CharField(max_length=USER_AGENT_MAX_LENGTH, blank=True)
+    # What changed: for a rotation the grace period, for an expiry change the old and new values.
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name = "key event"
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["api_key", "-at"], name="keyevent_key_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.api_key.key_prefix} by {self.actor_label or self.actor_kind}"

@@ -36,6 +36,35 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be one of true/false/1/0/yes/no/on/off, not {raw!r}.")
 
 
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """Read a whole number strictly, within bounds: "60s" or "-1" is an error, not a default."""
+    raw = env.str(name, default=None)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ImproperlyConfigured(f"{name} must be {bounds}, not {value}.")
+    return value
+
+
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def env_rate(name: str, default: str) -> tuple[int, int]:
+    """Read a rate such as "20/minute" as (requests, seconds); periods: second, minute, hour, day."""
+    raw = env.str(name, default=default).strip().lower()
+    count, _, period = raw.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _PERIODS:
+        raise ImproperlyConfigured(
+            f"{name} must look like 20/minute (a number from 1 up, then second, minute, hour or day), not {raw!r}."
+        )
+    return int(count), _PERIODS[period]
+
+
 def env_required(name: str) -> str:
     value = env.str(name, default="").strip()
     if not value:
@@ -128,6 +157,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+
+# The cache holds only throttle counters (never a key's verification result). The
+# default lives in each process's memory; CACHE_URL=redis://... shares the counters
+# between every process and server.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://omikeys")}
+
+# Keys: limits and timings. Each is explained in the README's configuration table.
+OMIKEYS_MAX_ACTIVE_KEYS = env_int("OMIKEYS_MAX_ACTIVE_KEYS", 50, minimum=1)
+OMIKEYS_MAX_KEY_LIFETIME_DAYS = env_int("OMIKEYS_MAX_KEY_LIFETIME_DAYS", 365, minimum=1, maximum=3650)
+OMIKEYS_LAST_USED_INTERVAL = env_int("OMIKEYS_LAST_USED_INTERVAL", 60, minimum=0, maximum=86400)
+OMIKEYS_KEY_CREATION_RATE = env_rate("OMIKEYS_KEY_CREATION_RATE", "20/hour")
+OMIKEYS_FAILED_VERIFICATION_RATE = env_rate("OMIKEYS_FAILED_VERIFICATION_RATE", "30/minute")
+# How many proxies in front of omikeys append to X-Forwarded-For. 0: the client's
+# address is the connection's. Used for the audit log and per-address throttles.
+OMIKEYS_NUM_PROXIES = env_int("OMIKEYS_NUM_PROXIES", 0, maximum=10)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "apikeys.User"

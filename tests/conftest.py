@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from django.conf import settings
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from apikeys import firebase
@@ -38,6 +39,14 @@ def fresh_firebase_app():
     firebase.reset_app()
     yield
     firebase.reset_app()
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Throttle counters live in the cache: each test starts with none."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

@@ -42,7 +42,8 @@ def test_it_creates_a_key_with_the_read_only_default(user_client):
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"id", "name", "key_prefix", "created_at", "key", "last_used_at", "scopes"}
+    assert set(body) == {"id", "name", "key_prefix", "created_at", "key", "last_used_at", "expires_at", "status", "scopes"}
+    assert body["expires_at"] is None and body["status"] == "active"
     assert body["name"] == "My integration"
     assert re.fullmatch(r"omi_dev_[0-9a-f]{32}", body["key"])
     assert body["key_prefix"] == f"omi_dev_{body['key'][8:12]}...{body['key'][-4:]}"
@@ -259,5 +260,7 @@ def test_a_first_request_creates_the_user_in_a_bounded_number_of_queries(
 
 def test_create_runs_a_bounded_number_of_queries(user_client, django_assert_max_num_queries):
     post(user_client, {"name": "warm-up"})  # first sight of the user creates it
-    with django_assert_max_num_queries(7):
+    # user, scopes; then in one transaction (2 statements): owner lock, active-key count,
+    # key insert, scope links, audit event; then the response's scopes.
+    with django_assert_max_num_queries(10):
         assert post(user_client, {"name": "n", "scopes": ALL_SCOPES}).status_code == 200

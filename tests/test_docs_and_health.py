@@ -13,8 +13,9 @@ def test_the_openapi_document_is_served_as_json(api):
     assert response.status_code == 200
     document = response.json()
     assert document["openapi"].startswith("3.1")
-    assert set(document["paths"]) == {"/v1/dev/keys", "/v1/dev/keys/{key_id}"}
+    assert set(document["paths"]) == {"/v1/dev/keys", "/v1/dev/keys/{key_id}", "/v1/dev/keys/{key_id}/rotate", "/v1/dev/key"}
     assert document["components"]["securitySchemes"]["firebaseBearer"]["scheme"] == "bearer"
+    assert document["components"]["securitySchemes"]["apiKeyBearer"]["scheme"] == "bearer"
 
 
 def test_the_docs_page_loads_nothing_from_other_hosts(api):

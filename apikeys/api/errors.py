@@ -97,8 +97,14 @@ def exception_handler(exc, context):
     if response is None:
         return None  # an unexpected error: Django's 500 handler answers and logs it
     if isinstance(exc, exceptions.NotAuthenticated):
+        request = context.get("request")
+        authenticators = getattr(request, "authenticators", None) or [None]
         response.data = {
-            "detail": "Authentication required. Send 'Authorization: Bearer <Firebase ID token>'."
+            "detail": getattr(
+                authenticators[0],
+                "missing_credentials_message",
+                "Authentication required. Send 'Authorization: Bearer <Firebase ID token>'.",
+            )
         }
     if isinstance(exc, ServiceUnavailable):
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -14,6 +14,20 @@ class ServiceUnavailable(exceptions.APIException):
     default_code = "service_unavailable"
 
 
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the key's current state."
+    default_code = "conflict"
+
+
+class TooManyRequests(exceptions.Throttled):
+    """429 with ``Retry-After`` and exactly the message given (DRF's adds a sentence of its own)."""
+
+    def __init__(self, wait: int, detail: str):
+        super().__init__(wait)
+        self.detail = exceptions.ErrorDetail(detail, code=self.default_code)
+
+
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "payload_too_large"

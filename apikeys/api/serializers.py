@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .. import crypto
+from .. import crypto, lifecycle
 from ..models import ApiKey, Scope, validate_key_name
 
 MAX_SCOPES_IN_REQUEST = 50
@@ -32,6 +32,42 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("string_type")
         return super().to_internal_value(data)
+
+
+class StrictDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date-time string; a time without a zone is taken as UTC."""
+
+    default_error_messages = {
+        "datetime_type": "Input should be a date-time string such as 2027-01-31T00:00:00Z.",
+        "datetime_parsing": "Input should be a valid date-time such as 2027-01-31T00:00:00Z.",
+    }
+
+    def to_internal_value(self, value):
+        if not isinstance(value, str):
+            self.fail("datetime_type")
+        try:
+            return super().to_internal_value(value)
+        except serializers.ValidationError:
+            self.fail("datetime_parsing")
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer: strings, booleans and fractions are refused, not converted."""
+
+    default_error_messages = {
+        "int_type": "Input should be a valid integer.",
+        "greater_than_equal": "Input should be greater than or equal to {min_value}.",
+        "less_than_equal": "Input should be less than or equal to {max_value}.",
+    }
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("int_type")
+        if self.min_value is not None and data < self.min_value:
+            self.fail("greater_than_equal", min_value=self.min_value)
+        if self.max_value is not None and data > self.max_value:
+            self.fail("less_than_equal", max_value=self.max_value)
+        return data
 
 
 @extend_schema_field(STRING_LIST)
@@ -86,6 +122,27 @@ class DevApiKeyCreateSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Optional list of scopes. Omitted or null: the read-only default. Duplicates are collapsed.",
     )
+    expires_at = StrictDateTimeField(
+        required=False,
+        allow_null=True,
+        validators=[lifecycle.validate_expiry],
+        help_text=(
+            "Optional moment the key stops working (ISO 8601; UTC if no zone is given). In the future and "
+            "at most a year ahead. Omitted or null: never expires."
+        ),
+    )
+
+
+class DevApiKeyRotateSerializer(serializers.Serializer):
+    """The rotate request: how long the old secret keeps working."""
+
+    grace_seconds = StrictIntegerField(
+        required=False,
+        default=0,
+        min_value=0,
+        max_value=lifecycle.MAX_GRACE_SECONDS,
+        help_text="Seconds the old secret keeps working (0 to 604800, 7 days). Default 0: it stops at once.",
+    )
 
 
 class DevApiKeySerializer(serializers.ModelSerializer):
@@ -95,9 +152,13 @@ class DevApiKeySerializer(serializers.ModelSerializer):
     # Never null in practice; declared nullable to match Omi's published schema.
     scopes = ScopeListField(read_only=True, allow_null=True)
 
+    status = serializers.ChoiceField(
+        choices=["active", "expired"], read_only=True, help_text="active, or expired (it no longer works)."
+    )
+
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "key_prefix", "created_at", "last_used_at", "scopes"]
+        fields = ["id", "name", "key_prefix", "created_at", "last_used_at", "expires_at", "status", "scopes"]
         read_only_fields = fields
 
 
@@ -113,6 +174,35 @@ class DevApiKeyCreatedSerializer(DevApiKeySerializer):
     @extend_schema_field({"type": "string"})
     def get_key(self, obj) -> str:
         return self.context["plaintext"]
+
+
+class DevApiKeyRotatedSerializer(DevApiKeyCreatedSerializer):
+    """A rotated key: the create response's shape, and until when the old secret works."""
+
+    previous_key_expires_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="Until this moment the replaced secret still works. Null: it stopped at once.",
+    )
+
+    class Meta(DevApiKeyCreatedSerializer.Meta):
+        fields = [*DevApiKeyCreatedSerializer.Meta.fields, "previous_key_expires_at"]
+        read_only_fields = fields
+
+
+class CallingApiKeySerializer(DevApiKeySerializer):
+    """The key that authenticated the request, and whose it is."""
+
+    uid = serializers.CharField(source="owner.firebase_uid", read_only=True, help_text="The owner's Firebase uid.")
+    scopes = serializers.SerializerMethodField(help_text="The scopes this key grants, sorted.")
+
+    class Meta(DevApiKeySerializer.Meta):
+        fields = [*DevApiKeySerializer.Meta.fields, "uid"]
+        read_only_fields = fields
+
+    @extend_schema_field(STRING_LIST)
+    def get_scopes(self, obj) -> list[str]:
+        return sorted(obj.scope_codes)
 
 
 # Documentation-only shapes for the error bodies.

@@ -9,4 +9,6 @@ app_name = "api"
 urlpatterns = [
     path("v1/dev/keys", views.KeyListCreateView.as_view(), name="key-list"),
     path("v1/dev/keys/<str:key_id>", views.KeyDetailView.as_view(), name="key-detail"),
+    path("v1/dev/keys/<str:key_id>/rotate", views.KeyRotateView.as_view(), name="key-rotate"),
+    path("v1/dev/key", views.CallingKeyView.as_view(), name="calling-key"),
 ]

@@ -3,18 +3,25 @@
 import uuid
 from collections.abc import Mapping
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import lifecycle
-from ..models import ApiKey
-from .exceptions import RequestValidationError
+from .. import lifecycle, limits
+from ..audit import Actor
+from ..models import ApiKey, KeyEvent
+from .authentication import ApiKeyAuthentication
+from .exceptions import Conflict, RequestValidationError, TooManyRequests
 from .serializers import (
+    CallingApiKeySerializer,
     DevApiKeyCreatedSerializer,
     DevApiKeyCreateSerializer,
+    DevApiKeyRotatedSerializer,
+    DevApiKeyRotateSerializer,
     DevApiKeySerializer,
     ErrorResponseSerializer,
     HTTPValidationErrorSerializer,
@@ -22,6 +29,10 @@ from .serializers import (
 
 TAGS = ["API Keys"]
 ERROR_401 = OpenApiResponse(ErrorResponseSerializer, description="Missing or invalid authentication credentials.")
+ERROR_409 = OpenApiResponse(
+    ErrorResponseSerializer, description="The key cannot change: revoked or expired, or the active-key limit is reached."
+)
+ERROR_429 = OpenApiResponse(ErrorResponseSerializer, description="Too many requests; retry after Retry-After seconds.")
 ERROR_503 = OpenApiResponse(
     ErrorResponseSerializer, description="Firebase could not be reached to check the token; retry after Retry-After."
 )
@@ -33,9 +44,29 @@ CREATE_DESCRIPTION = """Create a new Developer API key with optional scopes.
   (`conversations:read`, `memories:read`, `action_items:read`, `goals:read`).
   Available scopes: `conversations:read`, `conversations:write`, `memories:read`,
   `memories:write`, `action_items:read`, `action_items:write`, `goals:read`, `goals:write`.
+- **expires_at**: Optional moment the key stops working, at most a year ahead. Default: never.
 
 The response's `key` is the only time the secret is shown: store it now.
+A user can hold a limited number of active keys (409 beyond it), and creations are
+throttled per user (429 with `Retry-After`).
 """
+
+
+def throttle_issuing(user) -> None:
+    """Count one key issued by ``user``; over the rate, 429 with ``Retry-After``."""
+    wait = limits.key_creation().hit(str(user.pk))
+    if wait:
+        raise TooManyRequests(
+            wait, f"Too many keys created or rotated recently. Try again in {limits.wait_message(wait)}."
+        )
+
+
+def own_key(request, key_id: str) -> ApiKey:
+    """One of the caller's keys that is not revoked, or 404."""
+    try:
+        return ApiKey.objects.unrevoked().for_owner(request.user).get(pk=uuid.UUID(key_id))
+    except (ValueError, ApiKey.DoesNotExist):
+        raise NotFound("No API key with this id.") from None
 
 
 class KeyAPIView(APIView):
@@ -48,12 +79,15 @@ class KeyListCreateView(KeyAPIView):
     @extend_schema(
         operation_id="listApiKeys",
         summary="List Keys",
-        description="The caller's active keys, newest first. The secret is never included.",
+        description=(
+            "The caller's keys that are not revoked, newest first: active ones, and expired ones "
+            "(`status: expired`) until they are revoked. The secret is never included."
+        ),
         tags=TAGS,
         responses={200: DevApiKeySerializer(many=True), 401: ERROR_401, 503: ERROR_503},
     )
     def get(self, request):
-        keys = ApiKey.objects.active().for_owner(request.user).with_scopes()
+        keys = ApiKey.objects.unrevoked().for_owner(request.user).with_scopes()
         return Response(DevApiKeySerializer(keys, many=True).data)
 
     @extend_schema(
@@ -65,8 +99,10 @@ class KeyListCreateView(KeyAPIView):
         responses={
             200: OpenApiResponse(DevApiKeyCreatedSerializer, description="Successful Response"),
             401: ERROR_401,
+            409: ERROR_409,
             413: OpenApiResponse(ErrorResponseSerializer, description="The request body is too large."),
             422: OpenApiResponse(HTTPValidationErrorSerializer, description="Validation Error"),
+            429: ERROR_429,
             503: ERROR_503,
         },
     )
@@ -79,7 +115,15 @@ class KeyListCreateView(KeyAPIView):
             )
         serializer = DevApiKeyCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        issued = lifecycle.issue_key(owner=request.user, **serializer.validated_data)
+        throttle_issuing(request.user)
+        try:
+            issued = lifecycle.issue_key(
+                owner=request.user, actor=Actor.from_request(request, via=KeyEvent.Via.API), **serializer.validated_data
+            )
+        except lifecycle.TooManyKeys as exc:
+            raise Conflict(str(exc)) from None
+        except DjangoValidationError as exc:  # the expiry was valid when checked, and is now in the past
+            raise RequestValidationError.single(["body", "expires_at"], exc.messages[0], exc.error_list[0].code) from None
         body = DevApiKeyCreatedSerializer(issued.api_key, context={"plaintext": issued.plaintext}).data
         return Response(body, status=status.HTTP_200_OK, headers={"Cache-Control": "no-store"})
 
@@ -102,7 +146,78 @@ class KeyDetailView(KeyAPIView):
     )
     def delete(self, request, key_id: str):
         try:
-            lifecycle.revoke_key(owner=request.user, key_id=uuid.UUID(key_id))
+            lifecycle.revoke_key(
+                owner=request.user, key_id=uuid.UUID(key_id), actor=Actor.from_request(request, via=KeyEvent.Via.API)
+            )
         except (ValueError, ApiKey.DoesNotExist):
             raise NotFound("No API key with this id.") from None
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class KeyRotateView(KeyAPIView):
+    @extend_schema(
+        operation_id="rotateApiKey",
+        summary="Rotate Key",
+        description=(
+            "Give one of the caller's keys a new secret, returned in the create response's shape: "
+            "same id, name, scopes and expiry. The old secret stops at once, or keeps working for "
+            "`grace_seconds` (at most 7 days) while clients move to the new one. Rotating again "
+            "during a grace period stops the older secret at once. The body may be omitted."
+        ),
+        tags=TAGS,
+        request=DevApiKeyRotateSerializer,
+        responses={
+            200: OpenApiResponse(DevApiKeyRotatedSerializer, description="The new secret, shown this once."),
+            401: ERROR_401,
+            404: OpenApiResponse(ErrorResponseSerializer, description="No such key for this user, or revoked."),
+            409: ERROR_409,
+            422: OpenApiResponse(HTTPValidationErrorSerializer, description="Validation Error"),
+            429: ERROR_429,
+            503: ERROR_503,
+        },
+    )
+    def post(self, request, key_id: str):
+        if not isinstance(request.data, Mapping):
+            raise RequestValidationError.single(
+                ["body"],
+                "Input should be a valid dictionary or object to extract fields from.",
+                "model_attributes_type",
+            )
+        api_key = own_key(request, key_id)
+        serializer = DevApiKeyRotateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        throttle_issuing(request.user)
+        try:
+            issued = lifecycle.rotate_key(
+                api_key,
+                grace_seconds=serializer.validated_data["grace_seconds"],
+                actor=Actor.from_request(request, via=KeyEvent.Via.API),
+            )
+        except lifecycle.NotRotatable as exc:
+            raise Conflict(str(exc)) from None
+        api_key = ApiKey.objects.with_scopes().get(pk=api_key.pk)
+        api_key.previous_key_expires_at = issued.api_key.previous_key_expires_at
+        body = DevApiKeyRotatedSerializer(api_key, context={"plaintext": issued.plaintext}).data
+        return Response(body, status=status.HTTP_200_OK, headers={"Cache-Control": "no-store"})
+
+
+class CallingKeyView(KeyAPIView):
+    """How a service outside Django checks a key: 200 with its scopes, or 401."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="getCallingApiKey",
+        summary="Get Calling Key",
+        description=(
+            "The API key that authenticates this request: its metadata, owner uid and effective "
+            "scopes. Needs no scope, so any service can check a key and read what it may do. "
+            "A revoked, expired or unknown key is 401; too many failed keys from one address, 429."
+        ),
+        tags=TAGS,
+        responses={200: CallingApiKeySerializer, 401: ERROR_401, 429: ERROR_429},
+    )
+    def get(self, request):
+        body = CallingApiKeySerializer(request.auth).data
+        return Response(body, headers={"Cache-Control": "no-store"})

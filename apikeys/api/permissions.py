@@ -1,0 +1,59 @@
+"""Scope enforcement: a view names the scopes it needs; a key without them gets 403."""
+
+from collections.abc import Mapping
+
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework.permissions import BasePermission
+
+from ..models import ApiKey
+
+
+class HasScope(BasePermission):
+    """Allows a request whose API key carries every scope the view requires.
+
+    Use with :class:`~apikeys.api.authentication.ApiKeyAuthentication`::
+
+        class MemoryList(APIView):
+            authentication_classes = [ApiKeyAuthentication]
+            permission_classes = [HasScope]
+            required_scopes = ["memories:read"]
+            # or per method: {"GET": ["memories:read"], "POST": ["memories:write"]}
+
+    A view without ``required_scopes`` is a configuration error, never open.
+    A request not authenticated by an API key is refused.
+    """
+
+    message = "Insufficient permissions."
+
+    def has_permission(self, request, view) -> bool:
+        required = self.required_scopes(request, view)
+        if not isinstance(request.auth, ApiKey):
+            self.message = "This endpoint needs an API key: send 'Authorization: Bearer <API key>'."
+            return False
+        granted = getattr(request.auth, "scope_codes", None)
+        if granted is None:  # a key object that did not come from ApiKeyAuthentication
+            return False
+        for scope in required:
+            if scope not in granted:
+                self.message = f"Insufficient permissions. Required scope: {scope}"
+                return False
+        return True
+
+    @staticmethod
+    def required_scopes(request, view) -> list[str]:
+        required = getattr(view, "required_scopes", None)
+        if isinstance(required, Mapping):
+            method = "GET" if request.method == "HEAD" and "HEAD" not in required else request.method
+            if not hasattr(view, method.lower()):
+                return []  # the view has no handler for this method: DRF answers 405
+            if method not in required:
+                raise ImproperlyConfigured(
+                    f"{type(view).__name__}.required_scopes names no scopes for {request.method}."
+                )
+            required = required[method]
+        if required is None or isinstance(required, str):
+            raise ImproperlyConfigured(
+                f"{type(view).__name__} uses HasScope: set required_scopes to a list of scope codes "
+                "(or a dict of them by HTTP method)."
+            )
+        return list(required)

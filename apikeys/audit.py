@@ -1,0 +1,84 @@
+"""Who changed a key, and from where: the actor of a change and its audit record."""
+
+import getpass
+import ipaddress
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from .models import USER_AGENT_MAX_LENGTH, ApiKey, KeyEvent, User
+
+
+def client_ip(request) -> str | None:
+    """The calling client's address.
+
+    With ``OMIKEYS_NUM_PROXIES`` = 0 it is the connection's address. Behind N proxies
+    it is the address the outermost of them saw, the N-th entry from the right of
+    ``X-Forwarded-For``: entries further left are whatever the client chose to send.
+    """
+    address = request.META.get("REMOTE_ADDR")
+    proxies = settings.OMIKEYS_NUM_PROXIES
+    if proxies:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if forwarded:
+            address = forwarded[-min(proxies, len(forwarded))]
+    try:
+        return str(ipaddress.ip_address(address)) if address else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is making a change, through which door, from which address and user agent."""
+
+    kind: str
+    via: str
+    user: User | None = None
+    label: str = ""
+    ip_address: str | None = None
+    user_agent: str = ""
+
+    @classmethod
+    def from_request(cls, request, *, via: str) -> "Actor":
+        """The signed-in person behind ``request``: the key's owner, or staff in the admin."""
+        user = request.user if getattr(request.user, "is_authenticated", False) else None
+        kind = KeyEvent.ActorKind.STAFF if via == KeyEvent.Via.ADMIN else KeyEvent.ActorKind.USER
+        return cls(
+            kind=kind,
+            via=via,
+            user=user,
+            label=user.label if user else "",
+            ip_address=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX_LENGTH],
+        )
+
+    @classmethod
+    def command(cls, name: str) -> "Actor":
+        """A management command, named with the operating-system user who ran it."""
+        try:
+            os_user = getpass.getuser()
+        except (KeyError, OSError):
+            os_user = "unknown"
+        return cls(kind=KeyEvent.ActorKind.COMMAND, via=KeyEvent.Via.COMMAND, label=f"{name} (run by {os_user})")
+
+
+# Changes made from Python code with no request or command behind them (a shell, a script).
+CODE = Actor(kind=KeyEvent.ActorKind.SYSTEM, via=KeyEvent.Via.CODE, label="Python code")
+
+
+def record(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details) -> KeyEvent:
+    """Write one audit event; call it inside the transaction that makes the change."""
+    actor = actor or CODE
+    return KeyEvent.objects.create(
+        api_key=api_key,
+        action=action,
+        at=at,
+        actor_kind=actor.kind,
+        actor=actor.user,
+        actor_label=actor.label[:200],
+        via=actor.via,
+        ip_address=actor.ip_address,
+        user_agent=actor.user_agent,
+        details=details,
+    )
