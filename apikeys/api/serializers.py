@@ -60,6 +60,11 @@ class StrictIntegerField(serializers.IntegerField):
         "less_than_equal": "Input should be less than or equal to {max_value}.",
     }
 
+    def validate_empty_values(self, data):
+        if data is None:  # DRF's own "null" error would be reported as a string error
+            self.fail("int_type")
+        return super().validate_empty_values(data)
+
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("int_type")

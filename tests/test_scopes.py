@@ -1,0 +1,112 @@
+"""HasScope with ApiKeyAuthentication: a view that needs a scope accepts exactly the keys that carry it."""
+
+import datetime
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+from rest_framework.test import APIClient, APIRequestFactory
+
+from apikeys import lifecycle
+from apikeys.api.permissions import HasScope
+from apikeys.models import ApiKey
+
+from .keys import issue, key_client, make_owner
+from .scoped_urls import Misconfigured
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.scoped_urls")]
+
+
+@pytest.fixture
+def owner():
+    return make_owner("scoped-owner")
+
+
+def test_a_key_with_the_scope_is_let_in_as_its_owner(owner):
+    issued = issue(owner, scopes=["memories:read"])
+    response = key_client(issued.plaintext).get("/v1/memories")
+    assert response.status_code == 200
+    assert response.json() == {"uid": "scoped-owner", "key_id": str(issued.api_key.pk)}
+
+
+def test_a_key_without_the_scope_is_403_naming_it(owner):
+    issued = issue(owner, scopes=["conversations:read", "memories:write"])
+    response = key_client(issued.plaintext).get("/v1/memories")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "Insufficient permissions. Required scope: memories:read"}
+
+
+def test_scopes_can_differ_per_method(owner):
+    reader = key_client(issue(owner, scopes=["goals:read"]).plaintext)
+    writer = key_client(issue(owner, scopes=["goals:read", "goals:write"]).plaintext)
+    write_only = key_client(issue(owner, scopes=["goals:write"]).plaintext)
+    assert reader.get("/v1/goals").status_code == 200
+    assert reader.head("/v1/goals").status_code == 200
+    assert reader.post("/v1/goals").json() == {"detail": "Insufficient permissions. Required scope: goals:write"}
+    assert writer.post("/v1/goals").status_code == 201
+    assert write_only.post("/v1/goals").json() == {"detail": "Insufficient permissions. Required scope: goals:read"}
+    # A method the view does not handle is still 405, not a configuration error.
+    assert reader.delete("/v1/goals").status_code == 405
+
+
+def test_every_refusal_has_its_status(owner, emulator_user):
+    good = issue(owner, scopes=["memories:read"])
+    revoked = issue(owner, scopes=["memories:read"])
+    lifecycle.revoke_api_key(revoked.api_key)
+    expired = issue(owner, scopes=["memories:read"])
+    ApiKey.objects.filter(pk=expired.api_key.pk).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    cases = {
+        "valid": (key_client(good.plaintext), 200),
+        "no credentials": (APIClient(), 401),
+        "unknown key": (key_client("omi_dev_" + "9" * 32), 401),
+        "revoked key": (key_client(revoked.plaintext), 401),
+        "expired key": (key_client(expired.plaintext), 401),
+        "firebase token": (key_client(emulator_user.id_token), 401),
+    }
+    got = {name: client.get("/v1/memories").status_code for name, (client, _) in cases.items()}
+    assert got == {name: status for name, (_, status) in cases.items()}
+
+
+def test_a_rotated_key_keeps_its_scopes_and_the_old_secret_stops(owner):
+    issued = issue(owner, scopes=["memories:read"])
+    rotated = lifecycle.rotate_key(issued.api_key)
+    assert key_client(rotated.plaintext).get("/v1/memories").status_code == 200
+    assert key_client(issued.plaintext).get("/v1/memories").status_code == 401
+
+
+def test_a_signed_in_session_without_a_key_is_refused_by_a_scoped_view(owner):
+    client = APIClient()
+    client.force_login(owner)
+    response = client.get("/v1/either")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "This endpoint needs an API key: send 'Authorization: Bearer <API key>'."}
+
+
+def test_scope_changes_by_staff_apply_to_the_next_request(owner):
+    issued = issue(owner, scopes=["memories:read"])
+    client = key_client(issued.plaintext)
+    assert client.get("/v1/memories").status_code == 200
+    issued.api_key.scopes.set([])
+    assert client.get("/v1/memories").status_code == 403
+
+
+def test_a_view_without_required_scopes_is_a_configuration_error_not_open(owner):
+    issued = lifecycle.verify_key(issue(owner).plaintext)
+    request = APIRequestFactory().get("/v1/misconfigured")
+    request.auth = issued
+    with pytest.raises(ImproperlyConfigured, match="required_scopes"):
+        HasScope().has_permission(request, Misconfigured())
+
+
+def test_a_key_object_not_from_the_authenticator_is_refused(owner):
+    api_key = ApiKey.objects.get(pk=issue(owner, scopes=["memories:read"]).api_key.pk)  # no scope_codes
+    request = APIRequestFactory().get("/v1/memories")
+    request.auth = api_key
+
+    class View:
+        required_scopes = ["memories:read"]
+
+        def get(self):
+            pass
+
+    assert HasScope().has_permission(request, View()) is False
