@@ -2,6 +2,7 @@
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,11 @@ PRINT_SETTINGS = (
 
 
 def run_settings(env: dict, code: str = PRINT_SETTINGS) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "FIREBASE_"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "FIREBASE_", "OMIKEYS_", "CACHE_URL"))
+    }
     base["DJANGO_SETTINGS_MODULE"] = "omikeys_project.settings"
     base["DJANGO_ENV_FILE"] = ""
     return subprocess.run(
@@ -52,6 +57,14 @@ def test_postgres_and_hosts_come_from_the_environment():
         ({"DJANGO_SECRET_KEY": "s3cret"}, "FIREBASE_PROJECT_ID is required"),
         ({**REQUIRED, "DJANGO_DEBUG": "ture"}, "DJANGO_DEBUG must be one of"),
         ({**REQUIRED, "DJANGO_LOG_LEVEL": "LOUD"}, "DJANGO_LOG_LEVEL must be"),
+        ({**REQUIRED, "OMIKEYS_MAX_ACTIVE_KEYS": "fifty"}, "OMIKEYS_MAX_ACTIVE_KEYS must be a whole number"),
+        ({**REQUIRED, "OMIKEYS_MAX_ACTIVE_KEYS": "0"}, "OMIKEYS_MAX_ACTIVE_KEYS must be at least 1"),
+        ({**REQUIRED, "OMIKEYS_LAST_USED_INTERVAL": "60s"}, "OMIKEYS_LAST_USED_INTERVAL must be a whole number"),
+        ({**REQUIRED, "OMIKEYS_MAX_KEY_LIFETIME_DAYS": "4000"}, "between 1 and 3650"),
+        ({**REQUIRED, "OMIKEYS_KEY_CREATION_RATE": "20 per hour"}, "OMIKEYS_KEY_CREATION_RATE must look like 20/minute"),
+        ({**REQUIRED, "OMIKEYS_FAILED_VERIFICATION_RATE": "0/minute"}, "OMIKEYS_FAILED_VERIFICATION_RATE must look like"),
+        ({**REQUIRED, "OMIKEYS_FAILED_VERIFICATION_RATE": "5/week"}, "OMIKEYS_FAILED_VERIFICATION_RATE must look like"),
+        ({**REQUIRED, "CACHE_URL": "nosuchcache://x"}, "Invalid cache schema"),
         (
             {**REQUIRED, "FIREBASE_PROJECT_ID": "omi-prod", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"},
             "must then be a 'demo-' project",
@@ -130,7 +143,11 @@ def test_web_booleans_are_strict(name):
 
 
 def test_manage_py_reports_bad_configuration_without_a_traceback():
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "FIREBASE_"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "FIREBASE_", "OMIKEYS_", "CACHE_URL"))
+    }
     result = subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=ROOT,
@@ -141,3 +158,37 @@ def test_manage_py_reports_bad_configuration_without_a_traceback():
     assert result.returncode == 1
     assert "error: DJANGO_SECRET_KEY is required" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_key_limits_have_defaults_and_come_from_the_environment():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.OMIKEYS_MAX_ACTIVE_KEYS, s.OMIKEYS_MAX_KEY_LIFETIME_DAYS, s.OMIKEYS_LAST_USED_INTERVAL, "
+        "s.OMIKEYS_KEY_CREATION_RATE, s.OMIKEYS_FAILED_VERIFICATION_RATE, s.OMIKEYS_NUM_PROXIES, "
+        "s.CACHES['default']['BACKEND'])"
+    )
+    result = run_settings(REQUIRED, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == "50 365 60 (20, 3600) (30, 60) 0 django.core.cache.backends.locmem.LocMemCache".split()
+    changed = {
+        "OMIKEYS_MAX_ACTIVE_KEYS": "5",
+        "OMIKEYS_MAX_KEY_LIFETIME_DAYS": "90",
+        "OMIKEYS_LAST_USED_INTERVAL": "0",
+        "OMIKEYS_KEY_CREATION_RATE": "3/Day",
+        "OMIKEYS_FAILED_VERIFICATION_RATE": "100/second",
+        "OMIKEYS_NUM_PROXIES": "1",
+        "CACHE_URL": "redis://cache.internal:6379/0",
+    }
+    result = run_settings({**REQUIRED, **changed}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == "5 90 0 (3, 86400) (100, 1) 1 django.core.cache.backends.redis.RedisCache".split()
+
+
+def test_every_variable_settings_reads_is_documented():
+    source = (ROOT / "omikeys_project" / "settings.py").read_text()
+    names = set(re.findall(r'env(?:_bool|_int|_rate|_required|\.\w+)\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    assert {"DJANGO_SECRET_KEY", "OMIKEYS_MAX_ACTIVE_KEYS", "CACHE_URL"} <= names
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert not {name for name in names if name not in example}, "missing from .env.example"
+    assert not {name for name in names if f"`{name}`" not in readme}, "missing from the README"
