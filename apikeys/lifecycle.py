@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Q
 from django.utils import timezone
 
-from . import audit, crypto
+from . import audit, crypto, lookup
 from .audit import Actor
-from .db import GroupConcat
 from .models import ApiKey, KeyEvent, Scope, User, validate_key_name
 
 MAX_GRACE_SECONDS = 7 * 24 * 60 * 60
@@ -294,24 +293,6 @@ class Verification:
     rejection: str | None = None
 
 
-def _lookup(hashed: str):
-    # One statement: the key (by its current or its replaced secret, both unique
-    # indexes), its owner, and its scope codes through a correlated subquery.
-    codes = (
-        ApiKey.scopes.through.objects.filter(apikey_id=OuterRef("pk"))
-        .order_by()
-        .values("apikey_id")
-        .annotate(codes=GroupConcat("scope__code"))
-        .values("codes")
-    )
-    return (
-        ApiKey.objects.filter(Q(key_hash=hashed) | Q(previous_key_hash=hashed))
-        .select_related("owner")
-        .annotate(scope_codes=Subquery(codes))
-        .order_by()
-    )
-
-
 def check_key(plaintext: str) -> Verification:
     """Verify a presented secret with one indexed read; no write.
 
@@ -323,7 +304,7 @@ def check_key(plaintext: str) -> Verification:
     if not crypto.is_well_formed(plaintext):
         return Verification(None, Rejection.INVALID)
     hashed = crypto.hash_key(plaintext)
-    api_key = next(iter(_lookup(hashed)), None)
+    api_key = lookup.find_by_hash(hashed)
     now = timezone.now()
     if api_key is None or api_key.is_revoked or not api_key.owner.is_active:
         return Verification(None, Rejection.INVALID)
@@ -331,7 +312,6 @@ def check_key(plaintext: str) -> Verification:
         return Verification(None, Rejection.INVALID)
     if api_key.is_expired(now):
         return Verification(None, Rejection.EXPIRED)
-    api_key.scope_codes = frozenset((api_key.scope_codes or "").split(",")) - {""}
     return Verification(api_key, None)
 
 

@@ -273,3 +273,25 @@ def test_other_methods_are_405_for_a_valid_key(issued):
         response = getattr(client, method)(URL)
         assert response.status_code == 405, method
         assert response["Allow"] == "GET, HEAD"
+
+
+def test_the_fast_body_is_exactly_what_the_documented_serializer_gives(issued, time_machine):
+    from apikeys.api.serializers import CallingApiKeySerializer, calling_key_body
+
+    time_machine.move_to(timezone.now(), tick=False)
+    lifecycle.set_expiry(issued.api_key, timezone.now() + datetime.timedelta(days=3))
+    key_client(issued.plaintext).get(URL)  # stamps last_used_at
+    verified = lifecycle.verify_key(issued.plaintext)
+    assert calling_key_body(verified) == CallingApiKeySerializer(verified).data
+    assert None not in calling_key_body(verified).values()
+
+
+def test_the_response_matches_the_served_schema(issued):
+    import jsonschema
+
+    document = APIClient().get("/openapi.json").json()
+    schema = document["paths"]["/v1/dev/key"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    body = key_client(issued.plaintext).get(URL).json()
+    resolver_document = {**document, **schema}
+    jsonschema.validate(body, resolver_document, cls=jsonschema.Draft202012Validator)
+    assert set(body) == set(document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]["properties"])

@@ -25,6 +25,7 @@ from .serializers import (
     DevApiKeySerializer,
     ErrorResponseSerializer,
     HTTPValidationErrorSerializer,
+    calling_key_body,
 )
 
 TAGS = ["API Keys"]
@@ -219,5 +220,4 @@ class CallingKeyView(KeyAPIView):
         responses={200: CallingApiKeySerializer, 401: ERROR_401, 429: ERROR_429},
     )
     def get(self, request):
-        body = CallingApiKeySerializer(request.auth).data
-        return Response(body, headers={"Cache-Control": "no-store"})
+        return Response(calling_key_body(request.auth), headers={"Cache-Control": "no-store"})
