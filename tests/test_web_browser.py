@@ -4,6 +4,7 @@ Every page visited is saved as a screenshot under ``artifacts/screenshots/``
 (git-ignored) so a person can look at them after a run.
 """
 
+import datetime
 import os
 import re
 import shutil
@@ -18,7 +19,8 @@ from firebase_admin import auth
 from playwright.sync_api import expect, sync_playwright
 
 from apikeys import firebase, lifecycle
-from apikeys.models import ApiKey, Scope, User
+from apikeys.audit import Actor
+from apikeys.models import ApiKey, KeyEvent, Scope, User
 
 from . import firebase_emulator
 
@@ -115,6 +117,11 @@ def api_keys(base_url: str, email: str) -> list[dict]:
     return response.json()
 
 
+def call_with_key(page, secret: str):
+    """``GET /v1/dev/key`` with an API key, as a service checking it would."""
+    return page.request.get("/v1/dev/key", headers={"Authorization": f"Bearer {secret}"})
+
+
 def fill_credentials(page, email: str, password: str = firebase_emulator.PASSWORD) -> None:
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
@@ -158,6 +165,8 @@ def test_a_newcomer_creates_copies_lists_and_revokes_a_key(visit, live_server):
     page.get_by_label("Name").fill("Zapier sync")
     page.locator("input[value='memories:write']").check()
     page.locator("input[value='goals:read']").uncheck()
+    expect(page.get_by_label("Never")).to_be_checked()
+    page.get_by_label(re.compile(r"\b90 days")).check()
     page.get_by_role("button", name="Create key").click()
 
     # Shown once, copied to the clipboard.
@@ -170,12 +179,18 @@ def test_a_newcomer_creates_copies_lists_and_revokes_a_key(visit, live_server):
     assert page.evaluate("navigator.clipboard.readText()") == plaintext
     assert plaintext not in page.url
 
+    # The copied key works against the API, with the scopes ticked.
+    chosen = ["action_items:read", "conversations:read", "memories:read", "memories:write"]
+    calling = call_with_key(page, plaintext)
+    assert calling.status == 200
+    assert calling.json()["scopes"] == chosen and calling.json()["name"] == "Zapier sync"
     api_key = lifecycle.verify_key(plaintext)
     assert api_key is not None and api_key.owner.email == email
     listed = api_keys(live_server.url, email)
-    assert [(k["id"], k["name"], k["scopes"]) for k in listed] == [
-        (str(api_key.pk), "Zapier sync", ["action_items:read", "conversations:read", "memories:read", "memories:write"])
-    ]
+    assert [(k["id"], k["name"], k["scopes"]) for k in listed] == [(str(api_key.pk), "Zapier sync", chosen)]
+    expires = f"{api_key.expires_at:%-d %b %Y}"
+    assert api_key.expires_at.date() == (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=90)).date()
+    expect(page.locator(".meta")).to_contain_text(expires)
 
     # Reloading does not show the key again, nor create another.
     page.reload()
@@ -184,18 +199,54 @@ def test_a_newcomer_creates_copies_lists_and_revokes_a_key(visit, live_server):
     tab.shoot("after-reload")
     assert len(api_keys(live_server.url, email)) == 1
 
-    # The list shows it.
+    # The list shows it: used once already, expiring in 90 days.
     page.get_by_role("link", name="My keys", exact=True).click()
     row = page.get_by_role("row", name=re.compile("Zapier sync"))
     expect(row).to_contain_text(api_key.key_prefix)
     expect(row).to_contain_text("memories:write")
-    expect(row).to_contain_text("never")
+    expect(row).to_contain_text("Active")
+    expect(row.locator("td[data-label='Expires']")).to_contain_text(expires)
+    expect(row.locator("td[data-label='Last used']")).not_to_contain_text("never")
     tab.shoot("key-list")
 
-    # Revoke, after confirming.
+    # Rotate with a grace period: the new key is shown once, and both work meanwhile.
     row.get_by_role("link", name="Zapier sync").click()
     expect(page.get_by_role("heading", name="Zapier sync")).to_be_visible()
     tab.shoot("key-detail")
+    page.get_by_role("link", name="Rotate key…").click()
+    expect(page.get_by_role("heading", name="Rotate “Zapier sync”?")).to_be_visible()
+    expect(page.get_by_label("Immediately")).to_be_checked()
+    tab.shoot("rotate-confirm")
+    assert lifecycle.verify_key(plaintext).key_prefix == api_key.key_prefix  # asking is not rotating
+    page.get_by_label("After 24 hours").check()
+    page.get_by_role("button", name="Rotate key").click()
+    expect(page.get_by_role("heading", name="The new secret for “Zapier sync”")).to_be_visible()
+    expect(page.get_by_text("The old key keeps working until")).to_be_visible()
+    rotated = page.get_by_label("API key").input_value()
+    assert KEY_RE.match(rotated) and rotated != plaintext and rotated not in page.url
+    tab.shoot("rotated-show-once")
+    page.get_by_role("button", name="Copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == rotated
+    for secret in (plaintext, rotated):
+        response = call_with_key(page, secret)
+        assert response.status == 200 and response.json()["id"] == str(api_key.pk)
+        assert response.json()["scopes"] == chosen
+
+    # Sending the rotation again (a reload) rotates nothing and shows nothing.
+    page.reload()
+    expect(page.get_by_text("The new key was shown when it was rotated and cannot be shown again.")).to_be_visible()
+    assert rotated not in page.content() and plaintext not in page.content()
+    assert call_with_key(page, rotated).status == 200
+    expect(page.locator(".meta")).to_contain_text("still works until")
+    history = page.locator("table.events tbody tr")
+    expect(history).to_have_count(2)
+    expect(history.nth(0)).to_contain_text("Rotated; old secret accepted until")
+    expect(history.nth(0)).to_contain_text("you")
+    expect(history.nth(1)).to_contain_text("Created, expires")
+    expect(history.nth(1)).to_contain_text("Headless Chrome")
+    tab.shoot("key-detail-rotated")
+
+    # Revoke, after confirming.
     page.get_by_role("link", name="Revoke key…").click()
     expect(page.get_by_role("heading", name="Revoke “Zapier sync”?")).to_be_visible()
     tab.shoot("revoke-confirm")
@@ -206,6 +257,9 @@ def test_a_newcomer_creates_copies_lists_and_revokes_a_key(visit, live_server):
     tab.shoot("revoked")
     assert lifecycle.verify_key(plaintext) is None
     assert api_keys(live_server.url, email) == []
+    for secret in (plaintext, rotated):  # the grace period ends with the key
+        refused = call_with_key(page, secret)
+        assert refused.status == 401 and refused.json() == {"detail": "Invalid API Key"}
 
 
 def test_wrong_password_and_disabled_accounts_get_clear_messages(visit):
@@ -306,3 +360,84 @@ def test_a_staff_member_finds_and_revokes_any_key_in_the_admin(visit, django_use
     tab.shoot("admin-revoked")
     assert lifecycle.verify_key(issued.plaintext) is None
     assert issued.api_key.key_hash not in page.content()
+
+
+def phone_fits(page) -> None:
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+
+
+def test_rotation_fits_a_phone_and_a_double_tap_rotates_once(visit):
+    tab = visit(viewport={"width": 390, "height": 844})
+    email = sign_in_as_new_user(tab)
+    owner = User.objects.get(email=email)
+    issued = lifecycle.issue_key(owner=owner, name="Phone app")
+    page = tab.page
+    page.goto(f"/keys/{issued.api_key.pk}/")
+    page.get_by_role("link", name="Rotate key…").click()
+    expect(page.get_by_label("After 1 hour")).to_be_visible()
+    phone_fits(page)
+    tab.shoot("rotate-confirm-phone")
+    page.get_by_label("After 1 hour").check()
+    page.get_by_role("button", name="Rotate key").dblclick()  # impatient thumbs
+    expect(page.get_by_label("API key")).to_be_visible()
+    phone_fits(page)
+    tab.shoot("rotated-show-once-phone")
+    assert KeyEvent.objects.filter(api_key=issued.api_key, action=KeyEvent.Action.ROTATED).count() == 1
+    new = page.get_by_label("API key").input_value()
+    assert lifecycle.verify_key(new) is not None and lifecycle.verify_key(issued.plaintext) is not None
+    page.get_by_role("link", name="I have copied it: back to the key").click()
+    expect(page.get_by_role("heading", name="History")).to_be_visible()
+    phone_fits(page)
+    tab.shoot("key-detail-history-phone")
+
+
+def test_expired_keys_and_the_history_on_desktop_and_phone(visit, settings):
+    desktop = visit()
+    email = sign_in_as_new_user(desktop)
+    owner = User.objects.get(email=email)
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
+    expired = lifecycle.issue_key(owner=owner, name="Last year's import", expires_at=soon)
+    ApiKey.objects.filter(pk=expired.api_key.pk).update(
+        expires_at=datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2)
+    )
+    busy = lifecycle.issue_key(owner=owner, name="Nightly export", expires_at=soon)
+    lifecycle.rotate_key(busy.api_key, grace_seconds=3600, actor=Actor.command("rotatekeys"))
+    lifecycle.set_expiry(busy.api_key, soon + datetime.timedelta(days=30), actor=Actor.command("setexpiry"))
+    page = desktop.page
+    page.goto("/keys/")
+    expired_row = page.get_by_role("row", name=re.compile("Last year's import"))
+    expect(expired_row).to_contain_text("Expired")
+    expect(expired_row).to_contain_text("no longer works")
+    desktop.shoot("key-list-expired")
+    expired_row.get_by_role("link", name="Last year's import").click()
+    expect(page.get_by_text("An expired key cannot be rotated")).to_be_visible()
+    expect(page.get_by_role("link", name="Rotate key…")).to_have_count(0)
+    desktop.shoot("key-detail-expired")
+    page.goto(f"/keys/{busy.api_key.pk}/")
+    expect(page.locator("table.events tbody tr")).to_have_count(3)
+    expect(page.locator("table.events tbody tr").first).to_contain_text("Omi staff, command setexpiry")
+    desktop.shoot("key-detail-history")
+
+    # At the active-key limit the form says so, and the message takes the focus.
+    settings.OMIKEYS_MAX_ACTIVE_KEYS = 1
+    page.goto("/keys/new/")
+    page.get_by_label("Name").fill("One too many")
+    page.get_by_role("button", name="Create key").click()
+    alert = page.locator(".notice-error[role=alert]")
+    expect(alert).to_contain_text("You already have 1 active API keys, the most allowed.")
+    expect(alert).to_be_focused()
+    expect(page.get_by_label("Name")).to_have_value("One too many")
+    desktop.shoot("create-at-limit")
+
+    phone = visit(viewport={"width": 390, "height": 844})
+    phone.page.goto("/signin/")
+    fill_credentials(phone.page, email)
+    phone.page.get_by_role("button", name="Sign in").click()
+    expect(phone.page).to_have_url(re.compile(r"/keys/$"))
+    expect(phone.page.get_by_text("no longer works")).to_be_visible()
+    phone_fits(phone.page)
+    phone.shoot("key-list-expired-phone")
+    phone.page.goto(f"/keys/{busy.api_key.pk}/")
+    expect(phone.page.get_by_role("heading", name="History")).to_be_visible()
+    phone_fits(phone.page)
+    phone.shoot("key-detail-history-phone")

@@ -1,11 +1,31 @@
 """Forms for the web pages: the same rules as the API, with errors shown beside each field."""
 
+import datetime
 import secrets
 from collections import defaultdict
 
 from django import forms
+from django.conf import settings
+from django.utils import timezone
 
+from .. import lifecycle
 from ..models import KEY_NAME_MAX_LENGTH, Scope, validate_key_name
+
+NEVER = "never"
+# How long a new key may live, in days; choices beyond OMIKEYS_MAX_KEY_LIFETIME_DAYS are not offered.
+EXPIRY_DAYS = (30, 90, 365)
+
+# How long the replaced secret keeps working after a rotation, with what each choice is for.
+GRACE_CHOICES = (
+    (0, "Immediately", "The old key stops working the moment you rotate. Choose this if the key may have leaked."),
+    (60 * 60, "After 1 hour", "The old key keeps working for one hour: time to update a single app or script."),
+    (24 * 60 * 60, "After 24 hours", "The old key keeps working for a day: time to update and redeploy your apps."),
+    (
+        7 * 24 * 60 * 60,
+        "After 7 days",
+        "The old key keeps working for a week: for keys used in many places or by other people.",
+    ),
+)
 
 
 def new_form_token() -> str:
@@ -38,6 +58,11 @@ class KeyCreateForm(forms.Form):
             "invalid_choice": "Unknown scope %(value)s.",
         },
     )
+    expires_in = forms.ChoiceField(
+        required=False,  # a form sent without it gets the default, like an unticked box
+        widget=forms.RadioSelect,
+        error_messages={"invalid_choice": "Choose one of the expiry options."},
+    )
     # One-time token, passed to issue_key as the request token: a form sent again
     # (reload, back button, double click) never creates a second key.
     form_token = forms.RegexField(
@@ -48,9 +73,32 @@ class KeyCreateForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["expires_in"].choices = expiry_choices()
         if not self.is_bound:
             self.initial.setdefault("scopes", [s.code for s in Scope.objects.filter(is_default=True)])
+            self.initial.setdefault("expires_in", NEVER)
             self.initial.setdefault("form_token", new_form_token())
+
+    def expires_at(self, now: datetime.datetime | None = None) -> datetime.datetime | None:
+        """The moment the chosen lifetime ends, counted from now; None for never."""
+        choice = self.cleaned_data.get("expires_in") or NEVER
+        if choice == NEVER:
+            return None
+        return (now or timezone.now()) + datetime.timedelta(days=int(choice))
+
+    def expiry_options(self) -> list[dict]:
+        """The expiry radio buttons, each with the date it would end on if chosen now."""
+        now = timezone.now()
+        radios = list(self["expires_in"])
+        # A form sent without a choice (or with an unknown one) meant the default: show it ticked.
+        nothing_selected = not any(radio.data["selected"] for radio in radios)
+        options = []
+        for radio in radios:
+            value = str(radio.data["value"])
+            until = None if value == NEVER else now + datetime.timedelta(days=int(value))
+            checked = radio.data["selected"] or (nothing_selected and value == NEVER)
+            options.append({"radio": radio, "value": value, "until": until, "checked": checked})
+        return options
 
     def with_fresh_token(self) -> "KeyCreateForm":
         """This bound form, with a new token if its own was missing or malformed.
@@ -75,3 +123,35 @@ class KeyCreateForm(forms.Form):
              "choices": [(action, checkbox) for _, action, checkbox in sorted(items, key=lambda i: i[:2])]}
             for resource, items in sorted(groups.items())
         ]
+
+
+def expiry_choices() -> list[tuple[str, str]]:
+    """Never, then each standard lifetime the setting allows (read per form, so tests can lower it)."""
+    allowed = [days for days in EXPIRY_DAYS if days <= settings.OMIKEYS_MAX_KEY_LIFETIME_DAYS]
+    return [(NEVER, "Never"), *((str(days), f"{days} days") for days in allowed)]
+
+
+class KeyRotateForm(forms.Form):
+    """The rotation confirmation: how long the old secret keeps working, and which secret the page showed."""
+
+    grace_seconds = forms.TypedChoiceField(
+        choices=[(seconds, label) for seconds, label, _ in GRACE_CHOICES if seconds <= lifecycle.MAX_GRACE_SECONDS],
+        coerce=int,
+        initial=0,
+        widget=forms.RadioSelect,
+        error_messages={
+            "required": "Choose when the old key stops working.",
+            "invalid_choice": "Choose one of the options for when the old key stops working.",
+        },
+    )
+    # The display prefix the page showed: if the secret changed since (the form was
+    # sent before, by a reload or a double click), lifecycle rotates nothing.
+    expected_prefix = forms.CharField(
+        max_length=32,
+        widget=forms.HiddenInput,
+        error_messages={"required": "The form was incomplete. Open the key and rotate it again."},
+    )
+
+    def grace_options(self) -> list[dict]:
+        explanations = {str(seconds): text for seconds, _, text in GRACE_CHOICES}
+        return [{"radio": radio, "help": explanations[str(radio.data["value"])]} for radio in self["grace_seconds"]]

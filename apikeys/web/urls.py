@@ -15,5 +15,6 @@ urlpatterns = [
     path("keys/", views.key_list, name="key-list"),
     path("keys/new/", views.key_create, name="key-create"),
     path("keys/<uuid:key_id>/", views.key_detail, name="key-detail"),
+    path("keys/<uuid:key_id>/rotate/", views.key_rotate, name="key-rotate"),
     path("keys/<uuid:key_id>/revoke/", views.key_revoke, name="key-revoke"),
 ]

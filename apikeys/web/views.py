@@ -1,4 +1,4 @@
-"""End-user pages: sign in with Firebase, list, create (shown once), view and revoke keys.
+"""End-user pages: sign in with Firebase, list, create (shown once), view, rotate and revoke keys.
 
 Each view parses input, calls ``lifecycle`` or ``firebase``, and renders a template.
 """
@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -20,10 +20,11 @@ from django.views import csrf as django_csrf
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .. import firebase, lifecycle
-from ..models import ApiKey, User
-from . import firebase_sdk
-from .forms import KeyCreateForm, SignInForm
+from .. import firebase, lifecycle, limits
+from ..audit import Actor
+from ..models import ApiKey, KeyEvent, User
+from . import firebase_sdk, history
+from .forms import KeyCreateForm, KeyRotateForm, SignInForm
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,8 @@ def sign_out(request):
 @require_GET
 @signed_in_required
 def key_list(request):
-    keys = ApiKey.objects.for_owner(request.user).active().with_scopes()
+    # Expired keys stay listed (marked so) until revoked, so their owner sees why a client fails.
+    keys = ApiKey.objects.for_owner(request.user).unrevoked().with_scopes()
     return render(request, "apikeys/key_list.html", {"keys": keys})
 
 
@@ -220,38 +222,155 @@ def key_create(request):
         return _render_form(request, form, status=503)
     if reason:
         return _end_session(request, reason)
+    earlier = ApiKey.objects.for_owner(request.user).filter(request_token=form.cleaned_data["form_token"]).first()
+    if earlier is not None:
+        # Sent again (reload, back button): lead to its key without counting against the rate.
+        return _already_issued(request, earlier)
+    wait = limits.key_creation().hit(str(request.user.pk))
+    if wait:
+        form.add_error(None, _too_many_message(wait))
+        return _throttled(_render_form(request, form, status=429), wait)
     try:
         issued = lifecycle.issue_key(
             owner=request.user,
             name=form.cleaned_data["name"],
             scopes=list(form.cleaned_data["scopes"]),
+            expires_at=form.expires_at(),
             request_token=form.cleaned_data["form_token"],
+            actor=_actor(request),
         )
     except lifecycle.AlreadyIssued as already:
-        messages.info(request, "This key was already created. Its secret was shown once and cannot be shown again.")
-        return redirect("web:key-detail", key_id=already.api_key.pk)
+        return _already_issued(request, already.api_key)
+    except lifecycle.TooManyKeys as exc:
+        form.add_error(None, str(exc))
+        return _render_form(request, form, status=409)
     except ValidationError as exc:
-        form.add_error("name", exc)
+        form.add_error("expires_in" if _is_expiry_error(exc) else "name", exc)
         return _render_form(request, form, status=422)
     return render(request, "apikeys/key_created.html", {"key": issued.api_key, "plaintext": issued.plaintext})
+
+
+def _actor(request) -> Actor:
+    return Actor.from_request(request, via=KeyEvent.Via.WEB)
+
+
+def _is_expiry_error(exc: ValidationError) -> bool:
+    return any(error.code in {"timezone_aware", "datetime_future", "datetime_too_late"} for error in exc.error_list)
+
+
+def _too_many_message(wait: int) -> str:
+    return f"Too many keys created or rotated recently. Try again in {limits.wait_message(wait)}."
+
+
+def _throttled(response: HttpResponse, wait: int) -> HttpResponse:
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def _already_issued(request, api_key: ApiKey):
+    messages.info(request, "This key was already created. Its secret was shown once and cannot be shown again.")
+    return redirect("web:key-detail", key_id=api_key.pk)
 
 
 @require_GET
 @signed_in_required
 def key_detail(request, key_id):
-    return render(request, "apikeys/key_detail.html", {"key": _own_key(request, key_id)})
+    """The key's details, what can be done with it, and its history, newest first."""
+    api_key = _own_key(request, key_id)
+    events = list(api_key.events.order_by("-at", "-id")[: history.HISTORY_LENGTH + 1])
+    context = {
+        "key": api_key,
+        "events": history.event_rows(events[: history.HISTORY_LENGTH], request.user),
+        "more_events": len(events) > history.HISTORY_LENGTH,
+        "history_length": history.HISTORY_LENGTH,
+    }
+    return render(request, "apikeys/key_detail.html", context)
+
+
+def _not_rotatable_reason(api_key: ApiKey) -> str:
+    if api_key.is_revoked:
+        return "This key has been revoked, so it cannot be rotated. Create a new key instead."
+    return "This key has expired, so it cannot be rotated. Create a new key instead, then revoke this one."
+
+
+def _render_rotate(request, api_key, form, status=200):
+    return render(request, "apikeys/key_rotate.html", {"key": api_key, "form": form}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@signed_in_required
+def key_rotate(request, key_id):
+    """GET: choose how long the old secret keeps working. POST: rotate, and show the new secret once.
+
+    Like creation, the new secret goes from ``rotate_key`` straight into this
+    response. The form carries the display prefix the page showed, so the same
+    form sent again (reload, double click) rotates nothing and leads to the key.
+    """
+    api_key = _own_key(request, key_id)
+    if request.method == "GET":
+        if not api_key.is_active:
+            messages.error(request, _not_rotatable_reason(api_key))
+            return redirect("web:key-detail", key_id=api_key.pk)
+        return _render_rotate(request, api_key, KeyRotateForm(initial={"expected_prefix": api_key.key_prefix}))
+
+    form = KeyRotateForm(request.POST)
+    sent_prefix = request.POST.get("expected_prefix")
+    if sent_prefix and sent_prefix != api_key.key_prefix:
+        # Sent again: the rotation this form asked for has happened. Not counted against the rate.
+        return _already_rotated(request, api_key)
+    if not form.is_valid():
+        form.data = form.data.copy()
+        form.data["expected_prefix"] = api_key.key_prefix  # what this page shows now
+        return _render_rotate(request, api_key, form, status=422)
+    if not api_key.is_active:
+        messages.error(request, _not_rotatable_reason(api_key))
+        return redirect("web:key-detail", key_id=api_key.pk)
+    try:
+        reason = account_problem(request, force=True)
+    except AccountUnconfirmed as exc:
+        form.add_error(None, f"Your account could not be confirmed, so the key was not rotated. {exc}")
+        return _render_rotate(request, api_key, form, status=503)
+    if reason:
+        return _end_session(request, reason)
+    wait = limits.key_creation().hit(str(request.user.pk))
+    if wait:
+        form.add_error(None, _too_many_message(wait))
+        return _throttled(_render_rotate(request, api_key, form, status=429), wait)
+    try:
+        issued = lifecycle.rotate_key(
+            api_key,
+            grace_seconds=form.cleaned_data["grace_seconds"],
+            expected_prefix=form.cleaned_data["expected_prefix"],
+            actor=_actor(request),
+        )
+    except lifecycle.AlreadyRotated:
+        return _already_rotated(request, api_key)
+    except lifecycle.NotRotatable as exc:
+        messages.error(request, str(exc))
+        return redirect("web:key-detail", key_id=api_key.pk)
+    context = {"key": issued.api_key, "plaintext": issued.plaintext, "rotated": True}
+    return render(request, "apikeys/key_created.html", context)
+
+
+def _already_rotated(request, api_key):
+    messages.info(
+        request,
+        "This key was already rotated. The new key was shown when it was rotated and cannot be shown again. "
+        "If you did not copy it, rotate the key again.",
+    )
+    return redirect("web:key-detail", key_id=api_key.pk)
 
 
 @require_http_methods(["GET", "POST"])
 @signed_in_required
 def key_revoke(request, key_id):
-    """GET: ask for confirmation. POST: revoke; the key stops working at once."""
+    """GET: ask for confirmation. POST: revoke; the key stops working at once. Expired keys can be revoked too."""
     api_key = _own_key(request, key_id)
     if request.method == "GET":
-        if not api_key.is_active:
+        if api_key.is_revoked:
             return redirect("web:key-detail", key_id=api_key.pk)
         return render(request, "apikeys/key_revoke.html", {"key": api_key})
-    lifecycle.revoke_api_key(api_key)  # _own_key has checked the owner
+    lifecycle.revoke_api_key(api_key, actor=_actor(request))  # _own_key has checked the owner
     messages.success(request, f"Revoked “{api_key.name}” ({api_key.key_prefix}). It no longer works.")
     return redirect("web:key-list")
 
