@@ -49,8 +49,9 @@ class TooManyKeys(Exception):
     """The owner already has the most active keys allowed."""
 
     def __init__(self, limit: int):
+        keys = "key" if limit == 1 else "keys"
         super().__init__(
-            f"You already have {limit} active API keys, the most allowed. "
+            f"You already have {limit} active API {keys}, the most allowed. "
             "Revoke a key you no longer use, then create a new one."
         )
         self.limit = limit

@@ -57,6 +57,22 @@ def key_creation() -> Throttle:
     return Throttle("create", limit, period)
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A throttle's answer: how long to wait, and the message that says so."""
+
+    wait: int
+    message: str
+
+
+def count_key_issued(user) -> Refusal | None:
+    """Count one key created or rotated by ``user``; a :class:`Refusal` when over the rate."""
+    wait = key_creation().hit(str(user.pk))
+    if wait is None:
+        return None
+    return Refusal(wait, f"Too many keys created or rotated recently. Try again in {wait_message(wait)}.")
+
+
 def failed_verification() -> Throttle:
     """Failed API-key verifications per client address."""
     limit, period = settings.OMIKEYS_FAILED_VERIFICATION_RATE

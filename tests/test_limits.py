@@ -130,3 +130,9 @@ def test_concurrent_hits_from_threads_are_all_counted():
     for thread in threads:
         thread.join()
     assert cache.get(f"omikeys:throttle:threads:{int(now)}:x") == 400
+
+
+def test_the_limit_message_speaks_of_one_key_when_the_limit_is_one(user_client, settings):
+    settings.OMIKEYS_MAX_ACTIVE_KEYS = 1
+    create(user_client)
+    assert create(user_client).json()["detail"].startswith("You already have 1 active API key, the most allowed.")

@@ -55,11 +55,9 @@ throttled per user (429 with `Retry-After`).
 
 def throttle_issuing(user) -> None:
     """Count one key issued by ``user``; over the rate, 429 with ``Retry-After``."""
-    wait = limits.key_creation().hit(str(user.pk))
-    if wait:
-        raise TooManyRequests(
-            wait, f"Too many keys created or rotated recently. Try again in {limits.wait_message(wait)}."
-        )
+    refusal = limits.count_key_issued(user)
+    if refusal:
+        raise TooManyRequests(refusal.wait, refusal.message)
 
 
 def own_key(request, key_id: str) -> ApiKey:

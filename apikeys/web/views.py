@@ -226,10 +226,10 @@ def key_create(request):
     if earlier is not None:
         # Sent again (reload, back button): lead to its key without counting against the rate.
         return _already_issued(request, earlier)
-    wait = limits.key_creation().hit(str(request.user.pk))
-    if wait:
-        form.add_error(None, _too_many_message(wait))
-        return _throttled(_render_form(request, form, status=429), wait)
+    refusal = limits.count_key_issued(request.user)
+    if refusal:
+        form.add_error(None, refusal.message)
+        return _throttled(_render_form(request, form, status=429), refusal.wait)
     try:
         issued = lifecycle.issue_key(
             owner=request.user,
@@ -256,10 +256,6 @@ def _actor(request) -> Actor:
 
 def _is_expiry_error(exc: ValidationError) -> bool:
     return any(error.code in {"timezone_aware", "datetime_future", "datetime_too_late"} for error in exc.error_list)
-
-
-def _too_many_message(wait: int) -> str:
-    return f"Too many keys created or rotated recently. Try again in {limits.wait_message(wait)}."
 
 
 def _throttled(response: HttpResponse, wait: int) -> HttpResponse:
@@ -332,10 +328,10 @@ def key_rotate(request, key_id):
         return _render_rotate(request, api_key, form, status=503)
     if reason:
         return _end_session(request, reason)
-    wait = limits.key_creation().hit(str(request.user.pk))
-    if wait:
-        form.add_error(None, _too_many_message(wait))
-        return _throttled(_render_rotate(request, api_key, form, status=429), wait)
+    refusal = limits.count_key_issued(request.user)
+    if refusal:
+        form.add_error(None, refusal.message)
+        return _throttled(_render_rotate(request, api_key, form, status=429), refusal.wait)
     try:
         issued = lifecycle.rotate_key(
             api_key,
