@@ -22,6 +22,8 @@ from .audit import Actor
 from .models import ApiKey, KeyEvent, Scope, User, validate_key_name
 
 MAX_GRACE_SECONDS = 7 * 24 * 60 * 60
+# The codes of the ValidationErrors validate_expiry raises, for doors that show them beside the expiry field.
+EXPIRY_ERROR_CODES = frozenset({"timezone_aware", "datetime_future", "datetime_too_late"})
 
 logger = logging.getLogger(__name__)
 

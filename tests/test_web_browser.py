@@ -424,7 +424,7 @@ def test_expired_keys_and_the_history_on_desktop_and_phone(visit, settings):
     page.get_by_label("Name").fill("One too many")
     page.get_by_role("button", name="Create key").click()
     alert = page.locator(".notice-error[role=alert]")
-    expect(alert).to_contain_text("You already have 1 active API keys, the most allowed.")
+    expect(alert).to_contain_text("You already have 1 active API key, the most allowed.")
     expect(alert).to_be_focused()
     expect(page.get_by_label("Name")).to_have_value("One too many")
     desktop.shoot("create-at-limit")

@@ -255,7 +255,7 @@ def _actor(request) -> Actor:
 
 
 def _is_expiry_error(exc: ValidationError) -> bool:
-    return any(error.code in {"timezone_aware", "datetime_future", "datetime_too_late"} for error in exc.error_list)
+    return any(error.code in lifecycle.EXPIRY_ERROR_CODES for error in exc.error_list)
 
 
 def _throttled(response: HttpResponse, wait: int) -> HttpResponse:

@@ -1,1 +1,1 @@
-"""omikeys management commands: createapikey, revokeapikey, listapikeys."""
+"""omikeys management commands: createapikey, rotateapikey, revokeapikey, listapikeys."""

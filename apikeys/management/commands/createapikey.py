@@ -1,11 +1,18 @@
 """createapikey: issue a key for a user from a script; stdout carries the plaintext and nothing else."""
 
+import datetime
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils import timezone
 
 from apikeys import firebase, lifecycle
+from apikeys.audit import Actor
 from apikeys.models import Scope, User
+
+# The codes lifecycle.validate_expiry raises: those refusals are about --expires-in-days, not --name.
 
 
 class Command(BaseCommand):
@@ -33,8 +40,18 @@ class Command(BaseCommand):
             metavar="CODE",
             help="Scope to grant, such as memories:read. Repeat for several. Omitted: the read-only default scopes.",
         )
+        parser.add_argument(
+            "--expires-in-days",
+            type=int,
+            metavar="DAYS",
+            help=(
+                f"Make the key stop working DAYS days from now (at most {settings.OMIKEYS_MAX_KEY_LIFETIME_DAYS}, "
+                "the setting OMIKEYS_MAX_KEY_LIFETIME_DAYS). Omitted: the key never expires."
+            ),
+        )
 
-    def handle(self, *args, uid, email, name, scope_codes, **options):
+    def handle(self, *args, uid, email, name, scope_codes, expires_in_days, **options):
+        expires_at = expiry_in(expires_in_days)
         scopes = None if scope_codes is None else resolve_scopes(scope_codes)
         if uid is not None:
             if not uid:
@@ -56,25 +73,58 @@ class Command(BaseCommand):
                     owner = User.objects.for_firebase(account.uid, account.email)
                 if not owner.is_active:
                     raise CommandError(f"The user {describe_user(owner)} is inactive; no key was issued.")
-                issued = lifecycle.issue_key(owner=owner, name=name, scopes=scopes)
+                issued = lifecycle.issue_key(
+                    owner=owner,
+                    name=name,
+                    scopes=scopes,
+                    expires_at=expires_at,
+                    actor=Actor.command("createapikey"),
+                )
+        except lifecycle.TooManyKeys as exc:
+            raise CommandError(
+                f"The user {describe_user(owner)} already has {exc.limit} active API "
+                f"key{'' if exc.limit == 1 else 's'}, the most allowed; no key was issued. "
+                "Revoke one with revokeapikey first."
+            ) from exc
         except ValidationError as exc:
-            raise CommandError(f"Invalid --name: {' '.join(exc.messages)}") from exc
+            option = "--expires-in-days" if getattr(exc, "code", None) in lifecycle.EXPIRY_ERROR_CODES else "--name"
+            raise CommandError(f"Invalid {option}: {' '.join(exc.messages)}") from exc
 
         api_key = issued.api_key
         self.stdout.write(issued.plaintext)
         scope_codes = ", ".join(api_key.scopes.order_by("code").values_list("code", flat=True)) or "(none)"
         self.note(
             f"Issued API key {api_key.pk}\n"
-            f"  name:   {api_key.name}\n"
-            f"  owner:  {describe_user(owner)}\n"
-            f"  prefix: {api_key.key_prefix}\n"
-            f"  scopes: {scope_codes}\n"
+            f"  name:    {api_key.name}\n"
+            f"  owner:   {describe_user(owner)}\n"
+            f"  prefix:  {api_key.key_prefix}\n"
+            f"  scopes:  {scope_codes}\n"
+            f"  expires: {utc(api_key.expires_at) if api_key.expires_at else 'never'}\n"
             "The key was printed on stdout. It is shown only this once and cannot be recovered: store it now."
         )
 
     def note(self, text: str) -> None:
         # stderr's default style paints everything as an error; this is information.
         self.stderr.write(text, style_func=lambda message: message)
+
+
+def expiry_in(days: int | None) -> datetime.datetime | None:
+    """The moment ``days`` days from now, checked by the core's rules before anything else happens."""
+    if days is None:
+        return None
+    # Past the longest lifetime the core refuses anyway; capping first keeps an absurd
+    # number from overflowing datetime, so the core's message is the one shown.
+    days = max(-1, min(days, settings.OMIKEYS_MAX_KEY_LIFETIME_DAYS + 1))
+    expires_at = timezone.now() + datetime.timedelta(days=days)
+    try:
+        lifecycle.validate_expiry(expires_at)
+    except ValidationError as exc:
+        raise CommandError(f"Invalid --expires-in-days: {' '.join(exc.messages)}") from exc
+    return expires_at
+
+
+def utc(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def resolve_scopes(codes: list[str]) -> list[Scope]:

@@ -8,14 +8,15 @@ from django.db.models import Q
 
 from apikeys.models import ApiKey, User
 
-HEADER = ["ID", "PREFIX", "NAME", "OWNER", "SCOPES", "CREATED (UTC)", "LAST USED (UTC)", "STATUS"]
+HEADER = ["ID", "PREFIX", "NAME", "OWNER", "SCOPES", "CREATED (UTC)", "LAST USED (UTC)", "EXPIRES (UTC)", "STATUS"]
+STATUSES = ("active", "expired", "revoked")
 
 
 class Command(BaseCommand):
     help = (
-        "List API keys, newest first: active ones unless --all is given. Shows each key's id, "
-        "display prefix, name, owner, scopes, creation and last-use times and status; never "
-        "the key itself or its hash."
+        "List API keys, newest first: active and expired ones (marked expired), and revoked ones "
+        "too with --all. Shows each key's id, display prefix, name, owner, scopes, creation, "
+        "last-use and expiry times and status; never the key itself or its hash."
     )
 
     def add_arguments(self, parser):
@@ -29,13 +30,16 @@ class Command(BaseCommand):
             "--json",
             action="store_true",
             dest="as_json",
-            help="Print a JSON array instead of a table (ISO 8601 times; last_used_at is null if never used).",
+            help=(
+                "Print a JSON array instead of a table (ISO 8601 times; last_used_at is null if never used, "
+                "expires_at if the key never expires; status is active, expired or revoked)."
+            ),
         )
 
     def handle(self, *args, owner, include_revoked, as_json, **options):
         keys = ApiKey.objects.select_related("owner").with_scopes()
         if not include_revoked:
-            keys = keys.active()
+            keys = keys.unrevoked()  # expired keys too: they are listed, marked expired
         if owner is not None:
             if not owner.strip():
                 raise CommandError("--owner must not be empty.")
@@ -49,15 +53,11 @@ class Command(BaseCommand):
             self.stdout.write(dump_json(rows))
             return
         if not rows:
-            which = "API keys" if include_revoked else "active API keys"
+            which = "API keys" if include_revoked else "active or expired API keys"
             self.stdout.write(f"No {which}{f' for {owner}' if owner else ''}.")
             return
         self.stdout.write(render_table(rows))
-        if include_revoked:
-            revoked = sum(row["status"] == "revoked" for row in rows)
-            self.stdout.write(f"{plural(len(rows), 'key')} ({len(rows) - revoked} active, {revoked} revoked).")
-        else:
-            self.stdout.write(f"{plural(len(rows), 'active key')}.")
+        self.stdout.write(summary(rows, include_revoked))
 
 
 def key_row(api_key: ApiKey) -> dict:
@@ -72,6 +72,7 @@ def key_row(api_key: ApiKey) -> dict:
         "created_at": api_key.created_at,
         "last_used_at": api_key.last_used_at,
         "revoked_at": api_key.revoked_at,
+        "expires_at": api_key.expires_at,
         "status": api_key.status,
     }
 
@@ -93,6 +94,7 @@ def render_table(rows: list[dict]) -> str:
             ",".join(row["scopes"]),
             utc(row["created_at"]),
             utc(row["last_used_at"]) if row["last_used_at"] else "never",
+            utc(row["expires_at"]) if row["expires_at"] else "never",
             row["status"],
         ]
         for row in rows
@@ -102,6 +104,15 @@ def render_table(rows: list[dict]) -> str:
     return "\n".join(
         "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip() for line in lines
     )
+
+
+def summary(rows: list[dict], include_revoked: bool) -> str:
+    """The count line: "2 active keys." when that is all, else "3 keys (2 active, 1 expired)" and so on."""
+    counts = {status: sum(row["status"] == status for row in rows) for status in STATUSES}
+    if counts["active"] == len(rows) and not include_revoked:
+        return f"{plural(len(rows), 'active key')}."
+    shown = ["active", *(["expired"] if counts["expired"] else []), *(["revoked"] if include_revoked else [])]
+    return f"{plural(len(rows), 'key')} ({', '.join(f'{counts[status]} {status}' for status in shown)})."
 
 
 def iso(moment: datetime.datetime) -> str:

@@ -5,6 +5,7 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError
 
 from apikeys import lifecycle
+from apikeys.audit import Actor
 from apikeys.models import ApiKey
 
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         # All the keys in one query (and none at all when every id is malformed).
         found = ApiKey.objects.select_related("owner").in_bulk(valid)
 
+        actor = Actor.command("revokeapikey")
         failed = revoked = already = 0
         for raw, key_id in requested.items():
             api_key = found.get(key_id)
@@ -43,7 +45,7 @@ class Command(BaseCommand):
             elif api_key is None:
                 failed += 1
                 self.stderr.write(f"{key_id}: no API key has this id.")
-            elif lifecycle.revoke_api_key(api_key):
+            elif lifecycle.revoke_api_key(api_key, actor=actor):
                 revoked += 1
                 self.stdout.write(f"{key_id}: revoked ({describe(api_key)}).")
             else:

@@ -1,0 +1,76 @@
+"""rotateapikey: give a key a new secret from a script; stdout carries the new key and nothing else."""
+
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from apikeys import lifecycle
+from apikeys.audit import Actor
+from apikeys.models import ApiKey
+
+from .createapikey import describe_user, utc
+from .revokeapikey import parse_key_id
+
+
+class Command(BaseCommand):
+    help = (
+        "Give an API key a new secret, whoever owns it; its id, name, scopes and expiry stay. "
+        "stdout gets only the new key, so KEY=$(manage.py rotateapikey ...) captures it; the "
+        "details go to stderr. The new key is shown this once and can never be shown again. "
+        "The replaced secret stops working at once, unless --grace gives clients time to switch."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "key_id", metavar="KEY_ID", help="Id of the key to rotate (a UUID, as shown by listapikeys)."
+        )
+        parser.add_argument(
+            "--grace",
+            type=int,
+            default=0,
+            metavar="SECONDS",
+            help=(
+                "Grace period: how long the replaced secret keeps working alongside the new one, "
+                f"from 0 (the default: it stops at once) to {lifecycle.MAX_GRACE_SECONDS} (7 days). "
+                "Rotating again during a grace period stops the older secret at once."
+            ),
+        )
+
+    def handle(self, *args, key_id, grace, **options):
+        parsed = parse_key_id(key_id)
+        if parsed is None:
+            raise CommandError(f"{key_id!r} is not a key id. Key ids are UUIDs such as {uuid.UUID(int=0)}.")
+        api_key = ApiKey.objects.select_related("owner").filter(pk=parsed).first()
+        if api_key is None:
+            raise CommandError(f"{parsed}: no API key has this id.")
+        old_prefix = api_key.key_prefix
+        try:
+            issued = lifecycle.rotate_key(api_key, grace_seconds=grace, actor=Actor.command("rotateapikey"))
+        except ValidationError as exc:
+            raise CommandError(f"Invalid --grace: {' '.join(exc.messages)}") from exc
+        except lifecycle.NotRotatable as exc:
+            raise CommandError(f"{parsed}: {exc} Nothing changed.") from exc
+
+        api_key = issued.api_key
+        self.stdout.write(issued.plaintext)
+        if api_key.previous_key_expires_at:
+            replaced = f"keeps working until {utc(api_key.previous_key_expires_at)} ({describe_grace(grace)})"
+        else:
+            replaced = "stopped working now"
+        self.note(
+            f"Rotated API key {api_key.pk}\n"
+            f"  name:       {api_key.name}\n"
+            f"  owner:      {describe_user(api_key.owner)}\n"
+            f"  prefix:     {api_key.key_prefix} (was {old_prefix})\n"
+            f"  old secret: {replaced}\n"
+            "The new key was printed on stdout. It is shown only this once and cannot be recovered: store it now."
+        )
+
+    def note(self, text: str) -> None:
+        # stderr's default style paints everything as an error; this is information.
+        self.stderr.write(text, style_func=lambda message: message)
+
+
+def describe_grace(seconds: int) -> str:
+    return f"a grace period of {seconds} seconds"
