@@ -34,7 +34,7 @@ admin.site.enable_nav_sidebar = False
 
 # Secrets are stored as hashes only; no URL filter may touch them, on any model.
 HASH_FIELDS = frozenset({"key_hash", "previous_key_hash"})
-# The codes lifecycle.validate_expiry raises, so a refusal lands on the expiry field.
+# A key's page lists this many of its newest events; the event log has them all.
 KEY_EVENTS_SHOWN = 20
 
 
@@ -189,8 +189,8 @@ class ApiKeyChangeForm(forms.ModelForm):
         return expires_at
 
 
-class ExpiryRefused(Exception):
-    """lifecycle.set_expiry refused a change the form had accepted (the key was revoked meanwhile)."""
+class ChangeRefused(Exception):
+    """lifecycle refused a change the form had accepted (say, the key was revoked meanwhile)."""
 
 
 class RotateKeyForm(forms.Form):
@@ -394,20 +394,22 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         try:
             return super().change_view(request, object_id, form_url, extra_context)
-        except ExpiryRefused as refused:
+        except ChangeRefused as refused:
             # The whole save has rolled back, the name and scopes included.
             self.message_user(request, f"Nothing was saved: {refused}", messages.ERROR)
             return redirect(request.path)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
+            can_see_events = self.admin_site.get_model_admin(KeyEvent).has_view_permission(request)
             # One query, however many events the key has; the full list is one link away.
-            events = list(obj.events.order_by("-at", "-id")[: KEY_EVENTS_SHOWN + 1])
+            # Events carry addresses and user agents: only staff who may view the log see them.
+            events = list(obj.events.order_by("-at", "-id")[: KEY_EVENTS_SHOWN + 1]) if can_see_events else []
             for event in events:
                 event.details_summary = details_summary(event.details)
-            can_see_events = self.admin_site.get_model_admin(KeyEvent).has_view_permission(request)
             can_rotate = obj.is_active and self.has_change_permission(request, obj)
             context.update(
+                show_key_events=can_see_events,
                 key_events=events[:KEY_EVENTS_SHOWN],
                 key_events_shown=KEY_EVENTS_SHOWN,
                 more_key_events=len(events) > KEY_EVENTS_SHOWN,
@@ -446,18 +448,18 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             return  # issue_key saved the added key
-        # Only the name: a full save would write back every column as loaded, undoing
-        # a revocation or rotation that happened since.
-        obj.save(update_fields=["name"])
+        # Through lifecycle, never a model save: each change is audited, and a full save
+        # would write back every column as loaded, undoing a revocation or rotation since.
+        actor = staff_actor(request)
         try:
-            lifecycle.set_expiry(obj, form.cleaned_data["expires_at"], actor=staff_actor(request))
-        except (ValidationError, lifecycle.NotRotatable) as refused:
+            lifecycle.update_key(obj, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"], actor=actor)
+            lifecycle.set_expiry(obj, form.cleaned_data["expires_at"], actor=actor)
+        except (ValidationError, lifecycle.NotChangeable, lifecycle.TooManyKeys) as refused:
             message = " ".join(refused.messages) if isinstance(refused, ValidationError) else str(refused)
-            raise ExpiryRefused(message) from refused
+            raise ChangeRefused(message) from refused
 
     def save_related(self, request, form, formsets, change):
-        if change:  # issue_key gave an added key its scopes
-            super().save_related(request, form, formsets, change)
+        pass  # issue_key gave an added key its scopes; update_key changes them
 
     def response_add(self, request, obj, post_url_continue=None):
         """Show the new key once, in this response: no redirect, so it never waits in the session or a cookie."""
@@ -506,7 +508,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
                     message = "This key was already rotated; its new secret was shown once and cannot be shown again."
                     self.message_user(request, message, messages.WARNING)
                     return redirect(change_url)
-                except lifecycle.NotRotatable as refused:
+                except lifecycle.NotChangeable as refused:
                     self.message_user(request, str(refused), messages.ERROR)
                     return redirect(change_url)
                 return self.show_secret_once(request, issued, title="API key rotated", rotated=True)

@@ -15,15 +15,21 @@ def client_ip(request) -> str | None:
     With ``OMIKEYS_NUM_PROXIES`` = 0 it is the connection's address. Behind N proxies
     it is the address the outermost of them saw, the N-th entry from the right of
     ``X-Forwarded-For``: entries further left are whatever the client chose to send.
+    ``None`` when no valid address is known.
     """
-    address = request.META.get("REMOTE_ADDR")
+    connection = _parse(request.META.get("REMOTE_ADDR"))
     proxies = settings.OMIKEYS_NUM_PROXIES
     if proxies:
         forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
         if forwarded:
-            address = forwarded[-min(proxies, len(forwarded))]
+            # A garbled entry from a proxy is no address: fall back to the connection's.
+            return _parse(forwarded[-min(proxies, len(forwarded))]) or connection
+    return connection
+
+
+def _parse(address: str | None) -> str | None:
     try:
-        return str(ipaddress.ip_address(address)) if address else None
+        return str(ipaddress.ip_address(address.strip())) if address else None
     except ValueError:
         return None
 

@@ -59,8 +59,16 @@ class TooManyKeys(Exception):
         self.limit = limit
 
 
-class NotRotatable(Exception):
-    """A revoked or expired key cannot be given a new secret."""
+class NotChangeable(Exception):
+    """The key's state forbids the change asked for; the message says why."""
+
+
+class KeyRevoked(NotChangeable):
+    """A revoked key never changes again."""
+
+
+class NotRotatable(NotChangeable):
+    """An expired key cannot be given a new secret (a revoked one raises :class:`KeyRevoked`)."""
 
 
 class AlreadyRotated(Exception):
@@ -121,14 +129,10 @@ def issue_key(
     generated = crypto.generate_key()
     try:
         with transaction.atomic():
-            # Locking the owner's row makes concurrent creations count one at a time,
-            # so the limit holds under races (SQLite's IMMEDIATE transactions already do).
-            list(User.objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
+            _lock_owner(owner.pk)
             if request_token and ApiKey.objects.filter(owner=owner, request_token=request_token).exists():
                 raise IntegrityError("request token used")
-            limit = settings.OMIKEYS_MAX_ACTIVE_KEYS
-            if ApiKey.objects.for_owner(owner).active().count() >= limit:
-                raise TooManyKeys(limit)
+            _check_room_for_one_more(owner.pk)
             api_key = ApiKey.objects.create(
                 owner=owner,
                 name=name,
@@ -158,6 +162,56 @@ def issue_key(
     return IssuedKey(api_key=api_key, plaintext=generated.plaintext)
 
 
+def _lock_owner(owner_id) -> None:
+    # Locking the owner's row makes changes that add an active key count one at a time,
+    # so the limit holds under races (SQLite's IMMEDIATE transactions already do).
+    list(User.objects.select_for_update().filter(pk=owner_id).values_list("pk", flat=True))
+
+
+def _check_room_for_one_more(owner_id) -> None:
+    limit = settings.OMIKEYS_MAX_ACTIVE_KEYS
+    if ApiKey.objects.filter(owner_id=owner_id).active().count() >= limit:
+        raise TooManyKeys(limit)
+
+
+def update_key(
+    api_key: ApiKey, *, name: str | None = None, scopes: Iterable[Scope] | None = None, actor: Actor | None = None
+) -> list[str]:
+    """Rename ``api_key`` and/or replace its scopes; returns the actions recorded.
+
+    ``None`` leaves that part as it is. Each real change is audited ("renamed",
+    "scopes_changed", with the old and new values) in the same transaction. The
+    name follows the rules of :func:`issue_key`. A revoked key raises :class:`KeyRevoked`.
+    A scope change applies to the key's next request.
+    """
+    if name is not None:
+        name = name.strip()
+        validate_key_name(name)
+    with transaction.atomic():
+        current = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if current.is_revoked:
+            raise KeyRevoked("This key has been revoked; it cannot change.")
+        now = timezone.now()
+        recorded = []
+        if name is not None and name != current.name:
+            ApiKey.objects.filter(pk=current.pk).update(name=name)
+            audit.record(current, KeyEvent.Action.RENAMED, actor, at=now, name=name, previous_name=current.name)
+            recorded.append(KeyEvent.Action.RENAMED)
+        if scopes is not None:
+            before = sorted(current.scopes.values_list("code", flat=True))
+            chosen = sorted(set(scopes), key=lambda scope: scope.code)
+            after = [scope.code for scope in chosen]
+            if after != before:
+                current.scopes.set(chosen)
+                audit.record(current, KeyEvent.Action.SCOPES_CHANGED, actor, at=now, scopes=after, previous_scopes=before)
+                recorded.append(KeyEvent.Action.SCOPES_CHANGED)
+    if name is not None:
+        api_key.name = name
+    if recorded:
+        logger.info("api key updated id=%s owner=%s changes=%s", api_key.pk, api_key.owner_id, ",".join(recorded))
+    return recorded
+
+
 def rotate_key(
     api_key: ApiKey,
     *,
@@ -173,8 +227,8 @@ def rotate_key(
 
     ``expected_prefix`` is the display prefix the caller saw; if the secret has
     changed since, nothing happens and :class:`AlreadyRotated` is raised, so a
-    form sent twice rotates once. A revoked or expired key raises
-    :class:`NotRotatable`. The caller decides access.
+    form sent twice rotates once. A revoked key raises :class:`KeyRevoked`, an
+    expired one :class:`NotRotatable`. The caller decides access.
     """
     if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
         raise ValidationError(
@@ -185,7 +239,7 @@ def rotate_key(
         current = ApiKey.objects.select_for_update().get(pk=api_key.pk)
         now = timezone.now()
         if current.is_revoked:
-            raise NotRotatable("This key has been revoked; a revoked key cannot be rotated.")
+            raise KeyRevoked("This key has been revoked; a revoked key cannot be rotated.")
         if current.is_expired(now):
             raise NotRotatable("This key has expired; an expired key cannot be rotated.")
         if expected_prefix is not None and current.key_prefix != expected_prefix:
@@ -216,15 +270,20 @@ def rotate_key(
 def set_expiry(api_key: ApiKey, expires_at: datetime.datetime | None, *, actor: Actor | None = None) -> bool:
     """Change when ``api_key`` expires (``None``: never). Returns False when nothing changed.
 
-    The new value follows :func:`validate_expiry`. A revoked key keeps its expiry.
+    The new value follows :func:`validate_expiry`. A revoked key raises
+    :class:`KeyRevoked`. An expired key given a later expiry works again, so it
+    needs a place under the owner's active-key limit (:class:`TooManyKeys`).
     """
     if expires_at == api_key.expires_at:
         return False
     validate_expiry(expires_at)
     with transaction.atomic():
+        _lock_owner(api_key.owner_id)
         current = ApiKey.objects.select_for_update().get(pk=api_key.pk)
         if current.is_revoked:
-            raise NotRotatable("This key has been revoked; its expiry cannot change.")
+            raise KeyRevoked("This key has been revoked; its expiry cannot change.")
+        if current.is_expired():
+            _check_room_for_one_more(api_key.owner_id)
         previous = current.expires_at
         ApiKey.objects.filter(pk=api_key.pk).update(expires_at=expires_at)
         audit.record(

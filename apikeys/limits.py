@@ -6,12 +6,16 @@ throttles keep a list of timestamps and rewrite it on every request, which loses
 counts when two processes race; a counter does not.
 """
 
+import ipaddress
+import logging
 import math
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,11 @@ class Throttle:
         """Seconds until ``subject`` may act again, or None when it may act now. Reads only."""
         now = time.time() if now is None else now
         key, ends = self._window(now)
-        if (cache.get(f"{key}:{subject}") or 0) >= self.limit:
+        try:
+            count = cache.get(f"{key}:{subject}") or 0
+        except Exception:  # noqa: BLE001 - see _unavailable
+            return self._unavailable()
+        if count >= self.limit:
             return max(1, math.ceil(ends - now))
         return None
 
@@ -39,16 +47,47 @@ class Throttle:
         now = time.time() if now is None else now
         key, ends = self._window(now)
         key = f"{key}:{subject}"
-        # add() is a no-op when the counter exists; incr() is then atomic.
-        cache.add(key, 0, timeout=math.ceil(ends - now) + 1)
+        timeout = math.ceil(ends - now) + 1
         try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add() and incr()
-            cache.add(key, 1, timeout=math.ceil(ends - now) + 1)
-            count = 1
+            count = None
+            while count is None:
+                # add() is a no-op when the counter exists; incr() is then atomic. If the
+                # counter expires in between, incr() fails and the next add() starts it again.
+                cache.add(key, 0, timeout=timeout)
+                try:
+                    count = cache.incr(key)
+                except ValueError:
+                    pass
+        except Exception:  # noqa: BLE001 - see _unavailable
+            return self._unavailable()
         if count > self.limit:
             return max(1, math.ceil(ends - now))
         return None
+
+    def _unavailable(self) -> None:
+        # A throttle protects the service; it must not take it down. With the cache
+        # (say, Redis) unreachable, requests go through unthrottled and the error is logged.
+        logger.exception("throttle %r: the cache is unavailable; not throttling", self.name)
+        return None
+
+
+def address_subject(address: str | None) -> str:
+    """What a per-address throttle counts: an IPv4 address, or an IPv6 /64 network.
+
+    One IPv6 user usually holds a whole /64, so counting single IPv6 addresses
+    would give them 2**64 separate allowances.
+    """
+    if not address:
+        return "unknown"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return "unknown"
+    if parsed.version == 4:
+        return str(parsed)
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
 
 
 def key_creation() -> Throttle:

@@ -7,9 +7,9 @@ Django's own converters turn the row into values, and ``Model.from_db`` builds t
 instances. A model change needs no change here.
 """
 
-import weakref
 from dataclasses import dataclass
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.models.expressions import Col
 
@@ -25,26 +25,29 @@ class _Statement:
     owner_fields: list[str]
 
 
-# One statement per connection object (connections are per thread), forgotten with it.
-_statements: "weakref.WeakKeyDictionary[object, _Statement]" = weakref.WeakKeyDictionary()
+AGGREGATES = {"postgresql": "STRING_AGG({}, ',')", "sqlite": "GROUP_CONCAT({}, ',')"}
 
 
 def _statement(alias: str) -> _Statement:
+    # Kept on the connection object itself (one per thread): its converters belong to that
+    # connection, and the statement goes when the connection does.
     connection = connections[alias]
-    statement = _statements.get(connection)
+    statement = getattr(connection, "_omikeys_key_lookup", None)
     if statement is None:
-        statement = _statements[connection] = _build(connection, alias)
+        statement = connection._omikeys_key_lookup = _build(connection, alias)
     return statement
 
 
 def _build(connection, alias: str) -> _Statement:
+    if connection.vendor not in AGGREGATES:
+        raise ImproperlyConfigured(f"omikeys runs on PostgreSQL or SQLite, not {connection.vendor}.")
     q = connection.ops.quote_name
     key_meta, owner_meta, scope_meta = ApiKey._meta, User._meta, Scope._meta
     through = ApiKey.scopes.through._meta
     key_columns = [f"k.{q(f.column)}" for f in key_meta.concrete_fields]
     owner_columns = [f"u.{q(f.column)}" for f in owner_meta.concrete_fields]
     code = f"s.{q(scope_meta.get_field('code').column)}"
-    aggregate = f"STRING_AGG({code}, ',')" if connection.vendor == "postgresql" else f"GROUP_CONCAT({code}, ',')"
+    aggregate = AGGREGATES[connection.vendor].format(code)
     through_key = q(through.get_field("apikey").column)
     through_scope = q(through.get_field("scope").column)
     sql = (

@@ -207,6 +207,8 @@ class KeyEvent(models.Model):
         ROTATED = "rotated", "rotated"
         REVOKED = "revoked", "revoked"
         EXPIRY_CHANGED = "expiry_changed", "expiry changed"
+        RENAMED = "renamed", "renamed"
+        SCOPES_CHANGED = "scopes_changed", "scopes changed"
 
     class ActorKind(models.TextChoices):
         USER = "user", "the key's owner"

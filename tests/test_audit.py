@@ -48,7 +48,7 @@ def test_an_event_is_written_in_the_same_transaction_as_the_change():
     owner = make_owner()
     issued = issue(owner)
     lifecycle.revoke_api_key(issued.api_key)
-    with pytest.raises(lifecycle.NotRotatable):
+    with pytest.raises(lifecycle.KeyRevoked):
         lifecycle.rotate_key(issued.api_key)
     assert list(issued.api_key.events.values_list("action", flat=True).order_by("id")) == ["created", "revoked"]
 
@@ -67,7 +67,8 @@ def test_long_user_agents_are_cut_to_fit():
         (1, "10.0.0.1", "6.6.6.6, 198.51.100.1", "198.51.100.1"),  # the client chose the leftmost entry
         (2, "10.0.0.1", "6.6.6.6, 198.51.100.1, 10.0.0.2", "198.51.100.1"),
         (1, "10.0.0.1", "", "10.0.0.1"),
-        (1, "10.0.0.1", "not-an-address", None),
+        (1, "10.0.0.1", "not-an-address", "10.0.0.1"),  # a garbled entry: the connection's address
+        (0, "", "", None),
         (0, "2001:db8::1", "", "2001:db8::1"),
     ],
 )

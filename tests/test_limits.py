@@ -136,3 +136,28 @@ def test_the_limit_message_speaks_of_one_key_when_the_limit_is_one(user_client, 
     settings.OMIKEYS_MAX_ACTIVE_KEYS = 1
     create(user_client)
     assert create(user_client).json()["detail"].startswith("You already have 1 active API key, the most allowed.")
+
+
+@pytest.mark.parametrize(
+    ("address", "subject"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),  # the same /64: one allowance
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        (None, "unknown"),
+    ],
+)
+def test_addresses_are_throttled_per_ipv4_address_or_ipv6_64(address, subject):
+    assert limits.address_subject(address) == subject
+
+
+def test_an_unreachable_cache_lets_requests_through_and_is_logged(settings, caplog):
+    """A throttle must not take the service down with it: Redis gone means no throttling, not 500s."""
+    from .keys import issue, key_client
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
+    issued = issue(make_owner("cacheless"))
+    assert key_client(issued.plaintext).get("/v1/dev/key").status_code == 200
+    assert key_client("omi_dev_" + "7" * 32).get("/v1/dev/key").status_code == 401
+    assert "the cache is unavailable" in caplog.text

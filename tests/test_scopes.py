@@ -47,6 +47,11 @@ def test_scopes_can_differ_per_method(owner):
     assert write_only.post("/v1/goals").json() == {"detail": "Insufficient permissions. Required scope: goals:read"}
     # A method the view does not handle is still 405, not a configuration error.
     assert reader.delete("/v1/goals").status_code == 405
+    assert reader.generic("DISPATCH", "/v1/goals").status_code == 405
+    assert APIClient().generic("DISPATCH", "/v1/goals").status_code == 401  # DRF authenticates first
+    # DRF's built-in OPTIONS has no scopes named: refused, not a server error.
+    assert reader.options("/v1/goals").status_code == 403
+    assert APIClient().options("/v1/goals").status_code == 401
 
 
 def test_every_refusal_has_its_status(owner, emulator_user):

@@ -80,7 +80,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != self.keyword.lower().encode():
             return None
-        address = client_ip(request) or "unknown"
+        address = limits.address_subject(client_ip(request))
         throttle = limits.failed_verification()
         wait = throttle.retry_after(address)
         if wait:

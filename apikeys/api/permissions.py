@@ -30,6 +30,9 @@ class HasScope(BasePermission):
         if not isinstance(request.auth, ApiKey):
             self.message = "This endpoint needs an API key: send 'Authorization: Bearer <API key>'."
             return False
+        if required is None:
+            self.message = f"No scope allows {request.method} here."
+            return False
         granted = getattr(request.auth, "scope_codes", None)
         if granted is None:  # a key object that did not come from ApiKeyAuthentication
             return False
@@ -40,15 +43,19 @@ class HasScope(BasePermission):
         return True
 
     @staticmethod
-    def required_scopes(request, view) -> list[str]:
+    def required_scopes(request, view) -> list[str] | None:
+        """The scopes this request needs; ``None`` when the view names none for its method (refused)."""
         required = getattr(view, "required_scopes", None)
         if isinstance(required, Mapping):
             method = "GET" if request.method == "HEAD" and "HEAD" not in required else request.method
-            if not hasattr(view, method.lower()):
+            handled = method.lower() in view.http_method_names and hasattr(view, method.lower())
+            if not handled:
                 return []  # the view has no handler for this method: DRF answers 405
+            if method == "OPTIONS" and method not in required:
+                return None  # DRF's built-in OPTIONS: refused unless the view names scopes for it
             if method not in required:
                 raise ImproperlyConfigured(
-                    f"{type(view).__name__}.required_scopes names no scopes for {request.method}."
+                    f"{type(view).__name__}.required_scopes names no scopes for {method}, which it handles."
                 )
             required = required[method]
         if required is None or isinstance(required, str):

@@ -31,7 +31,7 @@ from .serializers import (
 TAGS = ["API Keys"]
 ERROR_401 = OpenApiResponse(ErrorResponseSerializer, description="Missing or invalid authentication credentials.")
 ERROR_409 = OpenApiResponse(
-    ErrorResponseSerializer, description="The key cannot change: revoked or expired, or the active-key limit is reached."
+    ErrorResponseSerializer, description="The active-key limit is reached, or the key has expired and cannot be rotated."
 )
 ERROR_429 = OpenApiResponse(ErrorResponseSerializer, description="Too many requests; retry after Retry-After seconds.")
 ERROR_503 = OpenApiResponse(
@@ -192,6 +192,8 @@ class KeyRotateView(KeyAPIView):
                 grace_seconds=serializer.validated_data["grace_seconds"],
                 actor=Actor.from_request(request, via=KeyEvent.Via.API),
             )
+        except lifecycle.KeyRevoked:
+            raise NotFound("No API key with this id.") from None  # revoked while this request ran
         except lifecycle.NotRotatable as exc:
             raise Conflict(str(exc)) from None
         api_key = ApiKey.objects.with_scopes().get(pk=api_key.pk)

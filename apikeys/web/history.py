@@ -94,6 +94,10 @@ def _what(event: KeyEvent) -> tuple[str, datetime.datetime | None]:
         return ("Expiry changed to", expires) if expires else ("Expiry removed: never expires", None)
     if event.action == KeyEvent.Action.REVOKED:
         return ("Revoked", None)
+    if event.action == KeyEvent.Action.RENAMED:
+        return (f"Renamed to “{details.get('name', '')}”", None)
+    if event.action == KeyEvent.Action.SCOPES_CHANGED:
+        return ("Scopes changed to " + (", ".join(details.get("scopes") or []) or "none"), None)
     return (event.get_action_display().capitalize(), None)
 
 

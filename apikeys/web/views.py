@@ -341,7 +341,7 @@ def key_rotate(request, key_id):
         )
     except lifecycle.AlreadyRotated:
         return _already_rotated(request, api_key)
-    except lifecycle.NotRotatable as exc:
+    except lifecycle.NotChangeable as exc:
         messages.error(request, str(exc))
         return redirect("web:key-detail", key_id=api_key.pk)
     context = {"key": issued.api_key, "plaintext": issued.plaintext, "rotated": True}

@@ -12,8 +12,6 @@ from apikeys import firebase, lifecycle
 from apikeys.audit import Actor
 from apikeys.models import Scope, User
 
-# The codes lifecycle.validate_expiry raises: those refusals are about --expires-in-days, not --name.
-
 
 class Command(BaseCommand):
     help = (

@@ -49,7 +49,7 @@ class Command(BaseCommand):
             issued = lifecycle.rotate_key(api_key, grace_seconds=grace, actor=Actor.command("rotateapikey"))
         except ValidationError as exc:
             raise CommandError(f"Invalid --grace: {' '.join(exc.messages)}") from exc
-        except lifecycle.NotRotatable as exc:
+        except lifecycle.NotChangeable as exc:
             raise CommandError(f"{parsed}: {exc} Nothing changed.") from exc
 
         api_key = issued.api_key
