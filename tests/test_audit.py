@@ -1,6 +1,7 @@
 """The audit log: who created, rotated, revoked a key or changed its expiry, when, and from where."""
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import RequestFactory
 
 from apikeys import audit, lifecycle
@@ -82,3 +83,20 @@ def test_command_actors_name_the_command_and_the_operating_system_user():
     actor = audit.Actor.command("revokeapikey")
     assert actor.kind == "command" and actor.via == "command"
     assert actor.label.startswith("revokeapikey (run by ")
+
+
+def test_update_key_records_only_real_changes_and_refuses_revoked_keys():
+    from apikeys.models import Scope
+
+    issued = issue(make_owner(), "Before")
+    memories = list(Scope.objects.filter(code__in=["memories:read", "memories:write"]))
+    assert lifecycle.update_key(issued.api_key, name="  After  ", scopes=memories) == ["renamed", "scopes_changed"]
+    assert lifecycle.update_key(issued.api_key, name="After", scopes=memories) == []
+    renamed = issued.api_key.events.get(action="renamed")
+    assert renamed.details == {"name": "After", "previous_name": "Before"}
+    with pytest.raises(ValidationError):
+        lifecycle.update_key(issued.api_key, name="")
+    lifecycle.revoke_api_key(issued.api_key)
+    with pytest.raises(lifecycle.KeyRevoked):
+        lifecycle.update_key(issued.api_key, name="Again")
+    assert issued.api_key.events.count() == 4  # created, renamed, scopes_changed, revoked
