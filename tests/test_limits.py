@@ -5,7 +5,7 @@ import threading
 
 import pytest
 from django.core.cache import cache
-from django.db import close_old_connections
+from django.db import connection
 from django.utils import timezone
 
 from apikeys import lifecycle, limits
@@ -69,7 +69,7 @@ def test_concurrent_creations_never_exceed_the_limit(settings, contract_scopes):
         except lifecycle.TooManyKeys:
             outcomes.append("refused")
         finally:
-            close_old_connections()
+            connection.close()
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
     for thread in threads:

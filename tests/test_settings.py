@@ -192,3 +192,13 @@ def test_every_variable_settings_reads_is_documented():
     readme = (ROOT / "README.md").read_text()
     assert not {name for name in names if name not in example}, "missing from .env.example"
     assert not {name for name in names if f"`{name}`" not in readme}, "missing from the README"
+
+
+def test_database_connections_are_kept_unless_the_url_says_otherwise():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DATABASES['default']['CONN_MAX_AGE'], s.DATABASES['default']['CONN_HEALTH_CHECKS'])"
+    )
+    assert run_settings(REQUIRED, code).stdout.split() == ["60", "True"]
+    pinned = run_settings({**REQUIRED, "DATABASE_URL": "postgres://u@db.internal/omikeys?conn_max_age=0"}, code)
+    assert pinned.stdout.split() == ["0", "False"]
