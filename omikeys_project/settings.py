@@ -236,8 +236,9 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "omikeys: Omi Developer API keys",
     "DESCRIPTION": (
-        "Create, list and revoke Omi Developer API keys. Every operation needs "
-        "`Authorization: Bearer <Firebase ID token>`."
+        "Create, list, rotate and revoke Omi Developer API keys with "
+        "`Authorization: Bearer <Firebase ID token>`, and check a key with "
+        "`GET /v1/dev/key` and `Authorization: Bearer <API key>`."
     ),
     "VERSION": "1.0.0",
     "OAS_VERSION": "3.1.0",
