@@ -199,6 +199,6 @@ def test_database_connections_are_kept_unless_the_url_says_otherwise():
         "import django; django.setup(); from django.conf import settings as s; "
         "print(s.DATABASES['default']['CONN_MAX_AGE'], s.DATABASES['default']['CONN_HEALTH_CHECKS'])"
     )
-    assert run_settings(REQUIRED, code).stdout.split() == ["60", "True"]
+    assert run_settings(REQUIRED, code).stdout.split() == ["60", "False"]
     pinned = run_settings({**REQUIRED, "DATABASE_URL": "postgres://u@db.internal/omikeys?conn_max_age=0"}, code)
     assert pinned.stdout.split() == ["0", "False"]
