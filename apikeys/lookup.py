@@ -7,8 +7,10 @@ Django's own converters turn the row into values, and ``Model.from_db`` builds t
 instances. A model change needs no change here.
 """
 
+import weakref
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.models.expressions import Col
@@ -26,6 +28,10 @@ class _Statement:
 
 
 AGGREGATES = {"postgresql": "STRING_AGG({}, ',')", "sqlite": "GROUP_CONCAT({}, ',')"}
+# On PostgreSQL the statement is prepared once per database session: planning its join
+# and subquery cost as much again as running it.
+PREPARED_NAME = "omikeys_key_lookup"
+_prepared_sessions: "weakref.WeakSet[object]" = weakref.WeakSet()
 
 
 def _statement(alias: str) -> _Statement:
@@ -79,8 +85,18 @@ def find_by_hash(hashed: str, alias: str = "default") -> ApiKey | None:
     ``scope_codes``, a frozenset. Nothing is decided here about validity.
     """
     statement = _statement(alias)
-    with connections[alias].cursor() as cursor:
-        cursor.execute(statement.sql, [hashed, hashed])
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and settings.OMIKEYS_PREPARE_KEY_LOOKUP:
+            if connection.connection not in _prepared_sessions:
+                # Once per connection: prepare, unless this session already has it.
+                cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [PREPARED_NAME])
+                if cursor.fetchone() is None:
+                    cursor.execute(f"PREPARE {PREPARED_NAME}(varchar) AS {statement.sql.replace('%s', '$1')}")
+                _prepared_sessions.add(connection.connection)
+            cursor.execute(f"EXECUTE {PREPARED_NAME}(%s)", [hashed])
+        else:
+            cursor.execute(statement.sql, [hashed, hashed])
         row = cursor.fetchone()
     if row is None:
         return None

@@ -178,6 +178,9 @@ OMIKEYS_FAILED_VERIFICATION_RATE = env_rate("OMIKEYS_FAILED_VERIFICATION_RATE", 
 # How many proxies in front of omikeys append to X-Forwarded-For. 0: the client's
 # address is the connection's. Used for the audit log and per-address throttles.
 OMIKEYS_NUM_PROXIES = env_int("OMIKEYS_NUM_PROXIES", 0, maximum=10)
+# On PostgreSQL the key lookup is a prepared statement, once per connection. Turn it off
+# behind a pooler that does not keep sessions (PgBouncer in transaction mode).
+OMIKEYS_PREPARE_KEY_LOOKUP = env_bool("OMIKEYS_PREPARE_KEY_LOOKUP", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "apikeys.User"

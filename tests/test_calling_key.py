@@ -15,6 +15,7 @@ from .keys import issue, key_client, make_owner
 
 URL = "/v1/dev/key"
 INVALID = {"detail": "Invalid API Key"}
+READS = ("SELECT", "EXECUTE")  # on PostgreSQL the lookup runs as a prepared statement
 
 pytestmark = pytest.mark.django_db
 
@@ -138,6 +139,7 @@ def test_an_expired_key_is_refused_and_says_so(owner, time_machine):
 def test_a_hit_is_one_read_and_no_write_inside_the_stamping_interval(issued, time_machine):
     time_machine.move_to(timezone.now(), tick=False)
     client = key_client(issued.plaintext)
+    lifecycle.verify_key("omi_dev_" + "0" * 32)  # on PostgreSQL, the connection prepares the lookup once
     with CaptureQueriesContext(connection) as first:
         assert client.get(URL).status_code == 200
     # The first use: the read, then the stamp.
@@ -150,7 +152,7 @@ def test_a_hit_is_one_read_and_no_write_inside_the_stamping_interval(issued, tim
     with CaptureQueriesContext(connection) as later:
         assert client.get(URL).status_code == 200
     assert len(later.captured_queries) == 1
-    assert later.captured_queries[0]["sql"].startswith("SELECT")
+    assert later.captured_queries[0]["sql"].startswith(READS)
     assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at == stamped
 
 
@@ -191,9 +193,10 @@ def test_a_stale_copy_racing_another_process_does_not_write_twice(issued, time_m
 
 
 def test_failed_verifications_do_not_write(issued):
+    lifecycle.verify_key("omi_dev_" + "0" * 32)  # on PostgreSQL, the connection prepares the lookup once
     with CaptureQueriesContext(connection) as queries:
         key_client("omi_dev_" + "1" * 32).get(URL)
-    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["SELECT"]
+    assert [q["sql"].split()[0] for q in queries.captured_queries] in (["SELECT"], ["EXECUTE"])
 
 
 def test_the_lookup_is_by_hash_only(issued):
@@ -295,3 +298,19 @@ def test_the_response_matches_the_served_schema(issued):
     resolver_document = {**document, **schema}
     jsonschema.validate(body, resolver_document, cls=jsonschema.Draft202012Validator)
     assert set(body) == set(document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]["properties"])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepare", [True, False])
+def test_on_postgresql_the_lookup_is_prepared_once_per_connection(settings, prepare, contract_scopes):
+    settings.OMIKEYS_PREPARE_KEY_LOOKUP = prepare
+    issued = issue(make_owner("prepared-owner"))
+    connection.close()  # a new database session
+    with CaptureQueriesContext(connection) as queries:
+        assert lifecycle.verify_key(issued.plaintext) is not None
+        assert lifecycle.verify_key(issued.plaintext) is not None
+    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    if connection.vendor == "postgresql" and prepare:
+        assert statements == ["SELECT", "PREPARE", "EXECUTE", "EXECUTE"]
+    else:
+        assert statements == ["SELECT", "SELECT"]
