@@ -1,0 +1,1 @@
+"""Benchmark of omikeys' key verification; run it with bench/run (see docs/performance.md)."""
