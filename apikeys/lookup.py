@@ -1,4 +1,4 @@
-"""The key lookup on the verification path: one SQL statement, built once per database.
+"""The key lookup on the verification path: one SQL statement, built once per connection.
 
 Every request with an API key runs this, so it avoids the ORM's per-query work
 (building and compiling a queryset costs about ten times the indexed read itself)
