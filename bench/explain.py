@@ -113,7 +113,19 @@ def main() -> None:
             sys.exit(1)
         for sql, params in statements:
             print(f"  SQL: {sql}")
-            if sql.lstrip().upper().startswith("SELECT"):
+            words = sql.split(None, 1)
+            if connection.vendor == "postgresql" and words[0].upper() == "EXECUTE":
+                # A prepared statement: show what it runs; EXPLAIN works on EXECUTE too.
+                name = words[1].split("(", 1)[0].strip()
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements WHERE name = %s",
+                        [name],
+                    )
+                    for text, generic, custom in cursor.fetchall():
+                        print(f"  prepared as: {text}")
+                        print(f"  plans so far on this connection: {generic} generic, {custom} custom")
+            if words[0].upper() in ("SELECT", "EXECUTE"):
                 print("  plan:")
                 for line in explain(sql, params).splitlines():
                     print(f"    {line}")
