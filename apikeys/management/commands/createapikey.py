@@ -102,8 +102,7 @@ class Command(BaseCommand):
         )
 
     def note(self, text: str) -> None:
-        # stderr's default style paints everything as an error; this is information.
-        self.stderr.write(text, style_func=lambda message: message)
+        write_note(self.stderr, text)
 
 
 def expiry_in(days: int | None) -> datetime.datetime | None:
@@ -170,3 +169,8 @@ def describe_user(user: User) -> str:
     if user.firebase_uid:
         return f"uid {user.firebase_uid}"
     return user.email or user.username
+
+
+def write_note(stderr, text: str) -> None:
+    """Information for the operator on stderr, whose default style would paint it as an error."""
+    stderr.write(text, style_func=lambda message: message)

@@ -9,7 +9,7 @@ from apikeys import lifecycle
 from apikeys.audit import Actor
 from apikeys.models import ApiKey
 
-from .createapikey import describe_user, utc
+from .createapikey import describe_user, utc, write_note
 from .revokeapikey import parse_key_id
 
 
@@ -68,8 +68,7 @@ class Command(BaseCommand):
         )
 
     def note(self, text: str) -> None:
-        # stderr's default style paints everything as an error; this is information.
-        self.stderr.write(text, style_func=lambda message: message)
+        write_note(self.stderr, text)
 
 
 def describe_grace(seconds: int) -> str:
