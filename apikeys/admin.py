@@ -327,7 +327,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def owner_column(self, obj):
         # Email and uid in one column keeps the list readable on a laptop screen.
         owner = obj.owner
-        return format_html('{}<br><small class="quiet">{}</small>', owner.email or "(no email)", owner.firebase_uid or "")
+        return format_html(
+            '{}<br><small class="quiet">{}</small>', owner.email or "(no email)", owner.firebase_uid or ""
+        )
 
     @admin.display(description="owner Firebase uid", ordering="owner__firebase_uid")
     def owner_uid(self, obj):
@@ -372,9 +374,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             message = ngettext("Revoked %(count)d key.", "Revoked %(count)d keys.", revoked)
             self.message_user(request, message % {"count": revoked}, messages.SUCCESS)
         if already:
-            message = ngettext(
-                "%(count)d key was already revoked.", "%(count)d keys were already revoked.", already
-            )
+            message = ngettext("%(count)d key was already revoked.", "%(count)d keys were already revoked.", already)
             self.message_user(request, message % {"count": already}, messages.WARNING)
 
     def add_view(self, request, form_url="", extra_context=None):
@@ -562,8 +562,10 @@ class ScopeAdmin(admin.ModelAdmin):
     search_fields = ("code", "description")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            active_key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(active_key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True)))
         )
 
     def get_readonly_fields(self, request, obj=None):

@@ -55,9 +55,7 @@ def get_app() -> firebase_admin.App:
     if _app is None:
         with _app_lock:
             if _app is None:
-                _app = firebase_admin.initialize_app(
-                    options={"projectId": settings.FIREBASE_PROJECT_ID}, name=APP_NAME
-                )
+                _app = firebase_admin.initialize_app(options={"projectId": settings.FIREBASE_PROJECT_ID}, name=APP_NAME)
     return _app
 
 
@@ -88,7 +86,6 @@ def _unavailable_as_error():
         raise AuthUnavailable("Firebase Auth is unavailable. Try again shortly.") from exc
 
 
-
 def verify_id_token(token: str) -> dict:
     """Verify a Firebase ID token, including revocation and disabled accounts.
 
@@ -102,7 +99,9 @@ def verify_id_token(token: str) -> dict:
                 "The Firebase ID token has expired. Get a fresh one from the Firebase client SDK.", "expired"
             ) from exc
         except auth.RevokedIdTokenError as exc:
-            raise TokenRejected("The Firebase session for this token has been revoked. Sign in again.", "revoked") from exc
+            raise TokenRejected(
+                "The Firebase session for this token has been revoked. Sign in again.", "revoked"
+            ) from exc
         except auth.UserDisabledError as exc:
             raise TokenRejected("This Firebase account has been disabled.", "disabled") from exc
         except auth.UserNotFoundError as exc:

@@ -91,7 +91,9 @@ def validate_expiry(expires_at: datetime.datetime | None, now: datetime.datetime
     if expires_at is None:
         return
     if timezone.is_naive(expires_at):
-        raise ValidationError("Give the expiry with a time zone, for example 2027-01-31T00:00:00Z.", code="timezone_aware")
+        raise ValidationError(
+            "Give the expiry with a time zone, for example 2027-01-31T00:00:00Z.", code="timezone_aware"
+        )
     now = now or timezone.now()
     if expires_at <= now:
         raise ValidationError("The expiry must be in the future.", code="datetime_future")
@@ -203,7 +205,9 @@ def update_key(
             after = [scope.code for scope in chosen]
             if after != before:
                 current.scopes.set(chosen)
-                audit.record(current, KeyEvent.Action.SCOPES_CHANGED, actor, at=now, scopes=after, previous_scopes=before)
+                audit.record(
+                    current, KeyEvent.Action.SCOPES_CHANGED, actor, at=now, scopes=after, previous_scopes=before
+                )
                 recorded.append(KeyEvent.Action.SCOPES_CHANGED)
     if name is not None:
         api_key.name = name

@@ -185,7 +185,7 @@ class ApiKey(models.Model):
 
     @property
     def status(self) -> str:
-        """"active", "expired" or "revoked": the one wording every door shows."""
+        """ "active", "expired" or "revoked": the one wording every door shows."""
         if self.is_revoked:
             return "revoked"
         return "expired" if self.is_expired() else "active"
@@ -228,7 +228,12 @@ class KeyEvent(models.Model):
     at = models.DateTimeField(default=timezone.now)
     actor_kind = models.CharField("actor", max_length=10, choices=ActorKind.choices)
     actor = models.ForeignKey(
-        User, on_delete=models.PROTECT, null=True, blank=True, related_name="key_events", help_text="Who acted, if a user."
+        User,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="key_events",
+        help_text="Who acted, if a user.",
     )
     # A snapshot taken at the time (an email, or a command and the OS user), kept even if the user changes later.
     actor_label = models.CharField(max_length=200, blank=True)

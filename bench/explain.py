@@ -100,14 +100,22 @@ def main() -> None:
     client = Client(HTTP_HOST="127.0.0.1")
     endpoints = args.endpoints.split(",")
 
-    print(f"database: {connection.vendor}; {keys['counts']['omikeys']:,} omikeys keys, "
-          f"{keys['counts']['drf_api_key']:,} drf-api-key keys")
+    print(
+        f"database: {connection.vendor}; {keys['counts']['omikeys']:,} omikeys keys, "
+        f"{keys['counts']['drf_api_key']:,} drf-api-key keys"
+    )
     for ep in endpoints:
         client.get(PATHS[ep], **extra[ep])  # first request: imports, connection, last_used_at stamp
         response, statements, checks = capture(client, PATHS[ep], extra[ep])
-        print(f"({ep}) GET {PATHS[ep]}: {response.status_code}, {len(response.content)} bytes, "
-              f"{len(statements)} quer{'y' if len(statements) == 1 else 'ies'}"
-              + (f" + {checks} connection health check (SELECT 1)" if checks and connection.vendor == "postgresql" else ""))
+        print(
+            f"({ep}) GET {PATHS[ep]}: {response.status_code}, {len(response.content)} bytes, "
+            f"{len(statements)} quer{'y' if len(statements) == 1 else 'ies'}"
+            + (
+                f" + {checks} connection health check (SELECT 1)"
+                if checks and connection.vendor == "postgresql"
+                else ""
+            )
+        )
         if response.status_code != 200:
             print(response.content.decode(errors="replace"))
             sys.exit(1)

@@ -136,7 +136,9 @@ def seed_library(fillers: int, batch: int, label: str) -> None:
             secret = os.urandom(hasher.secret_key_length // 2).hex()
             # What Sha512ApiKeyHasher.encode stores, computed without make_password's overhead.
             hashed = "sha512$$" + hashlib.sha512(f"{prefix}.{secret}".encode()).hexdigest()
-            rows.append(APIKey(id=f"{prefix}.{hashed}", prefix=prefix, hashed_key=hashed, name=f"filler {done + len(rows)}"))
+            rows.append(
+                APIKey(id=f"{prefix}.{hashed}", prefix=prefix, hashed_key=hashed, name=f"filler {done + len(rows)}")
+            )
         with transaction.atomic():
             insert(APIKey, rows)
         report(label, done + n, n, fillers, started)

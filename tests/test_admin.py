@@ -775,9 +775,7 @@ def test_staff_without_permissions_are_refused_key_pages(client, staff, alice):
 
     for url in key_pages(issued.api_key):
         assert client.get(url).status_code == 403, url
-    response = client.post(
-        KEY_CHANGELIST, {"action": "revoke_selected", "_selected_action": [str(issued.api_key.pk)]}
-    )
+    response = client.post(KEY_CHANGELIST, {"action": "revoke_selected", "_selected_action": [str(issued.api_key.pk)]})
     assert response.status_code == 403
     assert lifecycle.verify_key(issued.plaintext) == issued.api_key
 
@@ -798,9 +796,7 @@ def test_staff_with_view_permission_can_look_but_not_revoke_or_issue(client, sta
 
 
 @pytest.mark.parametrize("query", [{}, {"status": "active"}, {"status": "expired"}, {"status": "revoked"}])
-def test_key_changelist_queries_do_not_grow_with_the_number_of_keys(
-    admin_client, django_assert_max_num_queries, query
-):
+def test_key_changelist_queries_do_not_grow_with_the_number_of_keys(admin_client, django_assert_max_num_queries, query):
     for n in range(12):
         owner = User.objects.for_firebase(f"uid-{n % 4}", f"user{n % 4}@example.com")
         api_key = lifecycle.issue_key(
@@ -1020,7 +1016,6 @@ def test_a_revoked_keys_expiry_is_shown_but_cannot_be_changed(admin_client, alic
     response = admin_client.post(key_url(api_key), change_data(api_key, **expiry_fields(in_days(9))))
     assert response.status_code == 403
     assert ApiKey.objects.get(pk=api_key.pk).expires_at == moment
-
 
 
 # Rotation

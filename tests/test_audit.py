@@ -21,7 +21,12 @@ def test_api_create_rotate_and_revoke_are_recorded_with_the_caller(user_client):
     events = list(KeyEvent.objects.filter(api_key_id=key["id"]).order_by("id"))
     assert [e.action for e in events] == ["created", "rotated", "revoked"]
     for event in events:
-        assert (event.actor_kind, event.via, event.ip_address, event.user_agent) == ("user", "api", "192.0.2.44", "omi-cli/2.1")
+        assert (event.actor_kind, event.via, event.ip_address, event.user_agent) == (
+            "user",
+            "api",
+            "192.0.2.44",
+            "omi-cli/2.1",
+        )
         assert event.actor.email == event.actor_label == event.api_key.owner.email
     assert events[0].details == {
         "scopes": ["action_items:read", "conversations:read", "goals:read", "memories:read"],

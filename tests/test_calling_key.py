@@ -106,7 +106,11 @@ def test_a_firebase_id_token_is_refused_as_a_key_saying_which_credential_is_want
 
 
 def test_a_key_is_refused_as_a_firebase_token_on_the_management_api(issued):
-    for method, path in [("get", "/v1/dev/keys"), ("post", "/v1/dev/keys"), ("delete", f"/v1/dev/keys/{issued.api_key.pk}")]:
+    for method, path in [
+        ("get", "/v1/dev/keys"),
+        ("post", "/v1/dev/keys"),
+        ("delete", f"/v1/dev/keys/{issued.api_key.pk}"),
+    ]:
         response = getattr(key_client(issued.plaintext), method)(path)
         assert response.status_code == 401
         assert "needs a Firebase ID token, not an API key" in response.json()["detail"]

@@ -628,20 +628,39 @@ def utc_text(moment: datetime.datetime) -> str:
     [
         (
             "createapikey",
-            ["--uid UID | --email EMAIL", "--name NAME", "--scope CODE", "--expires-in-days DAYS", "at most 365",
-             "never expires", "shown this once"],
+            [
+                "--uid UID | --email EMAIL",
+                "--name NAME",
+                "--scope CODE",
+                "--expires-in-days DAYS",
+                "at most 365",
+                "never expires",
+                "shown this once",
+            ],
         ),  # fmt: skip
         (
             "rotateapikey",
-            ["KEY_ID", "--grace SECONDS", "Grace period", "keeps working alongside the new one",
-             "0 (the default: it stops at once) to 604800 (7 days)", "id, name, scopes and expiry stay",
-             "shown this once"],
+            [
+                "KEY_ID",
+                "--grace SECONDS",
+                "Grace period",
+                "keeps working alongside the new one",
+                "0 (the default: it stops at once) to 604800 (7 days)",
+                "id, name, scopes and expiry stay",
+                "shown this once",
+            ],
         ),  # fmt: skip
         ("revokeapikey", ["KEY_ID [KEY_ID ...]", "already revoked"]),
         (
             "listapikeys",
-            ["--owner UID_OR_EMAIL", "--all", "--json", "never the key itself or its hash", "marked expired",
-             "expires_at"],
+            [
+                "--owner UID_OR_EMAIL",
+                "--all",
+                "--json",
+                "never the key itself or its hash",
+                "marked expired",
+                "expires_at",
+            ],
         ),  # fmt: skip
     ],
 )

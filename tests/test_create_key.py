@@ -42,7 +42,17 @@ def test_it_creates_a_key_with_the_read_only_default(user_client):
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"id", "name", "key_prefix", "created_at", "key", "last_used_at", "expires_at", "status", "scopes"}
+    assert set(body) == {
+        "id",
+        "name",
+        "key_prefix",
+        "created_at",
+        "key",
+        "last_used_at",
+        "expires_at",
+        "status",
+        "scopes",
+    }
     assert body["expires_at"] is None and body["status"] == "active"
     assert body["name"] == "My integration"
     assert re.fullmatch(r"omi_dev_[0-9a-f]{32}", body["key"])
@@ -137,7 +147,11 @@ def test_unknown_fields_are_ignored(user_client):
         ({"name": "n", "scopes": ["memories:read\x00"]}, [(["body", "scopes", 0], "enum")]),
         (
             {"name": "n", "scopes": ["goals:read", 3, "admin", ["memories:read"]]},
-            [(["body", "scopes", 1], "string_type"), (["body", "scopes", 2], "enum"), (["body", "scopes", 3], "string_type")],
+            [
+                (["body", "scopes", 1], "string_type"),
+                (["body", "scopes", 2], "enum"),
+                (["body", "scopes", 3], "string_type"),
+            ],
         ),
         (
             {"name": "n", "scopes": ["goals:read"] * (MAX_SCOPES_IN_REQUEST + 1)},
@@ -251,9 +265,7 @@ def test_unknown_api_paths_are_json_404(user_client):
     assert response.json() == {"detail": "Not found."}
 
 
-def test_a_first_request_creates_the_user_in_a_bounded_number_of_queries(
-    user_client, django_assert_max_num_queries
-):
+def test_a_first_request_creates_the_user_in_a_bounded_number_of_queries(user_client, django_assert_max_num_queries):
     with django_assert_max_num_queries(5):  # user: look up, savepoint, insert, release; then the keys
         assert user_client.get(URL).status_code == 200
 

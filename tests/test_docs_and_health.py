@@ -13,7 +13,12 @@ def test_the_openapi_document_is_served_as_json(api):
     assert response.status_code == 200
     document = response.json()
     assert document["openapi"].startswith("3.1")
-    assert set(document["paths"]) == {"/v1/dev/keys", "/v1/dev/keys/{key_id}", "/v1/dev/keys/{key_id}/rotate", "/v1/dev/key"}
+    assert set(document["paths"]) == {
+        "/v1/dev/keys",
+        "/v1/dev/keys/{key_id}",
+        "/v1/dev/keys/{key_id}/rotate",
+        "/v1/dev/key",
+    }
     assert document["components"]["securitySchemes"]["firebaseBearer"]["scheme"] == "bearer"
     assert document["components"]["securitySchemes"]["apiKeyBearer"]["scheme"] == "bearer"
 

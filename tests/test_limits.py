@@ -115,7 +115,8 @@ def test_a_throttle_window_counts_and_resets():
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"), [(1, "1 second"), (59, "59 seconds"), (119, "119 seconds"), (120, "2 minutes"), (3599, "60 minutes")]
+    ("seconds", "text"),
+    [(1, "1 second"), (59, "59 seconds"), (119, "119 seconds"), (120, "2 minutes"), (3599, "60 minutes")],
 )
 def test_waits_are_worded_for_people(seconds, text):
     assert limits.wait_message(seconds) == text
@@ -156,7 +157,9 @@ def test_an_unreachable_cache_lets_requests_through_and_is_logged(settings, capl
     """A throttle must not take the service down with it: Redis gone means no throttling, not 500s."""
     from .keys import issue, key_client
 
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
     issued = issue(make_owner("cacheless"))
     assert key_client(issued.plaintext).get("/v1/dev/key").status_code == 200
     assert key_client("omi_dev_" + "7" * 32).get("/v1/dev/key").status_code == 401

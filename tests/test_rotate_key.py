@@ -160,7 +160,12 @@ def test_an_api_key_cannot_rotate_keys(key):
 def test_rotation_is_audited_with_the_grace_period(user_client, key):
     user_client.post(rotate_url(key["id"]), {"grace_seconds": 90}, format="json", HTTP_USER_AGENT="rotator/1.0")
     event = KeyEvent.objects.filter(api_key_id=key["id"], action="rotated").get()
-    assert (event.actor_kind, event.via, event.user_agent, event.ip_address) == ("user", "api", "rotator/1.0", "127.0.0.1")
+    assert (event.actor_kind, event.via, event.user_agent, event.ip_address) == (
+        "user",
+        "api",
+        "rotator/1.0",
+        "127.0.0.1",
+    )
     assert event.actor == ApiKey.objects.get(pk=key["id"]).owner
     assert event.details["grace_seconds"] == 90
     assert event.details["previous_key_expires_at"] is not None

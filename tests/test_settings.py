@@ -25,9 +25,7 @@ def run_settings(env: dict, code: str = PRINT_SETTINGS) -> subprocess.CompletedP
     }
     base["DJANGO_SETTINGS_MODULE"] = "omikeys_project.settings"
     base["DJANGO_ENV_FILE"] = ""
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True
-    )
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True)
 
 
 REQUIRED = {"DJANGO_SECRET_KEY": "s3cret", "FIREBASE_PROJECT_ID": "demo-x"}
@@ -44,7 +42,11 @@ def test_defaults_are_production_safe_and_use_sqlite():
 
 def test_postgres_and_hosts_come_from_the_environment():
     result = run_settings(
-        {**REQUIRED, "DATABASE_URL": "postgres://u:p@db.internal:5432/omikeys", "DJANGO_ALLOWED_HOSTS": "a.example, b.example"}
+        {
+            **REQUIRED,
+            "DATABASE_URL": "postgres://u:p@db.internal:5432/omikeys",
+            "DJANGO_ALLOWED_HOSTS": "a.example, b.example",
+        }
     )
     assert result.returncode == 0, result.stderr
     assert "['a.example', 'b.example'] django.db.backends.postgresql omikeys" in result.stdout
@@ -61,8 +63,14 @@ def test_postgres_and_hosts_come_from_the_environment():
         ({**REQUIRED, "OMIKEYS_MAX_ACTIVE_KEYS": "0"}, "OMIKEYS_MAX_ACTIVE_KEYS must be at least 1"),
         ({**REQUIRED, "OMIKEYS_LAST_USED_INTERVAL": "60s"}, "OMIKEYS_LAST_USED_INTERVAL must be a whole number"),
         ({**REQUIRED, "OMIKEYS_MAX_KEY_LIFETIME_DAYS": "4000"}, "between 1 and 3650"),
-        ({**REQUIRED, "OMIKEYS_KEY_CREATION_RATE": "20 per hour"}, "OMIKEYS_KEY_CREATION_RATE must look like 20/minute"),
-        ({**REQUIRED, "OMIKEYS_FAILED_VERIFICATION_RATE": "0/minute"}, "OMIKEYS_FAILED_VERIFICATION_RATE must look like"),
+        (
+            {**REQUIRED, "OMIKEYS_KEY_CREATION_RATE": "20 per hour"},
+            "OMIKEYS_KEY_CREATION_RATE must look like 20/minute",
+        ),
+        (
+            {**REQUIRED, "OMIKEYS_FAILED_VERIFICATION_RATE": "0/minute"},
+            "OMIKEYS_FAILED_VERIFICATION_RATE must look like",
+        ),
         ({**REQUIRED, "OMIKEYS_FAILED_VERIFICATION_RATE": "5/week"}, "OMIKEYS_FAILED_VERIFICATION_RATE must look like"),
         ({**REQUIRED, "CACHE_URL": "nosuchcache://x"}, "Invalid cache schema"),
         (
@@ -79,7 +87,9 @@ def test_bad_configuration_fails_at_start_with_a_clear_message(env, message):
 
 def test_settings_can_come_from_an_env_file(tmp_path):
     env_file = tmp_path / "omikeys.env"
-    env_file.write_text("DJANGO_SECRET_KEY=from-file\nFIREBASE_PROJECT_ID=demo-file\nDJANGO_ALLOWED_HOSTS=file.example\n")
+    env_file.write_text(
+        "DJANGO_SECRET_KEY=from-file\nFIREBASE_PROJECT_ID=demo-file\nDJANGO_ALLOWED_HOSTS=file.example\n"
+    )
     result = run_settings({"DJANGO_ENV_FILE": str(env_file), "DJANGO_ALLOWED_HOSTS": "env.example"})
     assert result.returncode == 0, result.stderr
     assert "['env.example']" in result.stdout  # the environment wins over the file
@@ -169,7 +179,9 @@ def test_key_limits_have_defaults_and_come_from_the_environment():
     )
     result = run_settings(REQUIRED, code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == "50 365 60 (20, 3600) (30, 60) 0 django.core.cache.backends.locmem.LocMemCache".split()
+    assert (
+        result.stdout.split() == "50 365 60 (20, 3600) (30, 60) 0 django.core.cache.backends.locmem.LocMemCache".split()
+    )
     changed = {
         "OMIKEYS_MAX_ACTIVE_KEYS": "5",
         "OMIKEYS_MAX_KEY_LIFETIME_DAYS": "90",

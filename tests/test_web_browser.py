@@ -72,16 +72,20 @@ class Visit:
         # resource"; those are checked by status, so only script and CSP errors count here.
         self.page.on(
             "console",
-            lambda message: message.type == "error"
-            and not message.text.startswith("Failed to load resource")
-            and self.console_errors.append(message.text),
+            lambda message: (
+                message.type == "error"
+                and not message.text.startswith("Failed to load resource")
+                and self.console_errors.append(message.text)
+            ),
         )
         self.page.on(
             "response",
-            lambda response: response.status >= 400
-            and response.request.resource_type != "document"
-            and response.url.startswith(base_url)
-            and self.failed_loads.append(f"{response.status} {response.url}"),
+            lambda response: (
+                response.status >= 400
+                and response.request.resource_type != "document"
+                and response.url.startswith(base_url)
+                and self.failed_loads.append(f"{response.status} {response.url}")
+            ),
         )
         self.page.on("pageerror", lambda error: self.console_errors.append(str(error)))
         self.shots = 0

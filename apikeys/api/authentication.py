@@ -40,8 +40,7 @@ class FirebaseAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("The bearer token is not a valid Firebase ID token.") from None
         if token.startswith("omi_"):
             raise exceptions.AuthenticationFailed(
-                "This endpoint needs a Firebase ID token, not an API key. "
-                "API keys cannot create, list or revoke keys."
+                "This endpoint needs a Firebase ID token, not an API key. API keys cannot create, list or revoke keys."
             )
         if len(token) > MAX_TOKEN_LENGTH:
             raise exceptions.AuthenticationFailed("The bearer token is not a valid Firebase ID token.")

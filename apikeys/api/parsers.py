@@ -8,6 +8,7 @@ from rest_framework.parsers import JSONParser
 
 from .exceptions import PayloadTooLarge
 
+
 class StrictJSONParser(JSONParser):
     """DRF's JSON parser, with Django's body limit applied and NaN/Infinity rejected.
 

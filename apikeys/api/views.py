@@ -31,7 +31,8 @@ from .serializers import (
 TAGS = ["API Keys"]
 ERROR_401 = OpenApiResponse(ErrorResponseSerializer, description="Missing or invalid authentication credentials.")
 ERROR_409 = OpenApiResponse(
-    ErrorResponseSerializer, description="The active-key limit is reached, or the key has expired and cannot be rotated."
+    ErrorResponseSerializer,
+    description="The active-key limit is reached, or the key has expired and cannot be rotated.",
 )
 ERROR_429 = OpenApiResponse(ErrorResponseSerializer, description="Too many requests; retry after Retry-After seconds.")
 ERROR_503 = OpenApiResponse(
@@ -122,7 +123,9 @@ class KeyListCreateView(KeyAPIView):
         except lifecycle.TooManyKeys as exc:
             raise Conflict(str(exc)) from None
         except DjangoValidationError as exc:  # the expiry was valid when checked, and is now in the past
-            raise RequestValidationError.single(["body", "expires_at"], exc.messages[0], exc.error_list[0].code) from None
+            raise RequestValidationError.single(
+                ["body", "expires_at"], exc.messages[0], exc.error_list[0].code
+            ) from None
         body = DevApiKeyCreatedSerializer(issued.api_key, context={"plaintext": issued.plaintext}).data
         return Response(body, status=status.HTTP_200_OK, headers={"Cache-Control": "no-store"})
 

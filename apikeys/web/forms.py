@@ -44,9 +44,7 @@ class KeyCreateForm(forms.Form):
         max_length=None,  # validate_key_name owns the limit, so the message matches the API's
         validators=[validate_key_name],
         error_messages={"required": "The name must not be empty."},
-        widget=forms.TextInput(
-            attrs={"maxlength": KEY_NAME_MAX_LENGTH, "autocomplete": "off", "spellcheck": "false"}
-        ),
+        widget=forms.TextInput(attrs={"maxlength": KEY_NAME_MAX_LENGTH, "autocomplete": "off", "spellcheck": "false"}),
         help_text="Something that tells you where the key is used, like “Zapier sync”.",
     )
     scopes = forms.ModelMultipleChoiceField(
@@ -119,8 +117,11 @@ class KeyCreateForm(forms.Form):
             resource, _, action = str(checkbox.data["value"]).partition(":")
             groups[resource].append((order.get(action, 2), action, checkbox))
         return [
-            {"resource": resource, "label": resource.replace("_", " ").capitalize(),
-             "choices": [(action, checkbox) for _, action, checkbox in sorted(items, key=lambda i: i[:2])]}
+            {
+                "resource": resource,
+                "label": resource.replace("_", " ").capitalize(),
+                "choices": [(action, checkbox) for _, action, checkbox in sorted(items, key=lambda i: i[:2])],
+            }
             for resource, items in sorted(groups.items())
         ]
 
