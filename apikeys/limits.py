@@ -36,7 +36,7 @@ class Throttle:
         key, ends = self._window(now)
         try:
             count = cache.get(f"{key}:{subject}") or 0
-        except Exception:  # noqa: BLE001 - see _unavailable
+        except Exception:  # whatever the cache backend raises; see _unavailable
             return self._unavailable()
         if count >= self.limit:
             return max(1, math.ceil(ends - now))
@@ -58,7 +58,7 @@ class Throttle:
                     count = cache.incr(key)
                 except ValueError:
                     pass
-        except Exception:  # noqa: BLE001 - see _unavailable
+        except Exception:  # whatever the cache backend raises; see _unavailable
             return self._unavailable()
         if count > self.limit:
             return max(1, math.ceil(ends - now))

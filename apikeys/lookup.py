@@ -62,7 +62,8 @@ def _build(connection, alias: str) -> _Statement:
         f"INNER JOIN {q(scope_meta.db_table)} s ON s.{q(scope_meta.pk.column)} = t.{through_scope} "
         f"WHERE t.{through_key} = k.{q(key_meta.pk.column)}) "
         f"FROM {q(key_meta.db_table)} k "
-        f"INNER JOIN {q(owner_meta.db_table)} u ON u.{q(owner_meta.pk.column)} = k.{q(key_meta.get_field('owner').column)} "
+        f"INNER JOIN {q(owner_meta.db_table)} u "
+        f"ON u.{q(owner_meta.pk.column)} = k.{q(key_meta.get_field('owner').column)} "
         f"WHERE k.{q(key_meta.get_field('key_hash').column)} = %s "
         f"OR k.{q(key_meta.get_field('previous_key_hash').column)} = %s"
     )

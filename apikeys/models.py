@@ -156,7 +156,8 @@ class ApiKey(models.Model):
     previous_key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The one-time token of the form (web page or admin) that asked for this key: a
     # form sent twice (double click, reload) finds its key instead of issuing another.
-    request_token = models.CharField(max_length=64, null=True, blank=True, editable=False)
+    # NULL, not "", for keys issued without a token: the unique (owner, request_token) pair must not join them.
+    request_token = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
 
     objects = ApiKeyQuerySet.as_manager()
 

@@ -30,10 +30,9 @@ from rest_framework.renderers import JSONRenderer  # noqa: E402
 from rest_framework_api_key.models import APIKey  # noqa: E402
 
 from apikeys import crypto, lifecycle, limits  # noqa: E402
-from apikeys.models import ApiKey  # noqa: E402
 from apikeys.api import serializers  # noqa: E402
+from apikeys.models import ApiKey  # noqa: E402
 from bench.explain import PATHS, headers  # noqa: E402
-
 
 try:  # the hand-written statement, where the working tree has it
     from apikeys.lookup import find_by_hash

@@ -1,6 +1,7 @@
 """Profile one benchmarked endpoint in-process with cProfile.
 
-    DJANGO_SETTINGS_MODULE=bench.settings DATABASE_URL=... .venv/bin/python bench/profile_endpoint.py KEYS.json a [-n 2000] [--top 25]
+    DJANGO_SETTINGS_MODULE=bench.settings DATABASE_URL=... \\
+        .venv/bin/python bench/profile_endpoint.py KEYS.json a [-n 2000] [--top 25]
 
 KEYS.json is seed.py's output; the endpoint is a, b or c as in bench/run. The
 requests go through Django's test client (the whole middleware stack, no HTTP

@@ -45,7 +45,7 @@ def parse_wrk(text: str) -> dict:
         "p99_ms": to_ms(p99.group(1)),
         "requests": int(total.group(1)),
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": dict(zip(("connect", "read", "write", "timeout"), map(int, sockets.groups())))
+        "socket_errors": dict(zip(("connect", "read", "write", "timeout"), map(int, sockets.groups()), strict=True))
         if sockets
         else {},
     }

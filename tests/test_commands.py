@@ -496,7 +496,10 @@ def keys(owner):
 def test_listapikeys_shows_active_keys_newest_first_in_an_aligned_table(keys):
     stdout, _ = run("listapikeys")
     header, newest, oldest, count = stdout.splitlines()
-    assert header.split() == "ID PREFIX NAME OWNER SCOPES CREATED (UTC) LAST USED (UTC) EXPIRES (UTC) STATUS".split()
+    assert header.split() == [
+        *("ID", "PREFIX", "NAME", "OWNER", "SCOPES", "CREATED", "(UTC)"),
+        *("LAST", "USED", "(UTC)", "EXPIRES", "(UTC)", "STATUS"),
+    ]
     assert newest.split() == [
         str(keys["newest"].pk), keys["newest"].key_prefix, "newest", "uid-without-email", "goals:read",
         *keys["newest"].created_at.strftime("%Y-%m-%d %H:%M:%S").split(), "never", "never", "active",

@@ -1,4 +1,4 @@
-"""Across processes: a second server (gunicorn, two workers) sharing the database, and throttles shared through Redis."""
+"""Across processes: a second server (gunicorn, two workers) sharing the database; throttles shared through Redis."""
 
 import datetime
 import os
