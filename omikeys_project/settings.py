@@ -1,7 +1,7 @@
 """Settings for omikeys: the only module that reads the environment.
 
-Every variable read here is listed in `.env.example` and in the README's
-configuration table. Defaults are the production-safe ones; local development
+Every variable read here is listed in `.env.example` and in the table of
+`docs/configuration.md`. Defaults are the production-safe ones; local development
 turns debugging on explicitly (see `scripts/dev`).
 """
 
@@ -68,7 +68,7 @@ def env_rate(name: str, default: str) -> tuple[int, int]:
 def env_required(name: str) -> str:
     value = env.str(name, default="").strip()
     if not value:
-        raise ImproperlyConfigured(f"{name} is required; see .env.example and the README.")
+        raise ImproperlyConfigured(f"{name} is required; see .env.example and docs/configuration.md.")
     return value
 
 
@@ -169,7 +169,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # between every process and server.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://omikeys")}
 
-# Keys: limits and timings. Each is explained in the README's configuration table.
+# Keys: limits and timings. Each is explained in docs/configuration.md.
 OMIKEYS_MAX_ACTIVE_KEYS = env_int("OMIKEYS_MAX_ACTIVE_KEYS", 50, minimum=1)
 OMIKEYS_MAX_KEY_LIFETIME_DAYS = env_int("OMIKEYS_MAX_KEY_LIFETIME_DAYS", 365, minimum=1, maximum=3650)
 OMIKEYS_LAST_USED_INTERVAL = env_int("OMIKEYS_LAST_USED_INTERVAL", 60, minimum=0, maximum=86400)

@@ -71,7 +71,7 @@ ensure_node_modules() {
     local stamp="$ROOT/node_modules/.omikeys-lock" want
     want="$(sha256sum "$ROOT/package-lock.json" | cut -c1-16)"
     if [ ! -x "$ROOT/node_modules/.bin/firebase" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        say "Installing the Firebase web SDK and Auth Emulator (npm ci; about 2 minutes the first time)"
+        say "Installing the Firebase web SDK and Auth Emulator (npm ci; about 10 minutes the first time on 2 cores)"
         (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2)
         echo "$want" >"$stamp"
     fi
