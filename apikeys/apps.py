@@ -5,7 +5,8 @@ from django.apps import AppConfig
 
 class ApiKeysConfig(AppConfig):
     name = "apikeys"
-    verbose_name = "API keys"
+    # The admin groups keys, scopes, events and users under this name ("Home › omikeys › API keys").
+    verbose_name = "omikeys"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):

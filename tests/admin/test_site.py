@@ -1,0 +1,20 @@
+"""The admin site itself: how its index and breadcrumbs name the app."""
+
+from django.urls import reverse
+
+from .pages import KEY_CHANGELIST
+
+
+def test_the_breadcrumb_names_the_app_and_the_model_apart(admin_client):
+    page = admin_client.get(KEY_CHANGELIST).content.decode()
+    breadcrumbs = page[page.index('<div class="breadcrumbs">') :]
+    breadcrumbs = breadcrumbs[: breadcrumbs.index("</div>")]
+    assert ">omikeys</a>" in breadcrumbs
+    assert breadcrumbs.count("API keys") == 1
+
+
+def test_the_index_groups_keys_scopes_events_and_users_under_omikeys(admin_client):
+    response = admin_client.get(reverse("admin:index"))
+    (app,) = [app for app in response.context["app_list"] if app["app_label"] == "apikeys"]
+    assert app["name"] == "omikeys"
+    assert [model["object_name"] for model in app["models"]] == ["ApiKey", "KeyEvent", "Scope", "User"]
