@@ -1,4 +1,4 @@
-"""Shared fixtures: real Firebase users on the Auth Emulator, API clients, and the token-signing seam."""
+"""Shared fixtures: real Firebase users on the Auth Emulator, key owners, API clients, and the token-signing seam."""
 
 import datetime
 import importlib
@@ -21,6 +21,13 @@ from rest_framework.test import APIClient
 from apikeys import firebase
 
 from . import firebase_emulator
+from .helpers import make_owner
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "owner(uid, email=None): the identity of the ``owner`` fixture's user in the marked tests"
+    )
 
 
 def pytest_sessionstart(session):
@@ -53,6 +60,13 @@ def fresh_cache():
 def emulator_user():
     """A brand-new user on the Auth Emulator, with a real ID token."""
     return firebase_emulator.sign_up()
+
+
+@pytest.fixture
+def owner(request):
+    """The local user who owns the keys a test issues: ``key-owner`` unless ``pytest.mark.owner`` names another."""
+    marker = request.node.get_closest_marker("owner")
+    return make_owner(*marker.args, **marker.kwargs) if marker else make_owner()
 
 
 @pytest.fixture

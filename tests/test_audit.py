@@ -7,7 +7,7 @@ from django.test import RequestFactory
 from apikeys import audit, lifecycle
 from apikeys.models import KeyEvent
 
-from .keys import issue, make_owner
+from .helpers import issue, make_owner
 
 pytestmark = pytest.mark.django_db
 

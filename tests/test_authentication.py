@@ -1,7 +1,6 @@
 """Firebase ID-token authentication of the key API: every way in, and every way to be refused."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from apikeys import firebase
 from apikeys.models import User
 
 from . import firebase_emulator
+from .helpers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -151,14 +151,8 @@ def test_unreachable_google_certificates_are_503_not_401(api, signed_tokens, mon
     assert "unavailable" in response.json()["detail"].lower()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_firebase_auth_is_503_not_401(api, emulator_user, monkeypatch):
-    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", f"127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     firebase.reset_app()
     response = bearer(api, emulator_user.id_token)
     assert response.status_code == 503

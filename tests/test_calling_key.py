@@ -11,18 +11,13 @@ from rest_framework.test import APIClient
 from apikeys import crypto, lifecycle
 from apikeys.models import ApiKey
 
-from .keys import issue, key_client, make_owner
+from .helpers import issue, key_client, make_owner
 
 URL = "/v1/dev/key"
 INVALID = {"detail": "Invalid API Key"}
 READS = ("SELECT", "EXECUTE")  # on PostgreSQL the lookup runs as a prepared statement
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def owner():
-    return make_owner("calling-owner", "calling@example.com")
+pytestmark = [pytest.mark.django_db, pytest.mark.owner("calling-owner", "calling@example.com")]
 
 
 @pytest.fixture

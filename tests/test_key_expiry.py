@@ -9,7 +9,7 @@ from django.utils import timezone
 from apikeys import lifecycle
 from apikeys.models import ApiKey
 
-from .keys import issue, key_client, make_owner
+from .helpers import issue, key_client, make_owner
 
 pytestmark = pytest.mark.django_db
 NOW = datetime.datetime(2027, 6, 1, 12, 0, tzinfo=datetime.UTC)

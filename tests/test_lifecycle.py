@@ -10,12 +10,7 @@ from django.db import connection
 from apikeys import crypto, lifecycle
 from apikeys.models import ApiKey, Scope, User
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def owner():
-    return User.objects.for_firebase("uid-1", "one@example.com")
+pytestmark = [pytest.mark.django_db, pytest.mark.owner("uid-1", "one@example.com")]
 
 
 def test_issue_key_stores_only_the_hash(owner):

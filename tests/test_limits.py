@@ -12,7 +12,7 @@ from apikeys import lifecycle, limits
 from apikeys.models import ApiKey
 
 from . import firebase_emulator
-from .keys import make_owner
+from .helpers import make_owner
 
 pytestmark = pytest.mark.django_db
 
@@ -155,7 +155,7 @@ def test_addresses_are_throttled_per_ipv4_address_or_ipv6_64(address, subject):
 
 def test_an_unreachable_cache_lets_requests_through_and_is_logged(settings, caplog):
     """A throttle must not take the service down with it: Redis gone means no throttling, not 500s."""
-    from .keys import issue, key_client
+    from .helpers import issue, key_client
 
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}

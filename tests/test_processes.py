@@ -18,16 +18,10 @@ from django.utils import timezone
 from apikeys import lifecycle
 from apikeys.models import ApiKey
 
-from .keys import issue, key_client, make_owner
+from .helpers import free_port, issue, key_client, make_owner
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("contract_scopes")]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def database_url() -> str:

@@ -8,7 +8,7 @@ from django.utils import timezone
 from apikeys import lifecycle
 from apikeys.models import ApiKey, KeyEvent
 
-from .keys import key_client
+from .helpers import key_client
 
 pytestmark = pytest.mark.django_db
 

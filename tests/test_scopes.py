@@ -11,15 +11,10 @@ from apikeys import lifecycle
 from apikeys.api.permissions import HasScope
 from apikeys.models import ApiKey
 
-from .keys import issue, key_client, make_owner
+from .helpers import issue, key_client
 from .scoped_urls import Misconfigured
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.scoped_urls")]
-
-
-@pytest.fixture
-def owner():
-    return make_owner("scoped-owner")
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.scoped_urls"), pytest.mark.owner("scoped-owner")]
 
 
 def test_a_key_with_the_scope_is_let_in_as_its_owner(owner):

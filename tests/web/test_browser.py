@@ -22,7 +22,7 @@ from apikeys import firebase, lifecycle
 from apikeys.audit import Actor
 from apikeys.models import ApiKey, KeyEvent, Scope, User
 
-from . import firebase_emulator
+from .. import firebase_emulator
 
 CHROMIUM = os.environ.get("OMIKEYS_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"

@@ -1,0 +1,177 @@
+"""The commands as real processes: exit codes, help, and stdout that a shell can capture."""
+
+import json
+import uuid
+
+import pytest
+
+from apikeys import crypto
+
+from .running import manage
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    ("command", "mentions"),
+    [
+        (
+            "createapikey",
+            [
+                "--uid UID | --email EMAIL",
+                "--name NAME",
+                "--scope CODE",
+                "--expires-in-days DAYS",
+                "at most 365",
+                "never expires",
+                "shown this once",
+            ],
+        ),  # fmt: skip
+        (
+            "rotateapikey",
+            [
+                "KEY_ID",
+                "--grace SECONDS",
+                "Grace period",
+                "keeps working alongside the new one",
+                "0 (the default: it stops at once) to 604800 (7 days)",
+                "id, name, scopes and expiry stay",
+                "shown this once",
+            ],
+        ),  # fmt: skip
+        ("revokeapikey", ["KEY_ID [KEY_ID ...]", "already revoked"]),
+        (
+            "listapikeys",
+            [
+                "--owner UID_OR_EMAIL",
+                "--all",
+                "--json",
+                "never the key itself or its hash",
+                "marked expired",
+                "expires_at",
+            ],
+        ),  # fmt: skip
+    ],
+)
+def test_every_command_explains_itself_with_help(command, mentions):
+    result = manage(command, "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for mention in mentions:
+        assert mention in text
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["createapikey", "--uid", "a", "--email", "a@example.com", "--name", "n"], "not allowed with argument --uid"),
+        (["createapikey", "--uid", "a"], "the following arguments are required: --name"),
+        (["revokeapikey"], "the following arguments are required: KEY_ID"),
+        (["listapikeys", "--bogus"], "unrecognized arguments: --bogus"),
+        (["createapikey", "--uid", "a", "--name", "n", "--expires-in-days", "soon"], "invalid int value: 'soon'"),
+        (["rotateapikey"], "the following arguments are required: KEY_ID"),
+        (["rotateapikey", str(uuid.UUID(int=1)), "--grace", "an hour"], "invalid int value: 'an hour'"),
+        (["rotateapikey", str(uuid.UUID(int=1)), str(uuid.UUID(int=2))], "unrecognized arguments"),
+    ],
+)
+def test_usage_errors_exit_with_status_2(args, complaint):
+    result = manage(*args)
+    assert result.returncode == 2
+    assert complaint in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_malformed_key_id_exits_1_without_opening_the_database(tmp_path):
+    unopenable = tmp_path / "missing-directory" / "db.sqlite3"
+    result = manage("revokeapikey", "not-a-uuid", DATABASE_URL=f"sqlite:///{unopenable}")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "'not-a-uuid': not a key id" in result.stderr
+    assert "CommandError: No key was revoked" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def scratch_database(tmp_path_factory):
+    """A migrated SQLite file of its own, since a subprocess cannot see the test database."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('scratch') / 'db.sqlite3'}"
+    migrated = manage("migrate", "--verbosity", "0", DATABASE_URL=url)
+    assert migrated.returncode == 0, migrated.stderr
+    return url
+
+
+def test_a_real_run_prints_a_key_a_shell_can_capture(scratch_database, emulator_user):
+    created = manage("createapikey", "--email", emulator_user.email, "--name", "shell", DATABASE_URL=scratch_database)
+    assert created.returncode == 0, created.stderr
+    plaintext = created.stdout.removesuffix("\n")
+    assert created.stdout == plaintext + "\n"
+    assert crypto.is_well_formed(plaintext)
+    assert plaintext not in created.stderr
+    assert "shown only this once" in created.stderr
+
+    listed = manage("listapikeys", "--json", "--owner", emulator_user.uid, DATABASE_URL=scratch_database)
+    [api_key] = json.loads(listed.stdout)
+    assert api_key["key_prefix"] == crypto.display_prefix(plaintext)
+    revoked = manage("revokeapikey", api_key["id"], DATABASE_URL=scratch_database)
+    assert revoked.returncode == 0
+    assert revoked.stdout.startswith(f"{api_key['id']}: revoked")
+
+
+def test_a_real_run_exits_1_with_a_clear_message_when_firebase_is_unreachable(scratch_database, closed_port):
+    result = manage(
+        "createapikey", "--uid", "someone", "--name", "n",
+        DATABASE_URL=scratch_database, FIREBASE_AUTH_EMULATOR_HOST=f"127.0.0.1:{closed_port}",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "CommandError: No local user has uid 'someone', and Firebase could not be asked" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_real_rotation_prints_a_key_a_shell_can_capture_and_fails_with_1_when_it_cannot(
+    scratch_database, emulator_user
+):
+    def listed():
+        result = manage("listapikeys", "--json", "--owner", emulator_user.uid, DATABASE_URL=scratch_database)
+        return json.loads(result.stdout)
+
+    email = emulator_user.email
+    created = manage("createapikey", "--email", email, "--name", "rotating", DATABASE_URL=scratch_database)
+    assert created.returncode == 0, created.stderr
+    [api_key] = listed()
+
+    rotated = manage("rotateapikey", api_key["id"], "--grace", "60", DATABASE_URL=scratch_database)
+
+    assert rotated.returncode == 0, rotated.stderr
+    plaintext = rotated.stdout.removesuffix("\n")
+    assert rotated.stdout == plaintext + "\n"
+    assert crypto.is_well_formed(plaintext) and plaintext != created.stdout.strip()
+    assert plaintext not in rotated.stderr
+    assert "a grace period of 60 seconds" in rotated.stderr
+    [after] = listed()
+    assert after["key_prefix"] == crypto.display_prefix(plaintext)
+
+    assert manage("revokeapikey", api_key["id"], DATABASE_URL=scratch_database).returncode == 0
+    refused = manage("rotateapikey", api_key["id"], DATABASE_URL=scratch_database)
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert "a revoked key cannot be rotated" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    unknown = manage("rotateapikey", str(uuid.UUID(int=7)), DATABASE_URL=scratch_database)
+    assert (unknown.returncode, unknown.stdout) == (1, "")
+    assert "no API key has this id" in unknown.stderr
+    bad_grace = manage("rotateapikey", api_key["id"], "--grace", "-5", DATABASE_URL=scratch_database)
+    assert (bad_grace.returncode, bad_grace.stdout) == (1, "")
+    assert "Invalid --grace" in bad_grace.stderr
+
+
+def test_a_real_createapikey_with_a_refused_expiry_exits_1(tmp_path):
+    unopenable = tmp_path / "missing-directory" / "db.sqlite3"
+    result = manage(
+        "createapikey", "--uid", "someone", "--name", "n", "--expires-in-days", "400",
+        DATABASE_URL=f"sqlite:///{unopenable}",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "CommandError: Invalid --expires-in-days: The expiry must be at most 365 days from now." in result.stderr
+    assert "Traceback" not in result.stderr

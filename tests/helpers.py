@@ -1,0 +1,42 @@
+"""Helpers shared across the tests: key owners, issued keys and clients sending them, moments, and ports."""
+
+import datetime
+import socket
+
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from apikeys import lifecycle
+from apikeys.models import ApiKey, Scope, User
+
+
+def make_owner(uid: str = "key-owner", email: str | None = None) -> User:
+    return User.objects.for_firebase(uid, email or f"{uid}@example.com")
+
+
+def issue(owner: User, name: str = "test key", scopes: list[str] | None = None, **kwargs) -> lifecycle.IssuedKey:
+    chosen = None if scopes is None else list(Scope.objects.filter(code__in=scopes))
+    return lifecycle.issue_key(owner=owner, name=name, scopes=chosen, **kwargs)
+
+
+def key_client(plaintext: str, **extra) -> APIClient:
+    client = APIClient(**extra)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    return client
+
+
+def expire(api_key: ApiKey) -> None:
+    """Make a key's expiry pass, as time would."""
+    ApiKey.objects.filter(pk=api_key.pk).update(expires_at=timezone.now() - datetime.timedelta(minutes=1))
+
+
+def in_days(days: int) -> datetime.datetime:
+    """The moment ``days`` from now, to the whole second, as the admin's date and time fields send it back."""
+    return (timezone.now() + datetime.timedelta(days=days)).replace(microsecond=0)
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on, so connecting to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
