@@ -8,12 +8,11 @@ from django.contrib import admin
 
 from ..models import ApiKey, KeyEvent, Scope, User
 from .events import KeyEventAdmin
-from .forms import ScopeAdminForm
 from .keys import ApiKeyAdmin
 from .scopes import ScopeAdmin
 from .users import OmikeysUserAdmin
 
-__all__ = ["ApiKeyAdmin", "KeyEventAdmin", "OmikeysUserAdmin", "ScopeAdmin", "ScopeAdminForm"]
+__all__ = ["ApiKeyAdmin", "KeyEventAdmin", "OmikeysUserAdmin", "ScopeAdmin"]
 
 admin.site.site_header = "omikeys administration"
 admin.site.site_title = "omikeys admin"

@@ -15,8 +15,8 @@ def scope_codes(api_key: ApiKey) -> str:
 
 
 def key_status(api_key: ApiKey) -> str:
-    """ "Active", "Expired" or "Revoked"."""
-    return api_key.status.capitalize()
+    """The label of the key's ApiKey.Status: "Active", "Expired" or "Revoked"."""
+    return api_key.status.label
 
 
 def moment_text(moment, empty: str = "never") -> str:

@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.db.models.constants import LOOKUP_SEP
 from django.utils import timezone
 
+from ..models import ApiKey
+
 # Secrets are stored as hashes only; no URL filter may touch them, on any model.
 HASH_FIELDS = frozenset({"key_hash", "previous_key_hash"})
 
@@ -18,19 +20,19 @@ class KeyStatusFilter(admin.SimpleListFilter):
 
     title = "status"
     parameter_name = "status"
-    # Each state narrows a queryset; "now" is read when the filter runs, not at import.
+    # Each status narrows a queryset; "now" is read when the filter runs, not at import.
     STATES = {
-        "active": ("Active", lambda keys: keys.active()),
-        "expired": ("Expired", lambda keys: keys.unrevoked().filter(expires_at__lte=timezone.now())),
-        "revoked": ("Revoked", lambda keys: keys.filter(revoked_at__isnull=False)),
+        ApiKey.Status.ACTIVE.value: lambda keys: keys.active(),
+        ApiKey.Status.EXPIRED.value: lambda keys: keys.unrevoked().filter(expires_at__lte=timezone.now()),
+        ApiKey.Status.REVOKED.value: lambda keys: keys.filter(revoked_at__isnull=False),
     }
 
     def lookups(self, request, model_admin):
-        return [(value, label) for value, (label, _) in self.STATES.items()]
+        return [(value, ApiKey.Status(value).label) for value in self.STATES]
 
     def queryset(self, request, queryset):
-        state = self.STATES.get(self.value())
-        return queryset if state is None else state[1](queryset)
+        narrow = self.STATES.get(self.value())
+        return queryset if narrow is None else narrow(queryset)
 
 
 class ScopeFilter(admin.RelatedFieldListFilter):

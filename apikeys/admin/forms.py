@@ -1,7 +1,5 @@
 """The admin's forms: issuing, changing and rotating a key, and editing a scope."""
 
-import secrets
-
 from django import forms
 from django.conf import settings
 from django.contrib import admin
@@ -10,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from .. import lifecycle
+from ..forms import FormTokenField, GracePeriodField, new_form_token
 from ..models import ApiKey, Scope, User
 
 
@@ -40,9 +39,7 @@ class ApiKeyAddForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
     )
     expires_at = ExpiryField()
-    # Passed to issue_key as the request token: submitting this form twice (double
-    # click, reload of the page that shows the key) never issues a second key.
-    form_token = forms.RegexField(regex=r"^[A-Za-z0-9_-]{16,64}$", widget=forms.HiddenInput, required=False)
+    form_token = FormTokenField(required=False)
 
     class Meta:
         model = ApiKey
@@ -51,7 +48,7 @@ class ApiKeyAddForm(forms.ModelForm):
 
     def __init__(self, *args, admin_site: admin.AdminSite = admin.site, **kwargs):
         super().__init__(*args, **kwargs)
-        self.initial.setdefault("form_token", secrets.token_urlsafe(24))
+        self.initial.setdefault("form_token", new_form_token())
         owner = self.fields["owner"]
         # Searched as the user list is, and without the admin's "+": a user added
         # there would be a plain Django account, with no Firebase uid to own keys.
@@ -59,7 +56,7 @@ class ApiKeyAddForm(forms.ModelForm):
         owner.widget.is_required = True
         # Keys belong to active Firebase users, as on every other door. (Set after the
         # widget: the queryset gives the widget its choices.)
-        owner.queryset = User.objects.filter(firebase_uid__isnull=False, is_active=True)
+        owner.queryset = User.objects.key_holders()
         owner.help_text = "An active user who signs in with Firebase."
         defaults = ", ".join(scope.code for scope in lifecycle.default_scopes()) or "none at present"
         # Matches the API, where a key created without scopes gets the read-only default.
@@ -108,19 +105,10 @@ class ApiKeyChangeForm(forms.ModelForm):
 class RotateKeyForm(forms.Form):
     """The confirmation before a key gets a new secret."""
 
-    GRACE_CHOICES = [
-        (0, "Immediately: the current secret stops working now"),
-        (60 * 60, "In 1 hour"),
-        (24 * 60 * 60, "In 24 hours"),
-        (lifecycle.MAX_GRACE_SECONDS, "In 7 days"),
-    ]
-
-    grace_seconds = forms.TypedChoiceField(
+    grace_seconds = GracePeriodField(
+        immediately="Immediately: the current secret stops working now",
+        later="In {period}",
         label="The current secret stops working",
-        choices=GRACE_CHOICES,
-        coerce=int,
-        initial=0,
-        widget=forms.RadioSelect,
         help_text="A grace period lets clients move to the new secret while the current one still works.",
     )
     # The display prefix the page showed: a form sent twice rotates once (lifecycle.AlreadyRotated).

@@ -27,7 +27,7 @@ def rotation_message(grace_seconds: int) -> str:
     """The admin history's line for a rotation with this grace period (in seconds)."""
     if not grace_seconds:
         return "Rotated the key; the replaced secret stopped working at once."
-    label = dict(RotateKeyForm.GRACE_CHOICES)[grace_seconds].lower()
+    label = dict(RotateKeyForm.base_fields["grace_seconds"].choices)[grace_seconds].lower()
     return f"Rotated the key; the replaced secret stops working {label}."
 
 
@@ -81,9 +81,11 @@ class KeyViews:
             )
             form.add_error("owner", ValidationError(message, code="too_many_keys"))
             return self.render_issue_form(request, form, form_url)
-        except ValidationError as error:
-            field = "expires_at" if getattr(error, "code", None) in lifecycle.EXPIRY_ERROR_CODES else "name"
-            form.add_error(field, error)
+        except lifecycle.OwnerNotEligible as refused:  # deactivated since the form was checked
+            form.add_error("owner", ValidationError(str(refused), code=refused.reason))
+            return self.render_issue_form(request, form, form_url)
+        except ValidationError as error:  # keyed by field: name, scopes or expires_at
+            form.add_error(None, error)
             return self.render_issue_form(request, form, form_url)
         return self.show_secret_once(request, issued, title="API key issued")
 

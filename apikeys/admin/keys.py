@@ -172,7 +172,7 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
         actor = staff_actor(request)
         revoked = 0
         for api_key in selected:
-            if lifecycle.revoke_api_key(api_key, actor=actor):
+            if lifecycle.revoke_key(api_key, actor=actor):
                 revoked += 1
                 self.log_change(request, api_key, "Revoked the key.")
         already = len(selected) - revoked

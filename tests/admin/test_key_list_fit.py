@@ -1,20 +1,15 @@
 """The admin's key list and add form: no stray filter choice, no owner made without Firebase, fits 1280 px."""
 
 import datetime
-import os
-import shutil
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
-from playwright.sync_api import sync_playwright
 
 from apikeys import lifecycle
 from apikeys.models import ApiKey, Scope, User
 
-KEY_CHANGELIST = reverse("admin:apikeys_apikey_changelist")
-KEY_ADD = reverse("admin:apikeys_apikey_add")
-CHROMIUM = os.environ.get("OMIKEYS_CHROMIUM", "/usr/bin/chromium")
+from .pages import KEY_ADD, KEY_CHANGELIST
 
 
 def filter_named(response, title):
@@ -42,10 +37,7 @@ def test_the_add_form_offers_no_way_to_create_an_owner(admin_client):
 
 
 @pytest.mark.django_db
-def test_the_owner_field_searches_users_as_the_user_list_does(admin_client):
-    alice = User.objects.for_firebase("uid-alice", "alice@example.com")
-    User.objects.for_firebase("uid-bob", "bob@example.com")
-
+def test_the_owner_field_searches_users_as_the_user_list_does(admin_client, alice, bob):
     response = admin_client.get(
         reverse("admin:autocomplete"),
         {"app_label": "apikeys", "model_name": "apikey", "field_name": "owner", "term": "alice"},
@@ -53,28 +45,6 @@ def test_the_owner_field_searches_users_as_the_user_list_does(admin_client):
 
     assert response.status_code == 200
     assert [result["id"] for result in response.json()["results"]] == [str(alice.pk)]
-
-
-@pytest.fixture(scope="module")
-def browser(django_db_setup, django_db_blocker):
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with 'apt-get install -y chromium' (.ci/run does).")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls between
-    # browser steps are ordinary synchronous code (as in the web pages' browser tests).
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, args=["--disable-background-networking", "--disable-component-update"]
-            )
-            yield browser
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.mark.django_db(transaction=True)
@@ -88,7 +58,7 @@ def test_the_key_list_shows_status_and_expiry_within_a_laptop_screen(browser, li
     lifecycle.issue_key(owner=owner, name="Nightly memories export", scopes=everything, expires_at=soon)
     expired = lifecycle.issue_key(owner=owner, name="CI smoke tests", expires_at=soon).api_key
     ApiKey.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - datetime.timedelta(days=2))
-    lifecycle.revoke_api_key(lifecycle.issue_key(owner=owner, name="x" * 100, scopes=everything).api_key)
+    lifecycle.revoke_key(lifecycle.issue_key(owner=owner, name="x" * 100, scopes=everything).api_key)
     context = browser.new_context(base_url=live_server.url, viewport={"width": width, "height": 800})
     try:
         page = context.new_page()
