@@ -50,15 +50,16 @@ class ScopeQuerySet(models.QuerySet):
     def resolve(self, codes: Iterable[str]) -> list["Scope"]:
         """The Scope rows named by ``codes`` (strings such as "memories:read"), in the order given, each once.
 
-        One query when every code is known. Unknown codes raise
-        ``ValidationError({"scopes": ...})`` naming every one of them; its single error
-        has the code "unknown_scope" and the params ``unknown`` (the unknown codes, in
-        the order given) and ``valid`` (every known code, sorted and comma-separated),
-        so a door can word the refusal its own way.
+        One query, whatever the codes: the scopes are few, and are compared here rather
+        than in SQL, so any string a client sends (a NUL byte included) is just unknown.
+        Unknown codes raise ``ValidationError({"scopes": ...})`` naming every one of them;
+        its single error has the code "unknown_scope" and the params ``unknown`` (the
+        unknown codes, in the order given) and ``valid`` (every known code, sorted and
+        comma-separated), so a door can word the refusal its own way.
         """
         wanted = list(dict.fromkeys(codes))
-        found = {scope.code: scope for scope in self.filter(code__in=wanted)}
-        unknown = [code for code in wanted if code not in found]
+        available = {scope.code: scope for scope in self.all()}
+        unknown = [code for code in wanted if code not in available]
         if unknown:
             error = ValidationError(
                 "Unknown scope%(plural)s %(listed)s. Valid scopes: %(valid)s.",
@@ -67,8 +68,8 @@ class ScopeQuerySet(models.QuerySet):
                     "plural": "s" if len(unknown) > 1 else "",
                     "listed": ", ".join(map(repr, unknown)),
                     "unknown": unknown,
-                    "valid": ", ".join(sorted(self.values_list("code", flat=True))),
+                    "valid": ", ".join(sorted(available)),
                 },
             )
             raise ValidationError({"scopes": error})
-        return [found[code] for code in wanted]
+        return [available[code] for code in wanted]

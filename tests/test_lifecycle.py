@@ -506,6 +506,12 @@ def test_resolve_names_every_unknown_code_as_a_scopes_error():
     assert refused.value.messages == [f"Unknown scopes 'widgets:read', '%(boom)s'. Valid scopes: {valid}."]
 
 
+def test_resolve_finds_any_string_unknown_without_asking_the_database_about_it(django_assert_num_queries):
+    with django_assert_num_queries(1), pytest.raises(ValidationError) as refused:
+        Scope.objects.resolve(["memories:read\x00"])  # PostgreSQL refuses NUL bytes in a query
+    assert refused.value.error_dict["scopes"][0].params["unknown"] == ["memories:read\x00"]
+
+
 def test_an_email_longer_than_the_column_is_not_stored():
     user = User.objects.for_firebase("uid-long", "a" * 250 + "@example.com")
     assert User.objects.get(pk=user.pk).email == ""
