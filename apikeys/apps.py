@@ -4,6 +4,8 @@ from django.apps import AppConfig
 
 
 class ApiKeysConfig(AppConfig):
+    """The apikeys app; registers the OpenAPI extensions when Django is ready."""
+
     name = "apikeys"
     # The admin groups keys, scopes, events and users under this name ("Home › omikeys › API keys").
     verbose_name = "omikeys"

@@ -3,47 +3,25 @@
 import unicodedata
 import uuid
 
-from django.contrib.auth.hashers import make_password
-from django.contrib.auth.models import AbstractUser, UserManager
+from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
 from . import crypto
+from .managers import FirebaseUserManager, ScopeQuerySet
 
 KEY_NAME_MAX_LENGTH = 100
 USER_AGENT_MAX_LENGTH = 300
 
 
-class FirebaseUserManager(UserManager):
-    def for_firebase(self, uid: str, email: str | None) -> "User":
-        """The one Django user for a Firebase uid, created the first time the uid is seen.
-
-        Firebase is the source of truth for identity, so the email is copied over
-        whenever it changes there; nothing else about the user is touched. Two
-        first requests racing each other both end with the same row, because
-        ``get_or_create`` falls back to a read when the insert loses.
-        """
-        email = email or ""
-        if len(email) > self.model._meta.get_field("email").max_length:
-            email = ""  # Firebase allows longer addresses than the column holds
-        user, created = self.get_or_create(
-            firebase_uid=uid,
-            defaults={
-                "username": self.model.username_for_uid(uid),
-                "email": email,
-                "password": make_password(None),  # Firebase users never sign in with a Django password
-            },
-        )
-        if not created and user.email != email:
-            user.email = email
-            user.save(update_fields=["email"])
-        return user
-
-
 class User(AbstractUser):
-    """A person: an end user signed in with Firebase, or a staff account (no uid)."""
+    """A person: an end user signed in with Firebase, or a staff account (no uid).
+
+    Keys belong to active users with a Firebase uid (:meth:`FirebaseUserManager.key_holders`);
+    ``lifecycle.ensure_may_hold_keys`` adds Firebase's word on the account when a door has it.
+    """
 
     firebase_uid = models.CharField(
         "Firebase uid",
@@ -90,6 +68,8 @@ class Scope(models.Model):
         help_text="Keys created without a scope list get every default scope.",
     )
 
+    objects = ScopeQuerySet.as_manager()
+
     class Meta:
         ordering = ["code"]
 
@@ -116,6 +96,8 @@ def validate_key_name(value: str) -> None:
 
 
 class ApiKeyQuerySet(models.QuerySet):
+    """``ApiKey.objects``: the reads the doors share."""
+
     def active(self):
         """Keys that verify now: not revoked and not expired."""
         return self.unrevoked().exclude(expires_at__lte=timezone.now())
@@ -136,6 +118,13 @@ class ApiKey(models.Model):
 
     Revocation sets ``revoked_at`` and keeps the row for audit.
     """
+
+    class Status(models.TextChoices):
+        """What a key is now, derived from ``revoked_at`` and ``expires_at``: the one wording every door shows."""
+
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys")
@@ -185,11 +174,11 @@ class ApiKey(models.Model):
         return not self.is_revoked and not self.is_expired()
 
     @property
-    def status(self) -> str:
-        """ "active", "expired" or "revoked": the one wording every door shows."""
+    def status(self) -> "ApiKey.Status":
+        """:class:`ApiKey.Status`: revoked wins over expired; a str, so it compares equal to "active" and so on."""
         if self.is_revoked:
-            return "revoked"
-        return "expired" if self.is_expired() else "active"
+            return self.Status.REVOKED
+        return self.Status.EXPIRED if self.is_expired() else self.Status.ACTIVE
 
     def previous_secret_works(self, now=None) -> bool:
         """True while the secret replaced by the last rotation is in its grace period."""

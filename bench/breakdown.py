@@ -86,7 +86,7 @@ def main() -> None:
     keys = json.loads(args.keys.read_text())
     key, library_key = keys["omikeys_key"], keys["drf_api_key"]
     hashed = crypto.hash_key(key)
-    api_key = lifecycle.check_key(key).api_key
+    api_key = lifecycle.verify_key(key).api_key
     assert api_key is not None
     sql, params = orm_lookup(hashed).query.get_compiler(connection.alias).as_sql()
 
@@ -103,7 +103,7 @@ def main() -> None:
         ("whole request (a), test client", lambda: client.get(PATHS["a"], **extra["a"])),
         ("whole request (b), test client", lambda: client.get(PATHS["b"], **extra["b"])),
         ("whole request (c), test client", lambda: client.get(PATHS["c"], **extra["c"])),
-        ("(a) lifecycle.check_key(key), all of it", lambda: lifecycle.check_key(key)),
+        ("(a) lifecycle.verify_key(key), all of it", lambda: lifecycle.verify_key(key)),
     ]
     if find_by_hash is not None:
         steps.append(("(a)   lookup.find_by_hash(hash)", lambda: find_by_hash(hashed)))

@@ -3,6 +3,8 @@
 import datetime
 import importlib
 import json
+import os
+import shutil
 import time
 
 import google.auth.crypt
@@ -16,12 +18,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.core.cache import cache
+from playwright.sync_api import sync_playwright
 from rest_framework.test import APIClient
 
 from apikeys import firebase
 
 from . import firebase_emulator
 from .helpers import make_owner
+
+CHROMIUM = os.environ.get("OMIKEYS_CHROMIUM", "/usr/bin/chromium")
 
 
 def pytest_configure(config):
@@ -197,3 +202,28 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
     settings_dict = connections["default"].settings_dict
     if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
         settings_dict.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+@pytest.fixture(scope="module")
+def browser(django_db_setup, django_db_blocker):
+    """Headless Chromium (``OMIKEYS_CHROMIUM``, default /usr/bin/chromium), one per test module."""
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with 'apt-get install -y chromium' (.ci/run does).")
+    # Playwright's sync API keeps an event loop running in this thread while it is
+    # started, which makes Django refuse synchronous ORM calls. The ORM calls these
+    # tests make between browser steps are ordinary synchronous code, so allow them
+    # for the module using this fixture only.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--disable-background-networking", "--disable-component-update"]
+            )
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous

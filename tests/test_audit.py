@@ -53,7 +53,7 @@ def test_an_event_is_written_in_the_same_transaction_as_the_change():
     """A change that fails leaves no event behind."""
     owner = make_owner()
     issued = issue(owner)
-    lifecycle.revoke_api_key(issued.api_key)
+    lifecycle.revoke_key(issued.api_key)
     with pytest.raises(lifecycle.KeyRevoked):
         lifecycle.rotate_key(issued.api_key)
     assert list(issued.api_key.events.values_list("action", flat=True).order_by("id")) == ["created", "revoked"]
@@ -101,7 +101,7 @@ def test_update_key_records_only_real_changes_and_refuses_revoked_keys():
     assert renamed.details == {"name": "After", "previous_name": "Before"}
     with pytest.raises(ValidationError):
         lifecycle.update_key(issued.api_key, name="")
-    lifecycle.revoke_api_key(issued.api_key)
+    lifecycle.revoke_key(issued.api_key)
     with pytest.raises(lifecycle.KeyRevoked):
         lifecycle.update_key(issued.api_key, name="Again")
     assert issued.api_key.events.count() == 4  # created, renamed, scopes_changed, revoked

@@ -115,7 +115,7 @@ def test_a_key_is_refused_as_a_firebase_token_on_the_management_api(issued):
 def test_a_revoked_key_is_refused_at_once(issued):
     client = key_client(issued.plaintext)
     assert client.get(URL).status_code == 200
-    lifecycle.revoke_api_key(issued.api_key)
+    lifecycle.revoke_key(issued.api_key)
     assert_refused(client.get(URL))
 
 
@@ -183,8 +183,8 @@ def test_the_stamping_interval_is_a_setting(issued, time_machine, settings):
 def test_a_stale_copy_racing_another_process_does_not_write_twice(issued, time_machine):
     """Two processes holding the same old stamp: the guarded update lets only one write."""
     time_machine.move_to(timezone.now(), tick=False)
-    here = lifecycle.verify_key(issued.plaintext)
-    there = lifecycle.verify_key(issued.plaintext)
+    here = lifecycle.verify_key(issued.plaintext).api_key
+    there = lifecycle.verify_key(issued.plaintext).api_key
     assert lifecycle.mark_used(here) is True
     time_machine.shift(1)
     assert lifecycle.mark_used(there) is False
@@ -283,7 +283,7 @@ def test_the_fast_body_is_exactly_what_the_documented_serializer_gives(issued, t
     time_machine.move_to(timezone.now(), tick=False)
     lifecycle.set_expiry(issued.api_key, timezone.now() + datetime.timedelta(days=3))
     key_client(issued.plaintext).get(URL)  # stamps last_used_at
-    verified = lifecycle.verify_key(issued.plaintext)
+    verified = lifecycle.verify_key(issued.plaintext).api_key
     assert calling_key_body(verified) == CallingApiKeySerializer(verified).data
     assert None not in calling_key_body(verified).values()
 
@@ -306,8 +306,8 @@ def test_on_postgresql_the_lookup_is_prepared_once_per_connection(settings, prep
     issued = issue(make_owner("prepared-owner"))
     connection.close()  # a new database session
     with CaptureQueriesContext(connection) as queries:
-        assert lifecycle.verify_key(issued.plaintext) is not None
-        assert lifecycle.verify_key(issued.plaintext) is not None
+        assert lifecycle.verify_key(issued.plaintext).api_key is not None
+        assert lifecycle.verify_key(issued.plaintext).api_key is not None
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
     if connection.vendor == "postgresql" and prepare:
         assert statements == ["SELECT", "PREPARE", "EXECUTE", "EXECUTE"]

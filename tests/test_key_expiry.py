@@ -94,7 +94,7 @@ def test_the_grace_of_a_rotation_never_outlives_the_key(clock):
     issued = issue(owner, expires_at=NOW + datetime.timedelta(minutes=10))
     lifecycle.rotate_key(issued.api_key, grace_seconds=3600)
     clock.move_to(NOW + datetime.timedelta(minutes=10), tick=False)
-    assert lifecycle.check_key(issued.plaintext).rejection == lifecycle.Rejection.EXPIRED
+    assert lifecycle.verify_key(issued.plaintext).rejection == lifecycle.Rejection.EXPIRED
 
 
 def test_set_expiry_validates_and_is_audited(clock):

@@ -1,16 +1,46 @@
-"""The core every door calls: issue_key and revoke_key."""
+"""The core every door calls: each public function of lifecycle and each exception it raises, directly."""
 
+import datetime
 import threading
 import uuid
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.utils import timezone
 
 from apikeys import crypto, lifecycle
-from apikeys.models import ApiKey, Scope, User
+from apikeys.audit import Actor
+from apikeys.firebase import FirebaseUser
+from apikeys.models import ApiKey, KeyEvent, Scope, User
+
+from .helpers import expire
 
 pytestmark = [pytest.mark.django_db, pytest.mark.owner("uid-1", "one@example.com")]
+
+NOW = datetime.datetime(2027, 6, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture
+def clock(time_machine):
+    time_machine.move_to(NOW, tick=False)
+    return time_machine
+
+
+def scopes(*codes):
+    return list(Scope.objects.filter(code__in=codes))
+
+
+def fields_of(error: ValidationError) -> dict:
+    """A keyed ValidationError as {field: [codes]}."""
+    return {field: [item.code for item in errors] for field, errors in error.value.error_dict.items()}
+
+
+def events(api_key, action):
+    return list(KeyEvent.objects.filter(api_key=api_key, action=action))
+
+
+# issue_key
 
 
 def test_issue_key_stores_only_the_hash(owner):
@@ -32,61 +62,68 @@ def test_issue_key_applies_the_name_rules_for_every_door(owner):
     assert not ApiKey.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("   ", "string_too_short"), ("x" * 101, "string_too_long"), ("omi_dev_" + "a" * 32, "secret_in_name")],
+)
+def test_a_refused_name_is_an_error_of_the_name_field(owner, name, code):
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.issue_key(owner=owner, name=name)
+    assert fields_of(refused) == {"name": [code]}
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "code"),
+    [
+        (datetime.datetime(2027, 7, 1, 12, 0), "timezone_aware"),  # naive, the point of this case
+        (NOW - datetime.timedelta(seconds=1), "datetime_future"),
+        (NOW, "datetime_future"),
+        (NOW + datetime.timedelta(days=366), "datetime_too_late"),
+    ],
+    ids=["naive", "past", "now", "too-far"],
+)
+def test_a_refused_expiry_is_an_error_of_the_expires_at_field(owner, clock, expires_at, code):
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.issue_key(owner=owner, name="n", expires_at=expires_at)
+    assert fields_of(refused) == {"expires_at": [code]}
+    assert not ApiKey.objects.exists()
+
+
+def test_issue_key_records_the_scopes_expiry_and_actor(owner, clock):
+    moment = NOW + datetime.timedelta(days=30)
+    issued = lifecycle.issue_key(
+        owner=owner,
+        name="n",
+        scopes=scopes("memories:write", "goals:read"),
+        expires_at=moment,
+        actor=Actor.command("createapikey"),
+    )
+    (event,) = events(issued.api_key, "created")
+    assert event.details == {"scopes": ["goals:read", "memories:write"], "expires_at": moment.isoformat()}
+    assert (event.actor_kind, event.via) == ("command", "command")
+    assert issued.api_key.expires_at == moment
+
+
 def test_issue_key_collapses_duplicate_scopes(owner):
     read = Scope.objects.get(code="memories:read")
     issued = lifecycle.issue_key(owner=owner, name="n", scopes=[read, read])
     assert list(issued.api_key.scopes.all()) == [read]
 
 
-def test_revoke_key_is_owner_only_and_idempotent(owner):
-    issued = lifecycle.issue_key(owner=owner, name="n")
-    stranger = User.objects.for_firebase("uid-2", None)
-    with pytest.raises(ApiKey.DoesNotExist):
-        lifecycle.revoke_key(owner=stranger, key_id=issued.api_key.pk)
-    with pytest.raises(ApiKey.DoesNotExist):
-        lifecycle.revoke_key(owner=owner, key_id=uuid.uuid4())
-    first = lifecycle.revoke_key(owner=owner, key_id=issued.api_key.pk).revoked_at
-    assert first is not None
-    assert lifecycle.revoke_key(owner=owner, key_id=issued.api_key.pk).revoked_at == first
+def test_an_owner_at_the_limit_gets_too_many_keys(owner, settings):
+    settings.OMIKEYS_MAX_ACTIVE_KEYS = 2
+    lifecycle.issue_key(owner=owner, name="one")
+    expired = lifecycle.issue_key(owner=owner, name="expired").api_key
+    expire(expired)  # an expired key leaves room
+    lifecycle.issue_key(owner=owner, name="two")
 
+    with pytest.raises(lifecycle.TooManyKeys) as refused:
+        lifecycle.issue_key(owner=owner, name="three")
 
-def test_an_email_longer_than_the_column_is_not_stored():
-    user = User.objects.for_firebase("uid-long", "a" * 250 + "@example.com")
-    assert User.objects.get(pk=user.pk).email == ""
-
-
-def test_for_firebase_creates_once_and_syncs_email():
-    first = User.objects.for_firebase("uid-3", "a@example.com")
-    again = User.objects.for_firebase("uid-3", "b@example.com")
-    assert first.pk == again.pk
-    assert User.objects.get(pk=first.pk).email == "b@example.com"
-    assert first.username == "firebase:uid-3"
-
-
-def test_a_key_verifies_until_it_is_revoked(owner):
-    issued = lifecycle.issue_key(owner=owner, name="n")
-    assert lifecycle.verify_key(issued.plaintext) == issued.api_key
-    lifecycle.revoke_key(owner=owner, key_id=issued.api_key.pk)
-    assert lifecycle.verify_key(issued.plaintext) is None
-
-
-@pytest.mark.parametrize("candidate", ["", "omi_dev_", "omi_dev_" + "0" * 32, "not a key", "omi_dev_" + "G" * 32])
-def test_unknown_or_malformed_keys_do_not_verify(owner, candidate):
-    lifecycle.issue_key(owner=owner, name="n")
-    assert lifecycle.verify_key(candidate) is None
-
-
-def test_revoke_api_key_revokes_any_owners_key_once(owner):
-    issued = lifecycle.issue_key(owner=owner, name="n")
-    api_key = ApiKey.objects.get(pk=issued.api_key.pk)
-    assert lifecycle.revoke_api_key(api_key) is True
-    first = api_key.revoked_at
-    assert first is not None
-    assert lifecycle.verify_key(issued.plaintext) is None
-    stale = ApiKey.objects.get(pk=api_key.pk)
-    stale.revoked_at = None  # a copy loaded before the revocation
-    assert lifecycle.revoke_api_key(stale) is False
-    assert stale.revoked_at == first
+    assert isinstance(refused.value, lifecycle.LifecycleError)
+    assert refused.value.limit == 2
+    assert str(refused.value).startswith("You already have 2 active API keys, the most allowed.")
+    assert ApiKey.objects.filter(owner=owner).count() == 3
 
 
 def test_a_request_token_issues_one_key_however_often_it_is_sent(owner):
@@ -94,6 +131,7 @@ def test_a_request_token_issues_one_key_however_often_it_is_sent(owner):
     with pytest.raises(lifecycle.AlreadyIssued) as already:
         lifecycle.issue_key(owner=owner, name="other name", request_token="token-1")
     assert already.value.api_key == first.api_key
+    assert isinstance(already.value, lifecycle.LifecycleError)
     assert ApiKey.objects.count() == 1
     # Another owner's token space is separate, and no token means no deduplication.
     lifecycle.issue_key(owner=User.objects.for_firebase("uid-2", None), name="n", request_token="token-1")
@@ -126,3 +164,362 @@ def test_concurrent_requests_with_one_token_issue_exactly_one_key():
     assert sorted(kind for kind, _ in outcomes) == ["already"] * 5 + ["issued"]
     assert len({pk for _, pk in outcomes}) == 1
     assert ApiKey.objects.filter(owner=owner).count() == 1
+
+
+# Who may hold keys: ensure_may_hold_keys, and issue_key applying it
+
+
+def account(user, disabled=False):
+    return FirebaseUser(uid=user.firebase_uid, email=user.email, disabled=disabled)
+
+
+def test_an_active_firebase_user_may_hold_keys(owner):
+    lifecycle.ensure_may_hold_keys(owner)
+    lifecycle.ensure_may_hold_keys(owner, account(owner))
+    assert owner in User.objects.key_holders()
+
+
+def inactive_user():
+    user = User.objects.for_firebase("uid-off", None)
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    return User.objects.get(pk=user.pk)
+
+
+def staff_only_user():
+    return User.objects.create_user("staff-only", password="not-used")
+
+
+def firebase_user():
+    return User.objects.for_firebase("uid-disabled", None)
+
+
+@pytest.mark.parametrize(
+    ("make", "disabled_in_firebase", "reason"),
+    [
+        (inactive_user, False, "inactive"),
+        (staff_only_user, False, "no_firebase_uid"),
+        (firebase_user, True, "firebase_disabled"),
+    ],
+    ids=["inactive", "staff-only", "firebase-disabled"],
+)
+def test_an_owner_who_may_not_hold_keys_is_refused_and_nothing_is_written(make, disabled_in_firebase, reason):
+    user = make()
+    given = account(user, disabled=True) if disabled_in_firebase else None
+
+    with pytest.raises(lifecycle.OwnerNotEligible) as refused:
+        lifecycle.ensure_may_hold_keys(user, given)
+    assert (refused.value.reason, refused.value.owner) == (reason, user)
+    assert isinstance(refused.value, lifecycle.LifecycleError)
+    with pytest.raises(lifecycle.OwnerNotEligible):
+        lifecycle.issue_key(owner=user, name="n", firebase_account=given)
+
+    assert not ApiKey.objects.exists()
+    assert not KeyEvent.objects.exists()
+    assert (user in User.objects.key_holders()) is (reason == "firebase_disabled")
+
+
+# update_key
+
+
+def test_update_key_renames_and_rescopes_and_audits_each_change(owner):
+    api_key = lifecycle.issue_key(owner=owner, name="Before", scopes=scopes("memories:read")).api_key
+
+    recorded = lifecycle.update_key(api_key, name=" After ", scopes=scopes("goals:read", "memories:read"))
+
+    assert recorded == ["renamed", "scopes_changed"]
+    stored = ApiKey.objects.get(pk=api_key.pk)
+    assert (stored.name, api_key.name) == ("After", "After")
+    assert sorted(stored.scopes.values_list("code", flat=True)) == ["goals:read", "memories:read"]
+    assert events(api_key, "renamed")[0].details == {"name": "After", "previous_name": "Before"}
+    assert events(api_key, "scopes_changed")[0].details == {
+        "scopes": ["goals:read", "memories:read"],
+        "previous_scopes": ["memories:read"],
+    }
+    assert lifecycle.update_key(api_key, name="After", scopes=scopes("memories:read", "goals:read")) == []
+    assert lifecycle.update_key(api_key) == []
+
+
+def test_update_key_refuses_a_bad_name_as_a_name_error(owner):
+    api_key = lifecycle.issue_key(owner=owner, name="Before").api_key
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.update_key(api_key, name="bell\x07")
+    assert fields_of(refused) == {"name": ["string_control_characters"]}
+    assert ApiKey.objects.get(pk=api_key.pk).name == "Before"
+
+
+def test_a_revoked_key_never_changes_again(owner):
+    api_key = lifecycle.issue_key(owner=owner, name="Gone").api_key
+    lifecycle.revoke_key(api_key)
+
+    for change in (
+        lambda: lifecycle.update_key(api_key, name="Back"),
+        lambda: lifecycle.rotate_key(api_key),
+        lambda: lifecycle.set_expiry(api_key, timezone.now() + datetime.timedelta(days=1)),
+    ):
+        with pytest.raises(lifecycle.KeyRevoked) as refused:
+            change()
+        assert isinstance(refused.value, lifecycle.NotChangeable)
+        assert isinstance(refused.value, lifecycle.LifecycleError)
+    assert ApiKey.objects.get(pk=api_key.pk).name == "Gone"
+    assert [event.action for event in KeyEvent.objects.filter(api_key=api_key)] == ["revoked", "created"]
+
+
+# rotate_key
+
+
+def test_rotate_key_gives_a_new_secret_and_the_old_one_stops_at_once(owner):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+
+    rotated = lifecycle.rotate_key(issued.api_key)
+
+    assert rotated.api_key.pk == issued.api_key.pk
+    assert (
+        rotated.api_key.key_prefix
+        == crypto.display_prefix(rotated.plaintext)
+        != crypto.display_prefix(issued.plaintext)
+    )
+    assert lifecycle.verify_key(rotated.plaintext).api_key == issued.api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
+    assert events(issued.api_key, "rotated")[0].details == {"grace_seconds": 0, "previous_key_expires_at": None}
+
+
+def test_during_a_grace_period_both_secrets_verify(owner, clock):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+
+    rotated = lifecycle.rotate_key(issued.api_key, grace_seconds=3600)
+
+    assert issued.api_key.previous_key_expires_at == NOW + datetime.timedelta(hours=1)
+    assert lifecycle.verify_key(issued.plaintext).api_key == issued.api_key
+    clock.shift(datetime.timedelta(hours=1))
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
+    assert lifecycle.verify_key(rotated.plaintext).api_key == issued.api_key
+
+
+@pytest.mark.parametrize("grace", [-1, lifecycle.MAX_GRACE_SECONDS + 1])
+def test_a_grace_period_out_of_range_is_a_grace_seconds_error(owner, grace):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.rotate_key(issued.api_key, grace_seconds=grace)
+    assert fields_of(refused) == {"grace_seconds": ["grace_range"]}
+    assert lifecycle.verify_key(issued.plaintext).api_key == issued.api_key
+
+
+def test_an_expired_key_cannot_be_rotated(owner):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    expire(issued.api_key)
+    with pytest.raises(lifecycle.NotRotatable) as refused:
+        lifecycle.rotate_key(issued.api_key)
+    assert isinstance(refused.value, lifecycle.NotChangeable)
+    assert not events(issued.api_key, "rotated")
+
+
+def test_a_rotation_sent_twice_rotates_once(owner):
+    api_key = lifecycle.issue_key(owner=owner, name="n").api_key
+    seen = api_key.key_prefix
+    lifecycle.rotate_key(api_key, expected_prefix=seen)
+
+    with pytest.raises(lifecycle.AlreadyRotated) as already:
+        lifecycle.rotate_key(api_key, expected_prefix=seen)
+
+    assert already.value.api_key.pk == api_key.pk
+    assert isinstance(already.value, lifecycle.LifecycleError)
+    assert len(events(api_key, "rotated")) == 1
+
+
+# set_expiry and validate_expiry
+
+
+def test_set_expiry_changes_the_expiry_and_audits_it(owner, clock):
+    api_key = lifecycle.issue_key(owner=owner, name="n").api_key
+    moment = NOW + datetime.timedelta(days=10)
+
+    assert lifecycle.set_expiry(api_key, moment) is True
+    assert lifecycle.set_expiry(api_key, moment) is False  # nothing changed
+    assert lifecycle.set_expiry(api_key, None) is True
+
+    assert ApiKey.objects.get(pk=api_key.pk).expires_at is None
+    assert [event.details for event in reversed(events(api_key, "expiry_changed"))] == [
+        {"expires_at": moment.isoformat(), "previous_expires_at": None},
+        {"expires_at": None, "previous_expires_at": moment.isoformat()},
+    ]
+
+
+def test_set_expiry_refuses_a_bad_expiry_as_an_expires_at_error(owner, clock):
+    api_key = lifecycle.issue_key(owner=owner, name="n").api_key
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.set_expiry(api_key, NOW - datetime.timedelta(days=1))
+    assert fields_of(refused) == {"expires_at": ["datetime_future"]}
+    assert ApiKey.objects.get(pk=api_key.pk).expires_at is None
+
+
+def test_reviving_an_expired_key_needs_room_under_the_limit(owner, settings):
+    settings.OMIKEYS_MAX_ACTIVE_KEYS = 1
+    lapsed = lifecycle.issue_key(owner=owner, name="lapsed").api_key
+    expire(lapsed)
+    lifecycle.issue_key(owner=owner, name="current")
+
+    with pytest.raises(lifecycle.TooManyKeys):
+        lifecycle.set_expiry(lapsed, timezone.now() + datetime.timedelta(days=1))
+    assert ApiKey.objects.get(pk=lapsed.pk).is_expired()
+
+
+def test_validate_expiry_accepts_never_and_a_moment_within_the_limit(clock, settings):
+    lifecycle.validate_expiry(None)
+    lifecycle.validate_expiry(NOW + datetime.timedelta(days=365))
+    settings.OMIKEYS_MAX_KEY_LIFETIME_DAYS = 7
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.validate_expiry(NOW + datetime.timedelta(days=8))
+    # A field validator: the error has no field of its own, the lifecycle's functions key it.
+    assert not hasattr(refused.value, "error_dict")
+    assert refused.value.code == "datetime_too_late"
+    assert refused.value.messages == ["The expiry must be at most 7 days from now."]
+
+
+# revoke_key
+
+
+def test_revoking_through_the_owners_keys_is_owner_only_and_idempotent(owner):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    stranger = User.objects.for_firebase("uid-2", None)
+    with pytest.raises(ApiKey.DoesNotExist):
+        ApiKey.objects.for_owner(stranger).get(pk=issued.api_key.pk)
+    with pytest.raises(ApiKey.DoesNotExist):
+        ApiKey.objects.for_owner(owner).get(pk=uuid.uuid4())
+    assert lifecycle.revoke_key(ApiKey.objects.for_owner(owner).get(pk=issued.api_key.pk)) is True
+    first = ApiKey.objects.get(pk=issued.api_key.pk).revoked_at
+    assert first is not None
+    again = ApiKey.objects.for_owner(owner).get(pk=issued.api_key.pk)
+    assert lifecycle.revoke_key(again) is False
+    assert again.revoked_at == first
+
+
+def test_revoke_key_revokes_any_owners_key_once(owner):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    api_key = ApiKey.objects.get(pk=issued.api_key.pk)
+    assert lifecycle.revoke_key(api_key) is True
+    first = api_key.revoked_at
+    assert first is not None
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
+    stale = ApiKey.objects.get(pk=api_key.pk)
+    stale.revoked_at = None  # a copy loaded before the revocation
+    assert lifecycle.revoke_key(stale) is False
+    assert stale.revoked_at == first
+    assert len(events(api_key, "revoked")) == 1
+
+
+# verify_key and mark_used
+
+
+def test_a_key_verifies_until_it_is_revoked(owner):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    verdict = lifecycle.verify_key(issued.plaintext)
+    assert isinstance(verdict, lifecycle.Verification)
+    assert (verdict.api_key, verdict.rejection) == (issued.api_key, None)
+    assert verdict.api_key.scope_codes == frozenset(issued.api_key.scopes.values_list("code", flat=True))
+    lifecycle.revoke_key(ApiKey.objects.for_owner(owner).get(pk=issued.api_key.pk))
+    assert lifecycle.verify_key(issued.plaintext) == lifecycle.Verification(None, lifecycle.Rejection.INVALID)
+
+
+@pytest.mark.parametrize("candidate", ["", "omi_dev_", "omi_dev_" + "0" * 32, "not a key", "omi_dev_" + "G" * 32])
+def test_unknown_or_malformed_keys_do_not_verify(owner, candidate):
+    lifecycle.issue_key(owner=owner, name="n")
+    assert lifecycle.verify_key(candidate).api_key is None
+
+
+def test_an_expired_key_or_an_inactive_owner_does_not_verify(owner):
+    expiring = lifecycle.issue_key(owner=owner, name="n")
+    expire(expiring.api_key)
+    assert lifecycle.verify_key(expiring.plaintext) == lifecycle.Verification(None, lifecycle.Rejection.EXPIRED)
+
+    other = User.objects.for_firebase("uid-2", None)
+    theirs = lifecycle.issue_key(owner=other, name="n")
+    User.objects.filter(pk=other.pk).update(is_active=False)
+    assert lifecycle.verify_key(theirs.plaintext) == lifecycle.Verification(None, lifecycle.Rejection.INVALID)
+
+
+def test_mark_used_writes_at_most_once_per_interval(owner, clock, settings, django_assert_num_queries):
+    settings.OMIKEYS_LAST_USED_INTERVAL = 60
+    api_key = lifecycle.issue_key(owner=owner, name="n").api_key
+
+    assert lifecycle.mark_used(api_key) is True
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at == NOW
+    clock.shift(datetime.timedelta(seconds=59))
+    with django_assert_num_queries(0):
+        assert lifecycle.mark_used(api_key) is False
+    clock.shift(datetime.timedelta(seconds=1))
+    assert lifecycle.mark_used(api_key) is True
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at == NOW + datetime.timedelta(seconds=60)
+    stale = ApiKey.objects.get(pk=api_key.pk)
+    stale.last_used_at = None  # another process's copy, loaded before this write
+    assert lifecycle.mark_used(stale) is False
+
+
+# The rules doors read: default scopes and grace periods; the exceptions' family
+
+
+def test_default_scopes_are_the_read_only_ones_sorted_by_code():
+    defaults = lifecycle.default_scopes()
+    assert [scope.code for scope in defaults] == sorted(
+        Scope.objects.filter(is_default=True).values_list("code", flat=True)
+    )
+    assert defaults and all(scope.code.endswith(":read") for scope in defaults)
+
+
+def test_the_grace_periods_end_at_the_longest_allowed():
+    assert list(lifecycle.GRACE_PERIODS) == [0, 3600, 86400, 604800]
+    assert lifecycle.MAX_GRACE_SECONDS == 7 * 24 * 60 * 60
+
+
+@pytest.mark.parametrize(
+    "exception",
+    [
+        lifecycle.OwnerNotEligible,
+        lifecycle.AlreadyIssued,
+        lifecycle.TooManyKeys,
+        lifecycle.NotChangeable,
+        lifecycle.KeyRevoked,
+        lifecycle.NotRotatable,
+        lifecycle.AlreadyRotated,
+    ],
+)
+def test_every_lifecycle_refusal_shares_one_base_class(exception):
+    assert issubclass(exception, lifecycle.LifecycleError)
+    assert not issubclass(exception, ValidationError)
+
+
+# Scope.objects.resolve: the one resolver of scope codes
+
+
+def test_resolve_returns_the_scopes_in_the_order_given_each_once():
+    resolved = Scope.objects.resolve(["memories:write", "goals:read", "memories:write"])
+    assert [scope.code for scope in resolved] == ["memories:write", "goals:read"]
+    assert Scope.objects.resolve([]) == []
+
+
+def test_resolve_names_every_unknown_code_as_a_scopes_error():
+    with pytest.raises(ValidationError) as refused:
+        Scope.objects.resolve(["memories:read", "widgets:read", "%(boom)s", "widgets:read"])
+    (problem,) = refused.value.error_dict["scopes"]
+    assert problem.code == "unknown_scope"
+    assert problem.params["unknown"] == ["widgets:read", "%(boom)s"]
+    valid = ", ".join(sorted(Scope.objects.values_list("code", flat=True)))
+    assert refused.value.messages == [f"Unknown scopes 'widgets:read', '%(boom)s'. Valid scopes: {valid}."]
+
+
+def test_resolve_finds_any_string_unknown_without_asking_the_database_about_it(django_assert_num_queries):
+    with django_assert_num_queries(1), pytest.raises(ValidationError) as refused:
+        Scope.objects.resolve(["memories:read\x00"])  # PostgreSQL refuses NUL bytes in a query
+    assert refused.value.error_dict["scopes"][0].params["unknown"] == ["memories:read\x00"]
+
+
+def test_an_email_longer_than_the_column_is_not_stored():
+    user = User.objects.for_firebase("uid-long", "a" * 250 + "@example.com")
+    assert User.objects.get(pk=user.pk).email == ""
+
+
+def test_for_firebase_creates_once_and_syncs_email():
+    first = User.objects.for_firebase("uid-3", "a@example.com")
+    again = User.objects.for_firebase("uid-3", "b@example.com")
+    assert first.pk == again.pk
+    assert User.objects.get(pk=first.pk).email == "b@example.com"
+    assert first.username == "firebase:uid-3"

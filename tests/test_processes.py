@@ -95,7 +95,7 @@ def test_revocation_rotation_and_expiry_hold_in_another_process(start_server):
     for issued in (revoked, rotated, expiring):
         assert statuses(base, issued.plaintext) == {200}
 
-    lifecycle.revoke_api_key(revoked.api_key)
+    lifecycle.revoke_key(revoked.api_key)
     assert statuses(base, revoked.plaintext) == {401}
 
     new = lifecycle.rotate_key(rotated.api_key)

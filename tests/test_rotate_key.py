@@ -181,7 +181,7 @@ def test_rotations_count_towards_the_creation_throttle(user_client, key, setting
 def test_a_rotation_racing_a_revocation_never_revives_the_key(user_client, key):
     """The rotation reads the key under a row lock, so a revoked key stays revoked."""
     api_key = ApiKey.objects.get(pk=key["id"])
-    lifecycle.revoke_api_key(ApiKey.objects.get(pk=key["id"]))
+    lifecycle.revoke_key(ApiKey.objects.get(pk=key["id"]))
     with pytest.raises(lifecycle.KeyRevoked):
         lifecycle.rotate_key(api_key)  # a stale copy that still looks active
     assert ApiKey.objects.get(pk=key["id"]).key_prefix == key["key_prefix"]

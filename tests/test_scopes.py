@@ -52,7 +52,7 @@ def test_scopes_can_differ_per_method(owner):
 def test_every_refusal_has_its_status(owner, emulator_user):
     good = issue(owner, scopes=["memories:read"])
     revoked = issue(owner, scopes=["memories:read"])
-    lifecycle.revoke_api_key(revoked.api_key)
+    lifecycle.revoke_key(revoked.api_key)
     expired = issue(owner, scopes=["memories:read"])
     ApiKey.objects.filter(pk=expired.api_key.pk).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
     cases = {
@@ -91,7 +91,7 @@ def test_scope_changes_by_staff_apply_to_the_next_request(owner):
 
 
 def test_a_view_without_required_scopes_is_a_configuration_error_not_open(owner):
-    issued = lifecycle.verify_key(issue(owner).plaintext)
+    issued = lifecycle.verify_key(issue(owner).plaintext).api_key
     request = APIRequestFactory().get("/v1/misconfigured")
     request.auth = issued
     with pytest.raises(ImproperlyConfigured, match="required_scopes"):

@@ -15,27 +15,55 @@ MAX_TOKEN_LENGTH = 8192  # Firebase ID tokens are about 1 KB; anything far large
 JWT_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 
-class FirebaseAuthentication(BaseAuthentication):
-    """``Authorization: Bearer <Firebase ID token>``.
+class BearerAuthentication(BaseAuthentication):
+    """``Authorization: Bearer <token>``, parsed once for both credentials.
 
-    Returns ``None`` for a missing header or another scheme, so DRF answers
-    401 "not authenticated" (or lets another class try); an unacceptable
-    Bearer token fails at once. The token itself never appears in a message.
+    Returns ``None`` for a missing header or another scheme, so DRF answers 401
+    "not authenticated" (or lets another class try); otherwise hands the token to
+    :meth:`authenticate_token`: the second word of the header as bytes, or ``None``
+    when the header has more or fewer words than two. A token never appears in a message.
     """
 
     keyword = "Bearer"
-    missing_credentials_message = "Authentication required. Send 'Authorization: Bearer <Firebase ID token>'."
+    credential = "token"  # how the messages name what belongs after "Bearer"
+
+    @property
+    def missing_credentials_message(self) -> str:
+        return f"Authentication required. Send 'Authorization: Bearer <{self.credential}>'."
+
+    @property
+    def malformed_message(self) -> str:
+        return f"Malformed Authorization header. Use 'Authorization: Bearer <{self.credential}>'."
 
     def authenticate(self, request):
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != self.keyword.lower().encode():
             return None
-        if len(parts) != 2:
-            raise exceptions.AuthenticationFailed(
-                "Malformed Authorization header. Use 'Authorization: Bearer <Firebase ID token>'."
-            )
+        return self.authenticate_token(request, parts[1] if len(parts) == 2 else None)
+
+    def authenticate_token(self, request, token: bytes | None):
+        """``(user, auth)`` for the token, or raise ``AuthenticationFailed``; ``None`` means malformed."""
+        raise NotImplementedError
+
+    def authenticate_header(self, request):
+        return f'{self.keyword} realm="omikeys"'
+
+
+class FirebaseAuthentication(BearerAuthentication):
+    """``Authorization: Bearer <Firebase ID token>``: the person managing their keys.
+
+    On success ``request.user`` is the token's user (created on first sight) and
+    ``request.auth`` the token's claims. An unacceptable token fails at once;
+    Firebase unreachable is 503.
+    """
+
+    credential = "Firebase ID token"
+
+    def authenticate_token(self, request, token):
+        if token is None:
+            raise exceptions.AuthenticationFailed(self.malformed_message)
         try:
-            token = parts[1].decode("ascii")
+            token = token.decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("The bearer token is not a valid Firebase ID token.") from None
         if token.startswith("omi_"):
@@ -55,38 +83,30 @@ class FirebaseAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("This account has been deactivated by an administrator.")
         return user, claims
 
-    def authenticate_header(self, request):
-        return f'{self.keyword} realm="omikeys"'
 
-
-class ApiKeyAuthentication(BaseAuthentication):
+class ApiKeyAuthentication(BearerAuthentication):
     """``Authorization: Bearer omi_dev_...``: the key of a Developer API client.
 
     On success ``request.user`` is the key's owner and ``request.auth`` the
     :class:`~apikeys.models.ApiKey`, with its scope codes in ``request.auth.scope_codes``.
-    Verification is one indexed read (:func:`lifecycle.check_key`); its only write
+    Verification is one indexed read (:func:`lifecycle.verify_key`); its only write
     is ``last_used_at``, at most once a minute per key (:func:`lifecycle.mark_used`).
 
-    Returns ``None`` for a missing header or another scheme, so DRF answers 401.
     A client address with too many failed verifications gets 429 with
     ``Retry-After`` for every key it sends, valid or not, until its window ends.
     """
 
-    keyword = "Bearer"
-    missing_credentials_message = "Authentication required. Send 'Authorization: Bearer <API key>'."
+    credential = "API key"
 
-    def authenticate(self, request):
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() != self.keyword.lower().encode():
-            return None
+    def authenticate_token(self, request, token):
         address = limits.address_subject(client_ip(request))
         throttle = limits.failed_verification()
         wait = throttle.retry_after(address)
         if wait:
             raise self._throttled(wait)
-        if len(parts) != 2:
-            self._refuse(throttle, address, "Malformed Authorization header. Use 'Authorization: Bearer <API key>'.")
-        token = parts[1].decode("latin-1")
+        if token is None:
+            self._refuse(throttle, address, self.malformed_message)
+        token = token.decode("latin-1")
         if not token.startswith(crypto.KEY_PREFIX) and JWT_RE.match(token):
             self._refuse(
                 throttle,
@@ -94,14 +114,11 @@ class ApiKeyAuthentication(BaseAuthentication):
                 "This endpoint needs an API key (omi_dev_...), not a Firebase ID token. "
                 "Create a key with POST /v1/dev/keys and send it as 'Authorization: Bearer <API key>'.",
             )
-        verification = lifecycle.check_key(token)
+        verification = lifecycle.verify_key(token)
         if verification.api_key is None:
             self._refuse(throttle, address, verification.rejection)
         lifecycle.mark_used(verification.api_key)
         return verification.api_key.owner, verification.api_key
-
-    def authenticate_header(self, request):
-        return f'{self.keyword} realm="omikeys"'
 
     def _refuse(self, throttle: limits.Throttle, address: str, message: str):
         wait = throttle.hit(address)

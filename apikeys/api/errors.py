@@ -8,6 +8,7 @@
 import logging
 
 from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
@@ -70,6 +71,14 @@ def flatten_validation_errors(detail, loc: tuple = ("body",)) -> list[dict]:
     return [_entry(loc, detail)]
 
 
+def core_validation_entries(error: DjangoValidationError) -> list[dict]:
+    """A lifecycle ``ValidationError`` (keyed by field) as entries: the first problem of each field."""
+    return [
+        {"loc": ["body", field], "msg": errors[0].messages[0], "type": errors[0].code or "value_error"}
+        for field, errors in error.error_dict.items()
+    ]
+
+
 def _entry(loc: tuple, error) -> dict:
     code = getattr(error, "code", None) or "value_error"
     return {"loc": list(loc), "msg": str(error), "type": _TYPE_FOR_CODE.get(code, code)}
@@ -81,6 +90,9 @@ def exception_handler(exc, context):
         return Response({"detail": exc.errors}, status=exc.status_code)
     if isinstance(exc, exceptions.ValidationError):
         return Response({"detail": validation_error_entries(exc.detail)}, status=422)
+    if isinstance(exc, DjangoValidationError) and hasattr(exc, "error_dict"):
+        # The core's refusal of a value the serializer accepted (say, an expiry that passed meanwhile).
+        return Response({"detail": core_validation_entries(exc)}, status=422)
     if isinstance(exc, exceptions.ParseError):
         return Response(
             {"detail": [{"loc": ["body"], "msg": f"JSON decode error: {exc.detail}", "type": "json_invalid"}]},

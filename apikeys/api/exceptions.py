@@ -9,12 +9,16 @@ from rest_framework import exceptions, status
 
 
 class ServiceUnavailable(exceptions.APIException):
+    """503: Firebase (or another service omikeys needs) could not be asked; errors adds Retry-After."""
+
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The service is temporarily unavailable. Try again shortly."
     default_code = "service_unavailable"
 
 
 class Conflict(exceptions.APIException):
+    """409: the key's state or the owner's active-key limit forbids the change."""
+
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the key's current state."
     default_code = "conflict"
@@ -29,6 +33,8 @@ class TooManyRequests(exceptions.Throttled):
 
 
 class PayloadTooLarge(exceptions.APIException):
+    """413: a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes."""
+
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "payload_too_large"
 

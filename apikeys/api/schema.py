@@ -1,29 +1,66 @@
-"""OpenAPI extensions: Firebase authentication as the contract's ``firebaseBearer``, and API keys."""
+"""OpenAPI: Firebase authentication as the contract's ``firebaseBearer``, API keys, and the error bodies' shapes."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
 
 
-class FirebaseAuthenticationScheme(OpenApiAuthenticationExtension):
+class BearerScheme(OpenApiAuthenticationExtension):
+    """An ``Authorization: Bearer`` scheme; subclasses name the class, the scheme and the credential."""
+
+    bearer_format = ""
+    description = ""
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": self.bearer_format, "description": self.description}
+
+
+class FirebaseAuthenticationScheme(BearerScheme):
+    """FirebaseAuthentication as the contract's ``firebaseBearer``."""
+
     target_class = "apikeys.api.authentication.FirebaseAuthentication"
     name = "firebaseBearer"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "Firebase ID token",
-            "description": "Send `Authorization: Bearer <firebase_id_token>`.",
-        }
+    bearer_format = "Firebase ID token"
+    description = "Send `Authorization: Bearer <firebase_id_token>`."
 
 
-class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+class ApiKeyAuthenticationScheme(BearerScheme):
+    """ApiKeyAuthentication as ``apiKeyBearer``."""
+
     target_class = "apikeys.api.authentication.ApiKeyAuthentication"
     name = "apiKeyBearer"
+    bearer_format = "Omi Developer API key (omi_dev_...)"
+    description = "Send `Authorization: Bearer <API key>`."
 
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "Omi Developer API key (omi_dev_...)",
-            "description": "Send `Authorization: Bearer <API key>`.",
-        }
+
+# Documentation-only shapes for the error bodies.
+
+
+@extend_schema_field({"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]})
+class _DetailField(serializers.Field):
+    pass
+
+
+class ErrorResponseSerializer(serializers.Serializer):
+    """``{"detail": ...}``: the body of 401, 404, 409, 413, 429 and 503 answers."""
+
+    detail = _DetailField(help_text="Error detail returned by the API.")
+
+
+@extend_schema_field({"anyOf": [{"type": "string"}, {"type": "integer"}]})
+class _LocItemField(serializers.Field):
+    pass
+
+
+class ValidationErrorSerializer(serializers.Serializer):
+    """One problem of a 422: where (``loc``), what (``msg``), and its pydantic-style ``type``."""
+
+    loc = serializers.ListField(child=_LocItemField(), help_text="Where the problem is: body, field, list index.")
+    msg = serializers.CharField()
+    type = serializers.CharField()
+
+
+class HTTPValidationErrorSerializer(serializers.Serializer):
+    """``{"detail": [ValidationError, ...]}``: the body of a 422."""
+
+    detail = ValidationErrorSerializer(many=True)

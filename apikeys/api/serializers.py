@@ -1,5 +1,6 @@
 """Input and output shapes of the key API, named after the contract's schemas."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -77,7 +78,7 @@ class StrictIntegerField(serializers.IntegerField):
 
 @extend_schema_field(STRING_LIST)
 class ScopeListField(serializers.Field):
-    """A list of scope codes, resolved against the Scope table.
+    """A list of scope codes, resolved by ``Scope.objects.resolve``.
 
     Returns the distinct ``Scope`` rows in request order; reports every bad
     item at its own index.
@@ -96,19 +97,23 @@ class ScopeListField(serializers.Field):
             self.fail("too_short")
         if len(data) > MAX_SCOPES_IN_REQUEST:
             self.fail("too_long", max=MAX_SCOPES_IN_REQUEST)
-        available = {scope.code: scope for scope in Scope.objects.all()}
-        valid = ", ".join(sorted(available))
+        unknown, valid = (), ""
+        try:
+            scopes = Scope.objects.resolve(item for item in data if isinstance(item, str))
+        except DjangoValidationError as error:
+            refusal = error.error_dict["scopes"][0]
+            unknown, valid = set(refusal.params["unknown"]), refusal.params["valid"]
         errors = {}
         for index, item in enumerate(data):
             if not isinstance(item, str):
                 errors[index] = [serializers.ErrorDetail("Input should be a valid string.", code="string_type")]
-            elif item not in available:
+            elif item in unknown:
                 errors[index] = [
                     serializers.ErrorDetail(f"Unknown scope {_quote(item)}. Valid scopes: {valid}.", code="enum")
                 ]
         if errors:
             raise serializers.ValidationError(errors)
-        return [available[code] for code in dict.fromkeys(data)]
+        return scopes
 
     def to_representation(self, value):
         return [scope.code for scope in value.all()]
@@ -158,7 +163,9 @@ class DevApiKeySerializer(serializers.ModelSerializer):
     scopes = ScopeListField(read_only=True, allow_null=True)
 
     status = serializers.ChoiceField(
-        choices=["active", "expired"], read_only=True, help_text="active, or expired (it no longer works)."
+        choices=[ApiKey.Status.ACTIVE.value, ApiKey.Status.EXPIRED.value],
+        read_only=True,
+        help_text="active, or expired (it no longer works).",
     )
 
     class Meta:
@@ -234,30 +241,3 @@ def calling_key_body(api_key: ApiKey) -> dict:
         "scopes": sorted(api_key.scope_codes),
         "uid": api_key.owner.firebase_uid,
     }
-
-
-# Documentation-only shapes for the error bodies.
-
-
-@extend_schema_field({"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]})
-class _DetailField(serializers.Field):
-    pass
-
-
-class ErrorResponseSerializer(serializers.Serializer):
-    detail = _DetailField(help_text="Error detail returned by the API.")
-
-
-@extend_schema_field({"anyOf": [{"type": "string"}, {"type": "integer"}]})
-class _LocItemField(serializers.Field):
-    pass
-
-
-class ValidationErrorSerializer(serializers.Serializer):
-    loc = serializers.ListField(child=_LocItemField(), help_text="Where the problem is: body, field, list index.")
-    msg = serializers.CharField()
-    type = serializers.CharField()
-
-
-class HTTPValidationErrorSerializer(serializers.Serializer):
-    detail = ValidationErrorSerializer(many=True)

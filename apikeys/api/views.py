@@ -3,10 +3,9 @@
 import uuid
 from collections.abc import Mapping
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import AuthenticationFailed, NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,6 +15,7 @@ from ..audit import Actor
 from ..models import ApiKey, KeyEvent
 from .authentication import ApiKeyAuthentication
 from .exceptions import Conflict, RequestValidationError, TooManyRequests
+from .schema import ErrorResponseSerializer, HTTPValidationErrorSerializer
 from .serializers import (
     CallingApiKeySerializer,
     DevApiKeyCreatedSerializer,
@@ -23,8 +23,6 @@ from .serializers import (
     DevApiKeyRotatedSerializer,
     DevApiKeyRotateSerializer,
     DevApiKeySerializer,
-    ErrorResponseSerializer,
-    HTTPValidationErrorSerializer,
     calling_key_body,
 )
 
@@ -61,21 +59,42 @@ def throttle_issuing(user) -> None:
         raise TooManyRequests(refusal.wait, refusal.message)
 
 
-def own_key(request, key_id: str) -> ApiKey:
-    """One of the caller's keys that is not revoked, or 404."""
+def own_key(request, key_id: str, *, revoked_too: bool = False) -> ApiKey:
+    """One of the caller's keys (not revoked, unless ``revoked_too``), or 404."""
+    keys = ApiKey.objects.for_owner(request.user)
     try:
-        return ApiKey.objects.unrevoked().for_owner(request.user).get(pk=uuid.UUID(key_id))
+        return (keys if revoked_too else keys.unrevoked()).get(pk=uuid.UUID(key_id))
     except (ValueError, ApiKey.DoesNotExist):
         raise NotFound("No API key with this id.") from None
 
 
+def api_actor(request) -> Actor:
+    """The caller as the audit records them: the key's owner, through the JSON API."""
+    return Actor.from_request(request, via=KeyEvent.Via.API)
+
+
 class KeyAPIView(APIView):
+    """The key endpoints' base: Firebase authentication (the default), no OPTIONS, one JSON-object check."""
+
     # No OPTIONS metadata: methods the API does not document answer 405,
     # and the Allow header lists only the documented ones.
     http_method_names = [method for method in APIView.http_method_names if method != "options"]
 
+    @staticmethod
+    def json_object(request) -> Mapping:
+        """The request's JSON body, which must be an object (an omitted body parses as an empty one)."""
+        if not isinstance(request.data, Mapping):
+            raise RequestValidationError.single(
+                ["body"],
+                "Input should be a valid dictionary or object to extract fields from.",
+                "model_attributes_type",
+            )
+        return request.data
+
 
 class KeyListCreateView(KeyAPIView):
+    """``/v1/dev/keys``: list the caller's keys (GET), create one (POST)."""
+
     @extend_schema(
         operation_id="listApiKeys",
         summary="List Keys",
@@ -107,30 +126,24 @@ class KeyListCreateView(KeyAPIView):
         },
     )
     def post(self, request):
-        if not isinstance(request.data, Mapping):
-            raise RequestValidationError.single(
-                ["body"],
-                "Input should be a valid dictionary or object to extract fields from.",
-                "model_attributes_type",
-            )
-        serializer = DevApiKeyCreateSerializer(data=request.data)
+        serializer = DevApiKeyCreateSerializer(data=self.json_object(request))
         serializer.is_valid(raise_exception=True)
         throttle_issuing(request.user)
+        # The verified ID token already established that the Firebase account is not disabled.
+        # A ValidationError (an expiry that has passed since it was checked) becomes a 422 in errors.
         try:
-            issued = lifecycle.issue_key(
-                owner=request.user, actor=Actor.from_request(request, via=KeyEvent.Via.API), **serializer.validated_data
-            )
+            issued = lifecycle.issue_key(owner=request.user, actor=api_actor(request), **serializer.validated_data)
         except lifecycle.TooManyKeys as exc:
             raise Conflict(str(exc)) from None
-        except DjangoValidationError as exc:  # the expiry was valid when checked, and is now in the past
-            raise RequestValidationError.single(
-                ["body", "expires_at"], exc.messages[0], exc.error_list[0].code
-            ) from None
+        except lifecycle.OwnerNotEligible as exc:  # deactivated while this request ran
+            raise AuthenticationFailed(str(exc)) from None
         body = DevApiKeyCreatedSerializer(issued.api_key, context={"plaintext": issued.plaintext}).data
         return Response(body, status=status.HTTP_200_OK, headers={"Cache-Control": "no-store"})
 
 
 class KeyDetailView(KeyAPIView):
+    """``/v1/dev/keys/<id>``: revoke one of the caller's keys (DELETE)."""
+
     @extend_schema(
         operation_id="revokeApiKey",
         summary="Revoke Key",
@@ -147,16 +160,13 @@ class KeyDetailView(KeyAPIView):
         },
     )
     def delete(self, request, key_id: str):
-        try:
-            lifecycle.revoke_key(
-                owner=request.user, key_id=uuid.UUID(key_id), actor=Actor.from_request(request, via=KeyEvent.Via.API)
-            )
-        except (ValueError, ApiKey.DoesNotExist):
-            raise NotFound("No API key with this id.") from None
+        lifecycle.revoke_key(own_key(request, key_id, revoked_too=True), actor=api_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class KeyRotateView(KeyAPIView):
+    """``/v1/dev/keys/<id>/rotate``: give one of the caller's keys a new secret (POST)."""
+
     @extend_schema(
         operation_id="rotateApiKey",
         summary="Rotate Key",
@@ -179,21 +189,16 @@ class KeyRotateView(KeyAPIView):
         },
     )
     def post(self, request, key_id: str):
-        if not isinstance(request.data, Mapping):
-            raise RequestValidationError.single(
-                ["body"],
-                "Input should be a valid dictionary or object to extract fields from.",
-                "model_attributes_type",
-            )
+        data = self.json_object(request)
         api_key = own_key(request, key_id)
-        serializer = DevApiKeyRotateSerializer(data=request.data)
+        serializer = DevApiKeyRotateSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         throttle_issuing(request.user)
         try:
             issued = lifecycle.rotate_key(
                 api_key,
                 grace_seconds=serializer.validated_data["grace_seconds"],
-                actor=Actor.from_request(request, via=KeyEvent.Via.API),
+                actor=api_actor(request),
             )
         except lifecycle.KeyRevoked:
             raise NotFound("No API key with this id.") from None  # revoked while this request ran

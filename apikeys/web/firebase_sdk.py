@@ -23,10 +23,12 @@ CDN_BASE = f"https://www.gstatic.com/firebasejs/{VERSION}"
 
 
 def package_dir() -> Path:
+    """Where npm installed the ``firebase`` package."""
     return Path(settings.BASE_DIR) / "node_modules" / "firebase"
 
 
 def installed_version() -> str | None:
+    """The installed Firebase JS SDK's version ("12.19.0"), or None when it is not installed."""
     try:
         return json.loads((package_dir() / "package.json").read_text())["version"]
     except (OSError, ValueError, KeyError):

@@ -1,35 +1,27 @@
 """Forms for the web pages: the same rules as the API, with errors shown beside each field."""
 
 import datetime
-import secrets
 from collections import defaultdict
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from .. import lifecycle
+from ..forms import FormTokenField, GracePeriodField, new_form_token
 from ..models import KEY_NAME_MAX_LENGTH, Scope, validate_key_name
 
 NEVER = "never"
 # How long a new key may live, in days; choices beyond OMIKEYS_MAX_KEY_LIFETIME_DAYS are not offered.
 EXPIRY_DAYS = (30, 90, 365)
 
-# How long the replaced secret keeps working after a rotation, with what each choice is for.
-GRACE_CHOICES = (
-    (0, "Immediately", "The old key stops working the moment you rotate. Choose this if the key may have leaked."),
-    (60 * 60, "After 1 hour", "The old key keeps working for one hour: time to update a single app or script."),
-    (24 * 60 * 60, "After 24 hours", "The old key keeps working for a day: time to update and redeploy your apps."),
-    (
-        7 * 24 * 60 * 60,
-        "After 7 days",
-        "The old key keeps working for a week: for keys used in many places or by other people.",
-    ),
-)
-
-
-def new_form_token() -> str:
-    return secrets.token_urlsafe(24)
+# What each grace period of lifecycle.GRACE_PERIODS (in seconds) is for, beside its choice.
+GRACE_HELP = {
+    0: "The old key stops working the moment you rotate. Choose this if the key may have leaked.",
+    60 * 60: "The old key keeps working for one hour: time to update a single app or script.",
+    24 * 60 * 60: "The old key keeps working for a day: time to update and redeploy your apps.",
+    7 * 24 * 60 * 60: "The old key keeps working for a week: for keys used in many places or by other people.",
+}
 
 
 class SignInForm(forms.Form):
@@ -39,7 +31,22 @@ class SignInForm(forms.Form):
     next = forms.CharField(required=False, max_length=2048)
 
 
+class ScopeCodesField(forms.ModelMultipleChoiceField):
+    """Scope checkboxes whose values are codes, resolved by ``Scope.objects.resolve``."""
+
+    def _check_values(self, value):
+        try:
+            return self.queryset.resolve(str(code) for code in value)
+        except ValidationError as error:
+            (unknown, *_) = error.error_dict["scopes"][0].params["unknown"]
+            raise ValidationError(
+                self.error_messages["invalid_choice"], code="invalid_choice", params={"value": unknown}
+            ) from None
+
+
 class KeyCreateForm(forms.Form):
+    """A new key's name, scopes and lifetime, and the form's one-time token."""
+
     name = forms.CharField(
         max_length=None,  # validate_key_name owns the limit, so the message matches the API's
         validators=[validate_key_name],
@@ -47,7 +54,7 @@ class KeyCreateForm(forms.Form):
         widget=forms.TextInput(attrs={"maxlength": KEY_NAME_MAX_LENGTH, "autocomplete": "off", "spellcheck": "false"}),
         help_text="Something that tells you where the key is used, like “Zapier sync”.",
     )
-    scopes = forms.ModelMultipleChoiceField(
+    scopes = ScopeCodesField(
         queryset=Scope.objects.order_by("code"),
         to_field_name="code",
         widget=forms.CheckboxSelectMultiple,
@@ -61,11 +68,7 @@ class KeyCreateForm(forms.Form):
         widget=forms.RadioSelect,
         error_messages={"invalid_choice": "Choose one of the expiry options."},
     )
-    # One-time token, passed to issue_key as the request token: a form sent again
-    # (reload, back button, double click) never creates a second key.
-    form_token = forms.RegexField(
-        regex=r"^[A-Za-z0-9_-]{16,64}$",
-        widget=forms.HiddenInput,
+    form_token = FormTokenField(
         error_messages={"required": "The form was incomplete. Check the details and create the key again."},
     )
 
@@ -135,11 +138,9 @@ def expiry_choices() -> list[tuple[str, str]]:
 class KeyRotateForm(forms.Form):
     """The rotation confirmation: how long the old secret keeps working, and which secret the page showed."""
 
-    grace_seconds = forms.TypedChoiceField(
-        choices=[(seconds, label) for seconds, label, _ in GRACE_CHOICES if seconds <= lifecycle.MAX_GRACE_SECONDS],
-        coerce=int,
-        initial=0,
-        widget=forms.RadioSelect,
+    grace_seconds = GracePeriodField(
+        immediately="Immediately",
+        later="After {period}",
         error_messages={
             "required": "Choose when the old key stops working.",
             "invalid_choice": "Choose one of the options for when the old key stops working.",
@@ -154,5 +155,5 @@ class KeyRotateForm(forms.Form):
     )
 
     def grace_options(self) -> list[dict]:
-        explanations = {str(seconds): text for seconds, _, text in GRACE_CHOICES}
-        return [{"radio": radio, "help": explanations[str(radio.data["value"])]} for radio in self["grace_seconds"]]
+        """The grace-period radio buttons, each with what it is for."""
+        return [{"radio": radio, "help": GRACE_HELP[int(radio.data["value"])]} for radio in self["grace_seconds"]]

@@ -10,6 +10,7 @@ FIREBASE_ENDPOINTS = ("https://identitytoolkit.googleapis.com", "https://securet
 
 
 def content_security_policy(nonce: str) -> str:
+    """The web pages' ``Content-Security-Policy`` header value, allowing inline code with ``nonce`` only."""
     if settings.FIREBASE_AUTH_EMULATOR_HOST:
         connect = f"http://{settings.FIREBASE_AUTH_EMULATOR_HOST}"
     else:

@@ -1,108 +1,25 @@
-"""End-user pages: sign in with Firebase, list, create (shown once), view, rotate and revoke keys.
+"""End-user pages for keys: list, create (shown once), view, rotate and revoke.
 
-Each view parses input, calls ``lifecycle`` or ``firebase``, and renders a template.
+Each view parses input, calls ``lifecycle``, and renders a template; signing in and
+the session's account checks are in ``accounts``.
 """
 
-import logging
-import time
-from functools import wraps
-
-from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login, logout
-from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import csrf as django_csrf
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
-from .. import firebase, lifecycle, limits
+from .. import lifecycle, limits
 from ..audit import Actor
-from ..models import ApiKey, KeyEvent, User
-from . import firebase_sdk, history
-from .forms import KeyCreateForm, KeyRotateForm, SignInForm
+from ..models import ApiKey, KeyEvent
+from . import accounts, history
+from .accounts import AccountUnconfirmed, account_problem, signed_in_required
+from .forms import KeyCreateForm, KeyRotateForm
 
-logger = logging.getLogger(__name__)
-
-# A token older than this since its sign-in cannot open a session: it must come
-# from the sign-in that just happened on our page, not from somewhere else.
-MAX_SIGN_IN_AGE_SECONDS = 5 * 60
-# How often a session asks Firebase whether its account is still allowed in
-# (disabled, deleted, or "sign out everywhere"); creating a key always asks.
-RECHECK_SECONDS = 5 * 60
-AUTH_TIME_KEY = "web:auth-time"
-CHECKED_AT_KEY = "web:checked-at"
-
-
-# What the pages say for each reason Firebase gives (the API's wording talks about bearer tokens).
-REFUSALS = {
-    "invalid": "Your sign-in could not be verified. Please sign in again.",
-    "expired": "Your sign-in expired before it reached us. Please sign in again.",
-    "revoked": "Your sign-in was revoked. Please sign in again.",
-    "disabled": "This account has been disabled. Contact support if you think this is a mistake.",
-    "deleted": "This account no longer exists.",
-}
-
-
-class AccountUnconfirmed(Exception):
-    """Firebase could not be asked whether the account is still allowed in."""
-
-
-def account_problem(request, *, force: bool = False) -> str | None:
-    """Why this session's Firebase account may no longer use the pages, or None.
-
-    Between checks (and when Firebase cannot be reached on a routine check) the
-    session stands; ``force`` asks now and raises :class:`AccountUnconfirmed`
-    if Firebase does not answer.
-    """
-    now = time.time()
-    if not force and now - request.session.get(CHECKED_AT_KEY, 0) < RECHECK_SECONDS:
-        return None
-    try:
-        account = firebase.get_user(request.user.firebase_uid)
-    except firebase.UserNotFound:
-        return REFUSALS["deleted"]
-    except firebase.AuthUnavailable as exc:
-        if force:
-            raise AccountUnconfirmed(str(exc)) from exc
-        return None
-    if account.disabled:
-        return REFUSALS["disabled"]
-    if account.tokens_valid_after and account.tokens_valid_after > request.session.get(AUTH_TIME_KEY, 0):
-        return "Your sessions were ended from another device. Please sign in again."
-    request.session[CHECKED_AT_KEY] = now
-    return None
-
-
-def _end_session(request, reason: str):
-    logout(request)
-    messages.warning(request, reason)
-    return redirect_to_login(request.get_full_path())
-
-
-def is_end_user(user) -> bool:
-    """A person who signs in with Firebase. Staff accounts never use these pages, and
-    a Firebase sign-in never opens a staff session (which would also open the admin)."""
-    return user.is_authenticated and bool(user.firebase_uid) and not (user.is_staff or user.is_superuser)
-
-
-def signed_in_required(view):
-    """Like ``login_required``, for end users signed in through Firebase."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not is_end_user(request.user):
-            return redirect_to_login(request.get_full_path())
-        reason = account_problem(request)
-        if reason:
-            return _end_session(request, reason)
-        return view(request, *args, **kwargs)
-
-    return never_cache(wrapper)
+# The create form's field for each field the core names in a ValidationError.
+FORM_FIELDS = {"expires_at": "expires_in"}
 
 
 def _own_key(request, key_id) -> ApiKey:
@@ -112,84 +29,10 @@ def _own_key(request, key_id) -> ApiKey:
         raise Http404("No API key with this id.") from None
 
 
-def _safe_next(request, candidate: str) -> str:
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return candidate
-    return reverse(settings.LOGIN_REDIRECT_URL)
-
-
-def _sign_in_context(request, *, mode: str, next_url: str, error: str = "") -> dict:
-    emulator_url = f"http://{settings.FIREBASE_AUTH_EMULATOR_HOST}" if settings.FIREBASE_AUTH_EMULATOR_HOST else ""
-    return {
-        "mode": mode,
-        "next": next_url,
-        "error": error,
-        "configured": bool(settings.FIREBASE_WEB_API_KEY),
-        "emulator": bool(settings.FIREBASE_AUTH_EMULATOR_HOST),
-        "firebase_config": {
-            "apiKey": settings.FIREBASE_WEB_API_KEY,
-            "authDomain": settings.FIREBASE_AUTH_DOMAIN,
-            "projectId": settings.FIREBASE_PROJECT_ID,
-            "emulatorUrl": emulator_url,
-        },
-        "firebase_sdk_dir": firebase_sdk.STATIC_DIR,
-        "firebase_cdn_app": f"{firebase_sdk.CDN_BASE}/firebase-app.js",
-    }
-
-
-@never_cache
-@require_http_methods(["GET", "POST"])
-def sign_in(request, mode="signin"):
-    """GET: the sign-in (or create-account) page. POST: exchange a fresh Firebase ID token for a session."""
-    if request.method == "GET":
-        next_url = request.GET.get("next", "")
-        if is_end_user(request.user):
-            return redirect(_safe_next(request, next_url))
-        return render(request, "apikeys/sign_in.html", _sign_in_context(request, mode=mode, next_url=next_url))
-
-    form = SignInForm(request.POST)
-    next_url = request.POST.get("next", "")[:2048]
-
-    def refuse(error: str, status: int):
-        context = _sign_in_context(request, mode=mode, next_url=next_url, error=error)
-        return render(request, "apikeys/sign_in.html", context, status=status)
-
-    if not form.is_valid():
-        return refuse("Sign in with Firebase first.", 400)
-    try:
-        claims = firebase.verify_id_token(form.cleaned_data["id_token"])
-    except firebase.TokenRejected as exc:
-        return refuse(REFUSALS.get(exc.reason, REFUSALS["invalid"]), 403)
-    except firebase.AuthUnavailable as exc:
-        return refuse(str(exc), 503)
-    if time.time() - claims.get("auth_time", 0) > MAX_SIGN_IN_AGE_SECONDS:
-        return refuse("That sign-in is too old to open a session. Please sign in again.", 403)
-    user = User.objects.for_firebase(claims["uid"], claims.get("email"))
-    if not user.is_active:
-        return refuse("This account has been deactivated. Contact support if you think this is a mistake.", 403)
-    if user.is_staff or user.is_superuser:
-        logger.warning("web sign-in refused for staff user=%s", user.pk)
-        return refuse("Staff accounts cannot sign in here. Use the admin with your staff username and password.", 403)
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    request.session[AUTH_TIME_KEY] = claims["auth_time"]
-    request.session[CHECKED_AT_KEY] = time.time()
-    logger.info("web sign-in user=%s", user.pk)
-    return redirect(_safe_next(request, next_url))
-
-
-@require_POST
-def sign_out(request):
-    """End the session on the server (the browser keeps no Firebase session of its own)."""
-    logout(request)
-    messages.info(request, "You have signed out.")
-    return redirect("web:signin")
-
-
 @require_GET
 @signed_in_required
 def key_list(request):
+    """The signed-in user's keys that are not revoked, newest first."""
     # Expired keys stay listed (marked so) until revoked, so their owner sees why a client fails.
     keys = ApiKey.objects.for_owner(request.user).unrevoked().with_scopes()
     return render(request, "apikeys/key_list.html", {"keys": keys})
@@ -221,7 +64,7 @@ def key_create(request):
         form.add_error(None, f"Your account could not be confirmed, so no key was created. {exc}")
         return _render_form(request, form, status=503)
     if reason:
-        return _end_session(request, reason)
+        return accounts.end_session(request, reason)
     earlier = ApiKey.objects.for_owner(request.user).filter(request_token=form.cleaned_data["form_token"]).first()
     if earlier is not None:
         # Sent again (reload, back button): lead to its key without counting against the rate.
@@ -241,21 +84,20 @@ def key_create(request):
         )
     except lifecycle.AlreadyIssued as already:
         return _already_issued(request, already.api_key)
+    except lifecycle.OwnerNotEligible as exc:  # deactivated while this request ran
+        return accounts.end_session(request, str(exc))
     except lifecycle.TooManyKeys as exc:
         form.add_error(None, str(exc))
         return _render_form(request, form, status=409)
-    except ValidationError as exc:
-        form.add_error("expires_in" if _is_expiry_error(exc) else "name", exc)
+    except ValidationError as exc:  # keyed by the core's field names
+        for field, errors in exc.error_dict.items():
+            form.add_error(FORM_FIELDS.get(field, field), errors)
         return _render_form(request, form, status=422)
     return render(request, "apikeys/key_created.html", {"key": issued.api_key, "plaintext": issued.plaintext})
 
 
 def _actor(request) -> Actor:
     return Actor.from_request(request, via=KeyEvent.Via.WEB)
-
-
-def _is_expiry_error(exc: ValidationError) -> bool:
-    return any(error.code in lifecycle.EXPIRY_ERROR_CODES for error in exc.error_list)
 
 
 def _throttled(response: HttpResponse, wait: int) -> HttpResponse:
@@ -327,7 +169,7 @@ def key_rotate(request, key_id):
         form.add_error(None, f"Your account could not be confirmed, so the key was not rotated. {exc}")
         return _render_rotate(request, api_key, form, status=503)
     if reason:
-        return _end_session(request, reason)
+        return accounts.end_session(request, reason)
     refusal = limits.count_key_issued(request.user)
     if refusal:
         form.add_error(None, refusal.message)
@@ -366,7 +208,7 @@ def key_revoke(request, key_id):
         if api_key.is_revoked:
             return redirect("web:key-detail", key_id=api_key.pk)
         return render(request, "apikeys/key_revoke.html", {"key": api_key})
-    lifecycle.revoke_api_key(api_key, actor=_actor(request))  # _own_key has checked the owner
+    lifecycle.revoke_key(api_key, actor=_actor(request))  # _own_key has checked the owner
     messages.success(request, f"Revoked “{api_key.name}” ({api_key.key_prefix}). It no longer works.")
     return redirect("web:key-list")
 

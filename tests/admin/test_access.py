@@ -39,7 +39,7 @@ def test_staff_without_permissions_are_refused_key_pages(client, staff, alice):
         assert client.get(url).status_code == 403, url
     response = client.post(KEY_CHANGELIST, {"action": "revoke_selected", "_selected_action": [str(issued.api_key.pk)]})
     assert response.status_code == 403
-    assert lifecycle.verify_key(issued.plaintext) == issued.api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == issued.api_key
 
 
 def test_staff_with_view_permission_can_look_but_not_revoke_or_issue(client, staff, alice):
@@ -51,7 +51,7 @@ def test_staff_with_view_permission_can_look_but_not_revoke_or_issue(client, sta
     assert listed(changelist) == {issued.api_key.pk}
     assert changelist.context["action_form"] is None  # neither revoke nor delete is offered
     client.post(KEY_CHANGELIST, {"action": "revoke_selected", "_selected_action": [str(issued.api_key.pk)]})
-    assert lifecycle.verify_key(issued.plaintext) == issued.api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == issued.api_key
     assert client.get(KEY_ADD).status_code == 403
     assert client.post(KEY_ADD, {"owner": alice.pk, "name": "Sneaky"}).status_code == 403
     assert ApiKey.objects.count() == 1

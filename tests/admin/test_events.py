@@ -41,7 +41,7 @@ def history(admin_client, alice, bob):
     reporting.refresh_from_db()
     admin_client.post(key_url(backups), change_data(backups, **expiry_fields(in_days(30))), **FROM_STAFF)
     owner = audit.Actor(kind="user", via="api", user=bob, label=bob.label, ip_address="198.51.100.4")
-    lifecycle.revoke_api_key(backups, actor=owner)
+    lifecycle.revoke_key(backups, actor=owner)
     return {"reporting": reporting, "backups": backups}
 
 
@@ -162,7 +162,7 @@ def test_the_event_list_queries_stay_bounded(admin_client, django_assert_max_num
         api_key = lifecycle.issue_key(owner=owner, name=f"Key {n}", actor=audit.Actor.command("createapikey")).api_key
         lifecycle.rotate_key(api_key, grace_seconds=60)
         lifecycle.set_expiry(api_key, in_days(n + 1))
-        lifecycle.revoke_api_key(api_key)
+        lifecycle.revoke_key(api_key)
 
     with django_assert_max_num_queries(6):
         response = admin_client.get(EVENT_CHANGELIST)

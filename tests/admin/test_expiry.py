@@ -36,7 +36,7 @@ def test_adding_a_key_with_an_expiry_records_the_staff_member(admin_client, admi
 
     assert response.status_code == 200
     (plaintext,) = PLAINTEXT_RE.findall(response.content.decode())
-    api_key = lifecycle.verify_key(plaintext)
+    api_key = lifecycle.verify_key(plaintext).api_key
     assert api_key.expires_at == moment
     event = the_event(api_key, "created")
     assert_made_by_staff(event, admin_user)
@@ -98,7 +98,7 @@ def test_changing_the_expiry_goes_through_the_core_and_records_the_staff_member(
     assert event.details == {"expires_at": moment.isoformat(), "previous_expires_at": None}
     log = LogEntry.objects.get()
     assert log.action_flag == CHANGE and "Expires" in log.get_change_message()
-    assert lifecycle.verify_key(issued.plaintext) == api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == api_key
 
 
 def test_clearing_the_expiry_makes_the_key_never_expire(admin_client, admin_user, alice):
@@ -157,7 +157,7 @@ def test_an_expired_key_can_be_renamed_and_given_a_later_expiry(admin_client, ad
     issued = lifecycle.issue_key(owner=alice, name="Lapsed", expires_at=in_days(1))
     expire(issued.api_key)
     api_key = ApiKey.objects.get(pk=issued.api_key.pk)
-    assert lifecycle.verify_key(issued.plaintext) is None
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
 
     renamed = admin_client.post(key_url(api_key), change_data(api_key, name="Still lapsed"), follow=True)
     assert not messages_of(renamed)[0].startswith("Nothing was saved")
@@ -169,14 +169,14 @@ def test_an_expired_key_can_be_renamed_and_given_a_later_expiry(admin_client, ad
     extended = admin_client.post(key_url(api_key), change_data(api_key, **expiry_fields(moment)), **FROM_STAFF)
 
     assert extended.status_code == 302
-    assert lifecycle.verify_key(issued.plaintext) == api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == api_key
     assert_made_by_staff(the_event(api_key, "expiry_changed"), admin_user)
 
 
 def test_a_revoked_keys_expiry_is_shown_but_cannot_be_changed(admin_client, alice):
     moment = in_days(4)
     api_key = lifecycle.issue_key(owner=alice, name="Gone", expires_at=moment).api_key
-    lifecycle.revoke_api_key(api_key)
+    lifecycle.revoke_key(api_key)
 
     html = admin_client.get(key_url(api_key)).content.decode()
 

@@ -32,7 +32,7 @@ def test_the_hash_appears_on_no_admin_page(admin_client, alice):
     # One key of each kind, plus history from an admin add, change and rotation, and their events.
     active = issue(alice, "Active one", ["memories:read"]).api_key
     revoked = issue(alice, "Revoked one").api_key
-    lifecycle.revoke_api_key(revoked)
+    lifecycle.revoke_key(revoked)
     expired = issue(alice, "Expired one").api_key
     expire(expired)
     issued_page = admin_client.post(KEY_ADD, {"owner": alice.pk, "name": "Added here"})

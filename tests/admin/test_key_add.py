@@ -42,7 +42,7 @@ def test_adding_a_key_issues_it_through_the_core_and_shows_it_once(admin_client,
     html = response.content.decode()
     shown = PLAINTEXT_RE.findall(html)
     assert len(shown) == 1
-    api_key = lifecycle.verify_key(shown[0])
+    api_key = lifecycle.verify_key(shown[0]).api_key
     assert api_key is not None
     assert ApiKey.objects.get() == api_key
     assert (api_key.owner, api_key.name) == (alice, "Nightly export")
@@ -136,7 +136,7 @@ def test_adding_a_key_with_a_bad_name_shows_the_error_and_creates_nothing(admin_
 
 def test_a_refusal_from_issue_key_is_shown_on_the_form_and_rolled_back(admin_client, alice, monkeypatch):
     def refuse(**kwargs):
-        raise ValidationError("The core refused this name.", code="refused")
+        raise ValidationError({"name": ValidationError("The core refused this name.", code="refused")})
 
     monkeypatch.setattr(lifecycle, "issue_key", refuse)
 
@@ -162,6 +162,6 @@ def test_an_owner_with_the_most_keys_allowed_gets_a_form_error_not_a_server_erro
     assert 'class="errornote"' in response.content.decode()
     assert ApiKey.objects.count() == 2
     assert not LogEntry.objects.exists()
-    lifecycle.revoke_api_key(ApiKey.objects.get(name="One"))
+    lifecycle.revoke_key(ApiKey.objects.get(name="One"))
     assert admin_client.post(KEY_ADD, {"owner": alice.pk, "name": "Three"}).status_code == 200
     assert ApiKey.objects.filter(name="Three").exists()

@@ -43,7 +43,7 @@ def test_changing_a_key_edits_only_its_name_and_scopes(admin_client, alice, bob)
     assert (after.created_at, after.last_used_at, after.revoked_at) == (api_key.created_at, None, None)
     assert (after.rotated_at, after.previous_key_hash, after.previous_key_expires_at) == (None, None, None)
     assert after.expires_at is None
-    assert lifecycle.verify_key(issued.plaintext) == after
+    assert lifecycle.verify_key(issued.plaintext).api_key == after
     assert not KeyEvent.objects.filter(api_key=api_key, action="expiry_changed").exists()
 
 
@@ -60,7 +60,7 @@ def test_changing_a_key_still_applies_the_name_rules_and_needs_a_scope(admin_cli
 
 def test_a_revoked_key_can_be_viewed_but_not_changed(admin_client, alice):
     api_key = issue(alice, "Gone").api_key
-    lifecycle.revoke_api_key(api_key)
+    lifecycle.revoke_key(api_key)
 
     page = admin_client.get(key_url(api_key))
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def test_changelist_lists_keys_with_owner_prefix_scopes_and_status(admin_client, alice, bob):
     active = issue(alice, "Reporting", ["memories:read", "goals:write"]).api_key
     revoked = issue(bob, "Backups", ["conversations:read"]).api_key
-    lifecycle.revoke_api_key(revoked)
+    lifecycle.revoke_key(revoked)
 
     response = admin_client.get(KEY_CHANGELIST)
 
@@ -56,10 +56,10 @@ def test_status_filter_separates_active_expired_and_revoked_keys(admin_client, a
     expired = issue(alice, "Expired one").api_key
     expire(expired)
     revoked = issue(alice, "Revoked one").api_key
-    lifecycle.revoke_api_key(revoked)
+    lifecycle.revoke_key(revoked)
     expired_then_revoked = issue(alice, "Expired, then revoked").api_key
     expire(expired_then_revoked)
-    lifecycle.revoke_api_key(expired_then_revoked)
+    lifecycle.revoke_key(expired_then_revoked)
 
     changelist = admin_client.get(KEY_CHANGELIST)
     status_filter = next(spec for spec in changelist.context["cl"].filter_specs if spec.title == "status")
@@ -89,7 +89,7 @@ def test_changelist_shows_when_each_key_expires_and_which_have_expired(admin_cli
     expired_at = shown(ApiKey.objects.get(pk=expired.api_key.pk).expires_at)
     assert f'<td class="field-expires"><span class="nowrap">{expired_at}</span></td>' in ran_out
     assert "Expired" in ran_out and "Active" not in ran_out
-    assert lifecycle.verify_key(expired.plaintext) is None
+    assert lifecycle.verify_key(expired.plaintext).api_key is None
 
 
 def test_scope_filter_shows_only_keys_carrying_that_scope(admin_client, alice):
@@ -146,7 +146,7 @@ def test_key_changelist_queries_do_not_grow_with_the_number_of_keys(admin_client
         if n % 4 == 1:
             expire(api_key)
         if n % 4 == 2:
-            lifecycle.revoke_api_key(api_key)
+            lifecycle.revoke_key(api_key)
 
     with django_assert_max_num_queries(8):
         response = admin_client.get(KEY_CHANGELIST, query)

@@ -16,7 +16,7 @@ def test_revoke_action_revokes_and_reports_counts(admin_client, alice, bob):
     first = issue(alice, "First")
     second = issue(bob, "Second")
     earlier = issue(alice, "Earlier")
-    lifecycle.revoke_api_key(earlier.api_key)
+    lifecycle.revoke_key(earlier.api_key)
     first_revocation = ApiKey.objects.get(pk=earlier.api_key.pk).revoked_at
 
     response = admin_client.post(
@@ -31,7 +31,7 @@ def test_revoke_action_revokes_and_reports_counts(admin_client, alice, bob):
     assert response.status_code == 200
     assert messages_of(response) == ["Revoked 2 keys.", "1 key was already revoked."]
     for issued in (first, second, earlier):
-        assert lifecycle.verify_key(issued.plaintext) is None
+        assert lifecycle.verify_key(issued.plaintext).api_key is None
     assert ApiKey.objects.active().count() == 0
     assert ApiKey.objects.get(pk=earlier.api_key.pk).revoked_at == first_revocation
 
@@ -45,8 +45,8 @@ def test_revoke_action_on_one_key_leaves_the_others_active(admin_client, alice):
     )
 
     assert messages_of(response) == ["Revoked 1 key."]
-    assert lifecycle.verify_key(target.plaintext) is None
-    assert lifecycle.verify_key(bystander.plaintext) == bystander.api_key
+    assert lifecycle.verify_key(target.plaintext).api_key is None
+    assert lifecycle.verify_key(bystander.plaintext).api_key == bystander.api_key
 
 
 def test_the_revoke_action_records_the_staff_member(admin_client, admin_user, alice):

@@ -59,7 +59,7 @@ def test_only_an_active_keys_page_offers_rotation_to_staff_who_may_change_it(adm
     expired = issue(alice, "Expired").api_key
     expire(expired)
     revoked = issue(alice, "Revoked").api_key
-    lifecycle.revoke_api_key(revoked)
+    lifecycle.revoke_key(revoked)
 
     page = admin_client.get(key_url(active)).content.decode()
     assert f'<a href="{rotate_url(active)}" id="rotate-key-link">Rotate key…</a>' in page
@@ -86,7 +86,7 @@ def test_the_rotate_page_asks_for_confirmation_and_changes_nothing(admin_client,
     assert not PLAINTEXT_RE.search(html)
     after = ApiKey.objects.get(pk=api_key.pk)
     assert (after.key_prefix, after.key_hash, after.rotated_at) == (api_key.key_prefix, api_key.key_hash, None)
-    assert lifecycle.verify_key(issued.plaintext) == api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == api_key
 
 
 def test_rotating_shows_the_new_secret_once_and_the_old_one_stops_at_once(admin_client, admin_user, alice):
@@ -100,8 +100,8 @@ def test_rotating_shows_the_new_secret_once_and_the_old_one_stops_at_once(admin_
     assert "no-store" in response["Cache-Control"]
     html = response.content.decode()
     (plaintext,) = PLAINTEXT_RE.findall(html)
-    assert lifecycle.verify_key(plaintext) == api_key
-    assert lifecycle.verify_key(issued.plaintext) is None
+    assert lifecycle.verify_key(plaintext).api_key == api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
     assert "has a new secret" in html and "The replaced secret has stopped working." in html
     after = ApiKey.objects.get(pk=api_key.pk)
     assert after.key_prefix in html and after.key_prefix != api_key.key_prefix
@@ -127,13 +127,13 @@ def test_rotating_with_a_grace_period_keeps_the_old_secret_working_until_it_ends
     assert before + day <= after.previous_key_expires_at <= timezone.now() + day
     until = timezone.localtime(after.previous_key_expires_at).strftime("%Y-%m-%d %H:%M:%S")
     assert f"The replaced secret keeps working until {until} UTC" in response.content.decode()
-    assert lifecycle.verify_key(plaintext) == api_key
-    assert lifecycle.verify_key(issued.plaintext) == api_key  # both work during the grace period
+    assert lifecycle.verify_key(plaintext).api_key == api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == api_key  # both work during the grace period
     assert the_event(api_key, "rotated").details["grace_seconds"] == 86400
     assert LogEntry.objects.get().get_change_message().endswith("stops working in 24 hours.")
     ApiKey.objects.filter(pk=api_key.pk).update(previous_key_expires_at=timezone.now())  # the day has passed
-    assert lifecycle.verify_key(issued.plaintext) is None
-    assert lifecycle.verify_key(plaintext) == api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
+    assert lifecycle.verify_key(plaintext).api_key == api_key
 
 
 def test_sending_the_rotate_form_twice_rotates_once(admin_client, alice):
@@ -151,7 +151,7 @@ def test_sending_the_rotate_form_twice_rotates_once(admin_client, alice):
     ]
     assert plaintext not in followed.content.decode()
     assert KeyEvent.objects.filter(api_key=api_key, action="rotated").count() == 1
-    assert lifecycle.verify_key(plaintext) == api_key
+    assert lifecycle.verify_key(plaintext).api_key == api_key
     assert LogEntry.objects.count() == 1
 
 
@@ -182,7 +182,7 @@ def test_revoked_and_expired_keys_cannot_be_rotated(admin_client, alice, state):
     api_key = issued.api_key
     data = rotate_data(api_key)
     if state == "revoked":
-        lifecycle.revoke_api_key(api_key)
+        lifecycle.revoke_key(api_key)
     else:
         expire(api_key)
 
@@ -209,7 +209,7 @@ def test_an_unknown_grace_choice_is_refused_on_the_form(admin_client, alice):
         assert response.context["form"].errors["grace_seconds"]
     response = admin_client.post(rotate_url(issued.api_key), {"grace_seconds": "0"})  # no expected prefix
     assert response.context["form"].errors["expected_prefix"]
-    assert lifecycle.verify_key(issued.plaintext) == issued.api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == issued.api_key
     assert not KeyEvent.objects.filter(action="rotated").exists()
 
 
@@ -229,14 +229,14 @@ def test_rotating_needs_the_change_permission(client, staff, alice):
     client.force_login(staff)
     assert client.get(url).status_code == 403
     assert client.post(url, rotate_data(issued.api_key)).status_code == 403
-    assert lifecycle.verify_key(issued.plaintext) == issued.api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == issued.api_key
 
     staff.user_permissions.add(Permission.objects.get(codename="change_apikey"))
     staff = User.objects.get(pk=staff.pk)  # a fresh permission cache
     client.force_login(staff)
     response = client.post(url, rotate_data(issued.api_key))
     assert response.status_code == 200
-    assert lifecycle.verify_key(issued.plaintext) is None
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
 
 
 def test_the_rotate_form_is_refused_without_its_csrf_token(admin_user, alice):
@@ -248,9 +248,9 @@ def test_the_rotate_form_is_refused_without_its_csrf_token(admin_user, alice):
     forged = browser.post(url, rotate_data(issued.api_key))
 
     assert forged.status_code == 403
-    assert lifecycle.verify_key(issued.plaintext) == issued.api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == issued.api_key
     page = browser.get(url).content.decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     genuine = browser.post(url, {**rotate_data(issued.api_key), "csrfmiddlewaretoken": token})
     assert genuine.status_code == 200
-    assert lifecycle.verify_key(issued.plaintext) is None
+    assert lifecycle.verify_key(issued.plaintext).api_key is None

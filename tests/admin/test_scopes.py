@@ -3,7 +3,7 @@
 import pytest
 
 from apikeys import lifecycle
-from apikeys.admin import ScopeAdminForm
+from apikeys.admin.forms import ScopeAdminForm
 from apikeys.models import ApiKey, Scope
 
 from ..helpers import issue
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 def test_scope_list_counts_only_active_keys_and_sorts_by_that_count(admin_client, alice):
     issue(alice, "One", ["memories:write", "memories:read"])
     issue(alice, "Two", ["memories:write"])
-    lifecycle.revoke_api_key(issue(alice, "Three", ["memories:write", "goals:read"]).api_key)
+    lifecycle.revoke_key(issue(alice, "Three", ["memories:write", "goals:read"]).api_key)
 
     response = admin_client.get(SCOPE_CHANGELIST)
 
@@ -32,7 +32,7 @@ def test_scope_list_counts_only_active_keys_and_sorts_by_that_count(admin_client
 
 
 def test_a_scope_used_only_by_a_revoked_key_keeps_its_code_and_cannot_be_deleted(admin_client, alice):
-    lifecycle.revoke_api_key(issue(alice, "Old", ["goals:write"]).api_key)
+    lifecycle.revoke_key(issue(alice, "Old", ["goals:write"]).api_key)
     (scope,) = scopes("goals:write")
 
     page = admin_client.get(scope_url(scope))

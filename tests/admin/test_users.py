@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def test_user_page_lists_the_users_keys_read_only(admin_client, alice, bob):
     active = issue(alice, "Reporting", ["memories:read", "goals:read"]).api_key
     revoked = issue(alice, "Retired").api_key
-    lifecycle.revoke_api_key(revoked)
+    lifecycle.revoke_key(revoked)
     others = issue(bob, "Not alices").api_key
 
     response = admin_client.get(user_url(alice))
@@ -66,12 +66,12 @@ def test_saving_a_firebase_user_leaves_their_keys_uid_and_username_untouched(adm
     assert (saved.username, saved.firebase_uid) == ("firebase:uid-alice", "uid-alice")  # both come from Firebase
     after = ApiKey.objects.get(pk=api_key.pk)
     assert (after.name, after.owner_id, after.revoked_at) == ("Kept", alice.pk, None)
-    assert lifecycle.verify_key(issued.plaintext) == after
+    assert lifecycle.verify_key(issued.plaintext).api_key == after
 
 
 def test_a_user_who_owns_keys_cannot_be_deleted(admin_client, alice, bob):
     api_key = issue(alice, "Protects").api_key
-    lifecycle.revoke_api_key(api_key)  # revoked keys are kept for audit, so they protect too
+    lifecycle.revoke_key(api_key)  # revoked keys are kept for audit, so they protect too
 
     page = admin_client.get(user_url(alice, "delete"))
     assert page.status_code == 200

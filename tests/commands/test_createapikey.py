@@ -23,7 +23,7 @@ def test_createapikey_prints_only_the_key_on_stdout_and_a_summary_on_stderr(owne
     plaintext = stdout.removesuffix("\n")
     assert stdout == plaintext + "\n"
     assert crypto.is_well_formed(plaintext)
-    api_key = lifecycle.verify_key(plaintext)
+    api_key = lifecycle.verify_key(plaintext).api_key
     assert api_key is not None
     assert (api_key.owner, api_key.name) == (owner, "CI deploy")
     assert sorted(api_key.scopes.values_list("code", flat=True)) == DEFAULT_SCOPES
@@ -39,7 +39,7 @@ def test_createapikey_finds_a_local_user_by_email_case_insensitively_without_ask
     # The owner exists only locally: a Firebase lookup would fail, so success proves it was not made.
     monkeypatch.setattr(firebase, "get_user_by_email", lambda email: pytest.fail("Firebase was asked"))
     stdout, _ = run("createapikey", "--email", "OWNER@Example.com", "--name", "n")
-    assert lifecycle.verify_key(stdout.strip()).owner == owner
+    assert lifecycle.verify_key(stdout.strip()).api_key.owner == owner
     assert User.objects.count() == 1
 
 
@@ -48,7 +48,7 @@ def test_createapikey_grants_the_requested_scopes(owner):
         "createapikey", "--uid", owner.firebase_uid, "--name", "n",
         "--scope", "memories:write", "--scope", "goals:read", "--scope", "memories:write",
     )  # fmt: skip
-    api_key = lifecycle.verify_key(stdout.strip())
+    api_key = lifecycle.verify_key(stdout.strip()).api_key
     assert list(api_key.scopes.values_list("code", flat=True)) == ["goals:read", "memories:write"]
     assert "goals:read, memories:write" in stderr
 
@@ -112,20 +112,20 @@ def test_createapikey_creates_the_local_user_for_an_owner_known_only_to_firebase
     stdout, stderr = run("createapikey", "--uid", emulator_user.uid, "--name", "n")
     created = User.objects.get(firebase_uid=emulator_user.uid)
     assert created.email == emulator_user.email
-    assert lifecycle.verify_key(stdout.strip()).owner == created
+    assert lifecycle.verify_key(stdout.strip()).api_key.owner == created
     assert emulator_user.email in stderr
 
 
 def test_createapikey_creates_the_local_user_for_an_owner_known_only_to_firebase_by_email(emulator_user):
     stdout, _ = run("createapikey", "--email", emulator_user.email.upper(), "--name", "n")
     created = User.objects.get(firebase_uid=emulator_user.uid)
-    assert lifecycle.verify_key(stdout.strip()).owner == created
+    assert lifecycle.verify_key(stdout.strip()).api_key.owner == created
 
 
 def test_createapikey_ignores_a_staff_account_that_only_shares_the_email(emulator_user):
     staff = User.objects.create_user(username="staff", email=emulator_user.email, is_staff=True)
     stdout, _ = run("createapikey", "--email", emulator_user.email, "--name", "n")
-    api_key = lifecycle.verify_key(stdout.strip())
+    api_key = lifecycle.verify_key(stdout.strip()).api_key
     assert api_key.owner != staff
     assert api_key.owner.firebase_uid == emulator_user.uid
 
@@ -133,7 +133,7 @@ def test_createapikey_ignores_a_staff_account_that_only_shares_the_email(emulato
 def test_createapikey_updates_a_stale_local_email_found_through_firebase(emulator_user):
     local = User.objects.for_firebase(emulator_user.uid, "old-address@example.com")
     stdout, _ = run("createapikey", "--email", emulator_user.email, "--name", "n")
-    assert lifecycle.verify_key(stdout.strip()).owner == local
+    assert lifecycle.verify_key(stdout.strip()).api_key.owner == local
     local.refresh_from_db()
     assert local.email == emulator_user.email
 
@@ -172,7 +172,7 @@ def test_createapikey_says_when_firebase_cannot_be_reached(firebase_unreachable)
 
 def test_createapikey_records_the_command_as_the_actor(owner):
     stdout, _ = run("createapikey", "--uid", owner.firebase_uid, "--name", "Audited")
-    api_key = lifecycle.verify_key(stdout.strip())
+    api_key = lifecycle.verify_key(stdout.strip()).api_key
     (event,) = KeyEvent.objects.filter(api_key=api_key)
     assert event.action == "created"
     assert_made_by_command(event, "createapikey")
@@ -180,7 +180,7 @@ def test_createapikey_records_the_command_as_the_actor(owner):
 
 def test_createapikey_without_an_expiry_issues_a_key_that_never_expires(owner):
     stdout, stderr = run("createapikey", "--uid", owner.firebase_uid, "--name", "Forever")
-    assert lifecycle.verify_key(stdout.strip()).expires_at is None
+    assert lifecycle.verify_key(stdout.strip()).api_key.expires_at is None
     assert "expires: never" in stderr
 
 
@@ -191,7 +191,7 @@ def test_createapikey_sets_an_expiry_days_from_now(owner):
 
     plaintext = stdout.removesuffix("\n")
     assert stdout == plaintext + "\n"
-    api_key = lifecycle.verify_key(plaintext)
+    api_key = lifecycle.verify_key(plaintext).api_key
     month = datetime.timedelta(days=30)
     assert before + month <= api_key.expires_at <= after + month
     assert f"expires: {api_key.expires_at.astimezone(datetime.UTC).strftime('%Y-%m-%d %H:%M:%S')} UTC" in stderr
@@ -227,7 +227,7 @@ def test_createapikey_expiry_limit_follows_the_setting(owner, settings):
     with pytest.raises(CommandError, match="at most 10 days"):
         run("createapikey", "--uid", owner.firebase_uid, "--name", "n", "--expires-in-days", "11")
     stdout, _ = run("createapikey", "--uid", owner.firebase_uid, "--name", "n", "--expires-in-days", "10")
-    assert lifecycle.verify_key(stdout.strip()) is not None
+    assert lifecycle.verify_key(stdout.strip()).api_key is not None
 
 
 def test_createapikey_refuses_an_owner_with_the_most_keys_allowed(owner, settings):

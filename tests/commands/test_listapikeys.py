@@ -28,7 +28,7 @@ def keys(owner):
         api_key = issue(key_owner, name, scopes).api_key
         ApiKey.objects.filter(pk=api_key.pk).update(created_at=start + datetime.timedelta(minutes=minutes))
         made[name] = ApiKey.objects.get(pk=api_key.pk)
-    lifecycle.revoke_api_key(made["revoked"])
+    lifecycle.revoke_key(made["revoked"])
     used = start + datetime.timedelta(minutes=30)
     ApiKey.objects.filter(pk=made["oldest"].pk).update(last_used_at=used)
     made["oldest"].last_used_at = used
@@ -154,7 +154,7 @@ def test_listapikeys_lists_expired_keys_by_default_and_marks_them(keys, owner):
 def test_listapikeys_all_still_adds_revoked_keys_whether_or_not_they_had_expired(keys, owner):
     lapsed_then_revoked = lifecycle.issue_key(owner=owner, name="both").api_key
     expire(lapsed_then_revoked)
-    lifecycle.revoke_api_key(lapsed_then_revoked)
+    lifecycle.revoke_key(lapsed_then_revoked)
 
     assert "both" not in run("listapikeys")[0]
     statuses = {item["name"]: item["status"] for item in json.loads(run("listapikeys", "--all", "--json")[0])}

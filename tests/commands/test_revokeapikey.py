@@ -19,12 +19,12 @@ def test_revokeapikey_revokes_a_key_so_it_stops_verifying(owner):
     stdout, stderr = run("revokeapikey", str(issued.api_key.pk))
     assert stdout == f"{issued.api_key.pk}: revoked ({issued.api_key.key_prefix}, 'Reporting', owner {owner.email}).\n"
     assert stderr == ""
-    assert lifecycle.verify_key(issued.plaintext) is None
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
 
 
 def test_revokeapikey_reports_an_already_revoked_key_without_failing(owner):
     issued = lifecycle.issue_key(owner=owner, name="n")
-    lifecycle.revoke_api_key(issued.api_key)
+    lifecycle.revoke_key(issued.api_key)
     revoked_at = ApiKey.objects.get(pk=issued.api_key.pk).revoked_at
     stdout, _ = run("revokeapikey", str(issued.api_key.pk))
     assert f"already revoked at {revoked_at.isoformat(timespec='seconds')}" in stdout
@@ -49,7 +49,7 @@ def test_revokeapikey_rejects_a_malformed_id_without_a_query(django_assert_num_q
 def test_revokeapikey_still_revokes_the_valid_ids_in_a_mixed_list(owner):
     first = lifecycle.issue_key(owner=owner, name="first")
     second = lifecycle.issue_key(owner=owner, name="second")
-    lifecycle.revoke_api_key(second.api_key)
+    lifecycle.revoke_key(second.api_key)
     unknown = uuid.uuid4()
     stdout, stderr = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError) as error:
@@ -60,7 +60,7 @@ def test_revokeapikey_still_revokes_the_valid_ids_in_a_mixed_list(owner):
     assert str(error.value) == (
         "2 of 4 key ids failed. The valid ones were still handled: 1 revoked, 1 already revoked."
     )
-    assert lifecycle.verify_key(first.plaintext) is None
+    assert lifecycle.verify_key(first.plaintext).api_key is None
     assert stdout.getvalue().splitlines()[0].startswith(f"{first.api_key.pk}: revoked")
     assert stdout.getvalue().splitlines()[1].startswith(f"{second.api_key.pk}: already revoked at")
     assert len(stdout.getvalue().splitlines()) == 2

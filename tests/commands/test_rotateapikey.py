@@ -28,8 +28,8 @@ def test_rotateapikey_prints_only_the_new_key_and_the_old_one_stops_at_once(owne
     plaintext = stdout.removesuffix("\n")
     assert stdout == plaintext + "\n"
     assert crypto.is_well_formed(plaintext) and plaintext != issued.plaintext
-    assert lifecycle.verify_key(plaintext) == issued.api_key
-    assert lifecycle.verify_key(issued.plaintext) is None
+    assert lifecycle.verify_key(plaintext).api_key == issued.api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
     api_key = ApiKey.objects.get(pk=issued.api_key.pk)
     for fact in [str(api_key.pk), "Reporting", owner.email, api_key.key_prefix, f"(was {old_prefix})"]:
         assert fact in stderr
@@ -50,12 +50,12 @@ def test_rotateapikey_with_grace_keeps_the_old_secret_working_for_that_long(owne
     api_key = ApiKey.objects.get(pk=issued.api_key.pk)
     hour = datetime.timedelta(hours=1)
     assert before + hour <= api_key.previous_key_expires_at <= timezone.now() + hour
-    assert lifecycle.verify_key(stdout.strip()) == api_key
-    assert lifecycle.verify_key(issued.plaintext) == api_key
+    assert lifecycle.verify_key(stdout.strip()).api_key == api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == api_key
     until = api_key.previous_key_expires_at.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
     assert f"keeps working until {until} UTC (a grace period of 3600 seconds)" in stderr
     ApiKey.objects.filter(pk=api_key.pk).update(previous_key_expires_at=timezone.now())  # the hour has passed
-    assert lifecycle.verify_key(issued.plaintext) is None
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
 
 
 @pytest.mark.parametrize("grace", ["-1", "604801"])
@@ -64,14 +64,14 @@ def test_rotateapikey_refuses_a_grace_period_out_of_range(owner, grace):
     with pytest.raises(CommandError) as error:
         run("rotateapikey", str(issued.api_key.pk), "--grace", grace)
     assert str(error.value) == "Invalid --grace: The grace period must be between 0 and 604800 seconds (7 days)."
-    assert lifecycle.verify_key(issued.plaintext) == issued.api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == issued.api_key
     assert not KeyEvent.objects.filter(action="rotated").exists()
 
 
 def test_rotateapikey_accepts_the_longest_grace_period(owner):
     issued = lifecycle.issue_key(owner=owner, name="n")
     run("rotateapikey", str(issued.api_key.pk), "--grace", "604800")
-    assert lifecycle.verify_key(issued.plaintext) == issued.api_key
+    assert lifecycle.verify_key(issued.plaintext).api_key == issued.api_key
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_rotateapikey_accepts_the_longest_grace_period(owner):
 def test_rotateapikey_refuses_a_revoked_or_expired_key(owner, state, reason):
     issued = lifecycle.issue_key(owner=owner, name="n")
     if state == "revoked":
-        lifecycle.revoke_api_key(issued.api_key)
+        lifecycle.revoke_key(issued.api_key)
     else:
         expire(issued.api_key)
     stdout = io.StringIO()

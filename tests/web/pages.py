@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apikeys.models import User
-from apikeys.web import views
+from apikeys.web import accounts
 
 from .. import firebase_emulator
 from ..helpers import make_owner
@@ -27,7 +27,7 @@ def sign_in(client, account=None) -> Client:
     client.account = account
     client.force_login(client.user)
     session = client.session
-    session[views.AUTH_TIME_KEY] = firebase_emulator.decode_claims(account.id_token)["auth_time"]
+    session[accounts.AUTH_TIME_KEY] = firebase_emulator.decode_claims(account.id_token)["auth_time"]
     session.save()
     return client
 

@@ -52,7 +52,7 @@ def test_another_users_key_is_404_and_stays_active(person):
     assert person.post(reverse("web:key-revoke", args=[theirs.api_key.pk])).status_code == 404
     rotate = {"grace_seconds": 0, "expected_prefix": theirs.api_key.key_prefix}
     assert person.post(reverse("web:key-rotate", args=[theirs.api_key.pk]), rotate).status_code == 404
-    assert lifecycle.verify_key(theirs.plaintext) is not None
+    assert lifecycle.verify_key(theirs.plaintext).api_key is not None
     assert ApiKey.objects.get(pk=theirs.api_key.pk).key_prefix == theirs.api_key.key_prefix
     assert not KeyEvent.objects.filter(api_key=theirs.api_key).exclude(action=KeyEvent.Action.CREATED).exists()
 

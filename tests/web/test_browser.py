@@ -5,9 +5,7 @@ Every page visited is saved as a screenshot under ``artifacts/screenshots/``
 """
 
 import datetime
-import os
 import re
-import shutil
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,7 +14,7 @@ import pytest
 import requests
 from django.conf import settings
 from firebase_admin import auth
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from apikeys import firebase, lifecycle
 from apikeys.audit import Actor
@@ -24,35 +22,10 @@ from apikeys.models import ApiKey, KeyEvent, Scope, User
 
 from .. import firebase_emulator
 
-CHROMIUM = os.environ.get("OMIKEYS_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
 KEY_RE = re.compile(r"^omi_dev_[0-9a-f]{32}$")
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("contract_scopes")]
-
-
-@pytest.fixture(scope="module")
-def browser(django_db_setup, django_db_blocker):
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with 'apt-get install -y chromium' (.ci/run does).")
-    # Playwright's sync API keeps an event loop running in this thread while it is
-    # started, which makes Django refuse synchronous ORM calls. The ORM calls these
-    # tests make between browser steps are ordinary synchronous code, so allow them
-    # for this module only.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, args=["--disable-background-networking", "--disable-component-update"]
-            )
-            yield browser
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 class Visit:
@@ -188,7 +161,7 @@ def test_a_newcomer_creates_copies_lists_and_revokes_a_key(visit, live_server):
     calling = call_with_key(page, plaintext)
     assert calling.status == 200
     assert calling.json()["scopes"] == chosen and calling.json()["name"] == "Zapier sync"
-    api_key = lifecycle.verify_key(plaintext)
+    api_key = lifecycle.verify_key(plaintext).api_key
     assert api_key is not None and api_key.owner.email == email
     listed = api_keys(live_server.url, email)
     assert [(k["id"], k["name"], k["scopes"]) for k in listed] == [(str(api_key.pk), "Zapier sync", chosen)]
@@ -221,7 +194,7 @@ def test_a_newcomer_creates_copies_lists_and_revokes_a_key(visit, live_server):
     expect(page.get_by_role("heading", name="Rotate “Zapier sync”?")).to_be_visible()
     expect(page.get_by_label("Immediately")).to_be_checked()
     tab.shoot("rotate-confirm")
-    assert lifecycle.verify_key(plaintext).key_prefix == api_key.key_prefix  # asking is not rotating
+    assert lifecycle.verify_key(plaintext).api_key.key_prefix == api_key.key_prefix  # asking is not rotating
     page.get_by_label("After 24 hours").check()
     page.get_by_role("button", name="Rotate key").click()
     expect(page.get_by_role("heading", name="The new secret for “Zapier sync”")).to_be_visible()
@@ -254,12 +227,12 @@ def test_a_newcomer_creates_copies_lists_and_revokes_a_key(visit, live_server):
     page.get_by_role("link", name="Revoke key…").click()
     expect(page.get_by_role("heading", name="Revoke “Zapier sync”?")).to_be_visible()
     tab.shoot("revoke-confirm")
-    assert lifecycle.verify_key(plaintext) is not None  # asking is not revoking
+    assert lifecycle.verify_key(plaintext).api_key is not None  # asking is not revoking
     page.get_by_role("button", name="Revoke key").click()
     expect(page.get_by_text("Revoked “Zapier sync”")).to_be_visible()
     expect(page.get_by_role("heading", name="No keys yet")).to_be_visible()
     tab.shoot("revoked")
-    assert lifecycle.verify_key(plaintext) is None
+    assert lifecycle.verify_key(plaintext).api_key is None
     assert api_keys(live_server.url, email) == []
     for secret in (plaintext, rotated):  # the grace period ends with the key
         refused = call_with_key(page, secret)
@@ -362,7 +335,7 @@ def test_a_staff_member_finds_and_revokes_any_key_in_the_admin(visit, django_use
     expect(page.get_by_text("Revoked 1 key.")).to_be_visible()
     expect(rows.first).to_contain_text("Revoked")
     tab.shoot("admin-revoked")
-    assert lifecycle.verify_key(issued.plaintext) is None
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
     assert issued.api_key.key_hash not in page.content()
 
 
@@ -388,7 +361,7 @@ def test_rotation_fits_a_phone_and_a_double_tap_rotates_once(visit):
     tab.shoot("rotated-show-once-phone")
     assert KeyEvent.objects.filter(api_key=issued.api_key, action=KeyEvent.Action.ROTATED).count() == 1
     new = page.get_by_label("API key").input_value()
-    assert lifecycle.verify_key(new) is not None and lifecycle.verify_key(issued.plaintext) is not None
+    assert lifecycle.verify_key(new).api_key is not None and lifecycle.verify_key(issued.plaintext).api_key is not None
     page.get_by_role("link", name="I have copied it: back to the key").click()
     expect(page.get_by_role("heading", name="History")).to_be_visible()
     phone_fits(page)

@@ -65,7 +65,7 @@ def test_an_expired_key_is_listed_as_expired_and_can_still_be_revoked(person):
     issued = lifecycle.issue_key(owner=person.user, name="Old job", expires_at=in_days(1))
     lifecycle.issue_key(owner=person.user, name="Fresh")
     expire(issued.api_key)
-    assert lifecycle.verify_key(issued.plaintext) is None
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
     page = person.get(reverse("web:key-list")).content.decode()
     expired_row = re.search(r'<tr class="is-expired">(.*?)</tr>', page, re.S).group(1)
     assert "Old job" in expired_row and "Expired" in expired_row and "no longer works" in expired_row

@@ -39,7 +39,7 @@ def test_the_history_says_what_happened_who_did_it_and_from_where(person):
         user_agent="StaffBrowser/1.0",
     )
     lifecycle.set_expiry(api_key, timezone.now() + datetime.timedelta(days=10), actor=Actor.command("setexpiry"))
-    lifecycle.revoke_api_key(api_key, actor=staff)
+    lifecycle.revoke_key(api_key, actor=staff)
 
     page = person.get(reverse("web:key-detail", args=[api_key.pk])).content.decode()
     rows = history_rows(page)

@@ -21,7 +21,7 @@ def test_a_first_time_user_sees_the_empty_state(person):
 def test_the_list_shows_only_my_unrevoked_keys(person):
     mine = lifecycle.issue_key(owner=person.user, name="Mine", scopes=Scope.objects.filter(code="goals:write"))
     gone = lifecycle.issue_key(owner=person.user, name="Gone")
-    lifecycle.revoke_key(owner=person.user, key_id=gone.api_key.pk)
+    lifecycle.revoke_key(gone.api_key)
     lifecycle.issue_key(owner=firebase_user(), name="Theirs")
     page = person.get(reverse("web:key-list")).content.decode()
     assert "Mine" in page and mine.api_key.key_prefix in page and "goals:write" in page

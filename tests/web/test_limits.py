@@ -25,7 +25,7 @@ def test_too_many_active_keys_is_explained_on_the_form(person, settings):
     assert 'value="Third"' in page and f'name="form_token" value="{token}"' in page
     assert radios(page, "expires_in")["30"]
     assert ApiKey.objects.filter(owner=person.user).count() == 2
-    lifecycle.revoke_api_key(first.api_key)
+    lifecycle.revoke_key(first.api_key)
     assert post_new_key(person, name="Third", token=token).status_code == 200  # the same form, sent again
 
 

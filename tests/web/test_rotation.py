@@ -32,7 +32,7 @@ def test_rotating_asks_first_with_grace_choices(person):
     assert f'name="expected_prefix" value="{issued.api_key.key_prefix}"' in page
     assert re.search(r'<form method="post" action="[^"]+/rotate/" class="form" novalidate data-submit-once>', page)
     # Asking is not rotating.
-    assert lifecycle.verify_key(issued.plaintext) is not None
+    assert lifecycle.verify_key(issued.plaintext).api_key is not None
     assert ApiKey.objects.get(pk=issued.api_key.pk).rotated_at is None
 
 
@@ -47,9 +47,9 @@ def test_rotating_shows_the_new_secret_once_and_stops_the_old_one(person):
     assert "The new secret for “CI deploy”" in page and "will not be shown again" in page
     assert "The old key stopped working just now." in page
     assert "goals:write" in page
-    api_key = lifecycle.verify_key(plaintext)
+    api_key = lifecycle.verify_key(plaintext).api_key
     assert api_key.pk == issued.api_key.pk and api_key.name == "CI deploy"
-    assert lifecycle.verify_key(issued.plaintext) is None
+    assert lifecycle.verify_key(issued.plaintext).api_key is None
     # Nowhere but that page: not a cookie, the session store, a message, or a later page.
     assert plaintext not in str(response.cookies) and plaintext not in str(person.cookies)
     assert all(plaintext not in json.dumps(s.get_decoded()) for s in Session.objects.all())
@@ -72,7 +72,10 @@ def test_each_grace_choice_keeps_the_old_secret_working_that_long(person, grace_
     api_key = ApiKey.objects.get(pk=issued.api_key.pk)
     assert api_key.previous_key_expires_at - api_key.rotated_at == datetime.timedelta(seconds=grace_seconds)
     assert f"keeps working until {api_key.previous_key_expires_at:%-d %b %Y, %H:%M}" in text(response)
-    assert lifecycle.verify_key(issued.plaintext) is not None and lifecycle.verify_key(new_plaintext) is not None
+    assert (
+        lifecycle.verify_key(issued.plaintext).api_key is not None
+        and lifecycle.verify_key(new_plaintext).api_key is not None
+    )
     event = api_key.events.get(action=KeyEvent.Action.ROTATED)
     assert event.details["grace_seconds"] == grace_seconds
     detail = person.get(reverse("web:key-detail", args=[api_key.pk])).content.decode()
@@ -111,7 +114,7 @@ def test_sending_the_rotate_form_again_rotates_once(person, settings):
     followed = person.get(again["Location"]).content.decode()
     assert "The new key was shown when it was rotated and cannot be shown again." in followed
     assert new_plaintext not in followed
-    assert lifecycle.verify_key(new_plaintext) is not None
+    assert lifecycle.verify_key(new_plaintext).api_key is not None
     assert KeyEvent.objects.filter(api_key=issued.api_key, action=KeyEvent.Action.ROTATED).count() == 1
 
 
@@ -121,7 +124,7 @@ def test_an_expired_or_revoked_key_cannot_be_rotated(person, state):
     if state == "expired":
         expire(issued.api_key)
     else:
-        lifecycle.revoke_api_key(issued.api_key)
+        lifecycle.revoke_key(issued.api_key)
     url = reverse("web:key-rotate", args=[issued.api_key.pk])
     detail = reverse("web:key-detail", args=[issued.api_key.pk])
     assert person.get(url)["Location"] == detail

@@ -8,7 +8,7 @@ from firebase_admin import auth
 
 from apikeys import firebase
 from apikeys.models import ApiKey
-from apikeys.web import views
+from apikeys.web import accounts
 
 from .pages import create_form_token, post_new_key
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def expire_check(client):
     session = client.session
-    session[views.CHECKED_AT_KEY] = time.time() - views.RECHECK_SECONDS - 1
+    session[accounts.CHECKED_AT_KEY] = time.time() - accounts.RECHECK_SECONDS - 1
     session.save()
 
 

@@ -12,8 +12,13 @@ from apikeys import firebase, lifecycle
 from apikeys.audit import Actor
 from apikeys.models import Scope, User
 
+# The option that gave each field the core may refuse.
+OPTIONS = {"name": "--name", "expires_at": "--expires-in-days", "scopes": "--scope"}
+
 
 class Command(BaseCommand):
+    """``createapikey --uid UID | --email EMAIL --name NAME [--scope CODE ...] [--expires-in-days N]``."""
+
     help = (
         "Issue an Omi Developer API key for a user named by Firebase uid or email. The user is "
         "looked up in the local database first, then in Firebase (and then created locally). "
@@ -65,19 +70,20 @@ class Command(BaseCommand):
         # Firebase is asked outside the transaction so no database lock waits on the network.
         account = None if owner else find_firebase_account(uid=uid, email=email, described=described)
         try:
-            # One transaction, so a refused name does not leave a newly created user behind.
+            # One transaction, so a refusal does not leave a newly created user behind.
             with transaction.atomic():
                 if account is not None:
                     owner = User.objects.for_firebase(account.uid, account.email)
-                if not owner.is_active:
-                    raise CommandError(f"The user {describe_user(owner)} is inactive; no key was issued.")
                 issued = lifecycle.issue_key(
                     owner=owner,
                     name=name,
                     scopes=scopes,
                     expires_at=expires_at,
                     actor=Actor.command("createapikey"),
+                    firebase_account=account,
                 )
+        except lifecycle.OwnerNotEligible as exc:
+            raise CommandError(not_eligible_message(exc, account)) from exc
         except lifecycle.TooManyKeys as exc:
             raise CommandError(
                 f"The user {describe_user(owner)} already has {exc.limit} active API "
@@ -85,8 +91,9 @@ class Command(BaseCommand):
                 "Revoke one with revokeapikey first."
             ) from exc
         except ValidationError as exc:
-            option = "--expires-in-days" if getattr(exc, "code", None) in lifecycle.EXPIRY_ERROR_CODES else "--name"
-            raise CommandError(f"Invalid {option}: {' '.join(exc.messages)}") from exc
+            field, errors = next(iter(exc.error_dict.items()))
+            messages = " ".join(message for error in errors for message in error.messages)
+            raise CommandError(f"Invalid {OPTIONS[field]}: {messages}") from exc
 
         api_key = issued.api_key
         self.stdout.write(issued.plaintext)
@@ -121,21 +128,29 @@ def expiry_in(days: int | None) -> datetime.datetime | None:
 
 
 def utc(moment: datetime.datetime) -> str:
+    """The moment in UTC, to the second: "2027-01-31 00:00:00 UTC"."""
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def resolve_scopes(codes: list[str]) -> list[Scope]:
-    available = {scope.code: scope for scope in Scope.objects.all()}
-    unknown = [code for code in dict.fromkeys(codes) if code not in available]
-    if unknown:
-        plural = "s" if len(unknown) > 1 else ""
-        raise CommandError(
-            f"Unknown scope{plural} {', '.join(map(repr, unknown))}. Valid scopes: {', '.join(sorted(available))}."
-        )
-    return [available[code] for code in codes]
+    """The scopes named by --scope; unknown codes stop the command, naming the valid ones."""
+    try:
+        return Scope.objects.resolve(codes)
+    except ValidationError as exc:
+        raise CommandError(" ".join(exc.messages)) from exc
+
+
+def not_eligible_message(exc: lifecycle.OwnerNotEligible, account: firebase.FirebaseUser | None) -> str:
+    """Why the owner may hold no key, in the command's words."""
+    if exc.reason == exc.FIREBASE_DISABLED and account is not None:
+        return f"The Firebase account {account.uid} ({account.email or 'no email'}) is disabled; no key was issued."
+    if exc.reason == exc.INACTIVE:
+        return f"The user {describe_user(exc.owner)} is inactive; no key was issued."
+    return f"The user {describe_user(exc.owner)} cannot hold API keys ({exc}); no key was issued."
 
 
 def find_local_owner(*, uid: str | None, email: str | None) -> User | None:
+    """The local Firebase user with this uid or email (case-insensitive), or None; several by email stop the command."""
     if uid is not None:
         return User.objects.filter(firebase_uid=uid).first()
     # Keys belong to Firebase users; a staff-only account sharing the address is not a candidate.
@@ -147,6 +162,7 @@ def find_local_owner(*, uid: str | None, email: str | None) -> User | None:
 
 
 def find_firebase_account(*, uid: str | None, email: str | None, described: str) -> firebase.FirebaseUser:
+    """The Firebase account with this uid or email; not found or Firebase unreachable stop the command."""
     try:
         account = firebase.get_user(uid) if uid is not None else firebase.get_user_by_email(email)
     except firebase.UserNotFound as exc:
@@ -156,14 +172,11 @@ def find_firebase_account(*, uid: str | None, email: str | None, described: str)
             f"No local user has {described}, and Firebase could not be asked: {exc} "
             "Check GOOGLE_APPLICATION_CREDENTIALS (or FIREBASE_AUTH_EMULATOR_HOST) and the network."
         ) from exc
-    if account.disabled:
-        raise CommandError(
-            f"The Firebase account {account.uid} ({account.email or 'no email'}) is disabled; no key was issued."
-        )
-    return account
+    return account  # a disabled account is refused by lifecycle.issue_key
 
 
 def describe_user(user: User) -> str:
+    """How the command names a user: "email (uid ...)", "uid ...", or the email or username."""
     if user.firebase_uid and user.email:
         return f"{user.email} (uid {user.firebase_uid})"
     if user.firebase_uid:

@@ -9,10 +9,12 @@ from django.db.models import Q
 from apikeys.models import ApiKey, User
 
 HEADER = ["ID", "PREFIX", "NAME", "OWNER", "SCOPES", "CREATED (UTC)", "LAST USED (UTC)", "EXPIRES (UTC)", "STATUS"]
-STATUSES = ("active", "expired", "revoked")
+STATUSES = ApiKey.Status.values  # "active", "expired", "revoked"
 
 
 class Command(BaseCommand):
+    """``listapikeys [--owner UID_OR_EMAIL] [--all] [--json]``."""
+
     help = (
         "List API keys, newest first: active and expired ones (marked expired), and revoked ones "
         "too with --all. Shows each key's id, display prefix, name, owner, scopes, creation, "
@@ -61,6 +63,7 @@ class Command(BaseCommand):
 
 
 def key_row(api_key: ApiKey) -> dict:
+    """One key as a row: id, prefix, name, owner, scopes, moments (datetimes or None) and status."""
     owner = api_key.owner
     return {
         "id": str(api_key.pk),
@@ -78,6 +81,8 @@ def key_row(api_key: ApiKey) -> dict:
 
 
 def dump_json(rows: list[dict]) -> str:
+    """The rows as a JSON array, moments in ISO 8601 UTC."""
+
     def encode(value):
         return iso(value) if isinstance(value, datetime.datetime) else value
 
@@ -85,6 +90,7 @@ def dump_json(rows: list[dict]) -> str:
 
 
 def render_table(rows: list[dict]) -> str:
+    """The rows as a text table with a header, columns padded to their widest cell."""
     cells = [
         [
             row["id"],
@@ -116,12 +122,15 @@ def summary(rows: list[dict], include_revoked: bool) -> str:
 
 
 def iso(moment: datetime.datetime) -> str:
+    """The moment in UTC as ISO 8601: "2027-01-31T00:00:00+00:00"."""
     return moment.astimezone(datetime.UTC).isoformat()
 
 
 def utc(moment: datetime.datetime) -> str:
+    """The moment in UTC, to the second: "2027-01-31 00:00:00"."""
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def plural(count: int, noun: str) -> str:
+    """A count and its noun: "1 key", "2 keys"."""
     return f"{count} {noun}{'' if count == 1 else 's'}"

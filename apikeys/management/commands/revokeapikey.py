@@ -10,6 +10,8 @@ from apikeys.models import ApiKey
 
 
 class Command(BaseCommand):
+    """``revokeapikey KEY_ID [KEY_ID ...]``: revoke keys by id through lifecycle.revoke_key."""
+
     help = (
         "Revoke API keys by id, whoever owns them; a revoked key stops working at once. "
         "Prints one line per key. A key that is already revoked is reported, not an error. "
@@ -45,7 +47,7 @@ class Command(BaseCommand):
             elif api_key is None:
                 failed += 1
                 self.stderr.write(f"{key_id}: no API key has this id.")
-            elif lifecycle.revoke_api_key(api_key, actor=actor):
+            elif lifecycle.revoke_key(api_key, actor=actor):
                 revoked += 1
                 self.stdout.write(f"{key_id}: revoked ({describe(api_key)}).")
             else:
@@ -63,6 +65,7 @@ class Command(BaseCommand):
 
 
 def parse_key_id(raw: str) -> uuid.UUID | None:
+    """The key id, or None when ``raw`` is not a UUID."""
     try:
         return uuid.UUID(raw)
     except ValueError:
@@ -70,4 +73,5 @@ def parse_key_id(raw: str) -> uuid.UUID | None:
 
 
 def describe(api_key: ApiKey) -> str:
+    """How each output line names a key: "prefix, 'name', owner email"."""
     return f"{api_key.key_prefix}, {api_key.name!r}, owner {api_key.owner.label}"

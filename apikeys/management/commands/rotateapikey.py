@@ -14,6 +14,8 @@ from .revokeapikey import parse_key_id
 
 
 class Command(BaseCommand):
+    """``rotateapikey KEY_ID [--grace SECONDS]``: a new secret on stdout, through lifecycle.rotate_key."""
+
     help = (
         "Give an API key a new secret, whoever owns it; its id, name, scopes and expiry stay. "
         "stdout gets only the new key, so KEY=$(manage.py rotateapikey ...) captures it; the "
@@ -72,4 +74,5 @@ class Command(BaseCommand):
 
 
 def describe_grace(seconds: int) -> str:
+    """The grace period in the summary's words: "a grace period of 3600 seconds"."""
     return f"a grace period of {seconds} seconds"

@@ -1,0 +1,172 @@
+"""Every later write to a key: renaming and rescoping, rotating, changing the expiry, revoking.
+
+Each change is audited in the transaction that makes it. Bad input raises a
+``ValidationError`` keyed by field; any other refusal a ``LifecycleError``.
+"""
+
+import datetime
+import logging
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import audit, crypto
+from ..audit import Actor
+from ..models import ApiKey, KeyEvent, Scope
+from .errors import AlreadyRotated, KeyRevoked, NotRotatable
+from .issuing import IssuedKey, check_room_for_one_more, clean_name, field_errors, iso, lock_owner, sorted_scopes
+from .rules import validate_expiry, validate_grace
+
+logger = logging.getLogger("apikeys.lifecycle")
+
+
+def update_key(
+    api_key: ApiKey, *, name: str | None = None, scopes: Iterable[Scope] | None = None, actor: Actor | None = None
+) -> list[str]:
+    """Rename ``api_key`` and/or replace its scopes; returns the actions recorded ("renamed", "scopes_changed").
+
+    ``None`` leaves that part as it is. Each real change is audited, with the old and
+    new values, in the same transaction. The name follows the rules of :func:`issue_key`
+    (``ValidationError`` keyed "name"). A revoked key raises :class:`KeyRevoked`.
+    A scope change applies to the key's next request.
+    """
+    if name is not None:
+        name = clean_name(name)
+    with transaction.atomic():
+        current = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if current.is_revoked:
+            raise KeyRevoked("This key has been revoked; it cannot change.")
+        now = timezone.now()
+        recorded = []
+        if name is not None and name != current.name:
+            ApiKey.objects.filter(pk=current.pk).update(name=name)
+            audit.record(current, KeyEvent.Action.RENAMED, actor, at=now, name=name, previous_name=current.name)
+            recorded.append(KeyEvent.Action.RENAMED)
+        if scopes is not None:
+            before = sorted(current.scopes.values_list("code", flat=True))
+            chosen = sorted_scopes(scopes)
+            after = [scope.code for scope in chosen]
+            if after != before:
+                current.scopes.set(chosen)
+                audit.record(
+                    current, KeyEvent.Action.SCOPES_CHANGED, actor, at=now, scopes=after, previous_scopes=before
+                )
+                recorded.append(KeyEvent.Action.SCOPES_CHANGED)
+    if name is not None:
+        api_key.name = name
+    if recorded:
+        logger.info("api key updated id=%s owner=%s changes=%s", api_key.pk, api_key.owner_id, ",".join(recorded))
+    return recorded
+
+
+ROTATED_FIELDS = ("previous_key_hash", "previous_key_expires_at", "key_hash", "key_prefix", "rotated_at")
+
+
+def rotate_key(
+    api_key: ApiKey,
+    *,
+    grace_seconds: int = 0,
+    expected_prefix: str | None = None,
+    actor: Actor | None = None,
+) -> IssuedKey:
+    """Give ``api_key`` a new secret and return it; id, name, scopes and expiry stay.
+
+    The old secret stops at once, or keeps working for ``grace_seconds`` (0 to
+    ``MAX_GRACE_SECONDS``, else ``ValidationError`` keyed "grace_seconds") so clients
+    can move over. A secret still in the grace period of an earlier rotation stops
+    now: only the newest replaced secret is kept.
+
+    ``expected_prefix`` is the display prefix the caller saw; if the secret has
+    changed since, nothing happens and :class:`AlreadyRotated` is raised, so a
+    form sent twice rotates once. A revoked key raises :class:`KeyRevoked`, an
+    expired one :class:`NotRotatable`. The caller decides access.
+    """
+    validate_grace(grace_seconds)
+    generated = crypto.generate_key()
+    with transaction.atomic():
+        current = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        now = timezone.now()
+        if current.is_revoked:
+            raise KeyRevoked("This key has been revoked; a revoked key cannot be rotated.")
+        if current.is_expired(now):
+            raise NotRotatable("This key has expired; an expired key cannot be rotated.")
+        if expected_prefix is not None and current.key_prefix != expected_prefix:
+            raise AlreadyRotated(current)
+        grace_ends = now + datetime.timedelta(seconds=grace_seconds) if grace_seconds else None
+        current.previous_key_hash = current.key_hash if grace_ends else None
+        current.previous_key_expires_at = grace_ends
+        current.key_hash = generated.hashed
+        current.key_prefix = generated.display_prefix
+        current.rotated_at = now
+        current.save(update_fields=ROTATED_FIELDS)
+        audit.record(
+            current,
+            KeyEvent.Action.ROTATED,
+            actor,
+            at=now,
+            grace_seconds=grace_seconds,
+            previous_key_expires_at=iso(grace_ends),
+        )
+    for field in ROTATED_FIELDS:
+        setattr(api_key, field, getattr(current, field))
+    logger.info("api key rotated id=%s owner=%s grace=%ss", api_key.pk, api_key.owner_id, grace_seconds)
+    return IssuedKey(api_key=api_key, plaintext=generated.plaintext)
+
+
+def set_expiry(api_key: ApiKey, expires_at: datetime.datetime | None, *, actor: Actor | None = None) -> bool:
+    """Change when ``api_key`` expires (``None``: never). Returns False when nothing changed.
+
+    The new value follows :func:`validate_expiry` (``ValidationError`` keyed
+    "expires_at"). A revoked key raises :class:`KeyRevoked`. An expired key given a
+    later expiry works again, so it needs a place under the owner's active-key
+    limit (:class:`TooManyKeys`).
+    """
+    if expires_at == api_key.expires_at:
+        return False
+    with field_errors("expires_at"):
+        validate_expiry(expires_at)
+    with transaction.atomic():
+        lock_owner(api_key.owner_id)
+        current = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if current.is_revoked:
+            raise KeyRevoked("This key has been revoked; its expiry cannot change.")
+        if current.is_expired():
+            check_room_for_one_more(api_key.owner_id)
+        previous = current.expires_at
+        ApiKey.objects.filter(pk=api_key.pk).update(expires_at=expires_at)
+        audit.record(
+            current,
+            KeyEvent.Action.EXPIRY_CHANGED,
+            actor,
+            at=timezone.now(),
+            expires_at=iso(expires_at),
+            previous_expires_at=iso(previous),
+        )
+    api_key.expires_at = expires_at
+    logger.info("api key expiry changed id=%s owner=%s", api_key.pk, api_key.owner_id)
+    return True
+
+
+def revoke_key(api_key: ApiKey, *, actor: Actor | None = None) -> bool:
+    """Revoke ``api_key``; it stops verifying at once. The caller has decided access
+    (a door fetches an owner's key with ``ApiKey.objects.for_owner(user)``).
+
+    Returns True when this call revoked it, False when it was already revoked (not
+    an error). ``api_key.revoked_at`` is up to date afterwards either way.
+    """
+    if api_key.revoked_at is not None:
+        return False
+    now = timezone.now()
+    # The guarded update keeps the first revocation time if two requests race,
+    # and only the request that revoked the key records the event.
+    with transaction.atomic():
+        revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
+        if revoked:
+            audit.record(api_key, KeyEvent.Action.REVOKED, actor, at=now)
+    if revoked:
+        api_key.revoked_at = now
+        logger.info("api key revoked id=%s owner=%s", api_key.pk, api_key.owner_id)
+        return True
+    api_key.refresh_from_db(fields=["revoked_at"])
+    return False
