@@ -12,6 +12,8 @@ from apikeys import firebase, lifecycle
 from apikeys.audit import Actor
 from apikeys.models import Scope, User
 
+from ..operator import describe_user, utc, write_summary
+
 # The option that gave each field the core may refuse.
 OPTIONS = {"name": "--name", "expires_at": "--expires-in-days", "scopes": "--scope"}
 
@@ -98,18 +100,18 @@ class Command(BaseCommand):
         api_key = issued.api_key
         self.stdout.write(issued.plaintext)
         scope_codes = ", ".join(api_key.scopes.order_by("code").values_list("code", flat=True)) or "(none)"
-        self.note(
-            f"Issued API key {api_key.pk}\n"
-            f"  name:    {api_key.name}\n"
-            f"  owner:   {describe_user(owner)}\n"
-            f"  prefix:  {api_key.key_prefix}\n"
-            f"  scopes:  {scope_codes}\n"
-            f"  expires: {utc(api_key.expires_at) if api_key.expires_at else 'never'}\n"
-            "The key was printed on stdout. It is shown only this once and cannot be recovered: store it now."
+        write_summary(
+            self.stderr,
+            f"Issued API key {api_key.pk}",
+            {
+                "name": api_key.name,
+                "owner": describe_user(owner),
+                "prefix": api_key.key_prefix,
+                "scopes": scope_codes,
+                "expires": utc(api_key.expires_at) if api_key.expires_at else "never",
+            },
+            "The key was printed on stdout. It is shown only this once and cannot be recovered: store it now.",
         )
-
-    def note(self, text: str) -> None:
-        write_note(self.stderr, text)
 
 
 def expiry_in(days: int | None) -> datetime.datetime | None:
@@ -125,11 +127,6 @@ def expiry_in(days: int | None) -> datetime.datetime | None:
     except ValidationError as exc:
         raise CommandError(f"Invalid --expires-in-days: {' '.join(exc.messages)}") from exc
     return expires_at
-
-
-def utc(moment: datetime.datetime) -> str:
-    """The moment in UTC, to the second: "2027-01-31 00:00:00 UTC"."""
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def resolve_scopes(codes: list[str]) -> list[Scope]:
@@ -173,17 +170,3 @@ def find_firebase_account(*, uid: str | None, email: str | None, described: str)
             "Check GOOGLE_APPLICATION_CREDENTIALS (or FIREBASE_AUTH_EMULATOR_HOST) and the network."
         ) from exc
     return account  # a disabled account is refused by lifecycle.issue_key
-
-
-def describe_user(user: User) -> str:
-    """How the command names a user: "email (uid ...)", "uid ...", or the email or username."""
-    if user.firebase_uid and user.email:
-        return f"{user.email} (uid {user.firebase_uid})"
-    if user.firebase_uid:
-        return f"uid {user.firebase_uid}"
-    return user.email or user.username
-
-
-def write_note(stderr, text: str) -> None:
-    """Information for the operator on stderr, whose default style would paint it as an error."""
-    stderr.write(text, style_func=lambda message: message)

@@ -9,7 +9,7 @@ from apikeys import lifecycle
 from apikeys.audit import Actor
 from apikeys.models import ApiKey
 
-from .createapikey import describe_user, utc, write_note
+from ..operator import describe_user, utc, write_summary
 from .revokeapikey import parse_key_id
 
 
@@ -60,17 +60,17 @@ class Command(BaseCommand):
             replaced = f"keeps working until {utc(api_key.previous_key_expires_at)} ({describe_grace(grace)})"
         else:
             replaced = "stopped working now"
-        self.note(
-            f"Rotated API key {api_key.pk}\n"
-            f"  name:       {api_key.name}\n"
-            f"  owner:      {describe_user(api_key.owner)}\n"
-            f"  prefix:     {api_key.key_prefix} (was {old_prefix})\n"
-            f"  old secret: {replaced}\n"
-            "The new key was printed on stdout. It is shown only this once and cannot be recovered: store it now."
+        write_summary(
+            self.stderr,
+            f"Rotated API key {api_key.pk}",
+            {
+                "name": api_key.name,
+                "owner": describe_user(api_key.owner),
+                "prefix": f"{api_key.key_prefix} (was {old_prefix})",
+                "old secret": replaced,
+            },
+            "The new key was printed on stdout. It is shown only this once and cannot be recovered: store it now.",
         )
-
-    def note(self, text: str) -> None:
-        write_note(self.stderr, text)
 
 
 def describe_grace(seconds: int) -> str:
