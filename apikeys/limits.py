@@ -119,7 +119,7 @@ def failed_verification() -> Throttle:
 
 
 def wait_message(seconds: int) -> str:
-    """ "1 second", "5 minutes": how long to wait, for a person to read."""
+    """How long to wait, for a person to read: "1 second", "5 minutes"."""
     if seconds < 120:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
     minutes = math.ceil(seconds / 60)

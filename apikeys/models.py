@@ -41,6 +41,7 @@ class User(AbstractUser):
 
     @staticmethod
     def username_for_uid(uid: str) -> str:
+        """The Django username of a Firebase user: "firebase:<uid>" (never a valid form username)."""
         return f"firebase:{uid}"
 
 
@@ -107,9 +108,11 @@ class ApiKeyQuerySet(models.QuerySet):
         return self.filter(revoked_at__isnull=True)
 
     def for_owner(self, user):
+        """``user``'s keys; a door looks a key up through this before acting on it for its owner."""
         return self.filter(owner=user)
 
     def with_scopes(self):
+        """The keys with their scopes prefetched in code order, for lists that show them."""
         return self.prefetch_related(models.Prefetch("scopes", queryset=Scope.objects.order_by("code")))
 
 
@@ -163,9 +166,11 @@ class ApiKey(models.Model):
 
     @property
     def is_revoked(self) -> bool:
+        """True once revoked: a revoked key never verifies or changes again."""
         return self.revoked_at is not None
 
     def is_expired(self, now=None) -> bool:
+        """True when ``expires_at`` is at or before ``now`` (an aware datetime; default: the current time)."""
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
 
     @property

@@ -1,10 +1,12 @@
 """Helpers of bench/run: parse wrk's output, read workers' peak memory, print the tables.
 
-report.py parse WRK_OUTPUT key=value...   one JSON line: the figures plus the labels given
-report.py memory MASTER_PID key=value...  one JSON line: VmHWM of each child of MASTER_PID
-report.py cputicks MASTER_PID [PG_PORT]   CPU time (user + system) of MASTER_PID's children, then of
-                                          the PostgreSQL server on PG_PORT and its children, in ticks
-report.py table RESULTS.jsonl             the final tables (medians across rounds, ratios)
+Usage:
+
+    report.py parse WRK_OUTPUT key=value...   one JSON line: the figures plus the labels given
+    report.py memory MASTER_PID key=value...  one JSON line: VmHWM of each child of MASTER_PID
+    report.py cputicks MASTER_PID [PG_PORT]   CPU time (user + system) of MASTER_PID's children, then of
+                                              the PostgreSQL server on PG_PORT and its children, in ticks
+    report.py table RESULTS.jsonl             the final tables (medians across rounds, ratios)
 """
 
 import json

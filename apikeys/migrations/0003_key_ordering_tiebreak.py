@@ -4,13 +4,14 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("apikeys", "0002_seed_scopes"),
+        ('apikeys', '0002_seed_scopes'),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name="apikey",
-            options={"ordering": ["-created_at", "-id"], "verbose_name": "API key"},
+            name='apikey',
+            options={'ordering': ['-created_at', '-id'], 'verbose_name': 'API key'},
         ),
     ]

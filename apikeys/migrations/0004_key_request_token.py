@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("apikeys", "0003_key_ordering_tiebreak"),
+        ('apikeys', '0003_key_ordering_tiebreak'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="apikey",
-            name="request_token",
+            model_name='apikey',
+            name='request_token',
             field=models.CharField(blank=True, editable=False, max_length=64, null=True),
         ),
         migrations.AddConstraint(
-            model_name="apikey",
-            constraint=models.UniqueConstraint(
-                fields=("owner", "request_token"), name="apikey_owner_request_token_uniq"
-            ),
+            model_name='apikey',
+            constraint=models.UniqueConstraint(fields=('owner', 'request_token'), name='apikey_owner_request_token_uniq'),
         ),
     ]

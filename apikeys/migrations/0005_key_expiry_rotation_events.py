@@ -14,25 +14,11 @@ def backfill_events(apps, schema_editor):
     events = []
     for key in ApiKey.objects.only("pk", "created_at", "revoked_at").iterator(chunk_size=2000):
         events.append(
-            KeyEvent(
-                api_key_id=key.pk,
-                action="created",
-                at=key.created_at,
-                actor_kind="system",
-                actor_label=label,
-                via="code",
-            )
+            KeyEvent(api_key_id=key.pk, action="created", at=key.created_at, actor_kind="system", actor_label=label, via="code")
         )
         if key.revoked_at:
             events.append(
-                KeyEvent(
-                    api_key_id=key.pk,
-                    action="revoked",
-                    at=key.revoked_at,
-                    actor_kind="system",
-                    actor_label=label,
-                    via="code",
-                )
+                KeyEvent(api_key_id=key.pk, action="revoked", at=key.revoked_at, actor_kind="system", actor_label=label, via="code")
             )
         if len(events) >= 2000:
             KeyEvent.objects.bulk_create(events)
@@ -41,105 +27,51 @@ def backfill_events(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("apikeys", "0004_key_request_token"),
+        ('apikeys', '0004_key_request_token'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="apikey",
-            name="expires_at",
-            field=models.DateTimeField(
-                blank=True,
-                editable=False,
-                help_text="After this moment the key no longer verifies. Empty: never.",
-                null=True,
-            ),
+            model_name='apikey',
+            name='expires_at',
+            field=models.DateTimeField(blank=True, editable=False, help_text='After this moment the key no longer verifies. Empty: never.', null=True),
         ),
         migrations.AddField(
-            model_name="apikey",
-            name="previous_key_expires_at",
+            model_name='apikey',
+            name='previous_key_expires_at',
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name="apikey",
-            name="previous_key_hash",
+            model_name='apikey',
+            name='previous_key_hash',
             field=models.CharField(blank=True, editable=False, max_length=64, null=True, unique=True),
         ),
         migrations.AddField(
-            model_name="apikey",
-            name="rotated_at",
+            model_name='apikey',
+            name='rotated_at',
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.CreateModel(
-            name="KeyEvent",
+            name='KeyEvent',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "action",
-                    models.CharField(
-                        choices=[
-                            ("created", "created"),
-                            ("rotated", "rotated"),
-                            ("revoked", "revoked"),
-                            ("expiry_changed", "expiry changed"),
-                        ],
-                        max_length=20,
-                    ),
-                ),
-                ("at", models.DateTimeField(default=django.utils.timezone.now)),
-                (
-                    "actor_kind",
-                    models.CharField(
-                        choices=[
-                            ("user", "the key's owner"),
-                            ("staff", "a staff member"),
-                            ("command", "a management command"),
-                            ("system", "Python code"),
-                        ],
-                        max_length=10,
-                        verbose_name="actor",
-                    ),
-                ),
-                ("actor_label", models.CharField(blank=True, max_length=200)),
-                (
-                    "via",
-                    models.CharField(
-                        choices=[
-                            ("api", "JSON API"),
-                            ("web", "web pages"),
-                            ("admin", "admin"),
-                            ("command", "command line"),
-                            ("code", "Python code"),
-                        ],
-                        max_length=10,
-                    ),
-                ),
-                ("ip_address", models.GenericIPAddressField(blank=True, null=True, verbose_name="IP address")),
-                ("user_agent", models.CharField(blank=True, max_length=300)),
-                ("details", models.JSONField(blank=True, default=dict)),
-                (
-                    "actor",
-                    models.ForeignKey(
-                        blank=True,
-                        help_text="Who acted, if a user.",
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="key_events",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "api_key",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT, related_name="events", to="apikeys.apikey"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('action', models.CharField(choices=[('created', 'created'), ('rotated', 'rotated'), ('revoked', 'revoked'), ('expiry_changed', 'expiry changed')], max_length=20)),
+                ('at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('actor_kind', models.CharField(choices=[('user', "the key's owner"), ('staff', 'a staff member'), ('command', 'a management command'), ('system', 'Python code')], max_length=10, verbose_name='actor')),
+                ('actor_label', models.CharField(blank=True, max_length=200)),
+                ('via', models.CharField(choices=[('api', 'JSON API'), ('web', 'web pages'), ('admin', 'admin'), ('command', 'command line'), ('code', 'Python code')], max_length=10)),
+                ('ip_address', models.GenericIPAddressField(blank=True, null=True, verbose_name='IP address')),
+                ('user_agent', models.CharField(blank=True, max_length=300)),
+                ('details', models.JSONField(blank=True, default=dict)),
+                ('actor', models.ForeignKey(blank=True, help_text='Who acted, if a user.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='key_events', to=settings.AUTH_USER_MODEL)),
+                ('api_key', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='events', to='apikeys.apikey')),
             ],
             options={
-                "verbose_name": "key event",
-                "ordering": ["-at", "-id"],
-                "indexes": [models.Index(fields=["api_key", "-at"], name="keyevent_key_at_idx")],
+                'verbose_name': 'key event',
+                'ordering': ['-at', '-id'],
+                'indexes': [models.Index(fields=['api_key', '-at'], name='keyevent_key_at_idx')],
             },
         ),
         migrations.RunPython(backfill_events, migrations.RunPython.noop),

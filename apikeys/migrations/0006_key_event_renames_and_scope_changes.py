@@ -4,24 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("apikeys", "0005_key_expiry_rotation_events"),
+        ('apikeys', '0005_key_expiry_rotation_events'),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name="keyevent",
-            name="action",
-            field=models.CharField(
-                choices=[
-                    ("created", "created"),
-                    ("rotated", "rotated"),
-                    ("revoked", "revoked"),
-                    ("expiry_changed", "expiry changed"),
-                    ("renamed", "renamed"),
-                    ("scopes_changed", "scopes changed"),
-                ],
-                max_length=20,
-            ),
+            model_name='keyevent',
+            name='action',
+            field=models.CharField(choices=[('created', 'created'), ('rotated', 'rotated'), ('revoked', 'revoked'), ('expiry_changed', 'expiry changed'), ('renamed', 'renamed'), ('scopes_changed', 'scopes changed')], max_length=20),
         ),
     ]

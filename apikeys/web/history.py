@@ -40,7 +40,7 @@ SHORT_AGENT_LENGTH = 40
 
 
 def short_user_agent(user_agent: str) -> str:
-    """ "Chrome 131 on Linux" for a browser's long user agent; other agents cut to a readable length."""
+    """A browser's long user agent as "Chrome 131 on Linux"; other agents cut to a readable length."""
     user_agent = user_agent.strip()
     if not user_agent:
         return ""
