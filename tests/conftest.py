@@ -24,7 +24,7 @@ from rest_framework.test import APIClient
 from apikeys import firebase
 
 from . import firebase_emulator
-from .helpers import make_owner
+from .helpers import NOW, make_owner
 
 CHROMIUM = os.environ.get("OMIKEYS_CHROMIUM", "/usr/bin/chromium")
 
@@ -43,6 +43,13 @@ def pytest_sessionstart(session):
             "'npx firebase emulators:start --only auth --project demo-omikeys').",
             returncode=3,
         )
+
+
+@pytest.fixture
+def clock(time_machine):
+    """Time stopped at ``helpers.NOW``; move it with ``clock.move_to(...)``."""
+    time_machine.move_to(NOW, tick=False)
+    return time_machine
 
 
 @pytest.fixture(autouse=True)

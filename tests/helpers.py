@@ -9,13 +9,21 @@ from rest_framework.test import APIClient
 from apikeys import lifecycle
 from apikeys.models import ApiKey, Scope, User
 
+# The moment the ``clock`` fixture (conftest.py) stops time at.
+NOW = datetime.datetime(2027, 6, 1, 12, 0, tzinfo=datetime.UTC)
+
 
 def make_owner(uid: str = "key-owner", email: str | None = None) -> User:
     return User.objects.for_firebase(uid, email or f"{uid}@example.com")
 
 
+def scopes(*codes: str) -> list[Scope]:
+    """The Scope rows for these codes; a code that does not exist fails the test (Scope.objects.resolve)."""
+    return Scope.objects.resolve(codes)
+
+
 def issue(owner: User, name: str = "test key", scopes: list[str] | None = None, **kwargs) -> lifecycle.IssuedKey:
-    chosen = None if scopes is None else list(Scope.objects.filter(code__in=scopes))
+    chosen = None if scopes is None else Scope.objects.resolve(scopes)
     return lifecycle.issue_key(owner=owner, name=name, scopes=chosen, **kwargs)
 
 

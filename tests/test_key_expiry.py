@@ -9,16 +9,9 @@ from django.utils import timezone
 from apikeys import lifecycle
 from apikeys.models import ApiKey
 
-from .helpers import issue, key_client, make_owner
+from .helpers import NOW, issue, key_client, make_owner
 
 pytestmark = pytest.mark.django_db
-NOW = datetime.datetime(2027, 6, 1, 12, 0, tzinfo=datetime.UTC)
-
-
-@pytest.fixture
-def clock(time_machine):
-    time_machine.move_to(NOW, tick=False)
-    return time_machine
 
 
 def create(client, **body):
