@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from apikeys import lifecycle
-from apikeys.models import ApiKey
+from apikeys.models import ApiKey, Scope
 
 pytestmark = pytest.mark.django_db
 
@@ -45,4 +45,22 @@ def test_an_owner_who_may_no_longer_hold_keys_is_401(user_client, monkeypatch):
 
     assert response.status_code == 401
     assert response.json() == {"detail": "This account has been deactivated; it cannot hold API keys."}
+    assert not ApiKey.objects.exists()
+
+
+def test_with_no_default_scope_a_key_asked_for_without_scopes_is_a_422_at_scopes(user_client):
+    Scope.objects.update(is_default=False)
+
+    response = post(user_client, {"name": "n"})
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [
+            {
+                "loc": ["body", "scopes"],
+                "msg": "There is no read-only default at present: choose at least one scope.",
+                "type": "scopes_empty",
+            }
+        ]
+    }
     assert not ApiKey.objects.exists()

@@ -14,21 +14,9 @@ from apikeys.audit import Actor
 from apikeys.firebase import FirebaseUser
 from apikeys.models import ApiKey, KeyEvent, Scope, User
 
-from .helpers import expire
+from .helpers import NOW, expire, scopes
 
 pytestmark = [pytest.mark.django_db, pytest.mark.owner("uid-1", "one@example.com")]
-
-NOW = datetime.datetime(2027, 6, 1, 12, 0, tzinfo=datetime.UTC)
-
-
-@pytest.fixture
-def clock(time_machine):
-    time_machine.move_to(NOW, tick=False)
-    return time_machine
-
-
-def scopes(*codes):
-    return list(Scope.objects.filter(code__in=codes))
 
 
 def fields_of(error: ValidationError) -> dict:
@@ -141,7 +129,7 @@ def test_a_request_token_issues_one_key_however_often_it_is_sent(owner):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_requests_with_one_token_issue_exactly_one_key():
+def test_concurrent_requests_with_one_token_issue_exactly_one_key(contract_scopes):
     owner = User.objects.for_firebase("uid-race", None)
     barrier = threading.Barrier(6)
     outcomes = []
@@ -245,6 +233,35 @@ def test_update_key_refuses_a_bad_name_as_a_name_error(owner):
         lifecycle.update_key(api_key, name="bell\x07")
     assert fields_of(refused) == {"name": ["string_control_characters"]}
     assert ApiKey.objects.get(pk=api_key.pk).name == "Before"
+
+
+def test_a_key_needs_at_least_one_scope(owner):
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.issue_key(owner=owner, name="No scopes", scopes=[])
+    assert fields_of(refused) == {"scopes": ["scopes_empty"]}
+    assert refused.value.error_dict["scopes"][0].messages == ["A key needs at least one scope."]
+    assert not ApiKey.objects.exists()
+
+
+def test_without_a_default_scope_a_key_issued_without_scopes_is_refused(owner):
+    Scope.objects.update(is_default=False)
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.issue_key(owner=owner, name="Defaults")
+    assert fields_of(refused) == {"scopes": ["scopes_empty"]}
+    assert refused.value.error_dict["scopes"][0].messages == [
+        "There is no read-only default at present: choose at least one scope."
+    ]
+    assert not ApiKey.objects.exists()
+
+
+def test_update_key_never_takes_every_scope_away(owner):
+    api_key = lifecycle.issue_key(owner=owner, name="Before", scopes=scopes("memories:read")).api_key
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.update_key(api_key, name="After", scopes=[])
+    assert fields_of(refused) == {"scopes": ["scopes_empty"]}
+    stored = ApiKey.objects.get(pk=api_key.pk)
+    assert (stored.name, list(stored.scopes.values_list("code", flat=True))) == ("Before", ["memories:read"])
+    assert list(KeyEvent.objects.values_list("action", flat=True)) == ["created"]
 
 
 def test_a_revoked_key_never_changes_again(owner):

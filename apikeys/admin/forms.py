@@ -68,12 +68,6 @@ class ApiKeyAddForm(forms.ModelForm):
         lifecycle.validate_expiry(expires_at)  # the core's rules, shown beside the field
         return expires_at
 
-    def clean(self):
-        cleaned_data = super().clean()
-        if not cleaned_data.get("scopes") and not lifecycle.default_scopes():
-            self.add_error("scopes", "There is no read-only default at present: choose at least one scope.")
-        return cleaned_data
-
 
 class ApiKeyChangeForm(forms.ModelForm):
     """Name, scopes and expiry of an unrevoked key. The expiry is saved by lifecycle.set_expiry."""

@@ -74,7 +74,7 @@ def flatten_validation_errors(detail, loc: tuple = ("body",)) -> list[dict]:
 def core_validation_entries(error: DjangoValidationError) -> list[dict]:
     """A lifecycle ``ValidationError`` (keyed by field) as entries: the first problem of each field."""
     return [
-        {"loc": ["body", field], "msg": errors[0].messages[0], "type": errors[0].code or "value_error"}
+        _entry(("body", field), exceptions.ErrorDetail(errors[0].messages[0], code=errors[0].code))
         for field, errors in error.error_dict.items()
     ]
 

@@ -15,7 +15,7 @@ from .. import audit, crypto
 from ..audit import Actor
 from ..models import ApiKey, KeyEvent, Scope
 from .errors import AlreadyRotated, KeyRevoked, NotRotatable
-from .issuing import IssuedKey, check_room_for_one_more, clean_name, field_errors, iso, lock_owner, sorted_scopes
+from .issuing import IssuedKey, check_room_for_one_more, choose_scopes, clean_name, field_errors, iso, lock_owner
 from .rules import validate_expiry, validate_grace
 
 logger = logging.getLogger("apikeys.lifecycle")
@@ -27,12 +27,14 @@ def update_key(
     """Rename ``api_key`` and/or replace its scopes; returns the actions recorded ("renamed", "scopes_changed").
 
     ``None`` leaves that part as it is. Each real change is audited, with the old and
-    new values, in the same transaction. The name follows the rules of :func:`issue_key`
-    (``ValidationError`` keyed "name"). A revoked key raises :class:`KeyRevoked`.
+    new values, in the same transaction. The name and scopes follow the rules of
+    :func:`issue_key` (``ValidationError`` keyed "name" or "scopes": an empty scope list
+    is refused). A revoked key raises :class:`KeyRevoked`.
     A scope change applies to the key's next request.
     """
     if name is not None:
         name = clean_name(name)
+    chosen = None if scopes is None else choose_scopes(scopes)
     with transaction.atomic():
         current = ApiKey.objects.select_for_update().get(pk=api_key.pk)
         if current.is_revoked:
@@ -43,9 +45,8 @@ def update_key(
             ApiKey.objects.filter(pk=current.pk).update(name=name)
             audit.record(current, KeyEvent.Action.RENAMED, actor, at=now, name=name, previous_name=current.name)
             recorded.append(KeyEvent.Action.RENAMED)
-        if scopes is not None:
+        if chosen is not None:
             before = sorted(current.scopes.values_list("code", flat=True))
-            chosen = sorted_scopes(scopes)
             after = [scope.code for scope in chosen]
             if after != before:
                 current.scopes.set(chosen)

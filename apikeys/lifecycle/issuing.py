@@ -53,9 +53,21 @@ def clean_name(name: str) -> str:
     return name
 
 
-def sorted_scopes(scopes: Iterable[Scope]) -> list[Scope]:
-    """Each scope once, by code."""
-    return sorted(set(scopes), key=lambda scope: scope.code)
+def choose_scopes(scopes: Iterable[Scope] | None) -> list[Scope]:
+    """The scopes a key gets: each of ``scopes`` once, by code, or the read-only default for ``None``.
+
+    A key without a scope could do nothing, so an empty choice raises ``ValidationError``
+    keyed "scopes" (code "scopes_empty"); so does ``None`` while no scope is a default.
+    """
+    if scopes is None:
+        chosen = default_scopes()
+        message = "There is no read-only default at present: choose at least one scope."
+    else:
+        chosen = sorted(set(scopes), key=lambda scope: scope.code)
+        message = "A key needs at least one scope."
+    if not chosen:
+        raise ValidationError({"scopes": ValidationError(message, code="scopes_empty")})
+    return chosen
 
 
 def issue_key(
@@ -72,10 +84,10 @@ def issue_key(
 
     The owner must pass :func:`ensure_may_hold_keys` (given ``firebase_account`` when
     the door has just asked Firebase), else :class:`OwnerNotEligible`. ``scopes`` of
-    ``None`` means the read-only default; duplicates are collapsed. The name is
-    stripped and checked by the rules every door uses, ``expires_at`` (``None``:
-    never) by :func:`validate_expiry`: a violation raises ``ValidationError`` keyed
-    "name" or "expires_at". An owner with ``OMIKEYS_MAX_ACTIVE_KEYS`` active keys
+    ``None`` means the read-only default; duplicates are collapsed (:func:`choose_scopes`).
+    The name is stripped and checked by the rules every door uses, ``expires_at``
+    (``None``: never) by :func:`validate_expiry`: a violation raises ``ValidationError``
+    keyed "name", "scopes" or "expires_at". An owner with ``OMIKEYS_MAX_ACTIVE_KEYS`` active keys
     gets :class:`TooManyKeys`.
 
     ``request_token`` (at most 64 characters) makes the call idempotent for forms: a
@@ -87,7 +99,7 @@ def issue_key(
     now = timezone.now()
     with field_errors("expires_at"):
         validate_expiry(expires_at, now)
-    chosen = default_scopes() if scopes is None else sorted_scopes(scopes)
+    chosen = choose_scopes(scopes)
     generated = crypto.generate_key()
     try:
         with transaction.atomic():
