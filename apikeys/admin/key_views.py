@@ -53,7 +53,9 @@ class KeyViews:
         if not self.has_add_permission(request):
             raise PermissionDenied
         if request.method != "POST":
-            return self.render_issue_form(request, ApiKeyAddForm(admin_site=self.admin_site), form_url)
+            # Values in the query string fill the form, as on Django's own add pages (?owner=<pk>&name=...).
+            initial = self.get_changeform_initial_data(request)
+            return self.render_issue_form(request, ApiKeyAddForm(initial=initial, admin_site=self.admin_site), form_url)
         form = ApiKeyAddForm(request.POST, admin_site=self.admin_site)
         if not form.is_valid():
             return self.render_issue_form(request, form, form_url)

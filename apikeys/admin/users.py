@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
-from ..models import ApiKey
+from ..models import ApiKey, User
 from .display import key_status, scope_codes
 
 
@@ -62,6 +62,15 @@ class OmikeysUserAdmin(UserAdmin):
             # "firebase:<uid>" username fails the form's username characters.
             readonly_fields = (*readonly_fields, "username", "is_staff", "is_superuser")
         return readonly_fields
+
+    def get_search_results(self, request, queryset, search_term):
+        """The user search, narrowed to users who may hold keys when it feeds a key's owner field."""
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        # Django's autocomplete view names the field it serves; the owner field of the
+        # key forms offers only the users its form accepts.
+        if request.GET.get("model_name") == "apikey" and request.GET.get("field_name") == "owner":
+            queryset = queryset & User.objects.key_holders()
+        return queryset, may_have_duplicates
 
     def get_deleted_objects(self, objs, request):
         deleted_objects, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)

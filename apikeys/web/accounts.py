@@ -14,7 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import firebase, lifecycle
+from .. import firebase
 from ..models import User
 from . import firebase_sdk
 from .forms import SignInForm
@@ -52,25 +52,47 @@ def account_problem(request, *, force: bool = False) -> str | None:
     session stands; ``force`` asks now and raises :class:`AccountUnconfirmed`
     if Firebase does not answer.
     """
-    now = time.time()
-    if not force and now - request.session.get(CHECKED_AT_KEY, 0) < RECHECK_SECONDS:
+    if not force and time.time() - request.session.get(CHECKED_AT_KEY, 0) < RECHECK_SECONDS:
         return None
+    try:
+        account_in_good_standing(request)
+    except AccountEnded as ended:
+        return ended.reason
+    except AccountUnconfirmed:
+        if force:
+            raise
+    return None
+
+
+class AccountEnded(Exception):
+    """The session's Firebase account was deleted, disabled or signed out everywhere; ``reason`` says which."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def account_in_good_standing(request) -> firebase.FirebaseUser:
+    """Ask Firebase now about the session's account, and return it if the session may go on.
+
+    Raises :class:`AccountEnded` (deleted, disabled, or its sessions ended from another
+    device) or :class:`AccountUnconfirmed` (Firebase did not answer). The account
+    returned is what a door passes to ``lifecycle.issue_key`` as ``firebase_account``.
+    """
     try:
         account = firebase.get_user(request.user.firebase_uid)
     except firebase.UserNotFound:
-        return REFUSALS["deleted"]
+        raise AccountEnded(REFUSALS["deleted"]) from None
     except firebase.AuthUnavailable as exc:
-        if force:
-            raise AccountUnconfirmed(str(exc)) from exc
-        return None
-    try:
-        lifecycle.ensure_may_hold_keys(request.user, account)  # an account that may hold no keys may not manage them
-    except lifecycle.OwnerNotEligible:
-        return REFUSALS["disabled"]
+        raise AccountUnconfirmed(str(exc)) from exc
+    # Whether the person may stay signed in; whether they may get a key is the core's
+    # decision, made with this same account when a key is issued.
+    if account.disabled:
+        raise AccountEnded(REFUSALS["disabled"])
     if account.tokens_valid_after and account.tokens_valid_after > request.session.get(AUTH_TIME_KEY, 0):
-        return "Your sessions were ended from another device. Please sign in again."
-    request.session[CHECKED_AT_KEY] = now
-    return None
+        raise AccountEnded("Your sessions were ended from another device. Please sign in again.")
+    request.session[CHECKED_AT_KEY] = time.time()
+    return account
 
 
 def end_session(request, reason: str):

@@ -35,8 +35,11 @@ class ScopeCodesField(forms.ModelMultipleChoiceField):
     """Scope checkboxes whose values are codes, resolved by ``Scope.objects.resolve``."""
 
     def _check_values(self, value):
+        codes = [str(code) for code in value]
+        for code in codes:
+            self.validate_no_null_characters(code)  # as Django's own field does, before any lookup
         try:
-            return self.queryset.resolve(str(code) for code in value)
+            return self.queryset.resolve(codes)
         except ValidationError as error:
             (unknown, *_) = error.error_dict["scopes"][0].params["unknown"]
             raise ValidationError(
@@ -156,4 +159,6 @@ class KeyRotateForm(forms.Form):
 
     def grace_options(self) -> list[dict]:
         """The grace-period radio buttons, each with what it is for."""
-        return [{"radio": radio, "help": GRACE_HELP[int(radio.data["value"])]} for radio in self["grace_seconds"]]
+        return [
+            {"radio": radio, "help": GRACE_HELP.get(int(radio.data["value"]), "")} for radio in self["grace_seconds"]
+        ]

@@ -15,7 +15,7 @@ from .. import lifecycle, limits
 from ..audit import Actor
 from ..models import ApiKey, KeyEvent
 from . import accounts, history
-from .accounts import AccountUnconfirmed, account_problem, signed_in_required
+from .accounts import AccountEnded, AccountUnconfirmed, account_in_good_standing, signed_in_required
 from .forms import KeyCreateForm, KeyRotateForm
 
 # The create form's field for each field the core names in a ValidationError.
@@ -59,12 +59,12 @@ def key_create(request):
     if not form.is_valid():
         return _render_form(request, form.with_fresh_token(), status=422)
     try:
-        reason = account_problem(request, force=True)
+        account = account_in_good_standing(request)
     except AccountUnconfirmed as exc:
         form.add_error(None, f"Your account could not be confirmed, so no key was created. {exc}")
         return _render_form(request, form, status=503)
-    if reason:
-        return accounts.end_session(request, reason)
+    except AccountEnded as ended:
+        return accounts.end_session(request, ended.reason)
     earlier = ApiKey.objects.for_owner(request.user).filter(request_token=form.cleaned_data["form_token"]).first()
     if earlier is not None:
         # Sent again (reload, back button): lead to its key without counting against the rate.
@@ -81,6 +81,7 @@ def key_create(request):
             expires_at=form.expires_at(),
             request_token=form.cleaned_data["form_token"],
             actor=_actor(request),
+            firebase_account=account,
         )
     except lifecycle.AlreadyIssued as already:
         return _already_issued(request, already.api_key)
@@ -164,12 +165,12 @@ def key_rotate(request, key_id):
         messages.error(request, _not_rotatable_reason(api_key))
         return redirect("web:key-detail", key_id=api_key.pk)
     try:
-        reason = account_problem(request, force=True)
+        account_in_good_standing(request)
     except AccountUnconfirmed as exc:
         form.add_error(None, f"Your account could not be confirmed, so the key was not rotated. {exc}")
         return _render_rotate(request, api_key, form, status=503)
-    if reason:
-        return accounts.end_session(request, reason)
+    except AccountEnded as ended:
+        return accounts.end_session(request, ended.reason)
     refusal = limits.count_key_issued(request.user)
     if refusal:
         form.add_error(None, refusal.message)

@@ -47,6 +47,33 @@ def test_the_owner_field_searches_users_as_the_user_list_does(admin_client, alic
     assert [result["id"] for result in response.json()["results"]] == [str(alice.pk)]
 
 
+@pytest.mark.django_db
+def test_the_owner_field_offers_only_users_who_may_hold_keys(admin_client, alice, admin_user):
+    inactive = User.objects.for_firebase("uid-inactive", "alice.inactive@example.com")
+    User.objects.filter(pk=inactive.pk).update(is_active=False)
+    admin_user.email = "alice.staff@example.com"
+    admin_user.save()
+    search = {"app_label": "apikeys", "model_name": "apikey", "field_name": "owner", "term": "alice"}
+
+    response = admin_client.get(reverse("admin:autocomplete"), search)
+
+    assert [result["id"] for result in response.json()["results"]] == [str(alice.pk)]
+    form = admin_client.get(KEY_ADD).context["adminform"].form
+    assert list(form.fields["owner"].queryset) == [alice]
+    # The user list itself still finds everyone.
+    everyone = admin_client.get(reverse("admin:apikeys_user_changelist"), {"q": "alice"}).context["cl"].result_list
+    assert {user.pk for user in everyone} == {alice.pk, inactive.pk, admin_user.pk}
+
+
+@pytest.mark.django_db
+def test_the_add_form_takes_its_first_values_from_the_query_string(admin_client, alice):
+    response = admin_client.get(KEY_ADD, {"owner": alice.pk, "name": "Nightly export"})
+
+    form = response.context["adminform"].form
+    assert (form.initial["owner"], form.initial["name"]) == (str(alice.pk), "Nightly export")
+    assert 'value="Nightly export"' in response.content.decode()
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("contract_scopes")
 @pytest.mark.parametrize("width", [1280, 1366, 1440])

@@ -41,3 +41,13 @@ def test_an_owner_who_may_no_longer_hold_keys_is_signed_out(person, monkeypatch)
     assert response.status_code == 302
     assert response["Location"].startswith("/signin/")
     assert "_auth_user_id" not in person.session
+
+
+def test_a_scope_code_with_a_null_character_is_refused_and_never_echoed(person):
+    response = post_new_key(person, scopes=["memories:read\x00"])
+
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert "Null characters are not allowed." in page
+    assert "\x00" not in page
+    assert not ApiKey.objects.exists()

@@ -11,6 +11,7 @@ from firebase_admin import auth
 
 from apikeys import firebase, lifecycle
 from apikeys.models import ApiKey, KeyEvent, Scope
+from apikeys.web.forms import GRACE_HELP
 
 from ..helpers import expire, in_days
 from .pages import KEY_RE, post_rotate, radios, rotate_form_prefix, text
@@ -144,3 +145,7 @@ def test_rotating_checks_the_account_first(person):
     response = post_rotate(person, issued.api_key.pk, prefix=prefix)
     assert response.status_code == 302 and response["Location"].startswith(reverse("web:signin"))
     assert ApiKey.objects.get(pk=issued.api_key.pk).rotated_at is None
+
+
+def test_every_grace_period_of_the_core_has_its_explanation_on_the_page():
+    assert set(GRACE_HELP) == set(lifecycle.GRACE_PERIODS)
