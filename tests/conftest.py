@@ -201,6 +201,19 @@ def contract_scopes(transactional_db):
     importlib.import_module("apikeys.migrations.0002_seed_scopes").seed(apps, None)
 
 
+@pytest.fixture(autouse=True)
+def seeded_scopes_in_transactional_tests(request):
+    """Every transactional test starts with the seeded scopes, as every deployment has them.
+
+    pytest-django runs transactional tests last and empties the tables after each one,
+    the migration's scopes included; a key asked for without scopes needs the default.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    marked = marker is not None and bool(marker.kwargs.get("transaction", marker.args[0] if marker.args else False))
+    if marked or {"transactional_db", "live_server"} & set(request.fixturenames):
+        request.getfixturevalue("contract_scopes")
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
     """Give SQLite a file test database, so that threads get real locking instead of an in-memory shared cache."""
