@@ -96,7 +96,7 @@ def test_key_creation_is_throttled_per_user_with_retry_after(user_client, client
     assert create(user_client).status_code == 200
 
 
-def test_invalid_requests_do_not_use_up_the_creation_allowance(user_client, settings):
+def test_invalid_requests_do_not_use_up_the_creation_allowance(user_client, throttle_window, settings):
     settings.OMIKEYS_KEY_CREATION_RATE = (1, 3600)
     assert user_client.post("/v1/dev/keys", {"name": ""}, format="json").status_code == 422
     assert create(user_client).status_code == 200

@@ -29,7 +29,7 @@ def test_too_many_active_keys_is_explained_on_the_form(person, settings):
     assert post_new_key(person, name="Third", token=token).status_code == 200  # the same form, sent again
 
 
-def test_creating_keys_too_fast_is_429_with_retry_after(person, settings):
+def test_creating_keys_too_fast_is_429_with_retry_after(person, throttle_window, settings):
     settings.OMIKEYS_KEY_CREATION_RATE = (2, 3600)
     assert post_new_key(person, name="one").status_code == 200
     assert post_new_key(person, name="two").status_code == 200
@@ -42,7 +42,7 @@ def test_creating_keys_too_fast_is_429_with_retry_after(person, settings):
     assert ApiKey.objects.filter(owner=person.user).count() == 2
 
 
-def test_rotations_share_the_creation_rate_and_are_429_with_retry_after(person, settings):
+def test_rotations_share_the_creation_rate_and_are_429_with_retry_after(person, throttle_window, settings):
     settings.OMIKEYS_KEY_CREATION_RATE = (1, 60)
     assert post_new_key(person).status_code == 200
     api_key = ApiKey.objects.get(owner=person.user)
