@@ -5,6 +5,7 @@ Every variable read here is listed in `.env.example` and in the table of
 turns debugging on explicitly (see `scripts/dev`).
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -63,6 +64,18 @@ def env_rate(name: str, default: str) -> tuple[int, int]:
             f"{name} must look like 20/minute (a number from 1 up, then second, minute, hour or day), not {raw!r}."
         )
     return int(count), _PERIODS[period]
+
+
+def env_networks(name: str) -> list:
+    """Read a comma list of IP networks or addresses ("10.0.0.0/8, 127.0.0.1"); a bad entry is an error."""
+    networks = []
+    for entry in env.list(name, default=[]):
+        if entry.strip():
+            try:
+                networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                raise ImproperlyConfigured(f"{name} must list IP networks such as 10.0.0.0/8, not {entry!r}.") from None
+    return networks
 
 
 def env_required(name: str) -> str:
@@ -181,6 +194,16 @@ OMIKEYS_NUM_PROXIES = env_int("OMIKEYS_NUM_PROXIES", 0, maximum=10)
 # On PostgreSQL the key lookup is a prepared statement, once per connection. Turn it off
 # behind a pooler that does not keep sessions (PgBouncer in transaction mode).
 OMIKEYS_PREPARE_KEY_LOOKUP = env_bool("OMIKEYS_PREPARE_KEY_LOOKUP", default=True)
+
+# Metrics (docs/operations.md): GET /metrics answers only once a token or networks are set.
+OMIKEYS_METRICS_TOKEN = env.str("OMIKEYS_METRICS_TOKEN", default="").strip()
+if OMIKEYS_METRICS_TOKEN and len(OMIKEYS_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("OMIKEYS_METRICS_TOKEN must be at least 32 characters (a random string).")
+OMIKEYS_METRICS_ALLOWED_NETWORKS = env_networks("OMIKEYS_METRICS_ALLOWED_NETWORKS")
+# prometheus-client reads this variable itself, at import; it is read here only to check it.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="").strip()
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR names no directory: {PROMETHEUS_MULTIPROC_DIR!r}.")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "apikeys.User"
