@@ -130,6 +130,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apikeys.request_logging.RequestLogMiddleware",  # first: the request id, and the request's whole duration
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -282,10 +283,26 @@ SPECTACULAR_SETTINGS = {
 LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO").strip().upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"DJANGO_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")
+# plain: one readable line per record; json: one JSON object per line (docs/operations.md).
+LOG_FORMAT = env.str("OMIKEYS_LOG_FORMAT", default="plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"OMIKEYS_LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
+# One line per request (logger omikeys.requests), and whether to take X-Request-ID from the proxy.
+OMIKEYS_REQUEST_LOG = env_bool("OMIKEYS_REQUEST_LOG", default=False)
+OMIKEYS_TRUST_REQUEST_ID = env_bool("OMIKEYS_TRUST_REQUEST_ID", default=False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "apikeys.log_format.RequestIdFilter"}},
+    "formatters": {
+        "plain": {
+            "()": "apikeys.log_format.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
+        "json": {"()": "apikeys.log_format.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
+    # Django's own loggers write through this handler only (not also through Django's default one).
+    "loggers": {"django": {"handlers": [], "propagate": True}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
