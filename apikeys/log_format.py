@@ -29,13 +29,26 @@ SECRETS_RE = re.compile(
 )
 
 
+# What a line must contain for SECRETS_RE to have anything to find there: checked first,
+# with string methods, because the expression costs some 20 times more than these checks
+# and almost no line holds any of them.
+_TRIGGERS = ("omi_dev_", "eyj", "bearer", "basic", "api-key", "session", "csrftoken")
+_HEX_DIGITS = bytes.maketrans(b"0123456789abcdefABCDEF", b"h" * 22)
+_HEX_RUN = b"h" * 64
+
+
 def redact(text: str) -> str:
     """``text`` with every secret :data:`SECRETS_RE` recognises replaced by ``[redacted]``.
 
     A key keeps its ``omi_dev_`` prefix, an Authorization value its scheme and a cookie
     its name, so the line still says what was there.
     """
-    return SECRETS_RE.sub(_replacement, text)
+    lowered = text.lower()
+    if any(trigger in lowered for trigger in _TRIGGERS) or _HEX_RUN in text.encode(errors="replace").translate(
+        _HEX_DIGITS
+    ):
+        return SECRETS_RE.sub(_replacement, text)
+    return text
 
 
 def _replacement(match: re.Match) -> str:
