@@ -23,7 +23,7 @@ VALID = 'omikeys_key_verifications_total{outcome="valid",secret="current"}'
 class Server:
     """gunicorn with ``workers`` sync workers, its hooks from ``apikeys.gunicorn_hooks``, metrics in ``directory``."""
 
-    def __init__(self, directory: Path, log: Path, workers: int = 2):
+    def __init__(self, directory: Path | None, log: Path, workers: int = 2):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
@@ -35,8 +35,11 @@ class Server:
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
             "DJANGO_LOG_LEVEL": "WARNING",
             "OMIKEYS_METRICS_TOKEN": TOKEN,
-            "PROMETHEUS_MULTIPROC_DIR": str(directory),
         }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if directory is not None:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        self.log_path = log
         self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "omikeys_project.wsgi", "-c", "python:apikeys.gunicorn_hooks"]
@@ -115,3 +118,10 @@ def test_metrics_add_up_every_worker_and_start_from_zero_with_each_server(tmp_pa
         assert server.scrape() == 0.0
     finally:
         server.stop()
+
+
+def test_without_a_metrics_directory_several_workers_get_a_warning(tmp_path):
+    server = Server(None, tmp_path / "gunicorn.log")
+    server.stop()
+    log = server.log_path.read_text()
+    assert "PROMETHEUS_MULTIPROC_DIR is not set: with 2 workers, /metrics shows one worker's values at a time" in log
