@@ -5,7 +5,9 @@ import ipaddress
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 
+from . import metrics
 from .models import USER_AGENT_MAX_LENGTH, ApiKey, KeyEvent, User
 
 
@@ -76,6 +78,8 @@ CODE = Actor(kind=KeyEvent.ActorKind.SYSTEM, via=KeyEvent.Via.CODE, label="Pytho
 def record(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details) -> KeyEvent:
     """Write one audit event; call it inside the transaction that makes the change."""
     actor = actor or CODE
+    # Counted when the change commits: a change rolled back never happened.
+    transaction.on_commit(lambda: metrics.record_key_event(action, actor.via))
     return KeyEvent.objects.create(
         api_key=api_key,
         action=action,

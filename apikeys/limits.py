@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -106,9 +108,11 @@ class Refusal:
 
 def count_key_issued(user) -> Refusal | None:
     """Count one key created or rotated by ``user``; a :class:`Refusal` when over the rate."""
-    wait = key_creation().hit(str(user.pk))
+    throttle = key_creation()
+    wait = throttle.hit(str(user.pk))
     if wait is None:
         return None
+    metrics.record_throttle_refusal(throttle.name)
     return Refusal(wait, f"Too many keys created or rotated recently. Try again in {wait_message(wait)}.")
 
 

@@ -1,8 +1,15 @@
-"""Operational endpoints that belong to no door: the health check."""
+"""Operational endpoints that belong to no door: the health check and the Prometheus metrics."""
 
+import hmac
+import ipaddress
+
+from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.views.decorators.http import require_safe
+from prometheus_client.django import PrometheusDjangoView
+
+from .audit import client_ip
 
 
 @require_safe
@@ -14,3 +21,42 @@ def health(request):
     except DatabaseError:
         return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+class MetricsView(PrometheusDjangoView):
+    """``GET /metrics``: the Prometheus metrics of every worker (see ``apikeys.metrics``).
+
+    Off (404) unless ``OMIKEYS_METRICS_TOKEN`` or ``OMIKEYS_METRICS_ALLOWED_NETWORKS`` is
+    set. With networks, a client address (``audit.client_ip``) outside them gets 404;
+    with a token, a request without ``Authorization: Bearer <token>`` gets 401 (RFC 6750).
+    With both, both must hold.
+    """
+
+    http_method_names = ["get", "head"]
+
+    def dispatch(self, request, *args, **kwargs):
+        token, networks = settings.OMIKEYS_METRICS_TOKEN, settings.OMIKEYS_METRICS_ALLOWED_NETWORKS
+        if not token and not networks:
+            raise Http404("Metrics are off.")
+        if networks and not _in_networks(client_ip(request), networks):
+            raise Http404("Metrics are not served to this address.")
+        if token and not _bearer_matches(request, token):
+            response = JsonResponse({"detail": "Send 'Authorization: Bearer <metrics token>'."}, status=401)
+            response["WWW-Authenticate"] = 'Bearer realm="omikeys-metrics"'
+            return response
+        return super().dispatch(request, *args, **kwargs)
+
+    def head(self, request, *args, **kwargs):
+        return self.get(request, *args, **kwargs)
+
+
+def _in_networks(address: str | None, networks) -> bool:
+    if address is None:
+        return False
+    parsed = ipaddress.ip_address(address)
+    return any(parsed in network for network in networks)
+
+
+def _bearer_matches(request, token: str) -> bool:
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), token.encode())

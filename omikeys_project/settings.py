@@ -5,6 +5,7 @@ Every variable read here is listed in `.env.example` and in the table of
 turns debugging on explicitly (see `scripts/dev`).
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -65,6 +66,18 @@ def env_rate(name: str, default: str) -> tuple[int, int]:
     return int(count), _PERIODS[period]
 
 
+def env_networks(name: str) -> list:
+    """Read a comma list of IP networks or addresses ("10.0.0.0/8, 127.0.0.1"); a bad entry is an error."""
+    networks = []
+    for entry in env.list(name, default=[]):
+        if entry.strip():
+            try:
+                networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                raise ImproperlyConfigured(f"{name} must list IP networks such as 10.0.0.0/8, not {entry!r}.") from None
+    return networks
+
+
 def env_required(name: str) -> str:
     value = env.str(name, default="").strip()
     if not value:
@@ -117,6 +130,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apikeys.request_logging.RequestLogMiddleware",  # first: the request id, and the request's whole duration
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -181,6 +195,16 @@ OMIKEYS_NUM_PROXIES = env_int("OMIKEYS_NUM_PROXIES", 0, maximum=10)
 # On PostgreSQL the key lookup is a prepared statement, once per connection. Turn it off
 # behind a pooler that does not keep sessions (PgBouncer in transaction mode).
 OMIKEYS_PREPARE_KEY_LOOKUP = env_bool("OMIKEYS_PREPARE_KEY_LOOKUP", default=True)
+
+# Metrics (docs/operations.md): GET /metrics answers only once a token or networks are set.
+OMIKEYS_METRICS_TOKEN = env.str("OMIKEYS_METRICS_TOKEN", default="").strip()
+if OMIKEYS_METRICS_TOKEN and len(OMIKEYS_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("OMIKEYS_METRICS_TOKEN must be at least 32 characters (a random string).")
+OMIKEYS_METRICS_ALLOWED_NETWORKS = env_networks("OMIKEYS_METRICS_ALLOWED_NETWORKS")
+# prometheus-client reads this variable itself, at import; it is read here only to check it.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="").strip()
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR names no directory: {PROMETHEUS_MULTIPROC_DIR!r}.")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "apikeys.User"
@@ -259,10 +283,26 @@ SPECTACULAR_SETTINGS = {
 LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO").strip().upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"DJANGO_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")
+# plain: one readable line per record; json: one JSON object per line (docs/operations.md).
+LOG_FORMAT = env.str("OMIKEYS_LOG_FORMAT", default="plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"OMIKEYS_LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
+# One line per request (logger omikeys.requests), and whether to take X-Request-ID from the proxy.
+OMIKEYS_REQUEST_LOG = env_bool("OMIKEYS_REQUEST_LOG", default=False)
+OMIKEYS_TRUST_REQUEST_ID = env_bool("OMIKEYS_TRUST_REQUEST_ID", default=False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "apikeys.log_format.RequestIdFilter"}},
+    "formatters": {
+        "plain": {
+            "()": "apikeys.log_format.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
+        "json": {"()": "apikeys.log_format.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
+    # Django's own loggers write through this handler only (not also through Django's default one).
+    "loggers": {"django": {"handlers": [], "propagate": True}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

@@ -2,7 +2,9 @@
 
 import datetime
 import importlib
+import io
 import json
+import logging
 import os
 import shutil
 import time
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.module_loading import import_string
 from playwright.sync_api import sync_playwright
 from rest_framework.test import APIClient
 
@@ -261,3 +264,43 @@ def browser(django_db_setup, django_db_blocker):
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+class ProjectLog:
+    """What the project's own log handler (``LOGGING``'s "console") writes, captured as text."""
+
+    def __init__(self, handler: logging.Handler, stream: io.StringIO):
+        self.handler, self.stream = handler, stream
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    def use(self, format_name: str) -> None:
+        """Switch the handler to the "plain" or "json" formatter of ``LOGGING``."""
+        config = settings.LOGGING["formatters"][format_name]
+        factory = import_string(config["()"])
+        self.handler.setFormatter(factory(**({"fmt": config["format"]} if "format" in config else {})))
+
+
+@pytest.fixture
+def project_log():
+    """The project's console handler writing to a buffer, every logger at DEBUG, for the test's duration."""
+    handler = next((h for h in logging.getLogger().handlers if h.name == "console"), None)
+    assert handler is not None, "LOGGING's console handler is not installed"
+    stream = io.StringIO()
+    old_stream, old_formatter = handler.setStream(stream), handler.formatter
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
+    levels = [(logger, logger.level) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield ProjectLog(handler, stream)
+    finally:
+        for logger, level in levels:
+            logger.setLevel(level)
+        handler.setStream(old_stream)
+        handler.setFormatter(old_formatter)

@@ -431,27 +431,47 @@ def test_a_key_verifies_until_it_is_revoked(owner):
     issued = lifecycle.issue_key(owner=owner, name="n")
     verdict = lifecycle.verify_key(issued.plaintext)
     assert isinstance(verdict, lifecycle.Verification)
-    assert (verdict.api_key, verdict.rejection) == (issued.api_key, None)
+    assert (verdict.api_key, verdict.rejection, verdict.outcome, verdict.secret) == (
+        issued.api_key,
+        None,
+        "valid",
+        "current",
+    )
     assert verdict.api_key.scope_codes == frozenset(issued.api_key.scopes.values_list("code", flat=True))
     lifecycle.revoke_key(ApiKey.objects.for_owner(owner).get(pk=issued.api_key.pk))
-    assert lifecycle.verify_key(issued.plaintext) == lifecycle.Verification(None, lifecycle.Rejection.INVALID)
+    assert lifecycle.verify_key(issued.plaintext) == lifecycle.Verification(
+        None, lifecycle.Rejection.INVALID, "revoked", "current"
+    )
 
 
-@pytest.mark.parametrize("candidate", ["", "omi_dev_", "omi_dev_" + "0" * 32, "not a key", "omi_dev_" + "G" * 32])
-def test_unknown_or_malformed_keys_do_not_verify(owner, candidate):
+@pytest.mark.parametrize(
+    ("candidate", "outcome"),
+    [
+        ("", "malformed"),
+        ("omi_dev_", "malformed"),
+        ("omi_dev_" + "0" * 32, "not_found"),
+        ("not a key", "malformed"),
+        ("omi_dev_" + "G" * 32, "malformed"),
+    ],
+)
+def test_unknown_or_malformed_keys_do_not_verify(owner, candidate, outcome):
     lifecycle.issue_key(owner=owner, name="n")
-    assert lifecycle.verify_key(candidate).api_key is None
+    assert lifecycle.verify_key(candidate) == lifecycle.Verification(None, lifecycle.Rejection.INVALID, outcome)
 
 
 def test_an_expired_key_or_an_inactive_owner_does_not_verify(owner):
     expiring = lifecycle.issue_key(owner=owner, name="n")
     expire(expiring.api_key)
-    assert lifecycle.verify_key(expiring.plaintext) == lifecycle.Verification(None, lifecycle.Rejection.EXPIRED)
+    assert lifecycle.verify_key(expiring.plaintext) == lifecycle.Verification(
+        None, lifecycle.Rejection.EXPIRED, "expired", "current"
+    )
 
     other = User.objects.for_firebase("uid-2", None)
     theirs = lifecycle.issue_key(owner=other, name="n")
     User.objects.filter(pk=other.pk).update(is_active=False)
-    assert lifecycle.verify_key(theirs.plaintext) == lifecycle.Verification(None, lifecycle.Rejection.INVALID)
+    assert lifecycle.verify_key(theirs.plaintext) == lifecycle.Verification(
+        None, lifecycle.Rejection.INVALID, "owner_inactive", "current"
+    )
 
 
 def test_mark_used_writes_at_most_once_per_interval(owner, clock, settings, django_assert_num_queries):

@@ -202,7 +202,7 @@ def test_key_limits_have_defaults_and_come_from_the_environment():
 
 def test_every_variable_settings_reads_is_documented():
     source = (ROOT / "omikeys_project" / "settings.py").read_text()
-    names = set(re.findall(r'env(?:_bool|_int|_rate|_required|\.\w+)\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    names = set(re.findall(r'env(?:_bool|_int|_rate|_required|_networks|\.\w+)\(\s*"([A-Z][A-Z0-9_]+)"', source))
     assert {"DJANGO_SECRET_KEY", "OMIKEYS_MAX_ACTIVE_KEYS", "CACHE_URL"} <= names
     example = (ROOT / ".env.example").read_text()
     table = (ROOT / "docs" / "configuration.md").read_text()

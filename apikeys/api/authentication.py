@@ -1,11 +1,12 @@
 """The two credentials: Firebase ID tokens (managing keys) and API keys (using them)."""
 
 import re
+import time
 
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
-from .. import crypto, firebase, lifecycle, limits
+from .. import crypto, firebase, lifecycle, limits, metrics
 from ..audit import client_ip
 from ..models import User
 from .exceptions import ServiceUnavailable, TooManyRequests
@@ -99,13 +100,14 @@ class ApiKeyAuthentication(BearerAuthentication):
     credential = "API key"
 
     def authenticate_token(self, request, token):
+        started = time.perf_counter()  # for the verification metrics
         address = limits.address_subject(client_ip(request))
         throttle = limits.failed_verification()
         wait = throttle.retry_after(address)
         if wait:
-            raise self._throttled(wait)
+            raise self._throttled(throttle, wait, started)
         if token is None:
-            self._refuse(throttle, address, self.malformed_message)
+            self._refuse(throttle, address, self.malformed_message, started)
         token = token.decode("latin-1")
         if not token.startswith(crypto.KEY_PREFIX) and JWT_RE.match(token):
             self._refuse(
@@ -113,21 +115,28 @@ class ApiKeyAuthentication(BearerAuthentication):
                 address,
                 "This endpoint needs an API key (omi_dev_...), not a Firebase ID token. "
                 "Create a key with POST /v1/dev/keys and send it as 'Authorization: Bearer <API key>'.",
+                started,
             )
         verification = lifecycle.verify_key(token)
         if verification.api_key is None:
-            self._refuse(throttle, address, verification.rejection)
+            self._refuse(throttle, address, verification.rejection, started, verification)
         lifecycle.mark_used(verification.api_key)
+        metrics.record_verification(verification.outcome, verification.secret, started)
         return verification.api_key.owner, verification.api_key
 
-    def _refuse(self, throttle: limits.Throttle, address: str, message: str):
+    def _refuse(self, throttle, address, message, started, verification=None):
+        """Count a failed verification (``verification`` ``None``: malformed) and refuse it: 401, or 429."""
         wait = throttle.hit(address)
         if wait:
-            raise self._throttled(wait)
+            raise self._throttled(throttle, wait, started)
+        outcome, secret = (verification.outcome, verification.secret) if verification else ("malformed", None)
+        metrics.record_verification(outcome, secret, started)
         raise exceptions.AuthenticationFailed(message)
 
     @staticmethod
-    def _throttled(wait: int) -> TooManyRequests:
+    def _throttled(throttle: limits.Throttle, wait: int, started: float) -> TooManyRequests:
+        metrics.record_throttle_refusal(throttle.name)
+        metrics.record_verification("throttled", None, started)
         return TooManyRequests(
             wait, f"Too many failed API key attempts from this address. Try again in {limits.wait_message(wait)}."
         )

@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.permissions import BasePermission
 
+from .. import metrics
 from ..models import ApiKey
 
 
@@ -39,6 +40,7 @@ class HasScope(BasePermission):
         for scope in required:
             if scope not in granted:
                 self.message = f"Insufficient permissions. Required scope: {scope}"
+                metrics.record_scope_refusal()
                 return False
         return True
 

@@ -20,10 +20,18 @@ class Rejection:
 
 @dataclass(frozen=True)
 class Verification:
-    """The verdict of :func:`verify_key`: the key (``api_key``), or ``None`` and the ``rejection``."""
+    """The verdict of :func:`verify_key`: the key (``api_key``), or ``None`` and the ``rejection``.
+
+    ``outcome`` says why, for metrics and logs: "valid", "malformed", "not_found",
+    "revoked", "owner_inactive", "grace_ended" or "expired" (the client is told less:
+    see :class:`Rejection`). ``secret`` is which of the key's secrets matched,
+    "current" or "replaced" (by a rotation), or ``None`` when no key matched.
+    """
 
     api_key: ApiKey | None  # with ``scope_codes``, a frozenset read in the same query
     rejection: str | None = None
+    outcome: str = "valid"
+    secret: str | None = None
 
 
 def verify_key(plaintext: str) -> Verification:
@@ -36,17 +44,22 @@ def verify_key(plaintext: str) -> Verification:
     so its timing says nothing about the secret.
     """
     if not crypto.is_well_formed(plaintext):
-        return Verification(None, Rejection.INVALID)
+        return Verification(None, Rejection.INVALID, "malformed")
     hashed = crypto.hash_key(plaintext)
     api_key = lookup.find_by_hash(hashed)
     now = timezone.now()
-    if api_key is None or api_key.is_revoked or not api_key.owner.is_active:
-        return Verification(None, Rejection.INVALID)
-    if api_key.key_hash != hashed and not api_key.previous_secret_works(now):
-        return Verification(None, Rejection.INVALID)
+    if api_key is None:
+        return Verification(None, Rejection.INVALID, "not_found")
+    secret = "current" if api_key.key_hash == hashed else "replaced"
+    if api_key.is_revoked:
+        return Verification(None, Rejection.INVALID, "revoked", secret)
+    if not api_key.owner.is_active:
+        return Verification(None, Rejection.INVALID, "owner_inactive", secret)
+    if secret == "replaced" and not api_key.previous_secret_works(now):
+        return Verification(None, Rejection.INVALID, "grace_ended", secret)
     if api_key.is_expired(now):
-        return Verification(None, Rejection.EXPIRED)
-    return Verification(api_key, None)
+        return Verification(None, Rejection.EXPIRED, "expired", secret)
+    return Verification(api_key, None, "valid", secret)
 
 
 def mark_used(api_key: ApiKey) -> bool:
