@@ -85,6 +85,9 @@ ALLOWED_HOSTS = [h.strip() for h in env.list("DJANGO_ALLOWED_HOSTS", default=["l
 # and FIREBASE_AUTH_EMULATOR_HOST are also read by the Google libraries themselves.
 FIREBASE_PROJECT_ID = env_required("FIREBASE_PROJECT_ID")
 FIREBASE_AUTH_EMULATOR_HOST = env.str("FIREBASE_AUTH_EMULATOR_HOST", default="")
+# How far ahead of this server's clock a token's issue time may be (and how long past
+# its expiry it is still taken), in seconds: firebase-admin's clock_skew_seconds, 0 to 60.
+FIREBASE_CLOCK_SKEW_SECONDS = env_int("FIREBASE_CLOCK_SKEW_SECONDS", 5, minimum=0, maximum=60)
 # In emulator mode firebase-admin checks no signatures, so anyone could forge a
 # token. Firebase reserves "demo-" project IDs for emulator-only use: requiring
 # one makes it impossible to point a real project at the emulator by accident.

@@ -126,7 +126,10 @@ class TokenSigner:
         self.kid = kid
         self._signer = google.auth.crypt.RSASigner.from_string(private_key_pem, key_id=kid)
 
-    def mint(self, *, uid="local-user", project=None, issued=None, lifetime=3600, signer=None, kid=None) -> str:
+    def mint(
+        self, *, uid="local-user", project=None, issued=None, lifetime=3600, signer=None, kid=None, extra=None
+    ) -> str:
+        """A token for ``uid`` issued at ``issued`` (Unix seconds, default now); ``extra`` claims override any."""
         project = project or settings.FIREBASE_PROJECT_ID
         issued = int(issued if issued is not None else time.time())
         claims = {
@@ -139,6 +142,7 @@ class TokenSigner:
             "exp": issued + lifetime,
             "email": f"{uid}@example.com",
             "firebase": {"identities": {}, "sign_in_provider": "password"},
+            **(extra or {}),
         }
         return google.auth.jwt.encode(signer or self._signer, claims, header={"kid": kid or self.kid}).decode()
 

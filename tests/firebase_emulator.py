@@ -47,11 +47,16 @@ def sign_in(email: str) -> str:
 
 def unsigned_token(claims: dict) -> str:
     """A token shaped like the emulator's own (``alg: none``) carrying arbitrary claims."""
+    return unsigned_token_of_payload(json.dumps(claims).encode())
 
-    def part(data: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+def unsigned_token_of_payload(payload: bytes) -> str:
+    """An ``alg: none`` token whose payload is these bytes, JSON object or not."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    return f"{part(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{part(payload)}."
 
 
 def decode_claims(token: str) -> dict:
