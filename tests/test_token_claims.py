@@ -1,4 +1,4 @@
-"""Firebase ID-token claims: wrong types are refused (401 on the API, the sign-in error on the web), and clock skew is tolerated up to the setting."""
+"""Firebase ID-token claims: wrong types are refused on the API and the web, and clock skew up to the setting is not."""
 
 import time
 
@@ -40,8 +40,11 @@ def with_claim(claims: dict, name: str, value) -> dict:
     return changed
 
 
+BAD_TIMES = [MISSING, None, "1700000000", "", True, [], {"t": 1}, float("inf"), float("nan"), 10**400, -1]
+
+
 @pytest.mark.parametrize("name", ["iat", "exp", "auth_time"])
-@pytest.mark.parametrize("value", [MISSING, None, "1700000000", "", True, [], {"t": 1}, float("inf"), float("nan"), 10**400, -1], ids=repr)
+@pytest.mark.parametrize("value", BAD_TIMES, ids=repr)
 def test_a_time_claim_of_the_wrong_type_is_refused(api, client, emulator_user, name, value):
     claims = firebase_emulator.decode_claims(emulator_user.id_token)
     assert_refused_on_both_doors(api, client, firebase_emulator.unsigned_token(with_claim(claims, name, value)))
