@@ -199,6 +199,8 @@ class FirebaseUser:
     uid: str
     email: str | None
     disabled: bool
+    # Whether Firebase has seen the holder prove they receive mail at ``email``.
+    email_verified: bool = False
     # Sessions signed in before this moment (Unix seconds) were revoked; None if never.
     tokens_valid_after: float | None = None
 
@@ -227,5 +229,6 @@ def _lookup_user(fetch, value: str, described: str) -> FirebaseUser:
         uid=record.uid,
         email=record.email,
         disabled=record.disabled,
+        email_verified=bool(record.email_verified),
         tokens_valid_after=valid_after_ms / 1000 if valid_after_ms else None,
     )
