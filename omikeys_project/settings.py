@@ -8,6 +8,11 @@ turns debugging on explicitly (see `scripts/dev`).
 from pathlib import Path
 
 import environ
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -74,10 +79,37 @@ def env_required(name: str) -> str:
 
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
 
+# Placeholders people copy from examples: a key containing one was never generated.
+_PLACEHOLDER_SECRETS = ("change-me", "changeme", "change_me")
+
+
+def weak_secret_key(key: str) -> str | None:
+    """Why ``key`` is too weak to sign sessions in production, or None.
+
+    Django's own rule for ``check --deploy`` (security.W009: at least 50 characters, 5
+    different ones, not Django's "django-insecure-" prefix), plus the placeholders of
+    examples such as .env.example's "change-me-to-a-long-random-string".
+    """
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"it has {len(key)} characters; at least {SECRET_KEY_MIN_LENGTH} are needed"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return f"it has fewer than {SECRET_KEY_MIN_UNIQUE_CHARACTERS} different characters"
+    if key.startswith(SECRET_KEY_INSECURE_PREFIX):
+        return f"it starts with {SECRET_KEY_INSECURE_PREFIX!r}, the mark of a key Django made for development"
+    if any(word in key.lower() for word in _PLACEHOLDER_SECRETS):
+        return "it is a placeholder copied from an example"
+    return None
+
+
 if DEBUG:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or "insecure-development-only-key"
 else:
     SECRET_KEY = env_required("DJANGO_SECRET_KEY")
+    if weakness := weak_secret_key(SECRET_KEY):
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY is too weak for production: {weakness}. Generate one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(50))' and keep it secret."
+        )
 
 ALLOWED_HOSTS = [h.strip() for h in env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"]) if h.strip()]
 
@@ -227,6 +259,15 @@ X_FRAME_OPTIONS = "DENY"
 # know requests are HTTPS (for secure redirects and the CSRF origin check).
 if env_bool("DJANGO_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HTTPS only: redirect plain HTTP (SECURE_SSL_REDIRECT; behind a TLS-terminating proxy,
+# also DJANGO_BEHIND_TLS_PROXY, or every request looks like HTTP and loops), and tell
+# browsers to use HTTPS for this host for a while (Strict-Transport-Security, RFC 6797).
+# The health check stays reachable over plain HTTP, for load balancers that probe it so.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, maximum=2 * 365 * 24 * 60 * 60)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[]) if o.strip()]
 
 REST_FRAMEWORK = {

@@ -57,7 +57,7 @@ def start_server(tmp_path):
             "DATABASE_URL": database_url(),
             "DJANGO_ENV_FILE": "",
             "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": "second-process-test-key",
+            "DJANGO_SECRET_KEY": "second-process-test-key-q8Wm3Zt6Yp1Rv4Xs7Bn2Kc5Hj9Lf0Dg",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
             "DJANGO_LOG_LEVEL": "WARNING",
             **extra_env,
