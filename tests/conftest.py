@@ -46,20 +46,6 @@ def pytest_sessionstart(session):
 
 
 @pytest.fixture
-def throttle_window(time_machine):
-    """Time moved to one second into the next hour, and running on.
-
-    The fixed throttle windows a test's requests fall in (a minute, an hour) then start
-    together and outlast the test, so its count never straddles a window's end. Request
-    it after the fixtures that sign in: a session opens only for a recent sign-in.
-    """
-    now = time.time()
-    start = now - now % 3600 + 3600 + 1
-    time_machine.move_to(datetime.datetime.fromtimestamp(start, tz=datetime.UTC), tick=True)
-    return time_machine
-
-
-@pytest.fixture
 def clock(time_machine):
     """Time stopped at ``helpers.NOW``; move it with ``clock.move_to(...)``."""
     time_machine.move_to(NOW, tick=False)
