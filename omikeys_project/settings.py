@@ -5,6 +5,7 @@ Every variable read here is listed in `.env.example` and in the table of
 turns debugging on explicitly (see `scripts/dev`).
 """
 
+import datetime
 from pathlib import Path
 
 import environ
@@ -149,6 +150,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "apikeys",
+    # Locks the admin login after repeated failures (see AXES_* below).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -161,6 +164,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apikeys.web.middleware.ContentSecurityPolicyMiddleware",
+    # Answers a locked-out admin login with the lockout page; last, as django-axes requires.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "omikeys_project.urls"
@@ -219,6 +224,26 @@ OMIKEYS_PREPARE_KEY_LOOKUP = env_bool("OMIKEYS_PREPARE_KEY_LOOKUP", default=True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "apikeys.User"
+
+# Staff sign in to the admin with a password; django-axes counts failed attempts (in
+# the database, so every process sees them) and locks out an account, and separately
+# an address, after DJANGO_ADMIN_LOGIN_FAILURE_LIMIT failures, for
+# DJANGO_ADMIN_LOCKOUT_MINUTES. A successful sign-in clears the account's count.
+# Operators unlock early with manage.py axes_reset_username / axes_reset_ip / axes_reset.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("DJANGO_ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = datetime.timedelta(
+    minutes=env_int("DJANGO_ADMIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=7 * 24 * 60)
+)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks: per account and per address
+AXES_RESET_ON_SUCCESS = True
+AXES_ONLY_ADMIN_SITE = True  # Firebase sign-in and API credentials have their own checks
+AXES_CLIENT_IP_CALLABLE = "apikeys.audit.client_ip"  # honours OMIKEYS_NUM_PROXIES, as the throttles do
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
