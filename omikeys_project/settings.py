@@ -244,6 +244,7 @@ AXES_ONLY_ADMIN_SITE = True  # Firebase sign-in and API credentials have their o
 AXES_CLIENT_IP_CALLABLE = "apikeys.audit.client_ip"  # honours OMIKEYS_NUM_PROXIES, as the throttles do
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False  # no banner at every start; lockouts are still logged as warnings
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -334,4 +335,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Django's default logging gives the "django" logger a console handler of its own (in
+    # DEBUG) and lets it propagate to the root's as well: every warning printed twice.
+    # Its records go through the root handler only.
+    "loggers": {"django": {"handlers": [], "propagate": True}},
 }
