@@ -50,8 +50,8 @@ firebase-tools (the Auth Emulator) needs Node.js 20 or newer. Debian 12's own pa
     curl -fsSL https://deb.nodesource.com/setup_20.x -o /tmp/nodesource_setup.sh
     sudo bash /tmp/nodesource_setup.sh && sudo apt-get install -y nodejs
 
-(or with nvm: nvm install 20), then run this script again. Debian 13 and Ubuntu 24.04
-have Node.js 20 in their own packages.
+(or with nvm: nvm install 20), then run this script again. Debian 13 has Node.js 20
+in its own packages.
 HELP
 }
 
