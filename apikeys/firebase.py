@@ -121,6 +121,7 @@ def verify_id_token(token: str) -> dict:
             logger.warning("could not fetch Google's token certificates: %s", exc)
             raise AuthUnavailable("Firebase token verification is unavailable. Try again shortly.") from exc
         except auth.InvalidIdTokenError as exc:
+            # google-auth's words for an "iat" ahead of the clock beyond the skew: "Token used too early".
             if "too early" in str(exc):
                 raise TokenRejected(
                     "The Firebase ID token was issued in the future: check this device's clock.", "early"
@@ -132,7 +133,7 @@ def verify_id_token(token: str) -> dict:
 
 
 def _unverified_claims(token: str) -> dict:
-    """The token's payload, undecoded signature and all; a token that does not decode is refused."""
+    """The token's payload, read without checking its signature; a token that does not decode is refused."""
     try:
         payload = google.auth.jwt.decode(token, verify=False)
     except (ValueError, TypeError) as exc:
