@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import firebase_admin
 import google.auth.exceptions
+import google.auth.jwt
 from django.conf import settings
 from firebase_admin import auth
 from firebase_admin import exceptions as firebase_exceptions
@@ -31,7 +32,8 @@ _app_lock = threading.Lock()
 class TokenRejected(Exception):
     """The token is not acceptable; the message says why without echoing it.
 
-    ``reason`` is one of "invalid", "expired", "revoked", "disabled", "deleted",
+    ``reason`` is one of "invalid", "expired", "early" (issued ahead of our clock by
+    more than the allowed skew), "revoked", "disabled", "deleted",
     for doors that word their own messages.
     """
 
@@ -89,11 +91,20 @@ def _unavailable_as_error():
 def verify_id_token(token: str) -> dict:
     """Verify a Firebase ID token, including revocation and disabled accounts.
 
-    Returns the decoded claims (``uid``, ``email``, ...).
+    Returns the decoded claims (``uid``, ``email``, ``auth_time``, ...), each of the
+    type :func:`check_claim_types` promises. A token issued up to
+    ``FIREBASE_CLOCK_SKEW_SECONDS`` ahead of this server's clock (or expired that
+    little ago) is accepted: firebase-admin's ``clock_skew_seconds``, 0 to 60.
     """
+    # The claims are checked before firebase-admin sees them: it does arithmetic on
+    # "iat" and "exp", which a string or null turns into a TypeError. Refusing a
+    # token here, before its signature is checked, accepts nothing it would refuse.
+    check_claim_types(_unverified_claims(token))
     with _unavailable_as_error():
         try:
-            return auth.verify_id_token(token, app=get_app(), check_revoked=True)
+            claims = auth.verify_id_token(
+                token, app=get_app(), check_revoked=True, clock_skew_seconds=settings.FIREBASE_CLOCK_SKEW_SECONDS
+            )
         except auth.ExpiredIdTokenError as exc:
             raise TokenRejected(
                 "The Firebase ID token has expired. Get a fresh one from the Firebase client SDK.", "expired"
@@ -110,9 +121,72 @@ def verify_id_token(token: str) -> dict:
             logger.warning("could not fetch Google's token certificates: %s", exc)
             raise AuthUnavailable("Firebase token verification is unavailable. Try again shortly.") from exc
         except auth.InvalidIdTokenError as exc:
+            # google-auth's words for an "iat" ahead of the clock beyond the skew: "Token used too early".
+            if "too early" in str(exc):
+                raise TokenRejected(
+                    "The Firebase ID token was issued in the future: check this device's clock.", "early"
+                ) from exc
             raise TokenRejected("The bearer token is not a valid Firebase ID token for this project.") from exc
         except ValueError as exc:
             raise TokenRejected("The bearer token is not a valid Firebase ID token.") from exc
+    return check_claim_types(claims)
+
+
+def _unverified_claims(token: str) -> dict:
+    """The token's payload, read without checking its signature; a token that does not decode is refused."""
+    try:
+        payload = google.auth.jwt.decode(token, verify=False)
+    except (ValueError, TypeError) as exc:
+        raise TokenRejected("The bearer token is not a valid Firebase ID token.") from exc
+    if not isinstance(payload, dict):
+        raise TokenRejected("The bearer token is not a valid Firebase ID token.")
+    return payload
+
+
+# The last second of year 9999: any later time is no real token's, and would overflow datetime.
+LATEST_SECONDS = 253402300799
+
+
+def _is_seconds(value) -> bool:
+    # JSON booleans arrive as bool, a subclass of int: true is not a time.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    # A comparison, not math.isfinite: that overflows on integers past a float's range.
+    return 0 <= value <= LATEST_SECONDS  # NaN compares False, infinities are out of range
+
+
+# The claims omikeys or firebase-admin read, and the type each must have. Firebase
+# ID tokens always carry the required ones (https://firebase.google.com/docs/auth/admin/verify-id-tokens).
+REQUIRED_CLAIMS = {"sub": "string", "iat": "time", "exp": "time", "auth_time": "time"}
+OPTIONAL_CLAIMS = {"email": "string", "email_verified": "boolean", "firebase": "object", "user_id": "string"}
+_TYPE_CHECKS = {
+    "string": lambda value: isinstance(value, str),
+    "time": _is_seconds,
+    "boolean": lambda value: isinstance(value, bool),
+    "object": lambda value: isinstance(value, dict),
+}
+
+
+def check_claim_types(claims: dict) -> dict:
+    """Return ``claims`` if every claim omikeys reads has the right type, else raise :class:`TokenRejected`.
+
+    Required: ``sub`` (a string of 1 to 128 characters, as firebase-admin requires),
+    ``iat``, ``exp`` and ``auth_time`` (Unix times: numbers of seconds from 0 to the end of
+    year 9999; not booleans, not strings, not infinite).
+    Optional, but typed when present: ``email`` (string), ``email_verified`` (boolean),
+    ``firebase`` (object), ``user_id`` (string). The message names the claim, never its value.
+    """
+    for name, kind in (*REQUIRED_CLAIMS.items(), *OPTIONAL_CLAIMS.items()):
+        if name not in claims:
+            if name in REQUIRED_CLAIMS:
+                raise TokenRejected(f'The Firebase ID token has no "{name}" claim.')
+            continue
+        if not _TYPE_CHECKS[kind](claims[name]):
+            described = "a time in seconds" if kind == "time" else f"a {kind}"
+            raise TokenRejected(f'The Firebase ID token\'s "{name}" claim is not {described}.')
+    if not 1 <= len(claims["sub"]) <= 128:
+        raise TokenRejected('The Firebase ID token\'s "sub" claim must be 1 to 128 characters long.')
+    return claims
 
 
 class UserNotFound(Exception):
@@ -126,6 +200,8 @@ class FirebaseUser:
     uid: str
     email: str | None
     disabled: bool
+    # Whether Firebase has seen the holder prove they receive mail at ``email``.
+    email_verified: bool = False
     # Sessions signed in before this moment (Unix seconds) were revoked; None if never.
     tokens_valid_after: float | None = None
 
@@ -154,5 +230,6 @@ def _lookup_user(fetch, value: str, described: str) -> FirebaseUser:
         uid=record.uid,
         email=record.email,
         disabled=record.disabled,
+        email_verified=bool(record.email_verified),
         tokens_valid_after=valid_after_ms / 1000 if valid_after_ms else None,
     )

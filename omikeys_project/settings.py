@@ -5,10 +5,16 @@ Every variable read here is listed in `.env.example` and in the table of
 turns debugging on explicitly (see `scripts/dev`).
 """
 
+import datetime
 import ipaddress
 from pathlib import Path
 
 import environ
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -87,10 +93,37 @@ def env_required(name: str) -> str:
 
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
 
+# Placeholders people copy from examples: a key containing one was never generated.
+_PLACEHOLDER_SECRETS = ("change-me", "changeme", "change_me")
+
+
+def weak_secret_key(key: str) -> str | None:
+    """Why ``key`` is too weak to sign sessions in production, or None.
+
+    Django's own rule for ``check --deploy`` (security.W009: at least 50 characters, 5
+    different ones, not Django's "django-insecure-" prefix), plus the placeholders of
+    examples such as .env.example's "change-me-to-a-long-random-string".
+    """
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"it has {len(key)} characters; at least {SECRET_KEY_MIN_LENGTH} are needed"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return f"it has fewer than {SECRET_KEY_MIN_UNIQUE_CHARACTERS} different characters"
+    if key.startswith(SECRET_KEY_INSECURE_PREFIX):
+        return f"it starts with {SECRET_KEY_INSECURE_PREFIX!r}, the mark of a key Django made for development"
+    if any(word in key.lower() for word in _PLACEHOLDER_SECRETS):
+        return "it is a placeholder copied from an example"
+    return None
+
+
 if DEBUG:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or "insecure-development-only-key"
 else:
     SECRET_KEY = env_required("DJANGO_SECRET_KEY")
+    if weakness := weak_secret_key(SECRET_KEY):
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY is too weak for production: {weakness}. Generate one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(50))' and keep it secret."
+        )
 
 ALLOWED_HOSTS = [h.strip() for h in env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"]) if h.strip()]
 
@@ -98,6 +131,9 @@ ALLOWED_HOSTS = [h.strip() for h in env.list("DJANGO_ALLOWED_HOSTS", default=["l
 # and FIREBASE_AUTH_EMULATOR_HOST are also read by the Google libraries themselves.
 FIREBASE_PROJECT_ID = env_required("FIREBASE_PROJECT_ID")
 FIREBASE_AUTH_EMULATOR_HOST = env.str("FIREBASE_AUTH_EMULATOR_HOST", default="")
+# How far ahead of this server's clock a token's issue time may be (and how long past
+# its expiry it is still taken), in seconds: firebase-admin's clock_skew_seconds, 0 to 60.
+FIREBASE_CLOCK_SKEW_SECONDS = env_int("FIREBASE_CLOCK_SKEW_SECONDS", 5, minimum=0, maximum=60)
 # In emulator mode firebase-admin checks no signatures, so anyone could forge a
 # token. Firebase reserves "demo-" project IDs for emulator-only use: requiring
 # one makes it impossible to point a real project at the emulator by accident.
@@ -127,6 +163,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "apikeys",
+    # Locks the admin login after repeated failures (see AXES_* below).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -140,6 +178,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apikeys.web.middleware.ContentSecurityPolicyMiddleware",
+    # Answers a locked-out admin login with the lockout page; last, as django-axes requires.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "omikeys_project.urls"
@@ -209,6 +249,27 @@ if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "apikeys.User"
 
+# Staff sign in to the admin with a password; django-axes counts failed attempts (in
+# the database, so every process sees them) and locks out an account, and separately
+# an address, after DJANGO_ADMIN_LOGIN_FAILURE_LIMIT failures, for
+# DJANGO_ADMIN_LOCKOUT_MINUTES. A successful sign-in clears the account's count.
+# Operators unlock early with manage.py axes_reset_username / axes_reset_ip / axes_reset.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("DJANGO_ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = datetime.timedelta(
+    minutes=env_int("DJANGO_ADMIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=7 * 24 * 60)
+)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks: per account and per address
+AXES_RESET_ON_SUCCESS = True
+AXES_ONLY_ADMIN_SITE = True  # Firebase sign-in and API credentials have their own checks
+AXES_CLIENT_IP_CALLABLE = "apikeys.audit.client_ip"  # honours OMIKEYS_NUM_PROXIES, as the throttles do
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False  # no banner at every start; lockouts are still logged as warnings
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -248,6 +309,15 @@ X_FRAME_OPTIONS = "DENY"
 # know requests are HTTPS (for secure redirects and the CSRF origin check).
 if env_bool("DJANGO_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HTTPS only: redirect plain HTTP (SECURE_SSL_REDIRECT; behind a TLS-terminating proxy,
+# also DJANGO_BEHIND_TLS_PROXY, or every request looks like HTTP and loops), and tell
+# browsers to use HTTPS for this host for a while (Strict-Transport-Security, RFC 6797).
+# The health check stays reachable over plain HTTP, for load balancers that probe it so.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, maximum=2 * 365 * 24 * 60 * 60)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[]) if o.strip()]
 
 REST_FRAMEWORK = {
@@ -302,7 +372,9 @@ LOGGING = {
         "json": {"()": "apikeys.log_format.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
-    # Django's own loggers write through this handler only (not also through Django's default one).
+    # Django's default logging gives the "django" logger a console handler of its own (in
+    # DEBUG) and lets it propagate to the root's as well: every warning printed twice.
+    # Its records go through the root handler only (redacted, with the request id).
     "loggers": {"django": {"handlers": [], "propagate": True}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

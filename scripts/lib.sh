@@ -39,11 +39,40 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+NODE_MAJOR_NEEDED=20    # firebase-tools 15 needs Node.js 20 or newer
+
+node_20_help() {
+    # How to get Node.js 20 where apt offers an older one (Debian 12 has Node.js 18).
+    cat <<'HELP'
+firebase-tools (the Auth Emulator) needs Node.js 20 or newer. Debian 12's own packages
+(and bookworm-backports) have Node.js 18 only. Get Node.js 20 from NodeSource:
+
+    curl -fsSL https://deb.nodesource.com/setup_20.x -o /tmp/nodesource_setup.sh
+    sudo bash /tmp/nodesource_setup.sh && sudo apt-get install -y nodejs
+
+(or with nvm: nvm install 20), then run this script again. Debian 13 has Node.js 20
+in its own packages.
+HELP
+}
+
 ensure_node() {
-    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        # Install from apt only when apt offers a Node.js that is new enough.
+        local candidate
+        candidate="$(apt-cache policy nodejs 2>/dev/null | awk '/Candidate:/ {print $2}')"
+        candidate="${candidate#*:}"
+        if [ -z "$candidate" ] || [ "$candidate" = "(none)" ] || [ "${candidate%%.*}" -lt "$NODE_MAJOR_NEEDED" ] 2>/dev/null; then
+            node_20_help >&2
+            die "Node.js $NODE_MAJOR_NEEDED or newer is not installed${candidate:+, and apt offers only $candidate}."
+        fi
+        apt_install nodejs npm
+    fi
     local major
     major="$(node -p 'process.versions.node.split(".")[0]')"
-    [ "$major" -ge 20 ] || die "firebase-tools needs Node.js 20 or newer; this machine has $(node --version)."
+    if [ "$major" -lt "$NODE_MAJOR_NEEDED" ]; then
+        node_20_help >&2
+        die "this machine has Node.js $(node --version); $NODE_MAJOR_NEEDED or newer is needed."
+    fi
 }
 
 ensure_python_env() {
@@ -71,9 +100,24 @@ ensure_node_modules() {
     local stamp="$ROOT/node_modules/.omikeys-lock" want
     want="$(sha256sum "$ROOT/package-lock.json" | cut -c1-16)"
     if [ ! -x "$ROOT/node_modules/.bin/firebase" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        say "Installing the Firebase web SDK and Auth Emulator (npm ci; about 10 minutes the first time on 2 cores)"
-        (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2)
+        # --omit=optional: firebase-tools' optional re2 (for the Hosting emulator, which is
+        # not used) would be compiled from source for ~10 minutes; nothing else optional is needed.
+        say "Installing the Firebase web SDK and Auth Emulator (npm ci; under a minute the first time)"
+        (cd "$ROOT" && npm ci --omit=optional --no-audit --no-fund --loglevel=error >&2)
         echo "$want" >"$stamp"
+    fi
+}
+
+apply_migrations() {
+    # Bring the database (DATABASE_URL, or db.sqlite3) up to date, saying how many migrations
+    # that took, or that there were none: one line, not Django's list of every step.
+    local pending
+    pending="$("$VENV/bin/python" "$ROOT/manage.py" showmigrations --plan | grep -c '^\[ \]' || true)"
+    if [ "$pending" -gt 0 ]; then
+        say "Applying $pending database migration$([ "$pending" -eq 1 ] || echo s)"
+        "$VENV/bin/python" "$ROOT/manage.py" migrate --no-input --verbosity 0
+    else
+        say "The database is up to date"
     fi
 }
 
@@ -94,36 +138,112 @@ _stop_group() {
     kill -KILL -- "-$pgid" 2>/dev/null
 }
 
-emulator_ready() { curl -fsS "http://$AUTH_EMULATOR_HOST/" >/dev/null 2>&1; }
+emulator_ready() { curl -fsS "http://${1:-$AUTH_EMULATOR_HOST}/" >/dev/null 2>&1; }
+
+port_in_use() { (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+emulator_project() {
+    # emulator_project HOST: the project the Auth Emulator at HOST serves. Its REST API does
+    # not say, but the tokens it mints do (their audience): a throwaway anonymous account is
+    # made, read and deleted at once. Fails when HOST is no Auth Emulator.
+    "$PYTHON" - "$1" <<'PY'
+import base64, json, sys, urllib.request
+
+base = f"http://{sys.argv[1]}/identitytoolkit.googleapis.com/v1/accounts"
+
+
+def call(action, body):
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(f"{base}:{action}?key=omikeys-probe", data, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+try:
+    token = call("signUp", {"returnSecureToken": True})["idToken"]
+    call("delete", {"idToken": token})
+    payload = token.split(".")[1]
+    print(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["aud"])
+except Exception:
+    sys.exit(1)
+PY
+}
+
+_free_ports() {
+    # _free_ports N: N different loopback ports nothing listens on, one a line.
+    "$PYTHON" -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+' "$1"
+}
+
+_check_export() {
+    # After the emulator stopped: say so if it did not save its accounts to DATA_DIR.
+    local data_dir="$1" stamp="$2" log="$3"
+    [ "$data_dir/firebase-export-metadata.json" -nt "$stamp" ] && return 0
+    printf '\033[1;33mwarning: the Auth Emulator did not save its accounts to %s when it stopped (see %s).\n' \
+        "${data_dir#"$ROOT"/}" "${log#"$ROOT"/}" >&2
+    printf 'The next scripts/dev starts without them: the demo account is made again with its earlier uid;\n' >&2
+    printf 'other accounts must sign up again, and get new uids (scripts/dev lists them).\033[0m\n' >&2
+}
 
 start_auth_emulator() {
-    # start_auth_emulator [DATA_DIR]: start the Firebase Auth Emulator on $AUTH_EMULATOR_HOST
-    # unless one already answers there. With DATA_DIR, accounts are loaded from it and saved
-    # back on exit, so they outlive a restart (as db.sqlite3 does).
-    local data_dir="${1:-}" persist=()
-    export FIREBASE_AUTH_EMULATOR_HOST="$AUTH_EMULATOR_HOST"
-    if emulator_ready; then
-        say "Using the Auth Emulator already running on $AUTH_EMULATOR_HOST"
-        return 0
+    # start_auth_emulator [DATA_DIR]: make FIREBASE_AUTH_EMULATOR_HOST an Auth Emulator for
+    # $FIREBASE_DEMO_PROJECT. One already answering on $AUTH_EMULATOR_HOST is used if it
+    # serves that project; if it serves another (or the port is taken by something else),
+    # ours starts on free ports instead, and says so. With DATA_DIR, accounts are loaded
+    # from it and saved back on exit, so they outlive a restart (as db.sqlite3 does); a
+    # save that fails is reported when the script ends.
+    local data_dir="${1:-}" persist=() host="$AUTH_EMULATOR_HOST" config="$ROOT/firebase.json" project
+    if emulator_ready "$host"; then
+        project="$(emulator_project "$host" || true)"
+        if [ "$project" = "$FIREBASE_DEMO_PROJECT" ]; then
+            export FIREBASE_AUTH_EMULATOR_HOST="$host"
+            say "Using the Auth Emulator already running on $host (project $project)"
+            return 0
+        fi
+        say "The Auth Emulator on $host serves project ${project:-(unknown)}, not $FIREBASE_DEMO_PROJECT; starting ours on free ports"
     fi
-    say "Starting the Firebase Auth Emulator on $AUTH_EMULATOR_HOST (project $FIREBASE_DEMO_PROJECT)"
+    # firebase.json's ports: the emulator's, its hub's (4400) and its logging's (4500).
+    if port_in_use "${host##*:}" || port_in_use 4400 || port_in_use 4500; then
+        local ports
+        mapfile -t ports < <(_free_ports 3)
+        host="127.0.0.1:${ports[0]}"
+        config="$RUN_DIR/firebase.json"
+        printf '{"emulators": {"auth": {"host": "127.0.0.1", "port": %s}, "hub": {"host": "127.0.0.1", "port": %s}, "logging": {"host": "127.0.0.1", "port": %s}, "ui": {"enabled": false}, "singleProjectMode": true}}\n' \
+            "${ports[@]}" >"$config"
+        emulator_ready "$AUTH_EMULATOR_HOST" \
+            || say "Port ${AUTH_EMULATOR_HOST##*:}, 4400 or 4500 is taken by another program; using $host"
+    fi
+    export FIREBASE_AUTH_EMULATOR_HOST="$host"
+    say "Starting the Firebase Auth Emulator on $host (project $FIREBASE_DEMO_PROJECT)"
+    local log="$RUN_DIR/auth-emulator.log" pid i
     if [ -n "$data_dir" ]; then
         mkdir -p "$data_dir"
         [ -n "$(ls -A "$data_dir")" ] && persist+=(--import "$data_dir")
         persist+=(--export-on-exit "$data_dir")
+        touch "$RUN_DIR/auth-emulator-started"
+        # Cleanup runs last-registered first: this check runs after the emulator stopped.
+        on_exit "_check_export '$data_dir' '$RUN_DIR/auth-emulator-started' '$log'"
+        # scripts/manage, in another terminal, finds the emulator here.
+        echo "$host" >"$RUN_DIR/auth-emulator-host"
+        on_exit "rm -f '$RUN_DIR/auth-emulator-host'"
     fi
-    local log="$RUN_DIR/auth-emulator.log" pid i
-    (cd "$ROOT" && exec setsid node_modules/.bin/firebase emulators:start --only auth \
+    (cd "$ROOT" && exec setsid node_modules/.bin/firebase emulators:start --only auth --config "$config" \
         --project "$FIREBASE_DEMO_PROJECT" "${persist[@]}" >"$log" 2>&1) &
     pid=$!
     on_exit "_stop_group $pid"
-    for i in $(seq 1 120); do
-        emulator_ready && return 0
+    # About 10 s on an idle machine; allow for a busy one.
+    for i in $(seq 1 240); do
+        emulator_ready "$host" && return 0
         kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "the Auth Emulator exited; log above"; }
         sleep 0.5
     done
     cat "$log" >&2
-    die "the Auth Emulator did not answer within 60 s"
+    die "the Auth Emulator did not answer within 120 s"
 }
 
 start_postgres() {

@@ -49,20 +49,6 @@ def pytest_sessionstart(session):
 
 
 @pytest.fixture
-def throttle_window(time_machine):
-    """Time moved to one second into the next hour, and running on.
-
-    The fixed throttle windows a test's requests fall in (a minute, an hour) then start
-    together and outlast the test, so its count never straddles a window's end. Request
-    it after the fixtures that sign in: a session opens only for a recent sign-in.
-    """
-    now = time.time()
-    start = now - now % 3600 + 3600 + 1
-    time_machine.move_to(datetime.datetime.fromtimestamp(start, tz=datetime.UTC), tick=True)
-    return time_machine
-
-
-@pytest.fixture
 def clock(time_machine):
     """Time stopped at ``helpers.NOW``; move it with ``clock.move_to(...)``."""
     time_machine.move_to(NOW, tick=False)
@@ -129,7 +115,10 @@ class TokenSigner:
         self.kid = kid
         self._signer = google.auth.crypt.RSASigner.from_string(private_key_pem, key_id=kid)
 
-    def mint(self, *, uid="local-user", project=None, issued=None, lifetime=3600, signer=None, kid=None) -> str:
+    def mint(
+        self, *, uid="local-user", project=None, issued=None, lifetime=3600, signer=None, kid=None, extra=None
+    ) -> str:
+        """A token for ``uid`` issued at ``issued`` (Unix seconds, default now); ``extra`` claims override any."""
         project = project or settings.FIREBASE_PROJECT_ID
         issued = int(issued if issued is not None else time.time())
         claims = {
@@ -142,6 +131,7 @@ class TokenSigner:
             "exp": issued + lifetime,
             "email": f"{uid}@example.com",
             "firebase": {"identities": {}, "sign_in_provider": "password"},
+            **(extra or {}),
         }
         return google.auth.jwt.encode(signer or self._signer, claims, header={"kid": kid or self.kid}).decode()
 

@@ -10,6 +10,9 @@ import requests
 
 HOST = os.environ["FIREBASE_AUTH_EMULATOR_HOST"]
 BASE = f"http://{HOST}"
+PROJECT = os.environ["FIREBASE_PROJECT_ID"]
+# The emulator takes this bearer token as the project's owner (what firebase-admin sends).
+ADMIN = {"Authorization": "Bearer owner"}
 PASSWORD = "correct-horse-battery"
 
 
@@ -41,17 +44,54 @@ def sign_up(email: str | None = None) -> EmulatorUser:
     return EmulatorUser(uid=result["localId"], email=email, id_token=result["idToken"])
 
 
+def _admin(path: str, body: dict) -> requests.Response:
+    """POST to the emulator's administrator API for the project (``path``: "accounts", "accounts:update", ...)."""
+    return requests.post(
+        f"{BASE}/identitytoolkit.googleapis.com/v1/projects/{PROJECT}/{path}",
+        json=body,
+        headers=ADMIN,
+        timeout=10,
+    )
+
+
+def update_account(uid: str, **fields) -> dict:
+    """Change an account as an administrator would: ``disableUser=True``, ``email=...``, ``emailVerified=True``."""
+    response = _admin("accounts:update", {"localId": uid, **fields})
+    response.raise_for_status()
+    return response.json()
+
+
+def lookup(uid: str) -> dict:
+    """The emulator's record of an account (``email``, ``disabled``, ``emailVerified``...)."""
+    response = _admin("accounts:lookup", {"localId": [uid]})
+    response.raise_for_status()
+    return response.json()["users"][0]
+
+
+def ensure_account(uid: str, email: str) -> None:
+    """An account with this uid and address, enabled and verified, whatever an earlier test left."""
+    response = _admin("accounts:update", {"localId": uid, "email": email, "emailVerified": True, "disableUser": False})
+    if response.status_code == 400 and "USER_NOT_FOUND" in response.text:
+        response = _admin("accounts", {"localId": uid, "email": email, "emailVerified": True})
+    response.raise_for_status()
+
+
 def sign_in(email: str) -> str:
     return _accounts("signInWithPassword", {"email": email, "password": PASSWORD, "returnSecureToken": True})["idToken"]
 
 
 def unsigned_token(claims: dict) -> str:
     """A token shaped like the emulator's own (``alg: none``) carrying arbitrary claims."""
+    return unsigned_token_of_payload(json.dumps(claims).encode())
 
-    def part(data: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+def unsigned_token_of_payload(payload: bytes) -> str:
+    """An ``alg: none`` token whose payload is these bytes, JSON object or not."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    return f"{part(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{part(payload)}."
 
 
 def decode_claims(token: str) -> dict:

@@ -1,8 +1,10 @@
-"""Helpers shared across the tests: key owners, issued keys and clients sending them, moments, and ports."""
+"""Helpers shared across the tests: key owners, issued keys and the clients sending them, moments, ports, URLs."""
 
 import datetime
 import socket
+from urllib.parse import quote
 
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -48,3 +50,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    """The URL of the test database this process uses, for another process to share."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    return f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

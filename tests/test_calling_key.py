@@ -221,15 +221,17 @@ def test_too_many_failures_from_one_address_get_429_with_retry_after(strict_rate
     assert [bad.get(URL).status_code for _ in range(3)] == [401, 401, 401]
     response = bad.get(URL)
     assert response.status_code == 429
-    assert response["Retry-After"] == "50"  # the minute's window ends at 12:01:00
-    assert response.json() == {"detail": "Too many failed API key attempts from this address. Try again in 50 seconds."}
+    assert response["Retry-After"] == "61"  # the failures of 12:00:10 leave the last minute at 12:01:11
+    assert response.json() == {"detail": "Too many failed API key attempts from this address. Try again in 61 seconds."}
     # While blocked, a valid key from that address is refused too: a guess that hits learns nothing.
     good_same_address = key_client(issued.plaintext, REMOTE_ADDR="203.0.113.7")
     assert good_same_address.get(URL).status_code == 429
     # Other addresses are not affected.
     assert key_client(issued.plaintext, REMOTE_ADDR="203.0.113.8").get(URL).status_code == 200
-    # The next window starts afresh.
+    # A new clock minute is no fresh allowance; a minute after the failures is.
     time_machine.move_to(datetime.datetime(2027, 3, 1, 12, 1, 0, tzinfo=datetime.UTC), tick=False)
+    assert good_same_address.get(URL).status_code == 429
+    time_machine.move_to(datetime.datetime(2027, 3, 1, 12, 1, 11, tzinfo=datetime.UTC), tick=False)
     assert good_same_address.get(URL).status_code == 200
 
 

@@ -38,3 +38,10 @@ def test_an_unreachable_emulator_is_reported():
     result = run("a@example.com", "pw", FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9")
     assert result.returncode == 1
     assert "did not answer" in result.stderr
+
+
+def test_an_account_it_creates_has_a_verified_address_so_createapikey_accepts_it():
+    email = f"script-{uuid.uuid4().hex[:8]}@example.com"
+    token = run(email, "correct-horse-battery").stdout.strip()
+    uid = firebase_emulator.decode_claims(token)["user_id"]
+    assert firebase_emulator.lookup(uid)["emailVerified"] is True

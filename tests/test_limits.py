@@ -1,10 +1,10 @@
 """Limits: active keys per user, key creation per user, and the throttle counters behind them."""
 
 import datetime
+import random
 import threading
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
@@ -12,7 +12,7 @@ from apikeys import lifecycle, limits
 from apikeys.models import ApiKey
 
 from . import firebase_emulator
-from .helpers import make_owner
+from .helpers import issue, key_client, make_owner
 
 pytestmark = pytest.mark.django_db
 
@@ -86,32 +86,80 @@ def test_key_creation_is_throttled_per_user_with_retry_after(user_client, client
     assert [create(user_client).status_code for _ in range(2)] == [200, 200]
     response = create(user_client)
     assert response.status_code == 429
-    assert response["Retry-After"] == "1800"
-    assert response.json() == {"detail": "Too many keys created or rotated recently. Try again in 30 minutes."}
+    # The two keys leave the hour at 11:30; counted in one-minute slots, the wait ends at 11:31.
+    assert response["Retry-After"] == "3660"
+    assert response.json() == {"detail": "Too many keys created or rotated recently. Try again in 61 minutes."}
     assert ApiKey.objects.count() == 2
     # Someone else may still create.
     assert create(client_for(firebase_emulator.sign_up())).status_code == 200
-    # The next hour starts afresh.
+    # A new clock hour is no fresh allowance: the limit holds in any hour.
     time_machine.move_to(datetime.datetime(2027, 2, 1, 11, 0, tzinfo=datetime.UTC), tick=False)
+    assert create(user_client).status_code == 429
+    time_machine.move_to(datetime.datetime(2027, 2, 1, 11, 30, 59, tzinfo=datetime.UTC), tick=False)
+    assert create(user_client).status_code == 429
+    time_machine.move_to(datetime.datetime(2027, 2, 1, 11, 31, tzinfo=datetime.UTC), tick=False)
     assert create(user_client).status_code == 200
 
 
-def test_invalid_requests_do_not_use_up_the_creation_allowance(user_client, throttle_window, settings):
+def test_an_hour_limit_holds_across_the_clock_hour(user_client, settings, time_machine):
+    """20 an hour: 20 at 10:59:59, then none at 11:00:01, where a fixed window started afresh."""
+    settings.OMIKEYS_KEY_CREATION_RATE = (20, 3600)
+    settings.OMIKEYS_MAX_ACTIVE_KEYS = 100
+    time_machine.move_to(datetime.datetime(2027, 2, 1, 10, 59, 59, tzinfo=datetime.UTC), tick=False)
+    assert {create(user_client).status_code for _ in range(20)} == {200}
+    time_machine.move_to(datetime.datetime(2027, 2, 1, 11, 0, 1, tzinfo=datetime.UTC), tick=False)
+    response = create(user_client)
+    assert response.status_code == 429
+    assert response["Retry-After"] == "3599"  # 10:59:59's one-minute slot leaves the hour at 12:00:00
+
+
+def test_invalid_requests_do_not_use_up_the_creation_allowance(user_client, settings):
     settings.OMIKEYS_KEY_CREATION_RATE = (1, 3600)
     assert user_client.post("/v1/dev/keys", {"name": ""}, format="json").status_code == 422
     assert create(user_client).status_code == 200
 
 
-def test_a_throttle_window_counts_and_resets():
+def test_a_throttle_counts_events_in_the_last_period_and_says_when_to_retry():
     throttle = limits.Throttle("unit", limit=2, period=60)
-    start = 1_800_000_000.0  # a window boundary (divisible by 60)
+    start = 1_800_000_000.0  # on a slot boundary (slots are 1 s for a minute)
     assert throttle.retry_after("a", now=start) is None
     assert throttle.hit("a", now=start) is None
     assert throttle.hit("a", now=start + 10) is None
-    assert throttle.retry_after("a", now=start + 10) == 50
-    assert throttle.hit("a", now=start + 59.5) == 1
+    assert throttle.retry_after("a", now=start + 10) == 51  # the first event's slot leaves at start + 61
+    assert throttle.hit("a", now=start + 59.5) == 2
     assert throttle.retry_after("b", now=start + 10) is None
-    assert throttle.retry_after("a", now=start + 60) is None
+    assert throttle.retry_after("a", now=start + 60.5) == 1
+    assert throttle.hit("a", now=start + 61) is None  # the first event is out; the one at +10 is not
+    assert throttle.retry_after("a", now=start + 61) == 10
+    assert throttle.hit("a", now=start + 65) == 6
+
+
+def test_refused_events_are_not_counted():
+    """A client that keeps trying while refused is let in as soon as the period allows."""
+    throttle = limits.Throttle("refused", limit=1, period=60)
+    start = 1_800_000_000.0
+    assert throttle.hit("a", now=start) is None
+    for second in range(1, 61):
+        assert throttle.hit("a", now=start + second) == 61 - second
+    assert throttle.hit("a", now=start + 61) is None
+
+
+def test_the_limit_holds_in_every_window_of_the_period():
+    """Random bursts over ten periods: no stretch of ``period`` seconds ever holds more than ``limit`` events,
+    and an event is refused only when the last period (plus at most one slot) already holds ``limit``."""
+    rng = random.Random(20270201)
+    throttle = limits.Throttle("sliding", limit=5, period=60)
+    width = 60 / limits.SLOTS
+    moments = sorted(1_800_000_000 + rng.uniform(0, 600) for _ in range(300))
+    allowed = []
+    for moment in moments:
+        if throttle.hit("a", now=moment) is None:
+            allowed.append(moment)
+        else:
+            assert sum(1 for t in allowed if t > moment - 60 - width) >= 5, moment
+    for i, moment in enumerate(allowed):
+        assert sum(1 for t in allowed[i:] if t < moment + 60) <= 5, moment
+    assert len(allowed) >= 40  # 5 a minute for 10 minutes, less the one-slot margin
 
 
 @pytest.mark.parametrize(
@@ -123,14 +171,18 @@ def test_waits_are_worded_for_people(seconds, text):
 
 
 def test_concurrent_hits_from_threads_are_all_counted():
-    throttle = limits.Throttle("threads", limit=1000, period=3600)
+    throttle = limits.Throttle("threads", limit=400, period=3600)
     now = 1_800_000_000.0
-    threads = [threading.Thread(target=lambda: [throttle.hit("x", now=now) for _ in range(50)]) for _ in range(8)]
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.extend(throttle.hit("x", now=now) for _ in range(50))) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert cache.get(f"omikeys:throttle:threads:{int(now)}:x") == 400
+    assert results == [None] * 400
+    assert throttle.hit("x", now=now) is not None  # the 401st
 
 
 def test_the_limit_message_speaks_of_one_key_when_the_limit_is_one(user_client, settings):
@@ -155,8 +207,6 @@ def test_addresses_are_throttled_per_ipv4_address_or_ipv6_64(address, subject):
 
 def test_an_unreachable_cache_lets_requests_through_and_is_logged(settings, caplog):
     """A throttle must not take the service down with it: Redis gone means no throttling, not 500s."""
-    from .helpers import issue, key_client
-
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
     }
@@ -164,3 +214,49 @@ def test_an_unreachable_cache_lets_requests_through_and_is_logged(settings, capl
     assert key_client(issued.plaintext).get("/v1/dev/key").status_code == 200
     assert key_client("omi_dev_" + "7" * 32).get("/v1/dev/key").status_code == 401
     assert "the cache is unavailable" in caplog.text
+
+
+# --- failed verifications: the example of a fixed window's edge ---------------------------
+
+
+def test_sixty_failures_across_a_minute_edge_do_not_pass_a_limit_of_thirty(settings, time_machine):
+    """From hh:mm:59, 60 failed verifications in 1.2 s: a fixed window let all 60 through as 401s."""
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (30, 60)
+    start = datetime.datetime(2027, 3, 1, 12, 0, 59, tzinfo=datetime.UTC)
+    bad = key_client("omi_dev_" + "4" * 32, REMOTE_ADDR="203.0.113.9")
+    statuses, waits = [], []
+    for n in range(60):
+        time_machine.move_to(start + datetime.timedelta(seconds=n * 0.02), tick=False)
+        response = bad.get("/v1/dev/key")
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            waits.append(int(response["Retry-After"]))
+    assert statuses == [401] * 30 + [429] * 30
+    # The failures of 12:00:59 leave the minute at 12:02:00 (one-second slots): from 12:01:00.18, 60 s.
+    assert waits[0] == 61 and waits[-1] == 60
+    time_machine.move_to(datetime.datetime(2027, 3, 1, 12, 1, 59, tzinfo=datetime.UTC), tick=False)
+    assert bad.get("/v1/dev/key").status_code == 429
+    time_machine.move_to(datetime.datetime(2027, 3, 1, 12, 2, 0, tzinfo=datetime.UTC), tick=False)
+    assert bad.get("/v1/dev/key").status_code == 401  # checked and refused again, not throttled
+
+
+@pytest.fixture
+def issued_key():
+    return issue(make_owner("throttled-owner"))
+
+
+def test_retry_after_is_when_the_client_is_let_in(settings, time_machine, issued_key):
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (3, 60)
+    start = datetime.datetime(2027, 3, 1, 12, 0, 10, 500000, tzinfo=datetime.UTC)
+    time_machine.move_to(start, tick=False)
+    address = {"REMOTE_ADDR": "203.0.113.10"}
+    bad = key_client("omi_dev_" + "5" * 32, **address)
+    assert [bad.get("/v1/dev/key").status_code for _ in range(3)] == [401, 401, 401]
+    response = key_client(issued_key.plaintext, **address).get("/v1/dev/key")
+    assert response.status_code == 429
+    wait = int(response["Retry-After"])
+    assert wait == 61  # the 12:00:10 slot leaves the minute at 12:01:11
+    time_machine.move_to(start + datetime.timedelta(seconds=wait - 1), tick=False)
+    assert key_client(issued_key.plaintext, **address).get("/v1/dev/key").status_code == 429
+    time_machine.move_to(start + datetime.timedelta(seconds=wait), tick=False)
+    assert key_client(issued_key.plaintext, **address).get("/v1/dev/key").status_code == 200

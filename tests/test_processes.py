@@ -8,29 +8,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import requests
-from django.db import connection
 from django.utils import timezone
 
 from apikeys import lifecycle
 from apikeys.models import ApiKey
 
-from .helpers import free_port, issue, key_client, make_owner
+from .helpers import database_url, free_port, issue, key_client, make_owner
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("contract_scopes")]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def database_url() -> str:
-    """The URL of the test database this process uses, for another process to share."""
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 def wait_for(check, what: str, timeout: float = 30):
@@ -57,7 +46,7 @@ def start_server(tmp_path):
             "DATABASE_URL": database_url(),
             "DJANGO_ENV_FILE": "",
             "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": "second-process-test-key",
+            "DJANGO_SECRET_KEY": "second-process-test-key-q8Wm3Zt6Yp1Rv4Xs7Bn2Kc5Hj9Lf0Dg",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
             "DJANGO_LOG_LEVEL": "WARNING",
             **extra_env,

@@ -171,7 +171,7 @@ def test_rotation_is_audited_with_the_grace_period(user_client, key):
     assert event.details["previous_key_expires_at"] is not None
 
 
-def test_rotations_count_towards_the_creation_throttle(user_client, throttle_window, key, settings):
+def test_rotations_count_towards_the_creation_throttle(user_client, key, settings):
     settings.OMIKEYS_KEY_CREATION_RATE = (3, 3600)
     statuses = [user_client.post(rotate_url(key["id"])).status_code for _ in range(3)]
     # The key's creation counted once already.

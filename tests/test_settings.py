@@ -28,7 +28,9 @@ def run_settings(env: dict, code: str = PRINT_SETTINGS) -> subprocess.CompletedP
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True)
 
 
-REQUIRED = {"DJANGO_SECRET_KEY": "s3cret", "FIREBASE_PROJECT_ID": "demo-x"}
+# A key as strong as production needs (tests.test_deploy_checks covers the weak ones).
+STRONG_KEY = "settings-test-key-3kq9VZp1rT8wXc2Lm5Nb7Hd4Gf6Js0Ae-Yu"
+REQUIRED = {"DJANGO_SECRET_KEY": STRONG_KEY, "FIREBASE_PROJECT_ID": "demo-x"}
 
 
 def test_defaults_are_production_safe_and_use_sqlite():
@@ -56,7 +58,7 @@ def test_postgres_and_hosts_come_from_the_environment():
     ("env", "message"),
     [
         ({"FIREBASE_PROJECT_ID": "demo-x"}, "DJANGO_SECRET_KEY is required"),
-        ({"DJANGO_SECRET_KEY": "s3cret"}, "FIREBASE_PROJECT_ID is required"),
+        ({"DJANGO_SECRET_KEY": STRONG_KEY}, "FIREBASE_PROJECT_ID is required"),
         ({**REQUIRED, "DJANGO_DEBUG": "ture"}, "DJANGO_DEBUG must be one of"),
         ({**REQUIRED, "DJANGO_LOG_LEVEL": "LOUD"}, "DJANGO_LOG_LEVEL must be"),
         ({**REQUIRED, "OMIKEYS_MAX_ACTIVE_KEYS": "fifty"}, "OMIKEYS_MAX_ACTIVE_KEYS must be a whole number"),
@@ -88,7 +90,7 @@ def test_bad_configuration_fails_at_start_with_a_clear_message(env, message):
 def test_settings_can_come_from_an_env_file(tmp_path):
     env_file = tmp_path / "omikeys.env"
     env_file.write_text(
-        "DJANGO_SECRET_KEY=from-file\nFIREBASE_PROJECT_ID=demo-file\nDJANGO_ALLOWED_HOSTS=file.example\n"
+        f"DJANGO_SECRET_KEY=from-file-{STRONG_KEY}\nFIREBASE_PROJECT_ID=demo-file\nDJANGO_ALLOWED_HOSTS=file.example\n"
     )
     result = run_settings({"DJANGO_ENV_FILE": str(env_file), "DJANGO_ALLOWED_HOSTS": "env.example"})
     assert result.returncode == 0, result.stderr

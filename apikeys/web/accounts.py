@@ -35,6 +35,7 @@ CHECKED_AT_KEY = "web:checked-at"
 REFUSALS = {
     "invalid": "Your sign-in could not be verified. Please sign in again.",
     "expired": "Your sign-in expired before it reached us. Please sign in again.",
+    "early": "Your sign-in could not be verified: this device's clock seems to be ahead. Check it and sign in again.",
     "revoked": "Your sign-in was revoked. Please sign in again.",
     "disabled": "This account has been disabled. Contact support if you think this is a mistake.",
     "deleted": "This account no longer exists.",

@@ -11,6 +11,7 @@ from firebase_admin import auth
 from apikeys import crypto, firebase, lifecycle
 from apikeys.models import ApiKey, KeyEvent, Scope, User
 
+from .. import firebase_emulator
 from .running import DEFAULT_SCOPES, assert_made_by_command, run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.owner("local-uid-1", "owner@example.com")]
@@ -35,9 +36,7 @@ def test_createapikey_prints_only_the_key_on_stdout_and_a_summary_on_stderr(owne
     assert str(api_key.pk) in caplog.text  # the lifecycle's log line was captured, without the secret
 
 
-def test_createapikey_finds_a_local_user_by_email_case_insensitively_without_asking_firebase(owner, monkeypatch):
-    # The owner exists only locally: a Firebase lookup would fail, so success proves it was not made.
-    monkeypatch.setattr(firebase, "get_user_by_email", lambda email: pytest.fail("Firebase was asked"))
+def test_createapikey_finds_the_owner_by_email_case_insensitively(owner):
     stdout, _ = run("createapikey", "--email", "OWNER@Example.com", "--name", "n")
     assert lifecycle.verify_key(stdout.strip()).api_key.owner == owner
     assert User.objects.count() == 1
@@ -92,12 +91,16 @@ def test_createapikey_refuses_an_empty_owner(args):
         run("createapikey", *args, "--name", "n")
 
 
-def test_createapikey_asks_for_a_uid_when_several_users_share_the_email():
-    User.objects.for_firebase("uid-a", "shared@example.com")
-    User.objects.for_firebase("uid-b", "SHARED@example.com")
-    with pytest.raises(CommandError, match=r"Several users .*uid-a, uid-b.*--uid"):
-        run("createapikey", "--email", "shared@example.com", "--name", "n")
-    assert not ApiKey.objects.exists()
+def test_createapikey_gives_the_key_to_the_account_firebase_says_holds_a_shared_address(emulator_user):
+    """Local copies can disagree (stale addresses); Firebase decides, and the stale copies are brought up to date."""
+    firebase_emulator.update_account(emulator_user.uid, emailVerified=True)
+    elsewhere = firebase_emulator.sign_up()
+    stale = User.objects.for_firebase(elsewhere.uid, emulator_user.email.upper())
+    stdout, stderr = run("createapikey", "--email", emulator_user.email, "--name", "n")
+    assert lifecycle.verify_key(stdout.strip()).api_key.owner.firebase_uid == emulator_user.uid
+    stale.refresh_from_db()
+    assert stale.email == elsewhere.email
+    assert f"uid {elsewhere.uid} showed this address" in stderr and "local copy was updated" in stderr
 
 
 def test_createapikey_refuses_an_inactive_local_user(owner):
@@ -117,12 +120,14 @@ def test_createapikey_creates_the_local_user_for_an_owner_known_only_to_firebase
 
 
 def test_createapikey_creates_the_local_user_for_an_owner_known_only_to_firebase_by_email(emulator_user):
+    firebase_emulator.update_account(emulator_user.uid, emailVerified=True)
     stdout, _ = run("createapikey", "--email", emulator_user.email.upper(), "--name", "n")
     created = User.objects.get(firebase_uid=emulator_user.uid)
     assert lifecycle.verify_key(stdout.strip()).api_key.owner == created
 
 
 def test_createapikey_ignores_a_staff_account_that_only_shares_the_email(emulator_user):
+    firebase_emulator.update_account(emulator_user.uid, emailVerified=True)
     staff = User.objects.create_user(username="staff", email=emulator_user.email, is_staff=True)
     stdout, _ = run("createapikey", "--email", emulator_user.email, "--name", "n")
     api_key = lifecycle.verify_key(stdout.strip()).api_key
@@ -131,6 +136,7 @@ def test_createapikey_ignores_a_staff_account_that_only_shares_the_email(emulato
 
 
 def test_createapikey_updates_a_stale_local_email_found_through_firebase(emulator_user):
+    firebase_emulator.update_account(emulator_user.uid, emailVerified=True)
     local = User.objects.for_firebase(emulator_user.uid, "old-address@example.com")
     stdout, _ = run("createapikey", "--email", emulator_user.email, "--name", "n")
     assert lifecycle.verify_key(stdout.strip()).api_key.owner == local
@@ -142,8 +148,8 @@ def test_createapikey_updates_a_stale_local_email_found_through_firebase(emulato
     ("option", "value"),
     [("--uid", "no-such-uid"), ("--email", "no-such-user@example.com"), ("--email", "not-an-email")],
 )
-def test_createapikey_reports_an_owner_unknown_locally_and_to_firebase(option, value):
-    with pytest.raises(CommandError, match=f"No local user has {option[2:]} '{value}', and Firebase has no user"):
+def test_createapikey_reports_an_owner_unknown_to_firebase(option, value):
+    with pytest.raises(CommandError, match=f"Firebase has no user with {option[2:]} '{value}'.* No key was issued"):
         run("createapikey", option, value, "--name", "n")
     assert not User.objects.exists()
     assert not ApiKey.objects.exists()
@@ -164,7 +170,7 @@ def test_createapikey_leaves_no_new_user_behind_when_the_name_is_refused(emulato
 
 
 def test_createapikey_says_when_firebase_cannot_be_reached(firebase_unreachable):
-    with pytest.raises(CommandError, match="Firebase could not be asked: Firebase Auth is unavailable"):
+    with pytest.raises(CommandError, match="Firebase could not be asked who holds uid 'someone'.*unavailable"):
         run("createapikey", "--uid", "someone", "--name", "n")
     assert not User.objects.exists()
     assert not ApiKey.objects.exists()
@@ -241,3 +247,75 @@ def test_createapikey_refuses_an_owner_with_the_most_keys_allowed(owner, setting
         "no key was issued. Revoke one with revokeapikey first."
     )
     assert ApiKey.objects.count() == 2
+
+
+# Firebase is asked every time: the local copy of a user is never trusted to issue a key.
+
+
+@pytest.mark.parametrize("by", ["--uid", "--email"])
+def test_createapikey_refuses_an_owner_disabled_in_firebase_since_omikeys_last_saw_them(owner, by):
+    run("createapikey", "--uid", owner.firebase_uid, "--name", "before")  # seen and given a key
+    firebase_emulator.update_account(owner.firebase_uid, disableUser=True)
+    selector = owner.firebase_uid if by == "--uid" else owner.email
+    with pytest.raises(CommandError, match=r"The Firebase account local-uid-1 \(owner@example.com\) is disabled"):
+        run("createapikey", by, selector, "--name", "after")
+    assert list(ApiKey.objects.values_list("name", flat=True)) == ["before"]
+
+
+def test_createapikey_follows_an_address_to_the_account_that_holds_it_now(emulator_user):
+    """A changed address, then B signed up with A's old one: --email <old address> is B's key, never A's."""
+    address = emulator_user.email
+    firebase_emulator.update_account(emulator_user.uid, emailVerified=True)
+    first, _ = run("createapikey", "--email", address, "--name", "A's key")
+    alice = lifecycle.verify_key(first.strip()).api_key.owner
+    assert alice.firebase_uid == emulator_user.uid
+
+    moved_to = f"moved-{address}"
+    firebase_emulator.update_account(emulator_user.uid, email=moved_to, emailVerified=True)
+    bob = firebase_emulator.sign_up(address)
+    firebase_emulator.update_account(bob.uid, emailVerified=True)
+
+    second, stderr = run("createapikey", "--email", address, "--name", "B's key")
+    owner = lifecycle.verify_key(second.strip()).api_key.owner
+    assert owner.firebase_uid == bob.uid
+    assert owner.email == address
+    alice.refresh_from_db()
+    assert alice.email == moved_to
+    assert ApiKey.objects.filter(owner=alice).count() == 1
+    assert f"it is now {moved_to}" in stderr
+
+
+def test_createapikey_refuses_an_address_firebase_has_not_verified(emulator_user):
+    with pytest.raises(CommandError) as error:
+        run("createapikey", "--email", emulator_user.email, "--name", "n")
+    message = str(error.value)
+    assert f"Firebase has not verified the address {emulator_user.email!r}" in message
+    assert emulator_user.uid in message and "--allow-unverified-email" in message
+    assert not ApiKey.objects.exists()
+    assert not User.objects.exists()
+
+
+def test_createapikey_issues_to_an_unverified_address_when_the_operator_allows_it(emulator_user):
+    stdout, _ = run("createapikey", "--email", emulator_user.email, "--name", "n", "--allow-unverified-email")
+    assert lifecycle.verify_key(stdout.strip()).api_key.owner.firebase_uid == emulator_user.uid
+
+
+def test_createapikey_by_uid_does_not_need_a_verified_address(emulator_user):
+    stdout, _ = run("createapikey", "--uid", emulator_user.uid, "--name", "n")
+    assert lifecycle.verify_key(stdout.strip()).api_key.owner.firebase_uid == emulator_user.uid
+
+
+def test_createapikey_refuses_an_account_deleted_in_firebase_and_says_the_local_copy_is_stale(owner):
+    auth.delete_user(owner.firebase_uid, app=firebase.get_app())
+    for by, selector in (("--uid", owner.firebase_uid), ("--email", owner.email)):
+        with pytest.raises(CommandError) as error:
+            run("createapikey", by, selector, "--name", "n")
+        assert "Firebase has no user" in str(error.value)
+        assert "The local copy (owner@example.com (uid local-uid-1)) is out of date" in str(error.value)
+    assert not ApiKey.objects.exists()
+
+
+def test_createapikey_never_falls_back_to_the_local_copy_when_firebase_cannot_be_asked(owner, firebase_unreachable):
+    with pytest.raises(CommandError, match="Firebase could not be asked who holds email 'owner@example.com'"):
+        run("createapikey", "--email", owner.email, "--name", "n")
+    assert not ApiKey.objects.exists()

@@ -7,6 +7,7 @@ import pytest
 
 from apikeys import crypto
 
+from .. import firebase_emulator
 from .running import manage
 
 pytestmark = pytest.mark.django_db
@@ -101,6 +102,7 @@ def scratch_database(tmp_path_factory):
 
 
 def test_a_real_run_prints_a_key_a_shell_can_capture(scratch_database, emulator_user):
+    firebase_emulator.update_account(emulator_user.uid, emailVerified=True)
     created = manage("createapikey", "--email", emulator_user.email, "--name", "shell", DATABASE_URL=scratch_database)
     assert created.returncode == 0, created.stderr
     plaintext = created.stdout.removesuffix("\n")
@@ -124,7 +126,7 @@ def test_a_real_run_exits_1_with_a_clear_message_when_firebase_is_unreachable(sc
     )  # fmt: skip
     assert result.returncode == 1
     assert result.stdout == ""
-    assert "CommandError: No local user has uid 'someone', and Firebase could not be asked" in result.stderr
+    assert "CommandError: Firebase could not be asked who holds uid 'someone'" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -136,6 +138,7 @@ def test_a_real_rotation_prints_a_key_a_shell_can_capture_and_fails_with_1_when_
         return json.loads(result.stdout)
 
     email = emulator_user.email
+    firebase_emulator.update_account(emulator_user.uid, emailVerified=True)
     created = manage("createapikey", "--email", email, "--name", "rotating", DATABASE_URL=scratch_database)
     assert created.returncode == 0, created.stderr
     [api_key] = listed()
@@ -175,3 +178,25 @@ def test_a_real_createapikey_with_a_refused_expiry_exits_1(tmp_path):
     assert result.stdout == ""
     assert "CommandError: Invalid --expires-in-days: The expiry must be at most 365 days from now." in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_real_createapikey_for_an_account_disabled_in_firebase_exits_1_with_the_reason(scratch_database):
+    person = firebase_emulator.sign_up()
+    firebase_emulator.update_account(person.uid, disableUser=True)
+    result = manage("createapikey", "--uid", person.uid, "--name", "n", DATABASE_URL=scratch_database)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert f"The Firebase account {person.uid} ({person.email}) is disabled; no key was issued." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_real_createapikey_for_an_unverified_address_exits_1_and_names_the_flag(scratch_database):
+    person = firebase_emulator.sign_up()
+    result = manage("createapikey", "--email", person.email, "--name", "n", DATABASE_URL=scratch_database)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "--allow-unverified-email" in result.stderr
+    allowed = manage(
+        "createapikey", "--email", person.email, "--name", "n", "--allow-unverified-email",
+        DATABASE_URL=scratch_database,
+    )  # fmt: skip
+    assert allowed.returncode == 0, allowed.stderr
+    assert crypto.is_well_formed(allowed.stdout.strip())

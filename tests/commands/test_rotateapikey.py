@@ -8,10 +8,12 @@ import uuid
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from firebase_admin import auth
 
-from apikeys import crypto, lifecycle
+from apikeys import crypto, firebase, lifecycle
 from apikeys.models import ApiKey, KeyEvent
 
+from .. import firebase_emulator
 from ..helpers import expire
 from .running import assert_made_by_command, run
 
@@ -101,3 +103,40 @@ def test_rotateapikey_names_an_unknown_or_malformed_id(django_assert_num_queries
         run("rotateapikey", str(unknown))
     with django_assert_num_queries(0), pytest.raises(CommandError, match="'nope' is not a key id"):
         run("rotateapikey", "nope")
+
+
+# A new secret is a new credential: Firebase is asked about the owner first, as createapikey does.
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda uid: firebase_emulator.update_account(uid, disableUser=True), "is disabled; no new secret was issued"),
+        (lambda uid: auth.delete_user(uid, app=firebase.get_app()), "no longer has a Firebase account"),
+    ],
+    ids=["disabled", "deleted"],
+)
+def test_rotateapikey_refuses_the_key_of_an_account_firebase_no_longer_allows(owner, change, reason):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    change(owner.firebase_uid)
+    with pytest.raises(CommandError) as error:
+        run("rotateapikey", str(issued.api_key.pk))
+    assert reason in str(error.value) and "revokeapikey" in str(error.value)
+    assert ApiKey.objects.get(pk=issued.api_key.pk).key_hash == issued.api_key.key_hash
+    assert not KeyEvent.objects.filter(action="rotated").exists()
+
+
+def test_rotateapikey_changes_nothing_when_firebase_cannot_be_asked(owner, firebase_unreachable):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    with pytest.raises(CommandError, match="Firebase could not be asked whether the account of owner@example.com"):
+        run("rotateapikey", str(issued.api_key.pk))
+    assert ApiKey.objects.get(pk=issued.api_key.pk).key_hash == issued.api_key.key_hash
+
+
+def test_rotateapikey_shows_the_address_firebase_has_now(owner):
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    firebase_emulator.update_account(owner.firebase_uid, email="renamed-owner@example.com")
+    _, stderr = run("rotateapikey", str(issued.api_key.pk))
+    assert "renamed-owner@example.com (uid local-uid-1)" in stderr
+    owner.refresh_from_db()
+    assert owner.email == "renamed-owner@example.com"

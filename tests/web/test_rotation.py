@@ -103,7 +103,7 @@ def test_a_rotate_form_without_its_prefix_rotates_nothing(person):
     assert ApiKey.objects.get(pk=issued.api_key.pk).rotated_at is None
 
 
-def test_sending_the_rotate_form_again_rotates_once(person, throttle_window, settings):
+def test_sending_the_rotate_form_again_rotates_once(person, settings):
     settings.OMIKEYS_KEY_CREATION_RATE = (1, 3600)  # a repeat must not count against the rate either
     issued = lifecycle.issue_key(owner=person.user, name="n")
     prefix = rotate_form_prefix(person, issued.api_key.pk)

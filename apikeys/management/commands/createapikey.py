@@ -12,7 +12,7 @@ from apikeys import firebase, lifecycle
 from apikeys.audit import Actor
 from apikeys.models import Scope, User
 
-from ..operator import describe_user, utc, write_summary
+from ..operator import describe_user, utc, write_note, write_summary
 
 # The option that gave each field the core may refuse.
 OPTIONS = {"name": "--name", "expires_at": "--expires-in-days", "scopes": "--scope"}
@@ -22,8 +22,10 @@ class Command(BaseCommand):
     """``createapikey --uid UID | --email EMAIL --name NAME [--scope CODE ...] [--expires-in-days N]``."""
 
     help = (
-        "Issue an Omi Developer API key for a user named by Firebase uid or email. The user is "
-        "looked up in the local database first, then in Firebase (and then created locally). "
+        "Issue an Omi Developer API key for a user named by Firebase uid or email. Firebase is "
+        "asked every time who holds the uid or address and whether the account is enabled; the "
+        "local copy of the user is created or brought up to date from its answer. An address "
+        "Firebase has not verified is refused unless --allow-unverified-email is given. "
         "stdout gets only the new key, so KEY=$(manage.py createapikey ...) captures it; a "
         "summary goes to stderr. The key is shown this once and can never be shown again."
     )
@@ -31,7 +33,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         owner = parser.add_mutually_exclusive_group(required=True)
         owner.add_argument("--uid", metavar="UID", help="Firebase uid of the key's owner.")
-        owner.add_argument("--email", metavar="EMAIL", help="Email address of the key's owner (case-insensitive).")
+        owner.add_argument(
+            "--email",
+            metavar="EMAIL",
+            help="Email address of the key's owner (case-insensitive): the Firebase account that holds it now.",
+        )
+        parser.add_argument(
+            "--allow-unverified-email",
+            action="store_true",
+            help=(
+                "With --email: issue the key even if Firebase has not verified that the account's holder "
+                "receives mail at the address (anyone can sign up with an address they do not own)."
+            ),
+        )
         parser.add_argument(
             "--name",
             required=True,
@@ -55,7 +69,7 @@ class Command(BaseCommand):
             ),
         )
 
-    def handle(self, *args, uid, email, name, scope_codes, expires_in_days, **options):
+    def handle(self, *args, uid, email, name, scope_codes, expires_in_days, allow_unverified_email, **options):
         expires_at = expiry_in(expires_in_days)
         scopes = None if scope_codes is None else resolve_scopes(scope_codes)
         if uid is not None:
@@ -68,14 +82,19 @@ class Command(BaseCommand):
                 raise CommandError("--email must not be empty.")
             described = f"email {email!r}"
 
-        owner = find_local_owner(uid=uid, email=email)
         # Firebase is asked outside the transaction so no database lock waits on the network.
-        account = None if owner else find_firebase_account(uid=uid, email=email, described=described)
+        account = find_firebase_account(uid=uid, email=email, described=described)
+        # A disabled account is refused by the core below, with that reason first.
+        if email is not None and not (account.email_verified or account.disabled or allow_unverified_email):
+            raise CommandError(
+                f"Firebase has not verified the address {account.email!r} of the account {account.uid}: "
+                "anyone can sign up with an address they do not own, so no key was issued. Give the key "
+                "by --uid if you know the account, or pass --allow-unverified-email if you are sure."
+            )
         try:
             # One transaction, so a refusal does not leave a newly created user behind.
             with transaction.atomic():
-                if account is not None:
-                    owner = User.objects.for_firebase(account.uid, account.email)
+                owner = User.objects.for_firebase(account.uid, account.email)
                 issued = lifecycle.issue_key(
                     owner=owner,
                     name=name,
@@ -99,6 +118,8 @@ class Command(BaseCommand):
 
         api_key = issued.api_key
         self.stdout.write(issued.plaintext)
+        for note in refresh_stale_copies(account):
+            write_note(self.stderr, note)
         scope_codes = ", ".join(api_key.scopes.order_by("code").values_list("code", flat=True)) or "(none)"
         write_summary(
             self.stderr,
@@ -146,27 +167,83 @@ def not_eligible_message(exc: lifecycle.OwnerNotEligible, account: firebase.Fire
     return f"The user {describe_user(exc.owner)} cannot hold API keys ({exc}); no key was issued."
 
 
-def find_local_owner(*, uid: str | None, email: str | None) -> User | None:
-    """The local Firebase user with this uid or email (case-insensitive), or None; several by email stop the command."""
-    if uid is not None:
-        return User.objects.filter(firebase_uid=uid).first()
-    # Keys belong to Firebase users; a staff-only account sharing the address is not a candidate.
-    matches = list(User.objects.filter(firebase_uid__isnull=False, email__iexact=email).order_by("firebase_uid"))
-    if len(matches) > 1:
-        uids = ", ".join(user.firebase_uid for user in matches)
-        raise CommandError(f"Several users have the email {email!r} (uids: {uids}). Choose one with --uid.")
-    return matches[0] if matches else None
-
-
 def find_firebase_account(*, uid: str | None, email: str | None, described: str) -> firebase.FirebaseUser:
-    """The Firebase account with this uid or email; not found or Firebase unreachable stop the command."""
+    """The Firebase account that holds this uid or address now; not found or Firebase unreachable stop the command.
+
+    Never the local copy: an account may have been disabled since omikeys last saw
+    it, or its address may now belong to someone else.
+    """
     try:
         account = firebase.get_user(uid) if uid is not None else firebase.get_user_by_email(email)
     except firebase.UserNotFound as exc:
-        raise CommandError(f"No local user has {described}, and {exc}") from exc
+        raise CommandError(f"{exc} No key was issued.{stale_copy_note(uid=uid, email=email)}") from exc
     except firebase.AuthUnavailable as exc:
         raise CommandError(
-            f"No local user has {described}, and Firebase could not be asked: {exc} "
-            "Check GOOGLE_APPLICATION_CREDENTIALS (or FIREBASE_AUTH_EMULATOR_HOST) and the network."
+            f"Firebase could not be asked who holds {described}, and whether the account is enabled: {exc} "
+            "No key was issued. Check GOOGLE_APPLICATION_CREDENTIALS (or FIREBASE_AUTH_EMULATOR_HOST) and the network."
         ) from exc
     return account  # a disabled account is refused by lifecycle.issue_key
+
+
+def owner_in_good_standing(owner: User, action: str) -> firebase.FirebaseUser:
+    """Ask Firebase now whether the owner of an existing key may get a new secret; CommandError if not.
+
+    ``action`` completes the refusal ("no new secret was issued"). The local copy's
+    address is brought up to date from the answer.
+    """
+    try:
+        account = firebase.get_user(owner.firebase_uid or "")
+    except firebase.UserNotFound as exc:
+        raise CommandError(
+            f"The owner {describe_user(owner)} no longer has a Firebase account; {action}. "
+            "Stop the key with revokeapikey if it must not be used."
+        ) from exc
+    except firebase.AuthUnavailable as exc:
+        raise CommandError(
+            f"Firebase could not be asked whether the account of {describe_user(owner)} is enabled: {exc} {action}."
+        ) from exc
+    if account.disabled:
+        raise CommandError(
+            f"The Firebase account {account.uid} ({account.email or 'no email'}) is disabled; {action}. "
+            "Stop the key with revokeapikey if it must not be used."
+        )
+    User.objects.for_firebase(account.uid, account.email)
+    return account
+
+
+def refresh_stale_copies(account: firebase.FirebaseUser) -> list[str]:
+    """Bring up to date the other local users still listed with ``account``'s address; a note for each.
+
+    When A changed address and B then signed up with A's old one, the local copy of A
+    still shows it. Each is asked about by uid; one Firebase cannot answer for is left.
+    """
+    if not account.email:
+        return []
+    notes = []
+    stale = User.objects.filter(firebase_uid__isnull=False, email__iexact=account.email).exclude(
+        firebase_uid=account.uid
+    )
+    for user in stale:
+        try:
+            current = firebase.get_user(user.firebase_uid)
+        except (firebase.UserNotFound, firebase.AuthUnavailable) as exc:
+            notes.append(f"Note: the local user {describe_user(user)} still shows this address ({exc}).")
+            continue
+        User.objects.for_firebase(current.uid, current.email)
+        notes.append(
+            f"Note: the local user uid {user.firebase_uid} showed this address; Firebase says "
+            f"it is now {current.email or 'no address'}, and the local copy was updated."
+        )
+    return notes
+
+
+def stale_copy_note(*, uid: str | None, email: str | None) -> str:
+    """What the local database still says about a uid or address Firebase does not know, for the operator."""
+    if uid is not None:
+        known = User.objects.filter(firebase_uid=uid)
+    else:
+        known = User.objects.filter(firebase_uid__isnull=False, email__iexact=email)
+    described = ", ".join(describe_user(user) for user in known.order_by("firebase_uid"))
+    if not described:
+        return ""
+    return f" The local copy ({described}) is out of date: the account was deleted or its address changed."

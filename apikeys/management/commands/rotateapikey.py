@@ -10,6 +10,7 @@ from apikeys.audit import Actor
 from apikeys.models import ApiKey
 
 from ..operator import describe_user, utc, write_summary
+from .createapikey import owner_in_good_standing
 from .revokeapikey import parse_key_id
 
 
@@ -20,7 +21,8 @@ class Command(BaseCommand):
         "Give an API key a new secret, whoever owns it; its id, name, scopes and expiry stay. "
         "stdout gets only the new key, so KEY=$(manage.py rotateapikey ...) captures it; the "
         "details go to stderr. The new key is shown this once and can never be shown again. "
-        "The replaced secret stops working at once, unless --grace gives clients time to switch."
+        "The replaced secret stops working at once, unless --grace gives clients time to switch. "
+        "Firebase is asked first: the key of a disabled or deleted account gets no new secret."
     )
 
     def add_arguments(self, parser):
@@ -46,6 +48,9 @@ class Command(BaseCommand):
         api_key = ApiKey.objects.select_related("owner").filter(pk=parsed).first()
         if api_key is None:
             raise CommandError(f"{parsed}: no API key has this id.")
+        # A new secret is a new credential: Firebase, not the local copy, says whether its owner may have one.
+        owner_in_good_standing(api_key.owner, "no new secret was issued")
+        api_key.owner.refresh_from_db(fields=["email"])
         old_prefix = api_key.key_prefix
         try:
             issued = lifecycle.rotate_key(api_key, grace_seconds=grace, actor=Actor.command("rotateapikey"))

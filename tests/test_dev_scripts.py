@@ -1,0 +1,266 @@
+"""The first-run scripts (scripts/dev, scripts/lib.sh): Node.js, the emulator's project, the demo account, output."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from firebase_admin import auth
+
+from apikeys import firebase
+from apikeys.models import User
+
+from . import firebase_emulator
+from .helpers import database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def lib(script: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Bash with scripts/lib.sh sourced, then ``script``."""
+    return subprocess.run(
+        ["bash", "-c", f"source scripts/lib.sh\n{script}"],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# --- Node.js ---------------------------------------------------------------------------
+
+
+def test_an_old_node_stops_with_how_to_get_node_20(tmp_path):
+    # The machine has Node.js 20; an old one is stood in for by a script answering as Node 18 does.
+    fake = tmp_path / "node"
+    fake.write_text('#!/bin/sh\ncase "$*" in *--version*) echo v18.19.0 ;; *) echo 18 ;; esac\n')
+    fake.chmod(0o755)
+    result = lib("ensure_node", {"PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    assert result.returncode == 1
+    assert "Node.js v18.19.0; 20 or newer is needed" in result.stderr
+    assert "https://deb.nodesource.com/setup_20.x" in result.stderr
+    assert "Debian 12" in result.stderr and "nvm install 20" in result.stderr
+
+
+def test_node_20_passes():
+    assert lib("ensure_node").returncode == 0
+
+
+def test_npm_ci_leaves_out_the_optional_native_build():
+    """re2 (optional, for the Hosting emulator) would be compiled for ~10 minutes; the Auth Emulator needs none."""
+    script = (ROOT / "scripts" / "lib.sh").read_text()
+    assert "npm ci --omit=optional" in script
+    lock = json.loads((ROOT / "package-lock.json").read_text())["packages"]
+    optional = {name for name, entry in lock.items() if entry.get("optional")}
+    assert "node_modules/re2" in optional
+    # Nothing the sign-in page serves or the emulator runs is optional.
+    assert not lock["node_modules/firebase"].get("optional")
+    assert not lock["node_modules/firebase-tools"].get("optional")
+
+
+# --- the Auth Emulator's project ---------------------------------------------------------
+
+
+def test_the_project_of_a_running_emulator_is_found():
+    result = lib(f"emulator_project {firebase_emulator.HOST}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == firebase_emulator.PROJECT
+
+
+def test_something_that_is_not_an_emulator_has_no_project(tmp_path):
+    result = lib("emulator_project 127.0.0.1:9")
+    assert result.returncode != 0 and result.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def foreign_emulator(tmp_path_factory):
+    """A real Auth Emulator of another project (demo-other), on free ports."""
+    ports = lib("_free_ports 3").stdout.split()
+    workdir = tmp_path_factory.mktemp("foreign-emulator")
+    config = {
+        "emulators": {
+            "auth": {"host": "127.0.0.1", "port": int(ports[0])},
+            "hub": {"host": "127.0.0.1", "port": int(ports[1])},
+            "logging": {"host": "127.0.0.1", "port": int(ports[2])},
+            "ui": {"enabled": False},
+            "singleProjectMode": True,
+        }
+    }
+    (workdir / "firebase.json").write_text(json.dumps(config))
+    log = open(workdir / "emulator.log", "w")  # noqa: SIM115 - closed with the emulator
+    process = subprocess.Popen(
+        [str(ROOT / "node_modules" / ".bin" / "firebase"), "emulators:start", "--only", "auth"]
+        + ["--project", "demo-other", "--config", str(workdir / "firebase.json")],
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    host = f"127.0.0.1:{ports[0]}"
+    ready = lib(f"for i in $(seq 1 240); do emulator_ready {host} && exit 0; sleep 0.5; done; exit 1", timeout=150)
+    assert ready.returncode == 0, (workdir / "emulator.log").read_text()
+    yield host
+    os.killpg(process.pid, 2)
+    process.wait(timeout=30)
+    log.close()
+
+
+def test_another_projects_emulator_is_told_apart(foreign_emulator):
+    assert lib(f"emulator_project {foreign_emulator}").stdout.strip() == "demo-other"
+
+
+def test_another_projects_emulator_on_the_port_is_not_reused(foreign_emulator):
+    """scripts/dev and scripts/test start their own emulator on free ports, and say why."""
+    result = lib(
+        f"AUTH_EMULATOR_HOST={foreign_emulator}\nstart_auth_emulator\n"
+        'echo "host=$FIREBASE_AUTH_EMULATOR_HOST"\necho "project=$(emulator_project "$FIREBASE_AUTH_EMULATOR_HOST")"',
+        timeout=200,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"The Auth Emulator on {foreign_emulator} serves project demo-other, not demo-omikeys" in result.stderr
+    values = dict(line.split("=", 1) for line in result.stdout.split())
+    assert values["host"] != foreign_emulator
+    assert values["project"] == "demo-omikeys"
+    # Ours stopped with the script; the other project's is untouched.
+    assert lib(f"emulator_ready {values['host']}").returncode != 0
+    assert lib(f"emulator_project {foreign_emulator}").stdout.strip() == "demo-other"
+
+
+def test_an_emulator_of_our_project_is_reused():
+    result = lib(
+        f'AUTH_EMULATOR_HOST={firebase_emulator.HOST}\nstart_auth_emulator\necho "$FIREBASE_AUTH_EMULATOR_HOST"'
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == firebase_emulator.HOST
+    assert "Using the Auth Emulator already running" in result.stderr
+
+
+# --- accounts the emulator did not save ---------------------------------------------------
+
+
+def test_a_failed_save_on_exit_is_reported(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "firebase-export-metadata.json").write_text("{}")
+    stamp = tmp_path / "started"
+    result = lib(f"touch -d '+2 seconds' {stamp}; _check_export {data} {stamp} /tmp/emulator.log")
+    assert "did not save its accounts" in result.stderr
+    assert "made again with its earlier uid" in result.stderr
+    saved = lib(f"touch -d '-2 seconds' {stamp}; _check_export {data} {stamp} /tmp/emulator.log")
+    assert saved.stderr == ""
+
+
+def demo_account(email: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "true"}
+    return subprocess.run(
+        [sys.executable, "scripts/demo_account.py", email, firebase_emulator.PASSWORD],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def address() -> str:
+    return f"demo-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_demo_account_the_emulator_lost_is_made_again_with_its_earlier_uid():
+    email = address()
+    earlier = User.objects.for_firebase(f"earlier-{uuid.uuid4().hex[:8]}", email)
+    result = demo_account(email)
+    assert result.returncode == 0, result.stderr
+    assert f"made again with its earlier uid {earlier.firebase_uid}" in result.stderr
+    account = auth.get_user_by_email(email, app=firebase.get_app())
+    assert account.uid == earlier.firebase_uid and account.email_verified
+    assert firebase_emulator.sign_in(email)  # the documented password works
+    assert User.objects.filter(email=email).count() == 1
+    again = demo_account(email)
+    assert again.returncode == 0 and again.stderr == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_demo_account_is_made_quietly_with_a_verified_address():
+    email = address()
+    result = demo_account(email)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert auth.get_user_by_email(email, app=firebase.get_app()).email_verified
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_demo_account_with_another_uid_than_the_database_knows_is_explained():
+    person = firebase_emulator.sign_up(address())
+    User.objects.for_firebase(f"stale-{uuid.uuid4().hex[:8]}", person.email)
+    result = demo_account(person.email)
+    assert result.returncode == 0
+    assert f"has uid {person.uid}, but the local database knows uid stale-" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_other_users_the_emulator_lost_are_listed():
+    lost = User.objects.for_firebase(f"lost-{uuid.uuid4().hex[:8]}", address())
+    kept = firebase_emulator.sign_up(address())
+    User.objects.for_firebase(kept.uid, kept.email)
+    result = demo_account(address())
+    assert result.returncode == 0
+    assert f"{lost.email} (uid {lost.firebase_uid})" in result.stderr
+    assert kept.email not in result.stderr
+    assert "no longer has an account on the Auth Emulator" in result.stderr
+
+
+def test_the_demo_account_script_says_when_the_emulator_does_not_answer():
+    result = subprocess.run(
+        [sys.executable, "scripts/demo_account.py", address(), "pw-123456"],
+        cwd=ROOT,
+        env={**os.environ, "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9", "DJANGO_DEBUG": "true"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "could not be asked" in result.stderr
+
+
+# --- the console --------------------------------------------------------------------------
+
+
+def test_migrations_are_summed_up_in_one_line(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'dev.sqlite3'}", "DJANGO_DEBUG": "true"}
+    first = lib("apply_migrations", env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "Applying" in first.stderr and "database migrations" in first.stderr
+    assert "Running migrations:" not in first.stdout + first.stderr
+    assert "Operations to perform" not in first.stdout + first.stderr
+    again = lib("apply_migrations", env, timeout=120)
+    assert "The database is up to date" in again.stderr
+    assert "Running migrations:" not in again.stdout + again.stderr
+
+
+def test_a_warning_is_printed_once_in_debug_mode():
+    code = (
+        "import django; django.setup(); from django.test import Client; "
+        "Client().get('/no-such-page-at-all'); Client().get('/v1/dev/keys')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_DEBUG": "true",
+            "DJANGO_ALLOWED_HOSTS": "testserver",
+            "DJANGO_SETTINGS_MODULE": "omikeys_project.settings",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("Not Found: /no-such-page-at-all") == 1, result.stderr
+    assert result.stderr.count("Unauthorized: /v1/dev/keys") == 1, result.stderr
+    assert "WARNING django.request Not Found" in result.stderr  # in the project's format

@@ -1,0 +1,149 @@
+"""Firebase ID-token claims: wrong types are refused on the API and the web, and clock skew up to the setting is not."""
+
+import time
+
+import pytest
+from django.urls import reverse
+
+from . import firebase_emulator
+
+pytestmark = pytest.mark.django_db
+
+URL = "/v1/dev/keys"
+SIGN_IN_ERROR = "Your sign-in could not be verified."
+
+
+def bearer(api, token):
+    return api.get(URL, HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def assert_refused_on_both_doors(api, client, token):
+    response = bearer(api, token)
+    assert response.status_code == 401, response.content
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"]
+    page = client.post(reverse("web:signin"), {"id_token": token})
+    assert page.status_code == 403, page.content[:300]
+    assert SIGN_IN_ERROR in page.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+MISSING = object()
+
+
+def with_claim(claims: dict, name: str, value) -> dict:
+    changed = dict(claims)
+    if value is MISSING:
+        changed.pop(name, None)
+    else:
+        changed[name] = value
+    return changed
+
+
+BAD_TIMES = [MISSING, None, "1700000000", "", True, [], {"t": 1}, float("inf"), float("nan"), 10**400, -1]
+
+
+@pytest.mark.parametrize("name", ["iat", "exp", "auth_time"])
+@pytest.mark.parametrize("value", BAD_TIMES, ids=repr)
+def test_a_time_claim_of_the_wrong_type_is_refused(api, client, emulator_user, name, value):
+    claims = firebase_emulator.decode_claims(emulator_user.id_token)
+    assert_refused_on_both_doors(api, client, firebase_emulator.unsigned_token(with_claim(claims, name, value)))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("sub", MISSING),
+        ("sub", None),
+        ("sub", 12345),
+        ("sub", ""),
+        ("sub", "x" * 129),
+        ("sub", ["uid"]),
+        ("email", None),
+        ("email", 12345),
+        ("email", ["a@example.com"]),
+        ("email", {"address": "a@example.com"}),
+        ("email_verified", "true"),
+        ("email_verified", 1),
+        ("email_verified", None),
+        ("firebase", "password"),
+        ("firebase", None),
+        ("user_id", 42),
+    ],
+    ids=repr,
+)
+def test_an_identity_claim_of_the_wrong_type_is_refused(api, client, emulator_user, name, value):
+    claims = firebase_emulator.decode_claims(emulator_user.id_token)
+    assert_refused_on_both_doors(api, client, firebase_emulator.unsigned_token(with_claim(claims, name, value)))
+
+
+def test_the_refusal_names_the_claim_not_its_value(api, emulator_user):
+    claims = firebase_emulator.decode_claims(emulator_user.id_token)
+    response = bearer(api, firebase_emulator.unsigned_token({**claims, "email": ["someone-secret@example.com"]}))
+    assert response.status_code == 401
+    assert '"email"' in response.json()["detail"]
+    assert "someone-secret" not in response.content.decode()
+
+
+def test_a_payload_that_is_not_an_object_is_refused(api, client):
+    token = firebase_emulator.unsigned_token_of_payload(b"[1, 2, 3]")
+    assert_refused_on_both_doors(api, client, token)
+
+
+def test_well_typed_claims_are_still_accepted(api, client, emulator_user):
+    """Control: the emulator's own token (float-free, email_verified false) passes both doors."""
+    assert bearer(api, emulator_user.id_token).status_code == 200
+    assert client.post(reverse("web:signin"), {"id_token": emulator_user.id_token}).status_code == 302
+
+
+# Signed tokens (the conftest seam): firebase-admin then checks iat and exp itself.
+# A token that passes every check reaches the revocation lookup, which the made-up
+# service account cannot make: 503 there means "the token itself was accepted".
+
+
+@pytest.mark.parametrize("value", [None, "1700000000", True, [1]], ids=repr)
+@pytest.mark.parametrize("name", ["iat", "exp"])
+def test_a_signed_token_with_a_wrongly_typed_time_is_401_not_500(api, signed_tokens, name, value):
+    token = signed_tokens.mint(extra={name: value})
+    response = bearer(api, token)
+    assert response.status_code == 401, response.content
+
+
+def test_a_token_issued_two_seconds_ahead_is_accepted(api, signed_tokens):
+    response = bearer(api, signed_tokens.mint(issued=time.time() + 2))
+    assert response.status_code == 503, response.content  # past verification, at the revocation check
+
+
+def test_a_token_that_expired_two_seconds_ago_is_still_accepted(api, signed_tokens):
+    response = bearer(api, signed_tokens.mint(issued=time.time() - 3602, lifetime=3600))
+    assert response.status_code == 503, response.content
+
+
+def test_a_token_further_ahead_than_the_allowed_skew_is_401_and_says_why(api, signed_tokens, settings):
+    ahead = settings.FIREBASE_CLOCK_SKEW_SECONDS + 3
+    response = bearer(api, signed_tokens.mint(issued=time.time() + ahead))
+    assert response.status_code == 401
+    assert "clock" in response.json()["detail"]
+
+
+def test_a_token_expired_longer_ago_than_the_skew_is_401(api, signed_tokens, settings):
+    ago = settings.FIREBASE_CLOCK_SKEW_SECONDS + 3
+    response = bearer(api, signed_tokens.mint(issued=time.time() - 3600 - ago, lifetime=3600))
+    assert response.status_code == 401
+    assert "expired" in response.json()["detail"]
+
+
+def test_the_skew_follows_the_setting(api, signed_tokens, settings):
+    settings.FIREBASE_CLOCK_SKEW_SECONDS = 30
+    assert bearer(api, signed_tokens.mint(issued=time.time() + 20)).status_code == 503
+    settings.FIREBASE_CLOCK_SKEW_SECONDS = 0
+    assert bearer(api, signed_tokens.mint(issued=time.time() + 2)).status_code == 401
+
+
+def test_web_sign_in_tolerates_the_skew_and_names_the_clock_beyond_it(client, signed_tokens, settings):
+    page = client.post(reverse("web:signin"), {"id_token": signed_tokens.mint(issued=time.time() + 2)})
+    assert page.status_code == 503  # verified; the revocation lookup is what fails here
+    ahead = settings.FIREBASE_CLOCK_SKEW_SECONDS + 3
+    page = client.post(reverse("web:signin"), {"id_token": signed_tokens.mint(issued=time.time() + ahead)})
+    assert page.status_code == 403
+    assert "clock seems to be ahead" in page.content.decode()
