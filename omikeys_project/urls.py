@@ -1,4 +1,4 @@
-"""Top-level routes: the key API and its docs, the end-user pages, the admin, a health check."""
+"""Top-level routes: the key API and its docs, the end-user pages, the admin, health and readiness checks."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -11,6 +11,7 @@ urlpatterns = [
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("healthz", apikeys_views.health, name="health"),
+    path("readyz", apikeys_views.readiness, name="readiness"),
     path("admin/", admin.site.urls),
     path("", include("apikeys.web.urls")),
 ]
