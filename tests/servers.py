@@ -97,12 +97,12 @@ def _popen(command: list[str], log_path: Path, **kwargs) -> subprocess.Popen:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kwargs)
 
 
-def start_redis(workdir: Path) -> Server:
-    """Debian's redis-server on a free port, without persistence."""
+def start_redis(workdir: Path, port: int | None = None) -> Server:
+    """Debian's redis-server on ``port`` (default: a free one), without persistence."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise AssertionError("redis-server is not installed: apt-get install redis-server (scripts/test does this).")
-    port = free_port()
+    port = port or free_port()
     log = workdir / f"redis-{port}.log"
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     server = Server("redis", _popen([*command, "--dir", str(workdir)], log), log, url=f"redis://127.0.0.1:{port}/0")
@@ -150,7 +150,7 @@ def emulator_token(emulator: Server) -> str:
     """A new user's ID token from ``emulator`` (signUp over its REST API)."""
     response = requests.post(
         f"{emulator.url}/identitytoolkit.googleapis.com/v1/accounts:signUp?key=any",
-        json={"email": f"fault-{uuid.uuid4().hex[:12]}@example.com", "password": "pw-123456", "returnSecureToken": True},
+        json={"email": f"fault-{uuid.uuid4().hex[:12]}@example.com", "password": "pw-1234", "returnSecureToken": True},
         timeout=10,
     )
     response.raise_for_status()
