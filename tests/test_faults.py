@@ -376,3 +376,32 @@ def test_the_access_log_has_no_credentials(stack):
     log = stack["gunicorn"].log_text()
     assert not re.search(r"omi_dev_[0-9a-f]{32}", log)
     assert "Bearer" not in log
+
+
+def test_the_tls_site_configuration_is_accepted_by_nginx(tmp_path):
+    """deploy/nginx/omikeys.conf as docs/deployment.md installs it, with a certificate made here."""
+    from .conftest import _key_and_certificate
+
+    key, certificate, _ = _key_and_certificate()
+    (tmp_path / "snippets").mkdir()
+    (tmp_path / "snippets" / "omikeys-proxy.conf").write_text(
+        (servers.ROOT / "deploy" / "nginx" / "omikeys-proxy.conf").read_text()
+    )
+    (tmp_path / "key.pem").write_bytes(key)
+    (tmp_path / "cert.pem").write_bytes(certificate)
+    site = (servers.ROOT / "deploy" / "nginx" / "omikeys.conf").read_text()
+    site = site.replace("/etc/nginx/snippets/", f"{tmp_path}/snippets/")
+    site = site.replace("/etc/letsencrypt/live/keys.example.com/fullchain.pem", str(tmp_path / "cert.pem"))
+    site = site.replace("/etc/letsencrypt/live/keys.example.com/privkey.pem", str(tmp_path / "key.pem"))
+    (tmp_path / "site.conf").write_text(site)
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp_paths = " ".join(f"{kind}_temp_path {tmp_path}/{kind};" for kind in kinds)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
+        f"http {{ access_log off; {temp_paths} include {tmp_path}/site.conf; }}\n"
+    )
+    nginx = servers.shutil.which("nginx") or "/usr/sbin/nginx"
+    result = servers.subprocess.run(
+        [nginx, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
