@@ -35,7 +35,12 @@ class DependencyUnavailableMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        return self.get_response(request)
+        response = self.get_response(request)
+        if response.status_code == 503 and response.has_header("Retry-After"):
+            # A deliberate "try again later" (Firebase's breaker, say): the outage has its one
+            # log line already; Django would add an error line for every such response.
+            response._has_been_logged = True
+        return response
 
     def process_exception(self, request, exception):
         if isinstance(exception, dependencies.DependencyUnavailable):

@@ -19,6 +19,7 @@ from apikeys import lifecycle
 from apikeys.models import ApiKey
 
 from .helpers import free_port, issue, key_client, make_owner
+from .servers import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("contract_scopes")]
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,18 +32,6 @@ def database_url() -> str:
         return f"sqlite:///{db['NAME']}"
     credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
     return f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def wait_for(check, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (OSError, requests.RequestException):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not come up within {timeout} s")
 
 
 @pytest.fixture
