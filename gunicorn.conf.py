@@ -10,9 +10,11 @@ workers; docs/performance.md has the measurements behind them.
   so slow or idle clients hold an nginx connection, never a gunicorn thread; gunicorn
   listens on loopback only and trusts nginx's ``X-Forwarded-*`` headers.
 * Every dependency call is bounded (``OMIKEYS_*_TIMEOUT``) and behind a circuit
-  breaker, so a request does not wait long on a hung dependency; threads keep the
-  other requests of a worker going while one does (a key-management request waiting
-  for Firebase must not stall key verification).
+  breaker, so a request does not wait long on a hung dependency. Measured with
+  ``bench/faults.py`` (docs/performance.md), sync and gthread workers both keep key
+  verification within 20% of its healthy rate while Redis or Firebase hangs; gthread
+  is kept because a request waiting on a dependency then holds one thread rather than
+  a whole process, and its workers keep nginx's upstream connections alive.
 """
 
 import multiprocessing
