@@ -21,6 +21,8 @@ from django.conf import settings
 from firebase_admin import auth
 from firebase_admin import exceptions as firebase_exceptions
 
+from . import dependencies
+
 logger = logging.getLogger(__name__)
 
 APP_NAME = "omikeys"
@@ -49,6 +51,10 @@ class AuthUnavailable(Exception):
 def get_app() -> firebase_admin.App:
     """The Firebase app, initialised on first use rather than at import time.
 
+    Every HTTP call it makes (token revocation checks, user lookups, Google's
+    certificates) waits at most ``OMIKEYS_FIREBASE_TIMEOUT`` seconds for an answer
+    (firebase-admin's ``httpTimeout``; it retries a timed-out read once).
+
     Credentials come from GOOGLE_APPLICATION_CREDENTIALS (or the platform's
     default credentials); with FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin
     talks to the local Auth Emulator and needs none.
@@ -57,7 +63,8 @@ def get_app() -> firebase_admin.App:
     if _app is None:
         with _app_lock:
             if _app is None:
-                _app = firebase_admin.initialize_app(options={"projectId": settings.FIREBASE_PROJECT_ID}, name=APP_NAME)
+                options = {"projectId": settings.FIREBASE_PROJECT_ID, "httpTimeout": settings.OMIKEYS_FIREBASE_TIMEOUT}
+                _app = firebase_admin.initialize_app(options=options, name=APP_NAME)
     return _app
 
 
@@ -70,15 +77,33 @@ def reset_app() -> None:
             _app = None
 
 
+# What firebase-admin raises when Firebase did not answer: refused, reset, timed out, or
+# an HTTP 5xx that survived its retries. Anything else is an answer (a user not found...).
+TRANSPORT_FAILURES = (
+    firebase_exceptions.UnavailableError,
+    firebase_exceptions.DeadlineExceededError,
+    firebase_exceptions.UnknownError,
+    firebase_exceptions.InternalError,
+    auth.CertificateFetchError,
+    AuthUnavailable,  # what verify_id_token makes of a certificate fetch that failed
+)
+
+
 @contextmanager
 def _unavailable_as_error():
     """Turn "Firebase could not be asked" into :class:`AuthUnavailable`.
 
     Callers turn the specific errors (expired token, unknown user, ...) into
     their own exceptions inside this block; any Firebase error left means no answer.
+    Transport failures count against the ``firebase`` circuit breaker
+    (:mod:`apikeys.dependencies`): once it opens, calls answer :class:`AuthUnavailable`
+    at once, without waiting on Firebase, and the outage is logged once.
     """
     try:
-        yield
+        with dependencies.guarding(dependencies.FIREBASE, TRANSPORT_FAILURES):
+            yield
+    except dependencies.DependencyUnavailable as exc:
+        raise AuthUnavailable("Firebase Auth is unavailable. Try again shortly.") from exc
     except firebase_exceptions.FirebaseError as exc:
         logger.warning("Firebase Auth could not be reached: %s", exc.__class__.__name__)
         raise AuthUnavailable("Firebase Auth is unavailable. Try again shortly.") from exc
@@ -233,3 +258,20 @@ def _lookup_user(fetch, value: str, described: str) -> FirebaseUser:
         email_verified=bool(record.email_verified),
         tokens_valid_after=valid_after_ms / 1000 if valid_after_ms else None,
     )
+
+
+# A uid no account has: asking for it shows that Firebase Auth answers, and with what credentials.
+READINESS_PROBE_UID = "omikeys-readiness-probe"
+
+
+def check_reachable() -> None:
+    """Ask Firebase Auth for an account that does not exist; raises :class:`AuthUnavailable` if it cannot answer.
+
+    The call is authenticated and bounded like every other (``OMIKEYS_FIREBASE_TIMEOUT``,
+    the ``firebase`` breaker), so it checks the credentials and the network path that
+    signing in and managing keys use.
+    """
+    try:
+        get_user(READINESS_PROBE_UID)
+    except UserNotFound:
+        pass

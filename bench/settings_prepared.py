@@ -12,7 +12,7 @@ SQLite, whose driver already keeps a cache of prepared statements per connection
 
 from bench.settings import *  # noqa: F403
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
     DATABASES["default"].setdefault("OPTIONS", {}).update(  # noqa: F405
         {"server_side_binding": True, "prepare_threshold": 5}
     )

@@ -58,6 +58,20 @@ def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = 
     return value
 
 
+def env_seconds(name: str, default: float, *, minimum: float, maximum: float) -> float:
+    """Read a duration in seconds (decimals allowed, e.g. 0.25) within bounds; "2s" or "-1" is an error."""
+    raw = env.str(name, default=None)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds such as 0.5 or 3, not {raw!r}.") from None
+    if not minimum <= value <= maximum:
+        raise ImproperlyConfigured(f"{name} must be between {minimum:g} and {maximum:g} seconds, not {raw.strip()}.")
+    return value
+
+
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -181,6 +195,9 @@ MIDDLEWARE = [
     # Answers a locked-out admin login with the lockout page; last, as django-axes requires.
     "axes.middleware.AxesMiddleware",
 ]
+# A database or other dependency that cannot answer: 503 with Retry-After (JSON on the API,
+# a page elsewhere) instead of a 500. Innermost, to see the views' exceptions first.
+MIDDLEWARE.append("apikeys.middleware.DependencyUnavailableMiddleware")
 
 ROOT_URLCONF = "omikeys_project.urls"
 WSGI_APPLICATION = "omikeys_project.wsgi.application"
@@ -200,7 +217,19 @@ TEMPLATES = [
     },
 ]
 
+# Bounded waits on every dependency (docs/configuration.md, "Dependencies"). The longest a
+# statement may wait or run (PostgreSQL statement_timeout; SQLite's wait for the write lock),
+# and the longest a new database connection may take to open.
+OMIKEYS_DATABASE_TIMEOUT = env_seconds("OMIKEYS_DATABASE_TIMEOUT", 5, minimum=0.1, maximum=600)
+OMIKEYS_DATABASE_CONNECT_TIMEOUT = env_int("OMIKEYS_DATABASE_CONNECT_TIMEOUT", 3, minimum=2, maximum=60)
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend with a bounded connect, a statement timeout, a circuit breaker, and
+    # a check that drops connections the server has closed (apikeys/backends/postgresql).
+    DATABASES["default"]["ENGINE"] = "apikeys.backends.postgresql"
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", OMIKEYS_DATABASE_CONNECT_TIMEOUT)
+    _statement_timeout_ms = int(OMIKEYS_DATABASE_TIMEOUT * 1000)
+    DATABASES["default"]["OPTIONS"].setdefault("options", f"-c statement_timeout={_statement_timeout_ms}")
 # Every API-key check reads the database, so each worker keeps its connection for 60 s
 # instead of opening one per request, which costs more than the check itself.
 # ?conn_max_age=N in DATABASE_URL overrides it (0: close after each request). Health
@@ -213,7 +242,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
+            "timeout": OMIKEYS_DATABASE_TIMEOUT,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
@@ -222,6 +251,32 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # default lives in each process's memory; CACHE_URL=redis://... shares the counters
 # between every process and server.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://omikeys")}
+
+# A Redis that hangs or refuses costs each request at most OMIKEYS_CACHE_TIMEOUT, and only
+# until the cache's circuit breaker opens (apikeys/cache.py, apikeys/dependencies.py).
+OMIKEYS_CACHE_TIMEOUT = env_seconds("OMIKEYS_CACHE_TIMEOUT", 0.25, minimum=0.01, maximum=60)
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    CACHES["default"]["BACKEND"] = "apikeys.cache.ResilientRedisCache"
+    CACHES["default"].setdefault("OPTIONS", {})
+    CACHES["default"]["OPTIONS"].setdefault("socket_timeout", OMIKEYS_CACHE_TIMEOUT)
+    CACHES["default"]["OPTIONS"].setdefault("socket_connect_timeout", OMIKEYS_CACHE_TIMEOUT)
+# Each Firebase call (token revocation check, user lookups) waits at most this long for
+# an answer; firebase-admin retries a timed-out read once, so a call takes at most twice it.
+OMIKEYS_FIREBASE_TIMEOUT = env_seconds("OMIKEYS_FIREBASE_TIMEOUT", 2, minimum=0.1, maximum=120)
+# Circuit breakers, one per dependency and process: after this many failed calls in a row
+# the dependency is not called for OMIKEYS_BREAKER_RESET_SECONDS; then one call is tried.
+OMIKEYS_BREAKER_FAILURES = env_int("OMIKEYS_BREAKER_FAILURES", 3, minimum=1, maximum=1000)
+OMIKEYS_BREAKER_RESET_SECONDS = env_seconds("OMIKEYS_BREAKER_RESET_SECONDS", 10, minimum=0.1, maximum=3600)
+# The dependencies GET /readyz requires (comma list of database, cache, firebase). By default
+# only the database: verification works without the others, so an outage of a shared Redis
+# or of Firebase would otherwise take every instance out of the load balancer at once.
+OMIKEYS_READINESS_REQUIRES = [
+    d.strip().lower() for d in env.list("OMIKEYS_READINESS_REQUIRES", default=["database"]) if d.strip()
+]
+if unknown := set(OMIKEYS_READINESS_REQUIRES) - {"database", "cache", "firebase"}:
+    raise ImproperlyConfigured(
+        f"OMIKEYS_READINESS_REQUIRES takes database, cache and/or firebase, not {', '.join(sorted(unknown))}."
+    )
 
 # Keys: limits and timings. Each is explained in docs/configuration.md.
 OMIKEYS_MAX_ACTIVE_KEYS = env_int("OMIKEYS_MAX_ACTIVE_KEYS", 50, minimum=1)
@@ -378,3 +433,8 @@ LOGGING = {
     "loggers": {"django": {"handlers": [], "propagate": True}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
+# Dependency outages are logged once each by apikeys.dependencies; the same error caught
+# and logged again by a caller on every request (with its traceback) is dropped.
+LOGGING.setdefault("filters", {})["outage_already_reported"] = {"()": "apikeys.dependencies.OutageAlreadyReported"}
+for _handler in LOGGING["handlers"].values():
+    _handler.setdefault("filters", []).append("outage_already_reported")

@@ -1,4 +1,5 @@
-"""Top-level routes: the key API and its docs, the end-user pages, the admin, a health check, metrics."""
+"""Top-level routes: the key API and its docs, the end-user pages, the admin, health and readiness
+checks, metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -12,6 +13,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("healthz", apikeys_views.health, name="health"),
     path("metrics", apikeys_views.MetricsView.as_view(), name="metrics"),
+    path("readyz", apikeys_views.readiness, name="readiness"),
     path("admin/", admin.site.urls),
     path("", include("apikeys.web.urls")),
 ]

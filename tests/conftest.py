@@ -24,7 +24,7 @@ from django.utils.module_loading import import_string
 from playwright.sync_api import sync_playwright
 from rest_framework.test import APIClient
 
-from apikeys import firebase
+from apikeys import dependencies, firebase
 
 from . import firebase_emulator
 from .helpers import NOW, make_owner
@@ -61,6 +61,14 @@ def fresh_firebase_app():
     firebase.reset_app()
     yield
     firebase.reset_app()
+
+
+@pytest.fixture(autouse=True)
+def fresh_breakers():
+    """Each test starts with every dependency's circuit breaker closed and no outage recorded."""
+    dependencies.reset()
+    yield
+    dependencies.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -17,21 +17,10 @@ from apikeys import lifecycle
 from apikeys.models import ApiKey
 
 from .helpers import database_url, free_port, issue, key_client, make_owner
+from .servers import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("contract_scopes")]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(check, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (OSError, requests.RequestException):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not come up within {timeout} s")
 
 
 @pytest.fixture

@@ -1,14 +1,22 @@
 """Verifying a presented key (one indexed read, no write), and stamping when a key was last used."""
 
 import datetime
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
 from .. import crypto, lookup
 from ..models import ApiKey
+
+logger = logging.getLogger(__name__)
+
+# How long a usage stamp may wait for SQLite's write lock before it is skipped.
+STAMP_LOCK_WAIT_MS = 50
 
 
 class Rejection:
@@ -67,13 +75,47 @@ def mark_used(api_key: ApiKey) -> bool:
 
     Inside the interval this is free: no query. The guarded update lets exactly one
     of several processes racing past the interval write. Returns True when it wrote.
+
+    The stamp is best-effort: it never delays or fails the verification it follows.
+    On SQLite it waits at most ``STAMP_LOCK_WAIT_MS`` for the write lock (another
+    process may hold it for seconds); if the write cannot be made, for that or any
+    other database error, it is skipped (False) and the key's next use tries again.
+    Call it outside a transaction: on PostgreSQL a failed write inside one would
+    abort it.
     """
     now = timezone.now()
     interval = datetime.timedelta(seconds=settings.OMIKEYS_LAST_USED_INTERVAL)
     if api_key.last_used_at is not None and now - api_key.last_used_at < interval:
         return False
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - interval)
-    if ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now):
+    try:
+        with _short_lock_wait():
+            written = ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now)
+    except DatabaseError as exc:
+        logger.info("last_used_at of key %s not stamped this time: %s", api_key.pk, type(exc).__name__)
+        return False
+    if written:
         api_key.last_used_at = now
         return True
     return False
+
+
+@contextmanager
+def _short_lock_wait():
+    """On SQLite, wait at most ``STAMP_LOCK_WAIT_MS`` for the write lock inside the block.
+
+    SQLite's busy timeout belongs to the connection; it is set on the driver's
+    connection directly (not through a cursor, so no query is added to Django's
+    record) and put back afterwards. Elsewhere this does nothing.
+    """
+    if connection.vendor != "sqlite":
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    usual_ms = int(float(connection.settings_dict.get("OPTIONS", {}).get("timeout", 5)) * 1000)
+    raw.execute(f"PRAGMA busy_timeout = {STAMP_LOCK_WAIT_MS}")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {usual_ms}")

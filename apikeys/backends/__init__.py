@@ -1,0 +1,1 @@
+"""Django database backends with bounded waits and a circuit breaker on connecting."""

@@ -1,0 +1,1 @@
+"""PostgreSQL through Django's own backend, with a connect breaker and a dead-connection check (see base)."""

@@ -1,0 +1,57 @@
+"""gunicorn settings for production: gthread workers behind nginx (deploy/nginx/), chosen by measurement.
+
+    gunicorn -c gunicorn.conf.py omikeys_project.wsgi
+
+Command-line flags override any value here (``--bind``, ``--workers``...), as does
+``GUNICORN_CMD_ARGS``. docs/deployment.md explains each choice and how to size
+workers; docs/performance.md has the measurements behind them.
+
+* nginx in front reads each request whole (headers and body) before passing it on,
+  so slow or idle clients hold an nginx connection, never a gunicorn thread; gunicorn
+  listens on loopback only and trusts nginx's ``X-Forwarded-*`` headers.
+* Every dependency call is bounded (``OMIKEYS_*_TIMEOUT``) and behind a circuit
+  breaker, so a request does not wait long on a hung dependency. Measured with
+  ``bench/faults.py`` (docs/performance.md), sync and gthread workers both keep key
+  verification within 20% of its healthy rate while Redis or Firebase hangs; gthread
+  is kept because a request waiting on a dependency then holds one thread rather than
+  a whole process, and its workers keep nginx's upstream connections alive.
+"""
+
+import multiprocessing
+
+# nginx on the same host forwards here (deploy/nginx/omikeys.conf's upstream).
+bind = "127.0.0.1:8000"
+
+# Processes use the cores; threads cover waits on the database, Redis and Firebase.
+# Two processes per core plus one, four threads each: see docs/deployment.md, "Sizing".
+worker_class = "gthread"
+workers = multiprocessing.cpu_count() * 2 + 1
+threads = 4
+
+# A worker whose main loop is silent this long (the process is stuck, not one slow
+# request) is killed and replaced; nginx answers its requests with 502 (JSON on /v1/).
+timeout = 30
+graceful_timeout = 30
+# nginx keeps connections to gunicorn open (upstream keepalive); gunicorn must keep
+# them longer than nginx reuses them, or nginx may send on a connection being closed.
+keepalive = 75
+
+# Only nginx on this host may tell gunicorn the client's scheme and address.
+forwarded_allow_ips = "127.0.0.1,::1"
+
+# nginx enforces the request size limits and answers in the API's shape (431 JSON on
+# /v1/); gunicorn's own limits are raised so that its HTML errors never answer first.
+limit_request_line = 0
+limit_request_fields = 32768
+limit_request_field_size = 0
+
+# One access line per request on stdout (the journal under systemd): client address as
+# nginx saw it, request line, status, bytes, duration in microseconds, user agent.
+accesslog = "-"
+access_log_format = '%({x-forwarded-for}i)s "%(r)s" %(s)s %(B)s %(D)sus "%(a)s"'
+errorlog = "-"
+# Never log request headers: they carry API keys and Firebase tokens.
+
+# gunicorn's control socket (a Unix socket under the user's home) is not used; without it,
+# several gunicorn servers under one user do not compete for the same socket path.
+control_socket_disable = True

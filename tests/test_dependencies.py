@@ -1,0 +1,188 @@
+"""Breakers, bounded waits and their answers, in-process: refused connections, a held SQLite lock, /readyz."""
+
+import logging
+import socket
+import sqlite3
+import sys
+import time
+
+import pytest
+import redis
+from django.db import connection
+
+from apikeys import dependencies, firebase, lifecycle
+from apikeys.cache import CacheUnavailable, ResilientRedisCache
+
+from .helpers import free_port, issue, make_owner
+from .test_settings import REQUIRED, run_settings
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on: connecting is refused at once, for real."""
+    return free_port()
+
+
+def connect(port: int) -> None:
+    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+@pytest.fixture
+def breaker_settings(settings):
+    settings.OMIKEYS_BREAKER_FAILURES = 2
+    settings.OMIKEYS_BREAKER_RESET_SECONDS = 0.3
+    return settings
+
+
+def test_an_outage_is_logged_once_when_it_begins_and_once_when_it_ends(breaker_settings, caplog):
+    port = refused_port()
+    caplog.set_level(logging.INFO, logger="apikeys.dependencies")
+    for _ in range(10):
+        with pytest.raises(dependencies.DependencyUnavailable) as raised:
+            dependencies.guard("cache", connect, port, failures=(OSError,))
+        assert raised.value.dependency == "cache"
+    assert dependencies.is_open("cache")
+    assert dependencies.listener.errors["cache"] == 2  # the rest were refused by the open breaker, not tried
+    time.sleep(0.35)
+    with pytest.raises(dependencies.DependencyUnavailable):  # the trial call fails: open again, no new line
+        dependencies.guard("cache", connect, port, failures=(OSError,))
+    time.sleep(0.35)
+    assert dependencies.guard("cache", lambda: "answered") == "answered"
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "apikeys.dependencies"]
+    assert len(lines) == 2, lines
+    assert lines[0][0] == "WARNING"
+    assert lines[0][1].startswith("cache unavailable after 2 failed calls (ConnectionRefusedError")
+    assert lines[1][0] == "INFO"
+    assert lines[1][1].startswith("cache available again after")
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_answers_that_are_errors_do_not_open_the_breaker(breaker_settings):
+    for _ in range(5):
+        with pytest.raises(KeyError):
+            dependencies.guard("firebase", {}.__getitem__, "missing", failures=(OSError,))
+    assert not dependencies.is_open("firebase")
+
+
+def test_retry_after_counts_down_while_the_breaker_is_open(settings):
+    settings.OMIKEYS_BREAKER_FAILURES = 1
+    settings.OMIKEYS_BREAKER_RESET_SECONDS = 30
+    with pytest.raises(dependencies.DependencyUnavailable) as raised:
+        dependencies.guard("database", connect, refused_port(), failures=(OSError,))
+    assert 1 <= raised.value.retry_after <= 30
+    assert 28 <= dependencies.retry_after_seconds("database") <= 30
+
+
+def test_a_refusing_redis_costs_nothing_once_the_breaker_is_open(breaker_settings):
+    redis_cache = ResilientRedisCache(
+        f"redis://127.0.0.1:{refused_port()}/0", {"OPTIONS": {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}}
+    )
+    for _ in range(2):
+        with pytest.raises(CacheUnavailable):
+            redis_cache.get("k")
+    started = time.monotonic()
+    for _ in range(100):
+        with pytest.raises(CacheUnavailable):
+            redis_cache.incr("k")
+    assert time.monotonic() - started < 1  # no connection attempt while open
+    # Also a redis-py ConnectionError, for code written against redis-py.
+    assert issubclass(CacheUnavailable, redis.exceptions.ConnectionError)
+
+
+def test_the_outage_filter_drops_callers_repeats_of_a_reported_outage():
+    record = logging.LogRecord("apikeys.limits", logging.ERROR, __file__, 1, "cache down", None, None)
+    assert dependencies.OutageAlreadyReported().filter(record)
+    try:
+        raise CacheUnavailable()
+    except CacheUnavailable:
+        record.exc_info = sys.exc_info()
+    assert not dependencies.OutageAlreadyReported().filter(record)
+
+
+def test_firebase_unreachable_opens_its_breaker_and_answers_at_once(breaker_settings, monkeypatch):
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", f"127.0.0.1:{refused_port()}")
+    firebase.reset_app()
+    for _ in range(2):
+        with pytest.raises(firebase.AuthUnavailable):
+            firebase.get_user("someone")
+    assert dependencies.is_open("firebase")
+    started = time.monotonic()
+    with pytest.raises(firebase.AuthUnavailable):
+        firebase.get_user("someone")
+    assert time.monotonic() - started < 0.1
+
+
+def test_firebase_calls_carry_the_timeout_setting(settings):
+    settings.OMIKEYS_FIREBASE_TIMEOUT = 1.5
+    firebase.reset_app()
+    assert firebase.get_app().options.get("httpTimeout") == 1.5
+
+
+@pytest.mark.django_db
+def test_readiness_reports_each_dependency(client, settings, monkeypatch):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "cache": "ok", "firebase": "ok"}}
+    assert "no-cache" in response["Cache-Control"]
+
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", f"127.0.0.1:{refused_port()}")
+    firebase.reset_app()
+    response = client.get("/readyz")
+    assert response.status_code == 200  # only the database is required by default
+    assert response.json()["checks"]["firebase"] == "unavailable"
+    settings.OMIKEYS_READINESS_REQUIRES = ["database", "firebase"]
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "not ready"
+    assert int(response["Retry-After"]) >= 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_usage_stamp_never_waits_for_sqlites_write_lock(contract_scopes):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's write lock; PostgreSQL writes rows, not the whole file")
+    issued = issue(make_owner("locked-out"))
+    holder = sqlite3.connect(connection.settings_dict["NAME"], timeout=10, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        verification = lifecycle.verify_key(issued.plaintext)
+        assert verification.api_key is not None
+        assert lifecycle.mark_used(verification.api_key) is False
+        assert time.monotonic() - started < 1  # the connection's own wait is OMIKEYS_DATABASE_TIMEOUT (5 s)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert lifecycle.mark_used(verification.api_key) is True
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OMIKEYS_CACHE_TIMEOUT": "fast"}, "OMIKEYS_CACHE_TIMEOUT must be a number of seconds"),
+        ({"OMIKEYS_FIREBASE_TIMEOUT": "0"}, "OMIKEYS_FIREBASE_TIMEOUT must be between 0.1 and 120 seconds"),
+        ({"OMIKEYS_BREAKER_FAILURES": "0"}, "OMIKEYS_BREAKER_FAILURES must be between 1 and 1000"),
+        ({"OMIKEYS_READINESS_REQUIRES": "database,queue"}, "OMIKEYS_READINESS_REQUIRES takes database, cache"),
+    ],
+)
+def test_bad_dependency_settings_stop_the_service_with_a_message(env, message):
+    result = run_settings({**REQUIRED, **env})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_postgresql_urls_get_the_bounded_backend_and_timeouts():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; d = s.DATABASES['default']; "
+        "print(d['ENGINE'], d['OPTIONS']['connect_timeout'], d['OPTIONS']['options'], "
+        "s.CACHES['default']['OPTIONS']['socket_timeout'])"
+    )
+    env = {
+        **REQUIRED,
+        "DATABASE_URL": "postgres://u:p@db.internal:5432/omikeys",
+        "CACHE_URL": "redis://cache.internal:6379/0",
+        "OMIKEYS_DATABASE_TIMEOUT": "2.5",
+        "OMIKEYS_CACHE_TIMEOUT": "0.1",
+    }
+    result = run_settings(env, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["apikeys.backends.postgresql", "3", "-c", "statement_timeout=2500", "0.1"]
