@@ -19,6 +19,10 @@ workers; docs/performance.md has the measurements behind them.
 
 import multiprocessing
 
+# Prometheus metrics from every worker (PROMETHEUS_MULTIPROC_DIR, see docs/operations.md):
+# a clean directory when the server starts, a dead worker's gauges dropped.
+from apikeys.gunicorn_hooks import child_exit, on_starting  # noqa: F401
+
 # nginx on the same host forwards here (deploy/nginx/omikeys.conf's upstream).
 bind = "127.0.0.1:8000"
 

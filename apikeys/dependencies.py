@@ -26,6 +26,8 @@ from contextlib import contextmanager
 import pybreaker
 from django.conf import settings
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 DATABASE = "database"
@@ -63,7 +65,8 @@ class DependencyListener(pybreaker.CircuitBreakerListener):
     again (INFO, with the outage's length). A failed trial while half-open reopens the
     breaker without a new line. ``errors`` counts failed calls per dependency since the
     process started; ``states`` holds each breaker's state ("closed", "open",
-    "half-open"). Metrics exporters read or hook these two.
+    "half-open"). Both are also published as the Prometheus metrics
+    ``omikeys_dependency_errors_total`` and ``omikeys_dependency_breaker_state``.
     """
 
     def __init__(self):
@@ -74,11 +77,13 @@ class DependencyListener(pybreaker.CircuitBreakerListener):
 
     def failure(self, cb, exc):
         self.errors[cb.name] = self.errors.get(cb.name, 0) + 1
+        metrics.record_dependency_error(cb.name)
         self.last_error[cb.name] = str(exc) if isinstance(exc, DependencyFailure) else describe(exc)
 
     def state_change(self, cb, old_state, new_state):
         name = cb.name
         self.states[name] = new_state.name
+        metrics.set_breaker_state(name, new_state.name)
         if new_state.name == pybreaker.STATE_OPEN and name not in self._outage_started:
             self._outage_started[name] = time.monotonic()
             logger.warning(

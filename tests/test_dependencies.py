@@ -9,8 +9,9 @@ import time
 import pytest
 import redis
 from django.db import connection
+from prometheus_client import REGISTRY
 
-from apikeys import dependencies, firebase, lifecycle
+from apikeys import dependencies, firebase, lifecycle, metrics
 from apikeys.cache import CacheUnavailable, ResilientRedisCache
 
 from .helpers import free_port, issue, make_owner
@@ -54,6 +55,22 @@ def test_an_outage_is_logged_once_when_it_begins_and_once_when_it_ends(breaker_s
     assert lines[1][0] == "INFO"
     assert lines[1][1].startswith("cache available again after")
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_an_outage_shows_in_the_dependency_metrics(breaker_settings):
+    def sample(name):
+        return REGISTRY.get_sample_value(name, {"dependency": "cache"}) or 0.0
+
+    errors_before = sample("omikeys_dependency_errors_total")
+    port = refused_port()
+    for _ in range(5):
+        with pytest.raises(dependencies.DependencyUnavailable):
+            dependencies.guard("cache", connect, port, failures=(OSError,))
+    assert sample("omikeys_dependency_errors_total") - errors_before == 2  # calls tried, not those refused while open
+    assert sample("omikeys_dependency_breaker_state") == metrics.BreakerState.OPEN
+    time.sleep(0.35)
+    assert dependencies.guard("cache", lambda: "answered") == "answered"
+    assert sample("omikeys_dependency_breaker_state") == metrics.BreakerState.CLOSED
 
 
 def test_answers_that_are_errors_do_not_open_the_breaker(breaker_settings):
