@@ -1,5 +1,7 @@
 """Input and output shapes of the key API, named after the contract's schemas."""
 
+import re
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -47,9 +49,28 @@ class StrictDateTimeField(serializers.DateTimeField):
         if not isinstance(value, str):
             self.fail("datetime_type")
         try:
-            return super().to_internal_value(value)
+            return super().to_internal_value(rfc3339_upper(value))
         except serializers.ValidationError:
             self.fail("datetime_parsing")
+
+
+# A date, then the date/time separator RFC 3339 allows ("T", "t", or a space), then the rest.
+_DATE_AND_TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[Tt ](.*))?$", re.DOTALL)
+
+
+def rfc3339_upper(value: str) -> str:
+    """A date-time string with RFC 3339's lowercase ``t`` and ``z`` as the parsers want them: ``T``, ``Z``.
+
+    RFC 3339 section 5.6 lets both letters be lowercase; Python's and Django's parsers
+    accept only uppercase. A separator other than ``T``/``t``/space (which Python's
+    parser would accept) is left for the parser to refuse: the value comes back unchanged,
+    apart from being made invalid.
+    """
+    match = _DATE_AND_TIME_RE.match(value)
+    if match is None:
+        return "" if len(value) > 10 else value  # a date alone stays; anything else is refused
+    date, time = match.groups()
+    return date if time is None else f"{date}T{time.replace('z', 'Z')}"
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -119,7 +140,34 @@ class ScopeListField(serializers.Field):
         return [scope.code for scope in value.all()]
 
 
-class DevApiKeyCreateSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer):
+    """A request body that refuses fields it does not declare, like pydantic's ``extra="forbid"``.
+
+    A misspelt field (``expiresAt``, ``grace``) would otherwise be dropped and change what
+    the request does; each unknown field is a 422 at ``["body", "<field>"]`` with the type
+    ``extra_forbidden``, naming the accepted fields. The OpenAPI document says
+    ``additionalProperties: false`` for these bodies (``schema.StrictSerializerExtension``).
+    """
+
+    def to_internal_value(self, data):
+        unknown = [field for field in data if field not in self.fields]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            errors, value = dict(exc.detail), None
+        else:
+            errors = {}
+        if unknown:
+            accepted = ", ".join(self.fields)
+            message = f"Extra inputs are not permitted. This endpoint accepts: {accepted}."
+            for field in unknown:
+                errors[field] = [serializers.ErrorDetail(message, code="extra_forbidden")]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class DevApiKeyCreateSerializer(StrictSerializer):
     """The create request: a name and, optionally, scopes."""
 
     name = StrictCharField(
@@ -143,7 +191,7 @@ class DevApiKeyCreateSerializer(serializers.Serializer):
     )
 
 
-class DevApiKeyRotateSerializer(serializers.Serializer):
+class DevApiKeyRotateSerializer(StrictSerializer):
     """The rotate request: how long the old secret keeps working."""
 
     grace_seconds = StrictIntegerField(
