@@ -126,6 +126,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apikeys.web.middleware.ContentSecurityPolicyMiddleware",
+    # Last, so its process_exception sees a view's exception first: /v1/ answers JSON under DEBUG too.
+    "apikeys.api.middleware.ApiResponseMiddleware",
 ]
 
 ROOT_URLCONF = "omikeys_project.urls"

@@ -123,26 +123,34 @@ def exception_handler(exc, context):
     return response
 
 
-def _wants_json(request) -> bool:
+INTERNAL_ERROR_BODY = {"detail": "Internal server error."}
+
+
+def is_api_path(request) -> bool:
+    """True for the API's paths (``/v1/...``), which answer JSON in every mode."""
     return request.path.startswith("/v1/")
 
 
 def not_found(request, exception=None):
-    """``handler404``: JSON on the API's paths, Django's page elsewhere."""
-    if _wants_json(request):
+    """``handler404``, and the view of every unknown ``/v1/`` path: JSON on the API's paths, Django's page elsewhere.
+
+    Routed as a view for ``/v1/``, so an unknown API path is JSON even under ``DEBUG``,
+    where Django would otherwise answer its HTML debug page instead of calling this handler.
+    """
+    if is_api_path(request):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request):
     """``handler500``: never a stack trace; JSON on the API's paths."""
-    if _wants_json(request):
-        return JsonResponse({"detail": "Internal server error."}, status=500)
+    if is_api_path(request):
+        return JsonResponse(INTERNAL_ERROR_BODY, status=500)
     return defaults.server_error(request)
 
 
 def bad_request(request, exception=None):
     """``handler400``: e.g. a disallowed Host header."""
-    if _wants_json(request):
+    if is_api_path(request):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return defaults.bad_request(request, exception)

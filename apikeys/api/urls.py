@@ -1,8 +1,8 @@
 """Routes of the key API, under /v1/dev/."""
 
-from django.urls import path
+from django.urls import path, re_path
 
-from . import views
+from . import errors, views
 
 app_name = "api"
 
@@ -11,4 +11,6 @@ urlpatterns = [
     path("v1/dev/keys/<str:key_id>", views.KeyDetailView.as_view(), name="key-detail"),
     path("v1/dev/keys/<str:key_id>/rotate", views.KeyRotateView.as_view(), name="key-rotate"),
     path("v1/dev/key", views.CallingKeyView.as_view(), name="calling-key"),
+    # Any other /v1/ path: the API's JSON 404, in every mode (DEBUG included).
+    re_path(r"^v1/", errors.not_found, name="not-found"),
 ]

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import AuthenticationFailed, NotFound
+from rest_framework.exceptions import AuthenticationFailed, MethodNotAllowed, NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -74,11 +74,28 @@ def api_actor(request) -> Actor:
 
 
 class KeyAPIView(APIView):
-    """The key endpoints' base: Firebase authentication (the default), no OPTIONS, one JSON-object check."""
+    """The key endpoints' base: Firebase authentication (the default), no OPTIONS, one JSON-object check.
+
+    Every answer, success or error, carries ``Cache-Control: no-store``: a key's metadata,
+    and a new secret above all, must not be kept by a browser or a shared cache.
+    """
 
     # No OPTIONS metadata: methods the API does not document answer 405,
     # and the Allow header lists only the documented ones.
     http_method_names = [method for method in APIView.http_method_names if method != "options"]
+
+    def initial(self, request, *args, **kwargs):
+        # A method the endpoint does not offer is 405 whoever asks: checked before the
+        # credentials, so the answer does not depend on them (and no key check is counted).
+        method = request.method.lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            raise MethodNotAllowed(request.method)
+        super().initial(request, *args, **kwargs)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @staticmethod
     def json_object(request) -> Mapping:
@@ -138,7 +155,7 @@ class KeyListCreateView(KeyAPIView):
         except lifecycle.OwnerNotEligible as exc:  # deactivated while this request ran
             raise AuthenticationFailed(str(exc)) from None
         body = DevApiKeyCreatedSerializer(issued.api_key, context={"plaintext": issued.plaintext}).data
-        return Response(body, status=status.HTTP_200_OK, headers={"Cache-Control": "no-store"})
+        return Response(body, status=status.HTTP_200_OK)
 
 
 class KeyDetailView(KeyAPIView):
@@ -207,7 +224,7 @@ class KeyRotateView(KeyAPIView):
         api_key = ApiKey.objects.with_scopes().get(pk=api_key.pk)
         api_key.previous_key_expires_at = issued.api_key.previous_key_expires_at
         body = DevApiKeyRotatedSerializer(api_key, context={"plaintext": issued.plaintext}).data
-        return Response(body, status=status.HTTP_200_OK, headers={"Cache-Control": "no-store"})
+        return Response(body, status=status.HTTP_200_OK)
 
 
 class CallingKeyView(KeyAPIView):
@@ -228,4 +245,4 @@ class CallingKeyView(KeyAPIView):
         responses={200: CallingApiKeySerializer, 401: ERROR_401, 429: ERROR_429},
     )
     def get(self, request):
-        return Response(calling_key_body(request.auth), headers={"Cache-Control": "no-store"})
+        return Response(calling_key_body(request.auth))
