@@ -11,6 +11,7 @@ from django.utils.translation import ngettext
 
 from .. import lifecycle
 from ..models import KeyEvent
+from ..templatetags.key_names import key_name
 from .display import day_text, details_summary, events_url, key_status, moment_text, scope_codes
 from .filters import KeyStatusFilter, ScopeFilter, touches_a_hash
 from .forms import ApiKeyChangeForm
@@ -118,7 +119,7 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
     @admin.display(description="key", ordering="name")
     def key_column(self, obj):
         # Name and display prefix in one column, as the owner's email and uid are.
-        return format_html('{}<br><small class="quiet nowrap">{}</small>', obj.name, obj.key_prefix)
+        return format_html('{}<br><small class="quiet nowrap">{}</small>', key_name(obj.name), obj.key_prefix)
 
     @admin.display(description="owner email", ordering="owner__email")
     def owner_email(self, obj):

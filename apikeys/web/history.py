@@ -4,8 +4,11 @@ import datetime
 import re
 from dataclasses import dataclass
 
+from django.utils.html import format_html
+
 from .. import audit
 from ..models import KeyEvent
+from ..templatetags.key_names import key_name
 
 # The page shows this many of a key's newest events; older ones stay in the database (and the admin).
 HISTORY_LENGTH = 50
@@ -95,7 +98,7 @@ def _what(event: KeyEvent) -> tuple[str, datetime.datetime | None]:
     if event.action == KeyEvent.Action.REVOKED:
         return ("Revoked", None)
     if event.action == KeyEvent.Action.RENAMED:
-        return (f"Renamed to “{details.get('name', '')}”", None)
+        return (format_html("Renamed to “{}”", key_name(details.get("name", ""))), None)
     if event.action == KeyEvent.Action.SCOPES_CHANGED:
         return ("Scopes changed to " + (", ".join(details.get("scopes") or []) or "none"), None)
     return (event.get_action_display().capitalize(), None)

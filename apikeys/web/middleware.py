@@ -61,7 +61,5 @@ class ContentSecurityPolicyMiddleware:
         is_web_page = (match is not None and match.namespace == "web") or getattr(request, "wants_csp", False)
         if is_web_page and "Content-Security-Policy" not in response:
             debug_page = settings.DEBUG and response.status_code in DEBUG_PAGE_STATUSES
-            response["Content-Security-Policy"] = content_security_policy(
-                str(request.csp_nonce), debug_page=debug_page
-            )
+            response["Content-Security-Policy"] = content_security_policy(str(request.csp_nonce), debug_page=debug_page)
         return response
