@@ -218,6 +218,25 @@ class ApiKey(models.Model):
             and self.previous_key_expires_at > (now or timezone.now())
         )
 
+    def replaced_secret_works_until(self, now=None):
+        """Until when the secret replaced by the last rotation still verifies, or None if it does not now.
+
+        The grace period's end, or the key's expiry if that comes first; None once the
+        grace period is over or the key is revoked or expired. What every door shows as
+        "works until", so none claims a secret works when it does not.
+        """
+        now = now or timezone.now()
+        if self.is_revoked or self.is_expired(now) or not self.previous_secret_works(now):
+            return None
+        if self.expires_at is not None:
+            return min(self.previous_key_expires_at, self.expires_at)
+        return self.previous_key_expires_at
+
+    @property
+    def replaced_secret_until(self):
+        """:meth:`replaced_secret_works_until` now, for templates."""
+        return self.replaced_secret_works_until()
+
 
 class KeyEvent(models.Model):
     """One audited change to a key: who made it, when, from where. Never edited."""

@@ -76,7 +76,7 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
         fields = list(self.change_fields)
         if obj.is_revoked:
             fields[fields.index("expires_at")] = "expires"  # shown, not editable
-        if obj.previous_secret_works():
+        if obj.replaced_secret_works_until():
             fields.insert(fields.index("rotated") + 1, "previous_secret_until")
         return fields
 
@@ -161,7 +161,7 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
 
     @admin.display(description="replaced secret works until")
     def previous_secret_until(self, obj):
-        return moment_text(obj.previous_key_expires_at)
+        return moment_text(obj.replaced_secret_works_until())
 
     @admin.display(ordering="revoked_at")
     def status(self, obj):

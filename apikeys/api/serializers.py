@@ -250,19 +250,58 @@ class DevApiKeyRotatedSerializer(DevApiKeyCreatedSerializer):
         read_only_fields = fields
 
 
+SECRET_CURRENT, SECRET_REPLACED = "current", "replaced"
+
+
 class CallingApiKeySerializer(DevApiKeySerializer):
-    """The key that authenticated the request, and whose it is (the schema of ``calling_key_body``)."""
+    """The key that authenticated the request, and whose it is (the schema of ``calling_key_body``).
+
+    ``secret`` says which of the key's secrets was sent: its current one, or the one a
+    rotation replaced, still accepted during the rotation's grace period; and
+    ``secret_expires_at`` when the secret sent stops working (the ``Sunset`` header).
+    """
 
     uid = serializers.CharField(source="owner.firebase_uid", read_only=True, help_text="The owner's Firebase uid.")
     scopes = serializers.SerializerMethodField(help_text="The scopes this key grants, sorted.")
+    secret = serializers.SerializerMethodField(
+        help_text=(
+            "Which secret authenticated this request: `current`, or `replaced` (the secret a rotation "
+            "replaced, accepted until `secret_expires_at`: move to the key's current secret, `key_prefix`)."
+        )
+    )
+    secret_expires_at = serializers.SerializerMethodField(
+        help_text=(
+            "When the secret sent stops working: for a replaced secret the end of the rotation's grace "
+            "period (or the key's expiry if sooner), else the key's expiry. Null: no end. Also sent as "
+            "the Sunset header (RFC 8594)."
+        )
+    )
 
     class Meta(DevApiKeySerializer.Meta):
-        fields = [*DevApiKeySerializer.Meta.fields, "uid"]
+        fields = [*DevApiKeySerializer.Meta.fields, "uid", "secret", "secret_expires_at"]
         read_only_fields = fields
 
     @extend_schema_field(STRING_LIST)
     def get_scopes(self, obj) -> list[str]:
         return sorted(obj.scope_codes)
+
+    @extend_schema_field({"type": "string", "enum": [SECRET_CURRENT, SECRET_REPLACED]})
+    def get_secret(self, obj) -> str:
+        return SECRET_REPLACED if presented_secret_sunset(obj) else SECRET_CURRENT
+
+    @extend_schema_field({"type": ["string", "null"], "format": "date-time"})
+    def get_secret_expires_at(self, obj) -> str | None:
+        return _moment(presented_secret_expires_at(obj))
+
+
+def presented_secret_sunset(api_key: ApiKey):
+    """When the replaced secret that authenticated this request stops, or None when the current one did."""
+    return getattr(api_key, "replaced_secret_sunset", None)
+
+
+def presented_secret_expires_at(api_key: ApiKey):
+    """When the secret that authenticated this request stops working (None: no end)."""
+    return presented_secret_sunset(api_key) or api_key.expires_at
 
 
 _DATETIME = serializers.DateTimeField()
@@ -288,4 +327,6 @@ def calling_key_body(api_key: ApiKey) -> dict:
         "status": api_key.status,
         "scopes": sorted(api_key.scope_codes),
         "uid": api_key.owner.firebase_uid,
+        "secret": SECRET_REPLACED if presented_secret_sunset(api_key) else SECRET_CURRENT,
+        "secret_expires_at": _moment(presented_secret_expires_at(api_key)),
     }

@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import Mapping
 
+from django.utils.http import http_date
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import AuthenticationFailed, MethodNotAllowed, NotFound
@@ -24,6 +25,7 @@ from .serializers import (
     DevApiKeyRotateSerializer,
     DevApiKeySerializer,
     calling_key_body,
+    presented_secret_expires_at,
 )
 
 TAGS = ["API Keys"]
@@ -222,7 +224,8 @@ class KeyRotateView(KeyAPIView):
         except lifecycle.NotRotatable as exc:
             raise Conflict(str(exc)) from None
         api_key = ApiKey.objects.with_scopes().get(pk=api_key.pk)
-        api_key.previous_key_expires_at = issued.api_key.previous_key_expires_at
+        # What the replaced secret really gets: None if it stopped, never past the key's expiry.
+        api_key.previous_key_expires_at = issued.api_key.replaced_secret_works_until()
         body = DevApiKeyRotatedSerializer(api_key, context={"plaintext": issued.plaintext}).data
         return Response(body, status=status.HTTP_200_OK)
 
@@ -245,4 +248,9 @@ class CallingKeyView(KeyAPIView):
         responses={200: CallingApiKeySerializer, 401: ERROR_401, 429: ERROR_429},
     )
     def get(self, request):
-        return Response(calling_key_body(request.auth))
+        response = Response(calling_key_body(request.auth))
+        stops = presented_secret_expires_at(request.auth)
+        if stops is not None:
+            # RFC 8594: when the credential this request used stops working (HTTP-date, whole seconds).
+            response["Sunset"] = http_date(stops.timestamp())
+        return response

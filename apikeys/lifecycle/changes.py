@@ -75,7 +75,8 @@ def rotate_key(
 
     The old secret stops at once, or keeps working for ``grace_seconds`` (0 to
     ``MAX_GRACE_SECONDS``, else ``ValidationError`` keyed "grace_seconds") so clients
-    can move over. A secret still in the grace period of an earlier rotation stops
+    can move over; never past the key's expiry, so ``previous_key_expires_at`` is at the
+    latest ``expires_at``. A secret still in the grace period of an earlier rotation stops
     now: only the newest replaced secret is kept.
 
     ``expected_prefix`` is the display prefix the caller saw; if the secret has
@@ -95,6 +96,8 @@ def rotate_key(
         if expected_prefix is not None and current.key_prefix != expected_prefix:
             raise AlreadyRotated(current)
         grace_ends = now + datetime.timedelta(seconds=grace_seconds) if grace_seconds else None
+        if grace_ends and current.expires_at and current.expires_at < grace_ends:
+            grace_ends = current.expires_at  # the replaced secret cannot outlive the key
         current.previous_key_hash = current.key_hash if grace_ends else None
         current.previous_key_expires_at = grace_ends
         current.key_hash = generated.hashed
