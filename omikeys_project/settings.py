@@ -117,6 +117,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every answer under /v1/ (DEBUG's error pages included) leaves as JSON, never cached.
+    "apikeys.api.middleware.ApiResponseMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -126,8 +128,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apikeys.web.middleware.ContentSecurityPolicyMiddleware",
-    # Last, so its process_exception sees a view's exception first: /v1/ answers JSON under DEBUG too.
-    "apikeys.api.middleware.ApiResponseMiddleware",
 ]
 
 ROOT_URLCONF = "omikeys_project.urls"

@@ -179,3 +179,10 @@ def test_under_debug_web_pages_still_get_django_s_debug_404(debug):
     response = Client().get("/no-such-page/")
     assert response.status_code == 404
     assert b"Page not found" in response.content and b"<html" in response.content
+
+
+def test_under_debug_a_refused_host_on_the_api_is_json(debug):
+    response = Client(HTTP_HOST="evil.example").get("/v1/dev/keys")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Bad request."}
+    assert_no_store(response)

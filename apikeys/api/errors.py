@@ -123,20 +123,14 @@ def exception_handler(exc, context):
     return response
 
 
-INTERNAL_ERROR_BODY = {"detail": "Internal server error."}
-
-
 def is_api_path(request) -> bool:
     """True for the API's paths (``/v1/...``), which answer JSON in every mode."""
     return request.path.startswith("/v1/")
 
 
 def not_found(request, exception=None):
-    """``handler404``, and the view of every unknown ``/v1/`` path: JSON on the API's paths, Django's page elsewhere.
-
-    Routed as a view for ``/v1/``, so an unknown API path is JSON even under ``DEBUG``,
-    where Django would otherwise answer its HTML debug page instead of calling this handler.
-    """
+    """``handler404``: JSON on the API's paths, Django's page elsewhere (under DEBUG, ``api.middleware``
+    turns Django's debug page into the same JSON)."""
     if is_api_path(request):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
@@ -145,7 +139,7 @@ def not_found(request, exception=None):
 def server_error(request):
     """``handler500``: never a stack trace; JSON on the API's paths."""
     if is_api_path(request):
-        return JsonResponse(INTERNAL_ERROR_BODY, status=500)
+        return JsonResponse({"detail": "Internal server error."}, status=500)
     return defaults.server_error(request)
 
 

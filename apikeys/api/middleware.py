@@ -1,24 +1,34 @@
-"""Answers on the API's paths (/v1/) that no API view makes: never cached, and JSON even under DEBUG."""
+"""Answers on the API's paths (/v1/) that no API view makes: never cached, and JSON in every mode."""
 
-import logging
+from http import HTTPStatus
 
-from django.conf import settings
-from django.core import signals
 from django.http import JsonResponse
 
-from .errors import INTERNAL_ERROR_BODY, is_api_path
+from .errors import is_api_path
 
-logger = logging.getLogger("django.request")
+# The detail of an answer Django made as an HTML page (its debug pages, under DEBUG).
+GENERIC_DETAILS = {400: "Bad request.", 404: "Not found.", 500: "Internal server error."}
+
+
+def generic_detail(status: int) -> str:
+    """A short detail for an answer of ``status`` that came without one: "Not found.", "Bad request."..."""
+    if status in GENERIC_DETAILS:
+        return GENERIC_DETAILS[status]
+    try:
+        return f"{HTTPStatus(status).phrase}."
+    except ValueError:
+        return "Error."
 
 
 class ApiResponseMiddleware:
-    """For every request under ``/v1/``: ``Cache-Control: no-store``, and a JSON 500 under DEBUG.
+    """For every request under ``/v1/``: ``Cache-Control: no-store``, and JSON instead of an HTML page.
 
-    The key views set ``no-store`` themselves; this covers the answers made elsewhere
-    (an unknown path's 404, a 500, a refused Host). With ``DEBUG`` on, Django would answer
-    an uncaught exception with its HTML debug page; an API client gets the JSON 500 it
-    gets in production, and the traceback goes to the log (the ``django.request``
-    logger, as Django's own handler logs it).
+    The key views set ``no-store`` and answer JSON themselves; this covers the answers
+    made elsewhere. With ``DEBUG`` on, Django answers an uncaught exception, a refused
+    Host header or a 404 raised outside the API's views with its HTML debug page; an API
+    client gets the ``{"detail": ...}`` it gets in production instead (the traceback is
+    still logged by Django, as always). First in ``MIDDLEWARE``, so it sees the answers
+    of every other middleware too.
     """
 
     def __init__(self, get_response):
@@ -26,18 +36,10 @@ class ApiResponseMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if is_api_path(request) and not response.has_header("Cache-Control"):
+        if not is_api_path(request):
+            return response
+        if response.get("Content-Type", "").startswith("text/html"):
+            response = JsonResponse({"detail": generic_detail(response.status_code)}, status=response.status_code)
+        if not response.has_header("Cache-Control"):
             response["Cache-Control"] = "no-store"
         return response
-
-    def process_exception(self, request, exception):
-        if not (settings.DEBUG and is_api_path(request)):
-            return None  # handler500 answers JSON when DEBUG is off
-        signals.got_request_exception.send(sender=None, request=request)
-        logger.error(
-            "Internal Server Error: %s",
-            request.path,
-            exc_info=exception,
-            extra={"status_code": 500, "request": request},
-        )
-        return JsonResponse(INTERNAL_ERROR_BODY, status=500)

@@ -1,8 +1,8 @@
 """Routes of the key API, under /v1/dev/."""
 
-from django.urls import path, re_path
+from django.urls import path
 
-from . import errors, views
+from . import views
 
 app_name = "api"
 
@@ -11,6 +11,4 @@ urlpatterns = [
     path("v1/dev/keys/<str:key_id>", views.KeyDetailView.as_view(), name="key-detail"),
     path("v1/dev/keys/<str:key_id>/rotate", views.KeyRotateView.as_view(), name="key-rotate"),
     path("v1/dev/key", views.CallingKeyView.as_view(), name="calling-key"),
-    # Any other /v1/ path: the API's JSON 404, in every mode (DEBUG included).
-    re_path(r"^v1/", errors.not_found, name="not-found"),
 ]
