@@ -3,7 +3,6 @@ read within the size limit by gunicorn, refused with 411 by a server that cannot
 
 import http.client
 import json
-import os
 import re
 import socket
 import subprocess
@@ -18,7 +17,7 @@ from django.test import Client
 from apikeys.models import ApiKey
 
 from .helpers import free_port
-from .test_processes import ROOT, database_url, start_server, wait_for  # noqa: F401 - start_server: a fixture
+from .test_processes import ROOT, server_environment, start_server, wait_for  # noqa: F401 - start_server: a fixture
 from .web.pages import sign_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("contract_scopes")]
@@ -143,13 +142,7 @@ def test_a_chunked_web_form_is_read(start_server):  # noqa: F811
 def runserver(tmp_path):
     """``manage.py runserver`` (what scripts/dev runs) on the test database; its base URL."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "DJANGO_ENV_FILE": "",
-        "DJANGO_DEBUG": "true",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-    }
+    env = server_environment(DJANGO_DEBUG="true", DJANGO_LOG_LEVEL="INFO")
     log = open(tmp_path / "runserver.log", "w")  # noqa: SIM115 - closed with the server
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"],
