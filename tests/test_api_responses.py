@@ -186,3 +186,10 @@ def test_under_debug_a_refused_host_on_the_api_is_json(debug):
     assert response.status_code == 400
     assert response.json() == {"detail": "Bad request."}
     assert_no_store(response)
+
+
+def test_a_redirect_on_the_api_is_left_as_it_is(settings):
+    settings.SECURE_SSL_REDIRECT = True
+    response = Client().get("/v1/dev/keys")
+    assert response.status_code == 301
+    assert response["Location"] == "https://testserver/v1/dev/keys"

@@ -38,7 +38,7 @@ class ApiResponseMiddleware:
         response = self.get_response(request)
         if not is_api_path(request):
             return response
-        if response.get("Content-Type", "").startswith("text/html"):
+        if response.status_code >= 400 and response.get("Content-Type", "").startswith("text/html"):
             response = JsonResponse({"detail": generic_detail(response.status_code)}, status=response.status_code)
         if not response.has_header("Cache-Control"):
             response["Cache-Control"] = "no-store"
