@@ -39,6 +39,38 @@ def together(monkeypatch):
     return barrier
 
 
+@pytest.fixture
+def second_reads_after_first_rotated(monkeypatch):
+    """Two rotation requests that both arrived before either rotated, the second reading the key only
+    after the first has rotated it: it sees the new secret, and must still not replace it."""
+    from apikeys.api import views
+
+    arrived, rotated = threading.Event(), threading.Event()
+    order, lock = [], threading.Lock()
+    real_own_key, real_rotate = views.own_key, lifecycle.rotate_key
+
+    def own_key(request, key_id, **kwargs):
+        with lock:
+            order.append(threading.get_ident())
+            first = len(order) == 1
+        if not first:
+            arrived.set()
+            assert rotated.wait(20)
+        return real_own_key(request, key_id, **kwargs)
+
+    def rotate_key(*args, **kwargs):
+        if order and order[0] == threading.get_ident():
+            assert arrived.wait(20)
+            try:
+                return real_rotate(*args, **kwargs)
+            finally:
+                rotated.set()
+        return real_rotate(*args, **kwargs)
+
+    monkeypatch.setattr(views, "own_key", own_key)
+    monkeypatch.setattr(lifecycle, "rotate_key", rotate_key)
+
+
 def works(plaintext: str) -> bool:
     return key_client(plaintext).get("/v1/dev/key").status_code == 200
 
@@ -68,6 +100,20 @@ def test_two_rotations_at_once_one_succeeds_and_its_secret_works(server, togethe
     stored = ApiKey.objects.get(pk=key["id"])
     assert stored.key_prefix == new["key_prefix"]
     assert stored.events.filter(action="rotated").count() == 1
+
+
+def test_a_rotation_that_reads_the_key_after_a_concurrent_one_rotated_it_is_409(
+    server, second_reads_after_first_rotated
+):
+    base, headers, key = server
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(rotate, base, headers, key["id"], {"grace_seconds": 0}) for _ in range(2)]
+        responses = [future.result() for future in futures]
+
+    assert sorted(response.status_code for response in responses) == [200, 409]
+    winner = next(response for response in responses if response.status_code == 200)
+    assert works(winner.json()["key"])
+    assert ApiKey.objects.get(pk=key["id"]).events.filter(action="rotated").count() == 1
 
 
 def test_rotations_one_after_the_other_both_succeed(server):
@@ -128,3 +174,18 @@ def test_the_served_schema_documents_if_match_and_412(api):
     operation = api.get("/openapi.json").json()["paths"]["/v1/dev/keys/{key_id}/rotate"]["post"]
     assert any(p["name"] == "If-Match" and p["in"] == "header" for p in operation["parameters"])
     assert {"409", "412"} <= set(operation["responses"])
+
+
+def test_the_core_refuses_a_rotation_when_the_key_was_rotated_since_the_moment_given():
+    from django.utils import timezone
+
+    from .helpers import issue, make_owner
+
+    issued = issue(make_owner("core-race"))
+    began = timezone.now()
+    first = lifecycle.rotate_key(issued.api_key)
+    with pytest.raises(lifecycle.AlreadyRotated):
+        lifecycle.rotate_key(ApiKey.objects.get(pk=issued.api_key.pk), not_rotated_since=began)
+    assert works(first.plaintext)
+    later = lifecycle.rotate_key(ApiKey.objects.get(pk=issued.api_key.pk), not_rotated_since=timezone.now())
+    assert works(later.plaintext) and not works(first.plaintext)

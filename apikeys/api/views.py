@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import Mapping
 
+from django.utils import timezone
 from django.utils.http import http_date
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -130,6 +131,7 @@ class KeyAPIView(APIView):
     http_method_names = [method for method in APIView.http_method_names if method != "options"]
 
     def initial(self, request, *args, **kwargs):
+        self.started_at = timezone.now()  # before the credentials are checked: when the request arrived
         # A method the endpoint does not offer is 405 whoever asks: checked before the
         # credentials, so the answer does not depend on them (and no key check is counted).
         method = request.method.lower()
@@ -237,10 +239,11 @@ class KeyRotateView(KeyAPIView):
             "same id, name, scopes and expiry. The old secret stops at once, or keeps working for "
             "`grace_seconds` (at most 7 days) while clients move to the new one. Rotating again "
             "during a grace period stops the older secret at once. The body may be omitted.\n\n"
-            "Two rotations of one key at the same moment never both succeed: each replaces the secret it "
-            "saw when it began, so the later one answers 409 and changes nothing, and every 200 hands out "
-            "a secret that works, with the grace it asked for. With `If-Match` naming the secret to "
-            "replace, a rotation (or its retry) whose secret has changed since answers 412."
+            "Two rotations of one key at the same moment never both succeed: a rotation does not replace "
+            "a secret another rotation handed out after it arrived, so the later one answers 409 and "
+            "changes nothing, and every 200 hands out a secret that works, with the grace it asked for. "
+            "With `If-Match` naming the secret to replace, a rotation (or its retry) whose secret has "
+            "changed since answers 412."
         ),
         tags=TAGS,
         parameters=[IF_MATCH],
@@ -275,11 +278,12 @@ class KeyRotateView(KeyAPIView):
         throttle_issuing(request.user)
         try:
             # The secret this request saw is the one it replaces: a rotation that another request
-            # made meanwhile (the core locks the key's row) is not undone by this one.
+            # made while this one ran (the core locks the key's row) is not undone by this one.
             issued = lifecycle.rotate_key(
                 api_key,
                 grace_seconds=serializer.validated_data["grace_seconds"],
                 expected_prefix=api_key.key_prefix,
+                not_rotated_since=self.started_at,
                 actor=api_actor(request),
             )
         except lifecycle.AlreadyRotated as already:

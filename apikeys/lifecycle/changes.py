@@ -69,6 +69,7 @@ def rotate_key(
     *,
     grace_seconds: int = 0,
     expected_prefix: str | None = None,
+    not_rotated_since: datetime.datetime | None = None,
     actor: Actor | None = None,
 ) -> IssuedKey:
     """Give ``api_key`` a new secret and return it; id, name, scopes and expiry stay.
@@ -81,8 +82,11 @@ def rotate_key(
 
     ``expected_prefix`` is the display prefix the caller saw; if the secret has
     changed since, nothing happens and :class:`AlreadyRotated` is raised, so a
-    form sent twice rotates once. A revoked key raises :class:`KeyRevoked`, an
-    expired one :class:`NotRotatable`. The caller decides access.
+    form sent twice rotates once. ``not_rotated_since`` (a moment, say when the
+    request began) refuses the same way if the key was rotated at or after it: a
+    rotation that ran while the caller's request did, whose new secret this one must
+    not replace. A revoked key raises :class:`KeyRevoked`, an expired one
+    :class:`NotRotatable`. The caller decides access.
     """
     validate_grace(grace_seconds)
     generated = crypto.generate_key()
@@ -94,6 +98,8 @@ def rotate_key(
         if current.is_expired(now):
             raise NotRotatable("This key has expired; an expired key cannot be rotated.")
         if expected_prefix is not None and current.key_prefix != expected_prefix:
+            raise AlreadyRotated(current)
+        if not_rotated_since is not None and current.rotated_at is not None and current.rotated_at >= not_rotated_since:
             raise AlreadyRotated(current)
         grace_ends = now + datetime.timedelta(seconds=grace_seconds) if grace_seconds else None
         if grace_ends and current.expires_at and current.expires_at < grace_ends:
