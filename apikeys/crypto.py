@@ -16,6 +16,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from .text import as_seen
+
 KEY_PREFIX = "omi_dev_"
 SECRET_BYTES = 16  # 128 bits -> 32 hex characters
 SECRET_HEX_LENGTH = SECRET_BYTES * 2
@@ -65,5 +67,9 @@ def is_well_formed(text: str) -> bool:
 
 
 def contains_raw_key(text: str) -> bool:
-    """True when text contains something that looks like a raw Omi secret."""
-    return bool(RAW_KEY_IN_TEXT_RE.search(text))
+    """True when text contains something that looks like a raw Omi secret.
+
+    Also when the secret is disguised: written in fullwidth or other compatibility forms,
+    or broken up by invisible characters (``text.as_seen``: NFKC, default-ignorables removed).
+    """
+    return bool(RAW_KEY_IN_TEXT_RE.search(text) or RAW_KEY_IN_TEXT_RE.search(as_seen(text)))

@@ -9,7 +9,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
-from . import crypto
+from . import crypto, text
 from .managers import FirebaseUserManager, ScopeQuerySet
 
 KEY_NAME_MAX_LENGTH = 100
@@ -79,7 +79,14 @@ class Scope(models.Model):
 
 
 def validate_key_name(value: str) -> None:
-    """The rules every door applies to a key's (already stripped) name."""
+    """The rules every door applies to a key's (already stripped) name.
+
+    1 to 100 characters; no control characters; no bidi controls (they reorder the text
+    shown after the name in lists and histories); at least one visible character; and
+    nothing that looks like an API key, even broken up by invisible characters. Raises
+    ``ValidationError`` with the codes string_too_short, string_too_long,
+    string_control_characters, string_bidi_control, string_not_visible, secret_in_name.
+    """
     if not value:
         raise ValidationError("The name must not be empty.", code="string_too_short")
     if len(value) > KEY_NAME_MAX_LENGTH:
@@ -89,6 +96,17 @@ def validate_key_name(value: str) -> None:
         )
     if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
         raise ValidationError("The name must not contain control characters.", code="string_control_characters")
+    bidi = text.first_bidi_control(value)
+    if bidi:
+        raise ValidationError(
+            f"The name must not contain characters that change the direction of text ({text.code_point(bidi)}).",
+            code="string_bidi_control",
+        )
+    if not text.has_visible(value):
+        raise ValidationError(
+            "The name must contain at least one visible character (a letter, digit, punctuation or symbol).",
+            code="string_not_visible",
+        )
     if crypto.contains_raw_key(value):
         raise ValidationError(
             "The name looks like it contains an API key. Never put a secret in a key's name.",
@@ -162,7 +180,14 @@ class ApiKey(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.key_prefix})"
+        # A name stored before the name rules refused bidi controls and invisible names
+        # must not reorder the admin's titles and breadcrumbs, nor vanish from them.
+        name = self.name
+        if not text.has_visible(name):
+            name = "(name not visible)"
+        elif text.needs_isolation(name):
+            name = text.isolated(name)
+        return f"{name} ({self.key_prefix})"
 
     @property
     def is_revoked(self) -> bool:
@@ -192,6 +217,25 @@ class ApiKey(models.Model):
             and self.previous_key_expires_at is not None
             and self.previous_key_expires_at > (now or timezone.now())
         )
+
+    def replaced_secret_works_until(self, now=None):
+        """Until when the secret replaced by the last rotation still verifies, or None if it does not now.
+
+        The grace period's end, or the key's expiry if that comes first; None once the
+        grace period is over or the key is revoked or expired. What every door shows as
+        "works until", so none claims a secret works when it does not.
+        """
+        now = now or timezone.now()
+        if self.is_revoked or self.is_expired(now) or not self.previous_secret_works(now):
+            return None
+        if self.expires_at is not None:
+            return min(self.previous_key_expires_at, self.expires_at)
+        return self.previous_key_expires_at
+
+    @property
+    def replaced_secret_until(self):
+        """:meth:`replaced_secret_works_until` now, for templates."""
+        return self.replaced_secret_works_until()
 
 
 class KeyEvent(models.Model):

@@ -183,6 +183,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apikeys.request_logging.RequestLogMiddleware",  # first: the request id, and the request's whole duration
+    # Outermost: every answer under /v1/ (DEBUG's error pages included) leaves as JSON, never cached.
+    "apikeys.api.middleware.ApiResponseMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

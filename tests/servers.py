@@ -209,7 +209,7 @@ def server_env(database_url: str, **extra: str) -> dict:
         **keep,
         "DJANGO_ENV_FILE": "",
         "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "fault-tests-secret-key",
+        "DJANGO_SECRET_KEY": "fault-tests-secret-key-Nw5Bx9Qe3Tr7Yu1Io6Pa2Sd8Fg4Hj0Kl",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_LOG_LEVEL": "INFO",
         "FIREBASE_PROJECT_ID": PROJECT,

@@ -71,7 +71,6 @@ def test_another_scheme_is_401(header):
         "omi_dev_" + "0" * 32,  # well formed, unknown
         "omi_dev_" + "A" * 32,  # upper case
         "omi_dev_" + "a" * 31,
-        "omi_mcp_" + "a" * 32,
         "sk_live_123",
         "%00",
         "omi_dev_" + "a" * 5000,
@@ -79,6 +78,15 @@ def test_another_scheme_is_401(header):
 )
 def test_unknown_or_malformed_keys_are_401_and_not_echoed(token):
     assert_refused(key_client(token).get(URL))  # the body is exactly {"detail": "Invalid API Key"}
+
+
+def test_an_mcp_key_is_401_naming_the_credential_wanted():
+    token = "omi_mcp_" + "a" * 32
+    detail = "This endpoint needs an API key (omi_dev_...), not an MCP key (omi_mcp_...)"
+    response = key_client(token).get(URL)
+    assert response.status_code == 401 and response.json()["detail"].startswith(detail)
+    assert response["WWW-Authenticate"] == 'Bearer realm="omikeys"'
+    assert token not in response.content.decode()
 
 
 def test_two_bearer_parts_is_401():

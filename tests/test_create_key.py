@@ -108,12 +108,15 @@ def test_unicode_names_are_kept(user_client):
     assert post(user_client, {"name": "Zapier → Notion ✓ 日本"}).json()["name"] == "Zapier → Notion ✓ 日本"
 
 
-def test_unknown_fields_are_ignored(user_client):
+def test_fields_that_are_not_input_are_refused_and_create_nothing(user_client):
     response = post(user_client, {"name": "n", "owner": "someone-else", "key": A_KEY, "id": "x"})
-    assert response.status_code == 200
-    body = response.json()
-    assert body["key"] != A_KEY and body["id"] != "x"
-    assert ApiKey.objects.get(pk=body["id"]).owner.firebase_uid == user_client.emulator_user.uid
+    assert errors_of(response) == [
+        (["body", "owner"], "extra_forbidden"),
+        (["body", "key"], "extra_forbidden"),
+        (["body", "id"], "extra_forbidden"),
+    ]
+    assert A_KEY not in response.content.decode()
+    assert not ApiKey.objects.exists()
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ class Server:
             "DATABASE_URL": database_url(),
             "DJANGO_ENV_FILE": "",
             "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": "metrics-process-test-key",
+            "DJANGO_SECRET_KEY": "metrics-process-test-key-Jx4Tq8Vn2Wc6Rb0Ym5Kd9Hs3Lp7Fg1Zt",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
             "DJANGO_LOG_LEVEL": "WARNING",
             "OMIKEYS_METRICS_TOKEN": TOKEN,

@@ -23,6 +23,20 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def server_environment(**extra_env) -> dict:
+    """The environment of a server process on the test database (production settings unless overridden)."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DJANGO_ENV_FILE": "",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "second-process-test-key-q8Wm3Zt6Yp1Rv4Xs7Bn2Kc5Hj9Lf0Dg",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DJANGO_LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
+
+
 @pytest.fixture
 def start_server(tmp_path):
     """``start_server(**env)``: gunicorn with two workers on the test database; its base URL."""
@@ -30,16 +44,7 @@ def start_server(tmp_path):
 
     def start(**extra_env) -> str:
         port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "DJANGO_ENV_FILE": "",
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": "second-process-test-key-q8Wm3Zt6Yp1Rv4Xs7Bn2Kc5Hj9Lf0Dg",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-            "DJANGO_LOG_LEVEL": "WARNING",
-            **extra_env,
-        }
+        env = server_environment(**extra_env)
         log = open(tmp_path / f"gunicorn-{port}.log", "w")  # noqa: SIM115 - closed with the server
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "omikeys_project.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],

@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.utils import formats, timezone
 
 from ..models import ApiKey
+from ..text import isolated, needs_isolation
 
 
 def scope_codes(api_key: ApiKey) -> str:
@@ -35,6 +36,8 @@ def details_summary(details: dict) -> str:
     for name, value in details.items():
         if isinstance(value, list):
             value = ", ".join(map(str, value)) or "none"
+        elif isinstance(value, str) and needs_isolation(value):
+            value = isolated(value)  # a stored name's bidi control cannot reorder the rest of the line
         parts.append(f"{name.replace('_', ' ')}: {'none' if value is None else value}")
     return "; ".join(parts)
 

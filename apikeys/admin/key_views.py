@@ -123,7 +123,7 @@ class KeyViews:
             "api_key": api_key,
             "plaintext": issued.plaintext,
             "rotated": rotated,
-            "previous_secret_until": api_key.previous_key_expires_at if rotated else None,
+            "previous_secret_until": api_key.replaced_secret_works_until() if rotated else None,
             "change_url": reverse("admin:apikeys_apikey_change", args=[api_key.pk]),
             "add_url": reverse("admin:apikeys_apikey_add"),
             "changelist_url": reverse("admin:apikeys_apikey_changelist"),

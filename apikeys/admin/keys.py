@@ -11,6 +11,7 @@ from django.utils.translation import ngettext
 
 from .. import lifecycle
 from ..models import KeyEvent
+from ..templatetags.key_names import key_name
 from .display import day_text, details_summary, events_url, key_status, moment_text, scope_codes
 from .filters import KeyStatusFilter, ScopeFilter, touches_a_hash
 from .forms import ApiKeyChangeForm
@@ -75,7 +76,7 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
         fields = list(self.change_fields)
         if obj.is_revoked:
             fields[fields.index("expires_at")] = "expires"  # shown, not editable
-        if obj.previous_secret_works():
+        if obj.replaced_secret_works_until():
             fields.insert(fields.index("rotated") + 1, "previous_secret_until")
         return fields
 
@@ -118,7 +119,7 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
     @admin.display(description="key", ordering="name")
     def key_column(self, obj):
         # Name and display prefix in one column, as the owner's email and uid are.
-        return format_html('{}<br><small class="quiet nowrap">{}</small>', obj.name, obj.key_prefix)
+        return format_html('{}<br><small class="quiet nowrap">{}</small>', key_name(obj.name), obj.key_prefix)
 
     @admin.display(description="owner email", ordering="owner__email")
     def owner_email(self, obj):
@@ -160,7 +161,7 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
 
     @admin.display(description="replaced secret works until")
     def previous_secret_until(self, obj):
-        return moment_text(obj.previous_key_expires_at)
+        return moment_text(obj.replaced_secret_works_until())
 
     @admin.display(ordering="revoked_at")
     def status(self, obj):

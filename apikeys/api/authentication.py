@@ -6,7 +6,7 @@ import time
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
-from .. import crypto, firebase, lifecycle, limits, metrics
+from .. import firebase, lifecycle, limits, metrics
 from ..audit import client_ip
 from ..models import User
 from .exceptions import ServiceUnavailable, TooManyRequests
@@ -85,6 +85,33 @@ class FirebaseAuthentication(BearerAuthentication):
         return user, claims
 
 
+SEND_A_KEY = "Create a key with POST /v1/dev/keys and send it as 'Authorization: Bearer <API key>'."
+
+# Credentials that are not Developer API keys but can be told apart by their shape, and what
+# to say when one is sent where a key belongs: (test, what it is). Checked in this order.
+OTHER_CREDENTIALS = (
+    (lambda token: token.startswith("omi_mcp_"), "an MCP key (omi_mcp_...), which is for Omi's MCP server"),
+    (lambda token: not token.startswith("omi_") and JWT_RE.match(token), "a Firebase ID token"),
+    (lambda token: token.startswith("ya29."), "a Google OAuth access token"),
+)
+# Pasted with the quotes or angle brackets of an example around it.
+WRAPPED_KEY_RE = re.compile(r"""^(["'<`])omi_dev_\S*(["'>`])$""")
+
+
+def wrong_credential_message(token: str) -> str | None:
+    """What to tell a client that sent ``token`` where a Developer API key belongs, or None if it may be one.
+
+    Names the credential sent (an MCP key, a Firebase ID token...) and the one wanted,
+    as a 401 message; never quotes the token.
+    """
+    for matches, what in OTHER_CREDENTIALS:
+        if matches(token):
+            return f"This endpoint needs an API key (omi_dev_...), not {what}. {SEND_A_KEY}"
+    if WRAPPED_KEY_RE.match(token):
+        return "Send the API key without quotes or brackets around it: 'Authorization: Bearer omi_dev_...'."
+    return None
+
+
 class ApiKeyAuthentication(BearerAuthentication):
     """``Authorization: Bearer omi_dev_...``: the key of a Developer API client.
 
@@ -109,14 +136,9 @@ class ApiKeyAuthentication(BearerAuthentication):
         if token is None:
             self._refuse(throttle, address, self.malformed_message, started)
         token = token.decode("latin-1")
-        if not token.startswith(crypto.KEY_PREFIX) and JWT_RE.match(token):
-            self._refuse(
-                throttle,
-                address,
-                "This endpoint needs an API key (omi_dev_...), not a Firebase ID token. "
-                "Create a key with POST /v1/dev/keys and send it as 'Authorization: Bearer <API key>'.",
-                started,
-            )
+        wrong = wrong_credential_message(token)
+        if wrong:
+            self._refuse(throttle, address, wrong, started)
         verification = lifecycle.verify_key(token)
         if verification.api_key is None:
             self._refuse(throttle, address, verification.rejection, started, verification)

@@ -123,26 +123,28 @@ def exception_handler(exc, context):
     return response
 
 
-def _wants_json(request) -> bool:
+def is_api_path(request) -> bool:
+    """True for the API's paths (``/v1/...``), which answer JSON in every mode."""
     return request.path.startswith("/v1/")
 
 
 def not_found(request, exception=None):
-    """``handler404``: JSON on the API's paths, Django's page elsewhere."""
-    if _wants_json(request):
+    """``handler404``: JSON on the API's paths, Django's page elsewhere (under DEBUG, ``api.middleware``
+    turns Django's debug page into the same JSON)."""
+    if is_api_path(request):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request):
     """``handler500``: never a stack trace; JSON on the API's paths."""
-    if _wants_json(request):
+    if is_api_path(request):
         return JsonResponse({"detail": "Internal server error."}, status=500)
     return defaults.server_error(request)
 
 
 def bad_request(request, exception=None):
     """``handler400``: e.g. a disallowed Host header."""
-    if _wants_json(request):
+    if is_api_path(request):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return defaults.bad_request(request, exception)

@@ -24,6 +24,14 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class PreconditionFailed(exceptions.APIException):
+    """412: an ``If-Match`` precondition does not hold; nothing was changed (RFC 9110, section 13.1.1)."""
+
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "The precondition in If-Match does not hold; nothing was changed."
+    default_code = "precondition_failed"
+
+
 class TooManyRequests(exceptions.Throttled):
     """429 with ``Retry-After`` and exactly the message given (DRF's adds a sentence of its own)."""
 

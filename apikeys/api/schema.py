@@ -1,6 +1,6 @@
 """OpenAPI: Firebase authentication as the contract's ``firebaseBearer``, API keys, and the error bodies' shapes."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -31,6 +31,18 @@ class ApiKeyAuthenticationScheme(BearerScheme):
     name = "apiKeyBearer"
     bearer_format = "Omi Developer API key (omi_dev_...)"
     description = "Send `Authorization: Bearer <API key>`."
+
+
+class StrictSerializerExtension(OpenApiSerializerExtension):
+    """Request bodies built on ``StrictSerializer`` refuse unknown fields: ``additionalProperties: false``."""
+
+    target_class = "apikeys.api.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["additionalProperties"] = False
+        return schema
 
 
 # Documentation-only shapes for the error bodies.

@@ -1,5 +1,7 @@
 """Input and output shapes of the key API, named after the contract's schemas."""
 
+import re
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -47,9 +49,28 @@ class StrictDateTimeField(serializers.DateTimeField):
         if not isinstance(value, str):
             self.fail("datetime_type")
         try:
-            return super().to_internal_value(value)
+            return super().to_internal_value(rfc3339_upper(value))
         except serializers.ValidationError:
             self.fail("datetime_parsing")
+
+
+# A date, then the date/time separator RFC 3339 allows ("T", "t", or a space), then the rest.
+_DATE_AND_TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[Tt ](.*))?$", re.DOTALL)
+
+
+def rfc3339_upper(value: str) -> str:
+    """A date-time string with RFC 3339's lowercase ``t`` and ``z`` as the parsers want them: ``T``, ``Z``.
+
+    RFC 3339 section 5.6 lets both letters be lowercase; Python's and Django's parsers
+    accept only uppercase. A separator other than ``T``/``t``/space (which Python's
+    parser would accept) is left for the parser to refuse: the value comes back unchanged,
+    apart from being made invalid.
+    """
+    match = _DATE_AND_TIME_RE.match(value)
+    if match is None:
+        return "" if len(value) > 10 else value  # a date alone stays; anything else is refused
+    date, time = match.groups()
+    return date if time is None else f"{date}T{time.replace('z', 'Z')}"
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -119,7 +140,34 @@ class ScopeListField(serializers.Field):
         return [scope.code for scope in value.all()]
 
 
-class DevApiKeyCreateSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer):
+    """A request body that refuses fields it does not declare, like pydantic's ``extra="forbid"``.
+
+    A misspelt field (``expiresAt``, ``grace``) would otherwise be dropped and change what
+    the request does; each unknown field is a 422 at ``["body", "<field>"]`` with the type
+    ``extra_forbidden``, naming the accepted fields. The OpenAPI document says
+    ``additionalProperties: false`` for these bodies (``schema.StrictSerializerExtension``).
+    """
+
+    def to_internal_value(self, data):
+        unknown = [field for field in data if field not in self.fields]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            errors, value = dict(exc.detail), None
+        else:
+            errors = {}
+        if unknown:
+            accepted = ", ".join(self.fields)
+            message = f"Extra inputs are not permitted. This endpoint accepts: {accepted}."
+            for field in unknown:
+                errors[field] = [serializers.ErrorDetail(message, code="extra_forbidden")]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class DevApiKeyCreateSerializer(StrictSerializer):
     """The create request: a name and, optionally, scopes."""
 
     name = StrictCharField(
@@ -143,7 +191,7 @@ class DevApiKeyCreateSerializer(serializers.Serializer):
     )
 
 
-class DevApiKeyRotateSerializer(serializers.Serializer):
+class DevApiKeyRotateSerializer(StrictSerializer):
     """The rotate request: how long the old secret keeps working."""
 
     grace_seconds = StrictIntegerField(
@@ -202,19 +250,58 @@ class DevApiKeyRotatedSerializer(DevApiKeyCreatedSerializer):
         read_only_fields = fields
 
 
+SECRET_CURRENT, SECRET_REPLACED = "current", "replaced"
+
+
 class CallingApiKeySerializer(DevApiKeySerializer):
-    """The key that authenticated the request, and whose it is (the schema of ``calling_key_body``)."""
+    """The key that authenticated the request, and whose it is (the schema of ``calling_key_body``).
+
+    ``secret`` says which of the key's secrets was sent: its current one, or the one a
+    rotation replaced, still accepted during the rotation's grace period; and
+    ``secret_expires_at`` when the secret sent stops working (the ``Sunset`` header).
+    """
 
     uid = serializers.CharField(source="owner.firebase_uid", read_only=True, help_text="The owner's Firebase uid.")
     scopes = serializers.SerializerMethodField(help_text="The scopes this key grants, sorted.")
+    secret = serializers.SerializerMethodField(
+        help_text=(
+            "Which secret authenticated this request: `current`, or `replaced` (the secret a rotation "
+            "replaced, accepted until `secret_expires_at`: move to the key's current secret, `key_prefix`)."
+        )
+    )
+    secret_expires_at = serializers.SerializerMethodField(
+        help_text=(
+            "When the secret sent stops working: for a replaced secret the end of the rotation's grace "
+            "period (or the key's expiry if sooner), else the key's expiry. Null: no end. Also sent as "
+            "the Sunset header (RFC 8594)."
+        )
+    )
 
     class Meta(DevApiKeySerializer.Meta):
-        fields = [*DevApiKeySerializer.Meta.fields, "uid"]
+        fields = [*DevApiKeySerializer.Meta.fields, "uid", "secret", "secret_expires_at"]
         read_only_fields = fields
 
     @extend_schema_field(STRING_LIST)
     def get_scopes(self, obj) -> list[str]:
         return sorted(obj.scope_codes)
+
+    @extend_schema_field({"type": "string", "enum": [SECRET_CURRENT, SECRET_REPLACED]})
+    def get_secret(self, obj) -> str:
+        return SECRET_REPLACED if presented_secret_sunset(obj) else SECRET_CURRENT
+
+    @extend_schema_field({"type": ["string", "null"], "format": "date-time"})
+    def get_secret_expires_at(self, obj) -> str | None:
+        return _moment(presented_secret_expires_at(obj))
+
+
+def presented_secret_sunset(api_key: ApiKey):
+    """When the replaced secret that authenticated this request stops, or None when the current one did."""
+    return getattr(api_key, "replaced_secret_sunset", None)
+
+
+def presented_secret_expires_at(api_key: ApiKey):
+    """When the secret that authenticated this request stops working (None: no end)."""
+    return presented_secret_sunset(api_key) or api_key.expires_at
 
 
 _DATETIME = serializers.DateTimeField()
@@ -240,4 +327,6 @@ def calling_key_body(api_key: ApiKey) -> dict:
         "status": api_key.status,
         "scopes": sorted(api_key.scope_codes),
         "uid": api_key.owner.firebase_uid,
+        "secret": SECRET_REPLACED if presented_secret_sunset(api_key) else SECRET_CURRENT,
+        "secret_expires_at": _moment(presented_secret_expires_at(api_key)),
     }

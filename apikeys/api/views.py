@@ -3,9 +3,11 @@
 import uuid
 from collections.abc import Mapping
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.utils import timezone
+from django.utils.http import http_date
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import AuthenticationFailed, NotFound
+from rest_framework.exceptions import AuthenticationFailed, MethodNotAllowed, NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,7 +16,7 @@ from .. import lifecycle, limits
 from ..audit import Actor
 from ..models import ApiKey, KeyEvent
 from .authentication import ApiKeyAuthentication
-from .exceptions import Conflict, RequestValidationError, TooManyRequests
+from .exceptions import Conflict, PreconditionFailed, RequestValidationError, TooManyRequests
 from .schema import ErrorResponseSerializer, HTTPValidationErrorSerializer
 from .serializers import (
     CallingApiKeySerializer,
@@ -24,6 +26,7 @@ from .serializers import (
     DevApiKeyRotateSerializer,
     DevApiKeySerializer,
     calling_key_body,
+    presented_secret_expires_at,
 )
 
 TAGS = ["API Keys"]
@@ -68,17 +71,78 @@ def own_key(request, key_id: str, *, revoked_too: bool = False) -> ApiKey:
         raise NotFound("No API key with this id.") from None
 
 
+def if_match_tags(request) -> list[str] | None:
+    """The entity tags of the request's ``If-Match`` header (RFC 9110, section 13.1.1), or None without one.
+
+    A key's entity tag is its display prefix: ``If-Match: "omi_dev_abcd...wxyz"`` (the quotes
+    may be left out). ``*`` matches any secret. Weak tags (``W/"..."``) never match, as
+    If-Match compares strongly; they are dropped.
+    """
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    tags = []
+    for part in header.split(","):
+        tag = part.strip()
+        if tag.startswith("W/"):
+            continue
+        if len(tag) >= 2 and tag[0] == tag[-1] == '"':
+            tag = tag[1:-1]
+        if tag:
+            tags.append(tag)
+    return tags
+
+
+def secret_changed(api_key: ApiKey, why: str) -> str:
+    """The 409/412 message of a rotation refused because the key's secret is no longer the one expected."""
+    return (
+        f"Not rotated: {why}. The key's secret is now {api_key.key_prefix}; nothing was changed. "
+        f'To replace that secret, rotate again with If-Match: "{api_key.key_prefix}".'
+    )
+
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Rotate only if the key's secret is still this one: its display prefix (`key_prefix`, as the list "
+        'and the create and rotate responses give it), quoted as an entity tag (`"omi_dev_abcd...wxyz"`) '
+        "or not; `*` for any. If the secret has changed, 412 and nothing changes: a retry of a rotation "
+        "that already happened cannot replace the secret it returned."
+    ),
+)
+
+
 def api_actor(request) -> Actor:
     """The caller as the audit records them: the key's owner, through the JSON API."""
     return Actor.from_request(request, via=KeyEvent.Via.API)
 
 
 class KeyAPIView(APIView):
-    """The key endpoints' base: Firebase authentication (the default), no OPTIONS, one JSON-object check."""
+    """The key endpoints' base: Firebase authentication (the default), no OPTIONS, one JSON-object check.
+
+    Every answer, success or error, carries ``Cache-Control: no-store``: a key's metadata,
+    and a new secret above all, must not be kept by a browser or a shared cache.
+    """
 
     # No OPTIONS metadata: methods the API does not document answer 405,
     # and the Allow header lists only the documented ones.
     http_method_names = [method for method in APIView.http_method_names if method != "options"]
+
+    def initial(self, request, *args, **kwargs):
+        self.started_at = timezone.now()  # before the credentials are checked: when the request arrived
+        # A method the endpoint does not offer is 405 whoever asks: checked before the
+        # credentials, so the answer does not depend on them (and no key check is counted).
+        method = request.method.lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            raise MethodNotAllowed(request.method)
+        super().initial(request, *args, **kwargs)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @staticmethod
     def json_object(request) -> Mapping:
@@ -138,7 +202,7 @@ class KeyListCreateView(KeyAPIView):
         except lifecycle.OwnerNotEligible as exc:  # deactivated while this request ran
             raise AuthenticationFailed(str(exc)) from None
         body = DevApiKeyCreatedSerializer(issued.api_key, context={"plaintext": issued.plaintext}).data
-        return Response(body, status=status.HTTP_200_OK, headers={"Cache-Control": "no-store"})
+        return Response(body, status=status.HTTP_200_OK)
 
 
 class KeyDetailView(KeyAPIView):
@@ -174,15 +238,30 @@ class KeyRotateView(KeyAPIView):
             "Give one of the caller's keys a new secret, returned in the create response's shape: "
             "same id, name, scopes and expiry. The old secret stops at once, or keeps working for "
             "`grace_seconds` (at most 7 days) while clients move to the new one. Rotating again "
-            "during a grace period stops the older secret at once. The body may be omitted."
+            "during a grace period stops the older secret at once. The body may be omitted.\n\n"
+            "Two rotations of one key at the same moment never both succeed: a rotation does not replace "
+            "a secret another rotation handed out after it arrived, so the later one answers 409 and "
+            "changes nothing, and every 200 hands out a secret that works, with the grace it asked for. "
+            "With `If-Match` naming the secret to replace, a rotation (or its retry) whose secret has "
+            "changed since answers 412."
         ),
         tags=TAGS,
+        parameters=[IF_MATCH],
         request=DevApiKeyRotateSerializer,
         responses={
             200: OpenApiResponse(DevApiKeyRotatedSerializer, description="The new secret, shown this once."),
             401: ERROR_401,
             404: OpenApiResponse(ErrorResponseSerializer, description="No such key for this user, or revoked."),
-            409: ERROR_409,
+            409: OpenApiResponse(
+                ErrorResponseSerializer,
+                description=(
+                    "The key has expired, or another rotation of it happened while this one ran (nothing was changed)."
+                ),
+            ),
+            412: OpenApiResponse(
+                ErrorResponseSerializer,
+                description="If-Match does not name the key's current secret; nothing was changed.",
+            ),
             422: OpenApiResponse(HTTPValidationErrorSerializer, description="Validation Error"),
             429: ERROR_429,
             503: ERROR_503,
@@ -193,21 +272,33 @@ class KeyRotateView(KeyAPIView):
         api_key = own_key(request, key_id)
         serializer = DevApiKeyRotateSerializer(data=data)
         serializer.is_valid(raise_exception=True)
+        tags = if_match_tags(request)
+        if tags is not None and "*" not in tags and api_key.key_prefix not in tags:
+            raise PreconditionFailed(secret_changed(api_key, "If-Match names another secret"))
         throttle_issuing(request.user)
         try:
+            # The secret this request saw is the one it replaces: a rotation that another request
+            # made while this one ran (the core locks the key's row) is not undone by this one.
             issued = lifecycle.rotate_key(
                 api_key,
                 grace_seconds=serializer.validated_data["grace_seconds"],
+                expected_prefix=api_key.key_prefix,
+                not_rotated_since=self.started_at,
                 actor=api_actor(request),
             )
+        except lifecycle.AlreadyRotated as already:
+            if tags is not None and "*" not in tags:
+                raise PreconditionFailed(secret_changed(already.api_key, "If-Match names another secret")) from None
+            raise Conflict(secret_changed(already.api_key, "another rotation happened while this one ran")) from None
         except lifecycle.KeyRevoked:
             raise NotFound("No API key with this id.") from None  # revoked while this request ran
         except lifecycle.NotRotatable as exc:
             raise Conflict(str(exc)) from None
         api_key = ApiKey.objects.with_scopes().get(pk=api_key.pk)
-        api_key.previous_key_expires_at = issued.api_key.previous_key_expires_at
+        # What the replaced secret really gets: None if it stopped, never past the key's expiry.
+        api_key.previous_key_expires_at = issued.api_key.replaced_secret_works_until()
         body = DevApiKeyRotatedSerializer(api_key, context={"plaintext": issued.plaintext}).data
-        return Response(body, status=status.HTTP_200_OK, headers={"Cache-Control": "no-store"})
+        return Response(body, status=status.HTTP_200_OK)
 
 
 class CallingKeyView(KeyAPIView):
@@ -228,4 +319,9 @@ class CallingKeyView(KeyAPIView):
         responses={200: CallingApiKeySerializer, 401: ERROR_401, 429: ERROR_429},
     )
     def get(self, request):
-        return Response(calling_key_body(request.auth), headers={"Cache-Control": "no-store"})
+        response = Response(calling_key_body(request.auth))
+        stops = presented_secret_expires_at(request.auth)
+        if stops is not None:
+            # RFC 8594: when the credential this request used stops working (HTTP-date, whole seconds).
+            response["Sunset"] = http_date(stops.timestamp())
+        return response

@@ -69,19 +69,24 @@ def rotate_key(
     *,
     grace_seconds: int = 0,
     expected_prefix: str | None = None,
+    not_rotated_since: datetime.datetime | None = None,
     actor: Actor | None = None,
 ) -> IssuedKey:
     """Give ``api_key`` a new secret and return it; id, name, scopes and expiry stay.
 
     The old secret stops at once, or keeps working for ``grace_seconds`` (0 to
     ``MAX_GRACE_SECONDS``, else ``ValidationError`` keyed "grace_seconds") so clients
-    can move over. A secret still in the grace period of an earlier rotation stops
+    can move over; never past the key's expiry, so ``previous_key_expires_at`` is at the
+    latest ``expires_at``. A secret still in the grace period of an earlier rotation stops
     now: only the newest replaced secret is kept.
 
     ``expected_prefix`` is the display prefix the caller saw; if the secret has
     changed since, nothing happens and :class:`AlreadyRotated` is raised, so a
-    form sent twice rotates once. A revoked key raises :class:`KeyRevoked`, an
-    expired one :class:`NotRotatable`. The caller decides access.
+    form sent twice rotates once. ``not_rotated_since`` (a moment, say when the
+    request began) refuses the same way if the key was rotated at or after it: a
+    rotation that ran while the caller's request did, whose new secret this one must
+    not replace. A revoked key raises :class:`KeyRevoked`, an expired one
+    :class:`NotRotatable`. The caller decides access.
     """
     validate_grace(grace_seconds)
     generated = crypto.generate_key()
@@ -94,7 +99,11 @@ def rotate_key(
             raise NotRotatable("This key has expired; an expired key cannot be rotated.")
         if expected_prefix is not None and current.key_prefix != expected_prefix:
             raise AlreadyRotated(current)
+        if not_rotated_since is not None and current.rotated_at is not None and current.rotated_at >= not_rotated_since:
+            raise AlreadyRotated(current)
         grace_ends = now + datetime.timedelta(seconds=grace_seconds) if grace_seconds else None
+        if grace_ends and current.expires_at and current.expires_at < grace_ends:
+            grace_ends = current.expires_at  # the replaced secret cannot outlive the key
         current.previous_key_hash = current.key_hash if grace_ends else None
         current.previous_key_expires_at = grace_ends
         current.key_hash = generated.hashed

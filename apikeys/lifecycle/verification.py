@@ -47,9 +47,10 @@ def verify_key(plaintext: str) -> Verification:
 
     A key verifies when it exists, is not revoked, has not expired, and its owner
     is an active user; the secret replaced by a rotation verifies until its grace
-    period ends. Otherwise ``api_key`` is ``None`` and ``rejection`` one of
-    :class:`Rejection`'s messages. The lookup is by the SHA-256 of the candidate,
-    so its timing says nothing about the secret.
+    period ends: then ``api_key.replaced_secret_sunset`` is the moment it stops (the
+    grace period's end, or the key's expiry if sooner), else ``None``. Otherwise
+    ``api_key`` is ``None`` and ``rejection`` one of :class:`Rejection`'s messages.
+    The lookup is by the SHA-256 of the candidate, so its timing says nothing about the secret.
     """
     if not crypto.is_well_formed(plaintext):
         return Verification(None, Rejection.INVALID, "malformed")
@@ -64,9 +65,13 @@ def verify_key(plaintext: str) -> Verification:
     if not api_key.owner.is_active:
         return Verification(None, Rejection.INVALID, "owner_inactive", secret)
     if secret == "replaced" and not api_key.previous_secret_works(now):
-        return Verification(None, Rejection.INVALID, "grace_ended", secret)
+        # A grace period cut short by the key's expiry ended because the key expired: say so.
+        ended_by_expiry = api_key.expires_at is not None and api_key.previous_key_expires_at == api_key.expires_at
+        if not (ended_by_expiry and api_key.is_expired(now)):
+            return Verification(None, Rejection.INVALID, "grace_ended", secret)
     if api_key.is_expired(now):
         return Verification(None, Rejection.EXPIRED, "expired", secret)
+    api_key.replaced_secret_sunset = api_key.replaced_secret_works_until(now) if secret == "replaced" else None
     return Verification(api_key, None, "valid", secret)
 
 

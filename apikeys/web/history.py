@@ -4,8 +4,11 @@ import datetime
 import re
 from dataclasses import dataclass
 
+from django.utils.html import format_html
+
 from .. import audit
 from ..models import KeyEvent
+from ..templatetags.key_names import key_name
 
 # The page shows this many of a key's newest events; older ones stay in the database (and the admin).
 HISTORY_LENGTH = 50
@@ -95,7 +98,7 @@ def _what(event: KeyEvent) -> tuple[str, datetime.datetime | None]:
     if event.action == KeyEvent.Action.REVOKED:
         return ("Revoked", None)
     if event.action == KeyEvent.Action.RENAMED:
-        return (f"Renamed to “{details.get('name', '')}”", None)
+        return (format_html("Renamed to “{}”", key_name(details.get("name", ""))), None)
     if event.action == KeyEvent.Action.SCOPES_CHANGED:
         return ("Scopes changed to " + (", ".join(details.get("scopes") or []) or "none"), None)
     return (event.get_action_display().capitalize(), None)
@@ -116,14 +119,33 @@ def _who(event: KeyEvent, viewer) -> str:
     return event.actor_label or "someone else"
 
 
+def _grace_end_as_it_happened(api_key, grace_ends, cut):
+    """When a rotation's replaced secret really stopped (or stops): the grace period's end, unless a later
+    rotation, the revocation or the key's expiry came first; the history never claims longer."""
+    candidates = [grace_ends]
+    if cut is not None:
+        candidates.append(cut)
+    if api_key.expires_at is not None:
+        candidates.append(api_key.expires_at)
+    return min(candidates)
+
+
 def event_rows(events, viewer) -> list[EventRow]:
     """The rows of the history table for ``viewer``, the key's owner.
 
     Where staff acted, their address and browser are theirs, not the owner's, and are left out.
     """
     rows = []
-    for event in events:
+    ended = None  # when the next (later) rotation or the revocation ended a replaced secret
+    ends = []
+    for event in events:  # newest first: each event sees what ended its grace period
+        ends.append(ended)
+        if event.action in (KeyEvent.Action.ROTATED, KeyEvent.Action.REVOKED):
+            ended = event.at
+    for event, cut in zip(events, ends, strict=True):
         what, until = _what(event)
+        if event.action == KeyEvent.Action.ROTATED and until is not None:
+            until = _grace_end_as_it_happened(event.api_key, until, cut)
         own = event.actor_kind == KeyEvent.ActorKind.USER
         rows.append(
             EventRow(

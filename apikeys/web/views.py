@@ -6,8 +6,9 @@ the session's account checks are in ``accounts``.
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views import csrf as django_csrf
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -27,6 +28,18 @@ def _own_key(request, key_id) -> ApiKey:
         return ApiKey.objects.for_owner(request.user).with_scopes().get(pk=key_id)
     except (ApiKey.DoesNotExist, ValidationError):
         raise Http404("No API key with this id.") from None
+
+
+def _canonical(request, key_id) -> HttpResponse | None:
+    """For a GET of a key page whose URL spells the id otherwise (uppercase, no hyphens), a redirect to
+    the lowercase URL the pages link to; else None. A POST is served as sent."""
+    if request.method != "GET":
+        return None
+    canonical = reverse(request.resolver_match.view_name, kwargs={"key_id": key_id})
+    if request.path == canonical:
+        return None
+    query = request.META.get("QUERY_STRING")
+    return HttpResponsePermanentRedirect(f"{canonical}?{query}" if query else canonical)
 
 
 @require_GET
@@ -115,6 +128,8 @@ def _already_issued(request, api_key: ApiKey):
 @signed_in_required
 def key_detail(request, key_id):
     """The key's details, what can be done with it, and its history, newest first."""
+    if redirect_to := _canonical(request, key_id):
+        return redirect_to
     api_key = _own_key(request, key_id)
     events = list(api_key.events.order_by("-at", "-id")[: history.HISTORY_LENGTH + 1])
     context = {
@@ -145,6 +160,8 @@ def key_rotate(request, key_id):
     response. The form carries the display prefix the page showed, so the same
     form sent again (reload, double click) rotates nothing and leads to the key.
     """
+    if redirect_to := _canonical(request, key_id):
+        return redirect_to
     api_key = _own_key(request, key_id)
     if request.method == "GET":
         if not api_key.is_active:
@@ -204,6 +221,8 @@ def _already_rotated(request, api_key):
 @signed_in_required
 def key_revoke(request, key_id):
     """GET: ask for confirmation. POST: revoke; the key stops working at once. Expired keys can be revoked too."""
+    if redirect_to := _canonical(request, key_id):
+        return redirect_to
     api_key = _own_key(request, key_id)
     if request.method == "GET":
         if api_key.is_revoked:

@@ -1,0 +1,1 @@
+"""Template filters the web pages and the admin share."""

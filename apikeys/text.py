@@ -1,0 +1,99 @@
+"""What a piece of text shows: invisible characters and bidi controls, from the Unicode data (stdlib only).
+
+Names are shown in lists, pages, the admin and command output; a name must show
+something and must not reorder the text around it. The rules use the Unicode
+Character Database through :mod:`unicodedata` (general categories, bidirectional
+classes) and the two properties it does not expose, copied from Unicode's PropList.txt.
+"""
+
+import unicodedata
+
+# Bidi_Control (PropList.txt): the explicit embeddings, overrides and isolates, by their
+# bidirectional class, and the three implicit marks, by name.
+BIDI_EXPLICIT_CLASSES = frozenset({"LRE", "RLE", "PDF", "LRO", "RLO", "LRI", "RLI", "FSI", "PDI"})
+BIDI_MARKS = frozenset(
+    unicodedata.lookup(name) for name in ("LEFT-TO-RIGHT MARK", "RIGHT-TO-LEFT MARK", "ARABIC LETTER MARK")
+)
+
+# Default_Ignorable_Code_Point beyond the format characters (category Cf): Variation_Selector and
+# Other_Default_Ignorable_Code_Point (PropList.txt), such as the Hangul fillers, which are letters
+# (Lo) that render as nothing. Inclusive ranges of code points.
+_IGNORABLE_RANGES = (
+    (0x034F, 0x034F),  # COMBINING GRAPHEME JOINER
+    (0x115F, 0x1160),  # HANGUL CHOSEONG / JUNGSEONG FILLER
+    (0x17B4, 0x17B5),  # KHMER VOWEL INHERENT AQ / AA
+    (0x180B, 0x180F),  # MONGOLIAN FREE VARIATION SELECTORS, VOWEL SEPARATOR
+    (0x2065, 0x2065),
+    (0x3164, 0x3164),  # HANGUL FILLER
+    (0xFE00, 0xFE0F),  # VARIATION SELECTOR-1..16
+    (0xFFA0, 0xFFA0),  # HALFWIDTH HANGUL FILLER
+    (0xFFF0, 0xFFF8),
+    (0xE0000, 0xE0FFF),  # tags, VARIATION SELECTOR-17..256, reserved
+)
+
+
+def is_bidi_control(char: str) -> bool:
+    """True for a character with the Unicode property Bidi_Control (U+202E RIGHT-TO-LEFT OVERRIDE, U+200F...)."""
+    return unicodedata.bidirectional(char) in BIDI_EXPLICIT_CLASSES or char in BIDI_MARKS
+
+
+def is_invisible(char: str) -> bool:
+    """True for a default-ignorable character: a format character (Cf, such as U+200B ZERO WIDTH SPACE)
+    or one of PropList.txt's other default ignorables; these render as nothing."""
+    if unicodedata.category(char) == "Cf":
+        return True
+    code = ord(char)
+    return any(low <= code <= high for low, high in _IGNORABLE_RANGES)
+
+
+def is_visible(char: str) -> bool:
+    """True for a character that draws something: a letter, number, punctuation or symbol
+    (categories L, N, P, S) that is not default-ignorable. Spaces, controls, format characters
+    and combining marks alone show nothing."""
+    return unicodedata.category(char)[0] in "LNPS" and not is_invisible(char)
+
+
+def has_visible(text: str) -> bool:
+    """True when ``text`` shows at least one character (:func:`is_visible`)."""
+    return any(is_visible(char) for char in text)
+
+
+# Bidirectional classes that can reorder left-to-right text next to them: right-to-left letters,
+# Arabic numbers, and the explicit controls (UAX #9).
+_REORDERING_CLASSES = frozenset({"R", "AL", "AN"}) | BIDI_EXPLICIT_CLASSES
+
+
+def needs_isolation(text: str) -> bool:
+    """True when ``text`` shown inside left-to-right text could reorder it: it holds right-to-left
+    letters, Arabic numbers or bidi controls. Such text is shown isolated (``<bdi>``, :func:`isolated`)."""
+    return any(unicodedata.bidirectional(char) in _REORDERING_CLASSES or char in BIDI_MARKS for char in text)
+
+
+def first_bidi_control(text: str) -> str | None:
+    """The first bidi control in ``text`` (:func:`is_bidi_control`), or None."""
+    return next((char for char in text if is_bidi_control(char)), None)
+
+
+def as_seen(text: str) -> str:
+    """``text`` as a reader sees it: NFKC-normalised (fullwidth ``ｏｍｉ`` is ``omi``), invisible characters removed.
+
+    What a pattern should match when it must not be fooled by characters placed to
+    break it up (``omi_dev_12\\u200b34...``).
+    """
+    return "".join(char for char in unicodedata.normalize("NFKC", text) if not is_invisible(char))
+
+
+def code_point(char: str) -> str:
+    """``U+202E RIGHT-TO-LEFT OVERRIDE``: a character named for a message."""
+    return f"U+{ord(char):04X} {unicodedata.name(char, '')}".rstrip()
+
+
+def describe(text: str) -> str:
+    """The code points of ``text``, for showing a value that renders as nothing: ``U+200B ZERO WIDTH SPACE, ...``."""
+    return ", ".join(code_point(char) for char in text)
+
+
+def isolated(text: str) -> str:
+    """``text`` between U+2068 FIRST STRONG ISOLATE and U+2069 POP DIRECTIONAL ISOLATE: the plain-text
+    ``<bdi>``, so a bidi control inside cannot reorder what follows (Unicode UAX #9, isolates)."""
+    return f"\u2068{text}\u2069"
