@@ -133,7 +133,8 @@ class ApiKey(models.Model):
     owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys")
     name = models.CharField(max_length=KEY_NAME_MAX_LENGTH, validators=[validate_key_name])
     key_prefix = models.CharField("display prefix", max_length=32, editable=False)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # Omi's scheme (crypto.hash_key), or a tagged whole-key hash for keys issued before it (crypto.legacy_hash_key).
+    key_hash = models.CharField(max_length=crypto.STORED_HASH_MAX_LENGTH, unique=True, editable=False)
     scopes = models.ManyToManyField(Scope, related_name="api_keys")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -144,7 +145,9 @@ class ApiKey(models.Model):
     rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     # During a rotation's grace period the secret it replaced still verifies, until
     # previous_key_expires_at. Unique, so a hash can only ever name one key.
-    previous_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    previous_key_hash = models.CharField(
+        max_length=crypto.STORED_HASH_MAX_LENGTH, unique=True, null=True, blank=True, editable=False
+    )
     previous_key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The one-time token of the form (web page or admin) that asked for this key: a
     # form sent twice (double click, reload) finds its key instead of issuing another.

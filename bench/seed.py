@@ -111,7 +111,7 @@ def seed_omikeys(fillers: int, owners: list[int], batch: int, label: str) -> Non
                 owner_id=owners[i % len(owners)],
                 name=f"filler {i}",
                 key_prefix=crypto.display_prefix(plaintext),
-                key_hash=hashlib.sha256(plaintext.encode()).hexdigest(),
+                key_hash=crypto.hash_key(plaintext),
             )
             keys.append(key)
             links.append(through(apikey_id=key.id, scope_id=scopes[i % len(scopes)].id))

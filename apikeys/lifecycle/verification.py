@@ -33,16 +33,18 @@ def verify_key(plaintext: str) -> Verification:
     is an active user; the secret replaced by a rotation verifies until its grace
     period ends. Otherwise ``api_key`` is ``None`` and ``rejection`` one of
     :class:`Rejection`'s messages. The lookup is by the SHA-256 of the candidate,
-    so its timing says nothing about the secret.
+    so its timing says nothing about the secret. Both stored forms of the key are
+    looked up at once (Omi's hash of the secret, and the tagged whole-key hash of keys
+    issued before omikeys adopted it: ``crypto.candidate_hashes``).
     """
     if not crypto.is_well_formed(plaintext):
         return Verification(None, Rejection.INVALID)
-    hashed = crypto.hash_key(plaintext)
-    api_key = lookup.find_by_hash(hashed)
+    hashed, legacy_hashed = crypto.candidate_hashes(plaintext)
+    api_key = lookup.find_by_hash(hashed, legacy_hashed)
     now = timezone.now()
     if api_key is None or api_key.is_revoked or not api_key.owner.is_active:
         return Verification(None, Rejection.INVALID)
-    if api_key.key_hash != hashed and not api_key.previous_secret_works(now):
+    if api_key.key_hash not in (hashed, legacy_hashed) and not api_key.previous_secret_works(now):
         return Verification(None, Rejection.INVALID)
     if api_key.is_expired(now):
         return Verification(None, Rejection.EXPIRED)
