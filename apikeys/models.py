@@ -13,6 +13,8 @@ from . import crypto
 from .managers import FirebaseUserManager, ScopeQuerySet
 
 KEY_NAME_MAX_LENGTH = 100
+# Firestore document ids are at most 1,500 bytes (https://firebase.google.com/docs/firestore/quotas).
+OMI_DOCUMENT_ID_MAX_LENGTH = 1500
 USER_AGENT_MAX_LENGTH = 300
 
 
@@ -153,6 +155,16 @@ class ApiKey(models.Model):
     # form sent twice (double click, reload) finds its key instead of issuing another.
     # NULL, not "", for keys issued without a token: the unique (owner, request_token) pair must not join them.
     request_token = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
+    # The Firestore document id of a key imported from Omi (importomikeys); NULL for keys issued here.
+    omi_document_id = models.CharField(
+        "Omi document id",
+        max_length=OMI_DOCUMENT_ID_MAX_LENGTH,
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The id of the Firestore document in Omi's dev_api_keys this key was imported from.",
+    )
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -166,6 +178,11 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_prefix})"
+
+    @property
+    def is_imported(self) -> bool:
+        """True for a key imported from Omi's records rather than issued here."""
+        return self.omi_document_id is not None
 
     @property
     def is_revoked(self) -> bool:
@@ -207,6 +224,7 @@ class KeyEvent(models.Model):
         EXPIRY_CHANGED = "expiry_changed", "expiry changed"
         RENAMED = "renamed", "renamed"
         SCOPES_CHANGED = "scopes_changed", "scopes changed"
+        IMPORTED = "imported", "imported"
 
     class ActorKind(models.TextChoices):
         USER = "user", "the key's owner"

@@ -51,7 +51,7 @@ class GroupConcat(Aggregate):
 
 
 def orm_lookup(hashed: str, legacy_hashed: str):
-    """The verification read written as a queryset: key by either hash column and either stored form, owner, scope codes."""
+    """The verification read as a queryset: key by either stored form in either hash column, owner, scope codes."""
     codes = (
         ApiKey.scopes.through.objects.filter(apikey_id=OuterRef("pk"))
         .order_by()
