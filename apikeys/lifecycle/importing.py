@@ -11,17 +11,21 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import audit, crypto
+from .. import audit, bulk, crypto
 from ..audit import Actor
 from ..models import ApiKey, KeyEvent, Scope, User, validate_key_name
 
 logger = logging.getLogger("apikeys.lifecycle")
+
+# The columns of a key's scope links: written as plain values, without a model instance per link.
+LINK_FIELDS = [ApiKey.scopes.through._meta.get_field("apikey"), ApiKey.scopes.through._meta.get_field("scope")]
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,8 @@ def import_keys(keys: Sequence[ImportedKey], *, actor: Actor | None = None) -> l
         else:
             pending.append(index)
     now = timezone.now()
+    connection = connections[ApiKey.objects.db]
+    key_id_value = partial(ApiKey._meta.pk.get_db_prep_save, connection=connection)
     with transaction.atomic():
         existing = ApiKey.objects.select_for_update().in_bulk([keys[index].key_id for index in pending])
         holders = _hash_holders({keys[index].key_hash for index in pending})
@@ -141,7 +147,7 @@ def import_keys(keys: Sequence[ImportedKey], *, actor: Actor | None = None) -> l
                     continue
                 api_key = _new_key(key, now)
                 new_keys.append(api_key)
-                links += [ApiKey.scopes.through(apikey_id=api_key.pk, scope_id=scope.pk) for scope in key.scopes]
+                links += [(key_id_value(key.key_id), scope.pk) for scope in key.scopes]
                 events.append(
                     audit.unsaved(
                         api_key,
@@ -160,9 +166,9 @@ def import_keys(keys: Sequence[ImportedKey], *, actor: Actor | None = None) -> l
                 results[index] = _update(current, key, holder, now, actor, events)
                 if "key_hash" in results[index].changes:
                     holders[key.key_hash] = key.key_id
-        ApiKey.objects.bulk_create(new_keys)
-        ApiKey.scopes.through.objects.bulk_create(links)
-        KeyEvent.objects.bulk_create(events)
+        bulk.insert(ApiKey, new_keys)
+        bulk.insert_values(ApiKey.scopes.through, LINK_FIELDS, links)
+        bulk.insert(KeyEvent, events)
     created = sum(result.outcome == ImportOutcome.CREATED for result in results)
     if created:
         logger.info("api keys imported created=%s batch=%s", created, len(keys))

@@ -1,6 +1,7 @@
 """importomikeys: import Omi's Developer API keys from an NDJSON export of its Firestore ``dev_api_keys``."""
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -142,8 +143,21 @@ class Progress:
         self.bar = None
         self.last_line = time.monotonic()
         if stderr.isatty():
+            out = stderr._out
+            try:
+                known = min(os.get_terminal_size(out.fileno())) > 0
+            except (OSError, ValueError):
+                known = False
+            # A terminal that reports no size (a fresh pseudo-terminal) gets 100 by 20, else tqdm draws nothing.
             self.bar = tqdm(
-                total=size, unit="B", unit_scale=True, desc="importing", file=stderr._out, dynamic_ncols=True
+                total=size,
+                unit="B",
+                unit_scale=True,
+                desc="importing",
+                file=out,
+                dynamic_ncols=known,
+                ncols=None if known else 100,
+                nrows=None if known else 20,
             )
 
     def position(self) -> int | None:
