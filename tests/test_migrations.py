@@ -14,6 +14,15 @@ from django.utils import timezone
 from apikeys import crypto, lifecycle
 
 
+def migrate_to(target: list | None = None):
+    """Migrate the test database to ``target`` (default: the latest migrations); returns the apps of that state."""
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    target = target or executor.loader.graph.leaf_nodes()
+    executor.migrate(target)
+    return executor.loader.project_state(target).apps
+
+
 def test_the_models_need_no_new_migration(db):
     out = io.StringIO()
     call_command("makemigrations", "apikeys", "--check", "--dry-run", stdout=out)
@@ -22,9 +31,7 @@ def test_the_models_need_no_new_migration(db):
 @pytest.mark.django_db(transaction=True)
 def test_existing_keys_get_their_creation_and_revocation_events(contract_scopes):
     before, after = [("apikeys", "0004_key_request_token")], [("apikeys", "0005_key_expiry_rotation_events")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    old_apps = executor.loader.project_state(before).apps
+    old_apps = migrate_to(before)
     User = old_apps.get_model("apikeys", "User")
     ApiKey = old_apps.get_model("apikeys", "ApiKey")
     owner = User.objects.create(username="firebase:old", firebase_uid="old")
@@ -35,11 +42,7 @@ def test_existing_keys_get_their_creation_and_revocation_events(contract_scopes)
         owner=owner, name="gone", key_prefix="p2", key_hash="b" * 64, created_at=created, revoked_at=revoked
     )
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(after)
-    new_apps = executor.loader.project_state(after).apps
-    KeyEvent = new_apps.get_model("apikeys", "KeyEvent")
+    KeyEvent = migrate_to(after).get_model("apikeys", "KeyEvent")
     events = sorted(KeyEvent.objects.values_list("api_key_id", "action", "at", "actor_kind", "via"), key=str)
     assert events == sorted(
         [
@@ -49,10 +52,7 @@ def test_existing_keys_get_their_creation_and_revocation_events(contract_scopes)
         ],
         key=str,
     )
-    # Leave the database fully migrated for the tests that follow.
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to()  # the database fully migrated for the tests that follow
 
 
 def _old_hash(plaintext: str) -> str:
@@ -66,9 +66,7 @@ def test_keys_hashed_the_old_way_keep_verifying_after_the_migration(contract_sco
         [("apikeys", "0006_key_event_renames_and_scope_changes")],
         [("apikeys", "0007_omi_compatible_hashes")],
     )
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    old_apps = executor.loader.project_state(before).apps
+    old_apps = migrate_to(before)
     User = old_apps.get_model("apikeys", "User")
     ApiKey = old_apps.get_model("apikeys", "ApiKey")
     Scope = old_apps.get_model("apikeys", "Scope")
@@ -91,12 +89,8 @@ def test_keys_hashed_the_old_way_keep_verifying_after_the_migration(contract_sco
     )
     moved.scopes.set(Scope.objects.filter(code="goals:read"))
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(after)
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to(after)
+    migrate_to()
 
     from apikeys.models import ApiKey as CurrentApiKey
 
@@ -120,19 +114,12 @@ def test_keys_hashed_the_old_way_keep_verifying_after_the_migration(contract_sco
 @pytest.mark.django_db(transaction=True)
 def test_reversing_the_hash_migration_strips_the_tag(contract_scopes):
     latest = [("apikeys", "0007_omi_compatible_hashes")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(latest)
-    apps_now = executor.loader.project_state(latest).apps
+    apps_now = migrate_to(latest)
     User = apps_now.get_model("apikeys", "User")
     ApiKey = apps_now.get_model("apikeys", "ApiKey")
     owner = User.objects.create(username="firebase:rev", firebase_uid="rev")
     key = ApiKey.objects.create(owner=owner, name="k", key_prefix="p", key_hash="fullkey:" + "c" * 64)
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([("apikeys", "0006_key_event_renames_and_scope_changes")])
-    old = executor.loader.project_state([("apikeys", "0006_key_event_renames_and_scope_changes")]).apps
+    old = migrate_to([("apikeys", "0006_key_event_renames_and_scope_changes")])
     assert old.get_model("apikeys", "ApiKey").objects.get(pk=key.pk).key_hash == "c" * 64
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to()
