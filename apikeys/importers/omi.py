@@ -76,7 +76,10 @@ class Refusal:
         LINE_TOO_LONG: f"the line is longer than {MAX_LINE_BYTES:,} bytes",
         NOT_JSON: "the line is not JSON",
         BAD_DOCUMENT: 'the line is not an object with an "id" and a "data" object',
-        BAD_DOCUMENT_ID: f"the document id is not a non-empty string of at most {OMI_DOCUMENT_ID_MAX_LENGTH} bytes",
+        BAD_DOCUMENT_ID: (
+            f"the document id is not a Firestore document id (1 to {OMI_DOCUMENT_ID_MAX_LENGTH} bytes, no '/') "
+            "or it holds a raw key"
+        ),
         DUPLICATE_DOCUMENT: "the same document id is on an earlier line",
         MISSING_HASH: "hashed_key is missing",
         BAD_USER_ID: "user_id is missing or not a Firebase uid",
@@ -334,6 +337,7 @@ def document_id_of(document) -> str:
         or not document_id
         or "/" in document_id
         or len(document_id.encode("utf-8", "surrogatepass")) > OMI_DOCUMENT_ID_MAX_LENGTH
+        or crypto.contains_raw_key(document_id)  # kept on the key and printed: never a secret
     ):
         raise LineRefused(Refusal.BAD_DOCUMENT_ID)
     return document_id

@@ -214,17 +214,18 @@ def test_bad_lines_are_reported_by_line_number_and_reason_and_the_rest_imports(t
         {"id": "a/b", "data": {}},  # 15: not a Firestore document id
         document(omi_key(), ann.uid, scopes=["tasks:read"]),  # 16: no known scope left
         document(omi_key(), ann.uid, scopes=[]),  # 17: Omi's empty list grants nothing
+        document(omi_key(), ann.uid, document_id="x" + omi_key().plaintext),  # 18: never keep or print a secret
     ]
     path = write_export(tmp_path / "bad.ndjson", lines)
 
     report, stderr = import_with_refusals(path)
 
-    assert report["documents_read"] == 16
+    assert report["documents_read"] == 17
     assert report["created"] == 2
-    assert report["refused"] == 14
+    assert report["refused"] == 15
     assert report["refused_by_reason"] == {
         "bad_document": 1,
-        "bad_document_id": 1,
+        "bad_document_id": 2,
         "bad_hash": 2,
         "bad_user_id": 2,
         "duplicate_document": 1,
@@ -245,6 +246,7 @@ def test_bad_lines_are_reported_by_line_number_and_reason_and_the_rest_imports(t
         (12, "bad_document"),
         (13, "not_utf8"),
         (15, "bad_document_id"),
+        (18, "bad_document_id"),
         (7, "hash_in_use"),
         (8, "hash_in_use"),
         (16, "no_scopes"),
