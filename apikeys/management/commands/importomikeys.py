@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import IntegrityError
 from tqdm import tqdm
 
 from apikeys.audit import Actor
@@ -110,6 +111,12 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         except (OSError, EOFError) as exc:
             raise CommandError(f"Reading {file} failed: {exc}. Batches already written stay; run again.") from exc
+        except IntegrityError as exc:
+            # Only a concurrent writer of the same keys (a second import of the same file) gets here.
+            raise CommandError(
+                "A key of this batch was written by someone else meanwhile (is another import running?). "
+                "Batches already written stay; run again."
+            ) from exc
         finally:
             progress.close()
             if raw is not sys.stdin.buffer:
