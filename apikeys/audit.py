@@ -77,10 +77,18 @@ CODE = Actor(kind=KeyEvent.ActorKind.SYSTEM, via=KeyEvent.Via.CODE, label="Pytho
 
 def record(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details) -> KeyEvent:
     """Write one audit event; call it inside the transaction that makes the change."""
+    event = unsaved(api_key, action, actor, at=at, **details)
+    event.save(force_insert=True)
+    return event
+
+
+def unsaved(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details) -> KeyEvent:
+    """The event :func:`record` writes, not yet saved: for changes that write many events with one
+    ``bulk_create``, in the transaction that makes them."""
     actor = actor or CODE
     # Counted when the change commits: a change rolled back never happened.
     transaction.on_commit(lambda: metrics.record_key_event(action, actor.via))
-    return KeyEvent.objects.create(
+    return KeyEvent(
         api_key=api_key,
         action=action,
         at=at,

@@ -3,7 +3,12 @@
 A key is ``omi_dev_`` followed by 32 lowercase hex characters (128 bits from
 ``secrets``), the format Omi's own service issues.
 
-Only a SHA-256 digest of the key is stored. A slow password hash (PBKDF2,
+Only a SHA-256 digest is stored: Omi's own scheme, the hex SHA-256 of the 32-hex
+secret after ``omi_dev_``, so a hash Omi stored verifies here unchanged. Keys issued
+before omikeys used that scheme were hashed over the whole key; their stored hashes
+carry :data:`LEGACY_HASH_TAG` and keep verifying (:func:`candidate_hashes`).
+
+A slow password hash (PBKDF2,
 bcrypt, argon2) exists to make guessing low-entropy human passwords expensive;
 a 128-bit random secret cannot be guessed whatever the hash, so a single
 SHA-256 gives the same protection for a leaked table while letting every
@@ -22,6 +27,11 @@ KEY_PREFIX = "omi_dev_"
 SECRET_BYTES = 16  # 128 bits -> 32 hex characters
 SECRET_HEX_LENGTH = SECRET_BYTES * 2
 DISPLAY_CHARS = 4  # characters shown at each end of the secret
+# Marks a stored hash taken over the whole key (omikeys before it adopted Omi's scheme).
+LEGACY_HASH_TAG = "fullkey:"
+HASH_HEX_LENGTH = 64
+STORED_HASH_MAX_LENGTH = len(LEGACY_HASH_TAG) + HASH_HEX_LENGTH
+HASH_RE = re.compile(rf"[0-9a-f]{{{HASH_HEX_LENGTH}}}")
 
 KEY_RE = re.compile(rf"^{re.escape(KEY_PREFIX)}[0-9a-f]{{{SECRET_HEX_LENGTH}}}$")
 # Anything that looks like a raw Omi secret (developer or MCP key), in any case,
@@ -48,8 +58,34 @@ def generate_key() -> GeneratedKey:
 
 
 def hash_key(plaintext: str) -> str:
-    """SHA-256 hex digest of a key: what the database stores and looks up."""
-    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+    """The stored hash of a key: SHA-256, hex, of its secret part (the 32 hex characters after ``omi_dev_``).
+
+    Omi's scheme (its ``hashed_key``: ``sha256(secret_part)``), so Omi's stored hashes verify unchanged.
+    """
+    return hashlib.sha256(plaintext.removeprefix(KEY_PREFIX).encode("utf-8")).hexdigest()
+
+
+def legacy_hash_key(plaintext: str) -> str:
+    """The stored hash of a key issued before Omi's scheme: :data:`LEGACY_HASH_TAG` + SHA-256 hex of the whole key.
+
+    The tag keeps the two schemes apart in the same columns (a tagged value can never
+    equal an untagged one), and travels with the hash when a rotation moves it to
+    ``previous_key_hash``.
+    """
+    return LEGACY_HASH_TAG + hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+def candidate_hashes(plaintext: str) -> tuple[str, str]:
+    """Both stored forms a presented key may have: ``(hash_key(plaintext), legacy_hash_key(plaintext))``.
+
+    Verification looks both up in one indexed statement.
+    """
+    return hash_key(plaintext), legacy_hash_key(plaintext)
+
+
+def is_stored_hash(text: str) -> bool:
+    """True when text has the shape of a hash in Omi's scheme: 64 lowercase hex characters."""
+    return isinstance(text, str) and HASH_RE.fullmatch(text) is not None
 
 
 def display_prefix(plaintext: str) -> str:

@@ -6,7 +6,8 @@ claims or one of two exceptions whose messages are safe to show a client:
 (Firebase or Google's certificates could not be reached: 503).
 
 Staff tools look accounts up with :func:`get_user` and :func:`get_user_by_email`,
-which raise :class:`UserNotFound` or :class:`AuthUnavailable`.
+which raise :class:`UserNotFound` or :class:`AuthUnavailable`; importers look many up
+at once with :func:`get_users`.
 """
 
 import logging
@@ -275,3 +276,30 @@ def check_reachable() -> None:
         get_user(READINESS_PROBE_UID)
     except UserNotFound:
         pass
+
+
+# firebase-admin's auth.get_users takes at most 100 identifiers per call.
+GET_USERS_BATCH = 100
+
+
+def get_users(uids: list[str]) -> tuple[dict[str, FirebaseUser], set[str]]:
+    """The Firebase accounts of up to :data:`GET_USERS_BATCH` uids, in one call: ``(found by uid, uids not found)``.
+
+    Each uid must be a non-empty string of at most 128 characters (Firebase's rule;
+    firebase-admin raises ``ValueError`` otherwise, as for more than 100 uids).
+    Raises :class:`AuthUnavailable` when Firebase cannot be asked.
+    """
+    with _unavailable_as_error():
+        result = auth.get_users([auth.UidIdentifier(uid) for uid in uids], app=get_app())
+    found = {
+        record.uid: FirebaseUser(
+            uid=record.uid,
+            email=record.email,
+            disabled=record.disabled,
+            tokens_valid_after=record.tokens_valid_after_timestamp / 1000
+            if record.tokens_valid_after_timestamp
+            else None,
+        )
+        for record in result.users
+    }
+    return found, {uid for uid in uids if uid not in found}

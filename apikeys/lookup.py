@@ -30,7 +30,7 @@ class _Statement:
 AGGREGATES = {"postgresql": "STRING_AGG({}, ',')", "sqlite": "GROUP_CONCAT({}, ',')"}
 # On PostgreSQL the statement is prepared once per database session: planning its join
 # and subquery cost as much again as running it.
-PREPARED_NAME = "omikeys_key_lookup"
+PREPARED_NAME = "omikeys_key_lookup_v2"
 _prepared_sessions: "weakref.WeakSet[object]" = weakref.WeakSet()
 
 
@@ -64,8 +64,8 @@ def _build(connection, alias: str) -> _Statement:
         f"FROM {q(key_meta.db_table)} k "
         f"INNER JOIN {q(owner_meta.db_table)} u "
         f"ON u.{q(owner_meta.pk.column)} = k.{q(key_meta.get_field('owner').column)} "
-        f"WHERE k.{q(key_meta.get_field('key_hash').column)} = %s "
-        f"OR k.{q(key_meta.get_field('previous_key_hash').column)} = %s"
+        f"WHERE k.{q(key_meta.get_field('key_hash').column)} IN (%s, %s) "
+        f"OR k.{q(key_meta.get_field('previous_key_hash').column)} IN (%s, %s)"
     )
     compiler = ApiKey.objects.none().query.get_compiler(alias)
     columns = [Col(key_meta.db_table, f) for f in key_meta.concrete_fields]
@@ -79,11 +79,21 @@ def _build(connection, alias: str) -> _Statement:
     )
 
 
-def find_by_hash(hashed: str, alias: str = "default") -> ApiKey | None:
-    """The key whose current or replaced secret has this SHA-256, with its owner and scopes.
+def _numbered(sql: str) -> str:
+    """The statement with its placeholders as PostgreSQL's $1 and $2, in the order (hashed, legacy_hashed) twice."""
+    parts = sql.split("%s")
+    numbers = ["$1", "$2", "$1", "$2"]
+    return "".join(part + (numbers[i] if i < len(numbers) else "") for i, part in enumerate(parts))
 
-    Both hash columns are unique indexes. The key's scope codes are in
-    ``scope_codes``, a frozenset. Nothing is decided here about validity.
+
+def find_by_hash(hashed: str, legacy_hashed: str, alias: str = "default") -> ApiKey | None:
+    """The key whose current or replaced secret has one of these stored hashes, with its owner and scopes.
+
+    ``hashed`` and ``legacy_hashed`` are the two forms a presented key may be stored
+    under (``crypto.candidate_hashes``); a 128-bit secret makes it impossible for them
+    to name two different keys. Both hash columns are unique indexes, each searched for
+    both values in the one statement. The key's scope codes are in ``scope_codes``, a
+    frozenset. Nothing is decided here about validity.
     """
     statement = _statement(alias)
     connection = connections[alias]
@@ -93,11 +103,11 @@ def find_by_hash(hashed: str, alias: str = "default") -> ApiKey | None:
                 # Once per connection: prepare, unless this session already has it.
                 cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [PREPARED_NAME])
                 if cursor.fetchone() is None:
-                    cursor.execute(f"PREPARE {PREPARED_NAME}(varchar) AS {statement.sql.replace('%s', '$1')}")
+                    cursor.execute(f"PREPARE {PREPARED_NAME}(varchar, varchar) AS {_numbered(statement.sql)}")
                 _prepared_sessions.add(connection.connection)
-            cursor.execute(f"EXECUTE {PREPARED_NAME}(%s)", [hashed])
+            cursor.execute(f"EXECUTE {PREPARED_NAME}(%s, %s)", [hashed, legacy_hashed])
         else:
-            cursor.execute(statement.sql, [hashed, hashed])
+            cursor.execute(statement.sql, [hashed, legacy_hashed, hashed, legacy_hashed])
         row = cursor.fetchone()
     if row is None:
         return None

@@ -28,7 +28,7 @@ VERIFICATION_OUTCOMES = (
     "throttled",  # refused with 429: too many failed verifications from the client's address
 )
 SECRETS = ("current", "replaced", "none")  # which of a key's secrets matched; "none": no key matched
-KEY_EVENT_ACTIONS = ("created", "rotated", "revoked", "expiry_changed", "renamed", "scopes_changed")
+KEY_EVENT_ACTIONS = ("created", "rotated", "revoked", "expiry_changed", "renamed", "scopes_changed", "imported")
 DOORS = ("api", "web", "admin", "command", "code")
 THROTTLES = ("verify-fail", "create")
 DEPENDENCIES = ("database", "cache", "firebase")

@@ -13,6 +13,8 @@ from . import crypto, text
 from .managers import FirebaseUserManager, ScopeQuerySet
 
 KEY_NAME_MAX_LENGTH = 100
+# Firestore document ids are at most 1,500 bytes (https://firebase.google.com/docs/firestore/quotas).
+OMI_DOCUMENT_ID_MAX_LENGTH = 1500
 USER_AGENT_MAX_LENGTH = 300
 
 
@@ -151,7 +153,8 @@ class ApiKey(models.Model):
     owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys")
     name = models.CharField(max_length=KEY_NAME_MAX_LENGTH, validators=[validate_key_name])
     key_prefix = models.CharField("display prefix", max_length=32, editable=False)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # Omi's scheme (crypto.hash_key), or a tagged whole-key hash for keys issued before it (crypto.legacy_hash_key).
+    key_hash = models.CharField(max_length=crypto.STORED_HASH_MAX_LENGTH, unique=True, editable=False)
     scopes = models.ManyToManyField(Scope, related_name="api_keys")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -162,12 +165,24 @@ class ApiKey(models.Model):
     rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     # During a rotation's grace period the secret it replaced still verifies, until
     # previous_key_expires_at. Unique, so a hash can only ever name one key.
-    previous_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    previous_key_hash = models.CharField(
+        max_length=crypto.STORED_HASH_MAX_LENGTH, unique=True, null=True, blank=True, editable=False
+    )
     previous_key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The one-time token of the form (web page or admin) that asked for this key: a
     # form sent twice (double click, reload) finds its key instead of issuing another.
     # NULL, not "", for keys issued without a token: the unique (owner, request_token) pair must not join them.
     request_token = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
+    # The Firestore document id of a key imported from Omi (importomikeys); NULL for keys issued here.
+    omi_document_id = models.CharField(
+        "Omi document id",
+        max_length=OMI_DOCUMENT_ID_MAX_LENGTH,
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The id of the Firestore document in Omi's dev_api_keys this key was imported from.",
+    )
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -188,6 +203,11 @@ class ApiKey(models.Model):
         elif text.needs_isolation(name):
             name = text.isolated(name)
         return f"{name} ({self.key_prefix})"
+
+    @property
+    def is_imported(self) -> bool:
+        """True for a key imported from Omi's records rather than issued here."""
+        return self.omi_document_id is not None
 
     @property
     def is_revoked(self) -> bool:
@@ -248,6 +268,7 @@ class KeyEvent(models.Model):
         EXPIRY_CHANGED = "expiry_changed", "expiry changed"
         RENAMED = "renamed", "renamed"
         SCOPES_CHANGED = "scopes_changed", "scopes changed"
+        IMPORTED = "imported", "imported"
 
     class ActorKind(models.TextChoices):
         USER = "user", "the key's owner"

@@ -50,8 +50,8 @@ class GroupConcat(Aggregate):
         )
 
 
-def orm_lookup(hashed: str):
-    """The verification read written as a queryset: key by either hash, owner, scope codes."""
+def orm_lookup(hashed: str, legacy_hashed: str):
+    """The verification read as a queryset: key by either stored form in either hash column, owner, scope codes."""
     codes = (
         ApiKey.scopes.through.objects.filter(apikey_id=OuterRef("pk"))
         .order_by()
@@ -60,7 +60,9 @@ def orm_lookup(hashed: str):
         .values("codes")
     )
     return (
-        ApiKey.objects.filter(Q(key_hash=hashed) | Q(previous_key_hash=hashed))
+        ApiKey.objects.filter(
+            Q(key_hash__in=[hashed, legacy_hashed]) | Q(previous_key_hash__in=[hashed, legacy_hashed])
+        )
         .select_related("owner")
         .annotate(scope_codes=Subquery(codes))
         .order_by()
@@ -85,10 +87,10 @@ def main() -> None:
     args = parser.parse_args()
     keys = json.loads(args.keys.read_text())
     key, library_key = keys["omikeys_key"], keys["drf_api_key"]
-    hashed = crypto.hash_key(key)
+    hashes = crypto.candidate_hashes(key)
     api_key = lifecycle.verify_key(key).api_key
     assert api_key is not None
-    sql, params = orm_lookup(hashed).query.get_compiler(connection.alias).as_sql()
+    sql, params = orm_lookup(*hashes).query.get_compiler(connection.alias).as_sql()
 
     def raw():
         with connection.cursor() as cursor:
@@ -106,11 +108,11 @@ def main() -> None:
         ("(a) lifecycle.verify_key(key), all of it", lambda: lifecycle.verify_key(key)),
     ]
     if find_by_hash is not None:
-        steps.append(("(a)   lookup.find_by_hash(hash)", lambda: find_by_hash(hashed)))
+        steps.append(("(a)   lookup.find_by_hash(hash)", lambda: find_by_hash(*hashes)))
     steps += [
-        ("the lookup as an ORM queryset: build it", lambda: orm_lookup(hashed)),
-        ("  build and compile it to SQL", lambda: orm_lookup(hashed).query.get_compiler(connection.alias).as_sql()),
-        ("  build, compile, run, make instances", lambda: list(orm_lookup(hashed))),
+        ("the lookup as an ORM queryset: build it", lambda: orm_lookup(*hashes)),
+        ("  build and compile it to SQL", lambda: orm_lookup(*hashes).query.get_compiler(connection.alias).as_sql()),
+        ("  build, compile, run, make instances", lambda: list(orm_lookup(*hashes))),
         ("  the same SQL, run on a raw cursor", raw),
         ("(a) failed-verification throttle check", lambda: throttle.retry_after("127.0.0.1")),
     ]

@@ -40,10 +40,10 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.db import IntegrityError, connection, transaction  # noqa: E402
-from django.db.models.fields import AutoFieldMixin  # noqa: E402
 from rest_framework_api_key.models import APIKey  # noqa: E402
 
 from apikeys import crypto, lifecycle  # noqa: E402
+from apikeys.bulk import insert  # noqa: E402
 from apikeys.models import ApiKey, Scope, User  # noqa: E402
 
 ALPHANUMERIC = string.ascii_letters + string.digits  # the library's prefix alphabet
@@ -61,44 +61,6 @@ def batches(total: int, size: int):
         done += n
 
 
-def insert(model, objs: list) -> None:
-    """Insert model instances as ``bulk_create`` would, several times faster.
-
-    The columns and values come from the model's own field list and each field's
-    ``pre_save``/``get_db_prep_save``, so a column added to the model later is
-    filled from its Python default (NULL for the nullable ones) without a change
-    here. Auto-increment ids and database-side defaults are left to the database.
-    SQLite gets one prepared INSERT run with executemany, PostgreSQL a COPY.
-    The caller provides the transaction.
-    """
-    if not objs:
-        return
-    first = objs[0]
-    fields = []
-    for field in model._meta.concrete_fields:
-        if getattr(field, "generated", False):
-            continue
-        if isinstance(field, AutoFieldMixin) and getattr(first, field.attname) is None:
-            continue
-        if hasattr(getattr(first, field.attname), "resolve_expression"):  # db_default
-            continue
-        fields.append(field)
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    rows = [[f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields] for obj in objs]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":  # COPY: several times faster than INSERTs
-            columns = ", ".join(quote(f.column) for f in fields)
-            with cursor.cursor.copy(f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            cursor.executemany(sql, rows)
-
-
 def seed_omikeys(fillers: int, owners: list[int], batch: int, label: str) -> None:
     scopes = list(Scope.objects.order_by("code"))
     through = ApiKey.scopes.through
@@ -111,7 +73,7 @@ def seed_omikeys(fillers: int, owners: list[int], batch: int, label: str) -> Non
                 owner_id=owners[i % len(owners)],
                 name=f"filler {i}",
                 key_prefix=crypto.display_prefix(plaintext),
-                key_hash=hashlib.sha256(plaintext.encode()).hexdigest(),
+                key_hash=crypto.hash_key(plaintext),
             )
             keys.append(key)
             links.append(through(apikey_id=key.id, scope_id=scopes[i % len(scopes)].id))

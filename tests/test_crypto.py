@@ -17,7 +17,8 @@ def test_prefix_and_hash_are_computed_together():
     generated = crypto.generate_key()
     secret = generated.plaintext[8:]
     assert generated.display_prefix == f"omi_dev_{secret[:4]}...{secret[-4:]}"
-    assert generated.hashed == hashlib.sha256(generated.plaintext.encode()).hexdigest()
+    # Omi's scheme: the SHA-256 of the 32-hex secret, without "omi_dev_".
+    assert generated.hashed == hashlib.sha256(secret.encode()).hexdigest()
     assert generated.hashed == crypto.hash_key(generated.plaintext)
 
 
@@ -40,3 +41,27 @@ def test_raw_keys_are_found_inside_text_in_any_case():
     assert crypto.contains_raw_key("OMI_MCP_" + "AB" * 16)
     assert not crypto.contains_raw_key("omi_dev_abcd...wxyz")
     assert not crypto.contains_raw_key("omi_dev_" + "g" * 32)
+
+
+def test_the_hash_is_omis_hash_of_the_secret_part():
+    # A key and its hashed_key as Omi's backend generates them: sha256(secret_part).
+    secret = "0123456789abcdef0123456789abcdef"
+    assert crypto.hash_key("omi_dev_" + secret) == hashlib.sha256(secret.encode()).hexdigest()
+    assert crypto.hash_key("omi_dev_" + secret) != hashlib.sha256(f"omi_dev_{secret}".encode()).hexdigest()
+
+
+def test_a_key_has_two_candidate_hashes_omis_and_the_tagged_whole_key_hash():
+    key = crypto.generate_key().plaintext
+    current, legacy = crypto.candidate_hashes(key)
+    assert current == crypto.hash_key(key)
+    assert legacy == "fullkey:" + hashlib.sha256(key.encode()).hexdigest()
+    assert crypto.is_stored_hash(current)
+    assert not crypto.is_stored_hash(legacy)
+
+
+def test_stored_hash_shape_is_64_lowercase_hex():
+    assert crypto.is_stored_hash("a" * 64)
+    assert not crypto.is_stored_hash("A" * 64)
+    assert not crypto.is_stored_hash("a" * 63)
+    assert not crypto.is_stored_hash("a" * 64 + "\n")
+    assert not crypto.is_stored_hash(None)

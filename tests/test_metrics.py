@@ -311,3 +311,8 @@ def test_metrics_settings_come_from_the_environment(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "40 ['10.0.0.0/8', '127.0.0.1/32']"
     assert run_settings(REQUIRED, code).stdout.strip() == "0 []"
+
+
+def test_every_audited_action_and_door_has_its_series():
+    assert set(metrics.KEY_EVENT_ACTIONS) == set(KeyEvent.Action.values)
+    assert set(metrics.DOORS) == set(KeyEvent.Via.values)

@@ -37,7 +37,8 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
     # selected" is about to touch stays in view (see apikeys/admin/keys.css).
     list_display = ("key_column", "owner_column", "scope_list", "created", "expires", "status")
     list_filter = (KeyStatusFilter, ("scopes", ScopeFilter), ("created_at", admin.DateFieldListFilter))
-    search_fields = ("name", "key_prefix", "owner__email", "owner__firebase_uid")
+    # An Omi document id is found whole: a key imported from Omi is looked up by the id Omi showed.
+    search_fields = ("name", "key_prefix", "owner__email", "owner__firebase_uid", "=omi_document_id")
     autocomplete_fields = ("owner",)
     actions = ("revoke_selected",)
     add_fields = ("owner", "name", "scopes", "expires_at", "form_token")
@@ -78,6 +79,8 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
             fields[fields.index("expires_at")] = "expires"  # shown, not editable
         if obj.replaced_secret_works_until():
             fields.insert(fields.index("rotated") + 1, "previous_secret_until")
+        if obj.is_imported:
+            fields.insert(fields.index("key_prefix") + 1, "omi_document_id")  # the key's id in Omi's records
         return fields
 
     def get_readonly_fields(self, request, obj=None):

@@ -5,7 +5,8 @@ names (always as ``lifecycle.<name>``), so a key is created, and its plaintext
 handled, one way, and every change is audited in the transaction that makes it.
 
 - writes: :func:`issue_key`, :func:`update_key`, :func:`rotate_key`, :func:`set_expiry`,
-  :func:`revoke_key`, and :func:`mark_used` on the verification path;
+  :func:`revoke_key`, :func:`import_keys` (keys another system issued, as
+  :class:`ImportedKey` values), and :func:`mark_used` on the verification path;
 - reads: :func:`verify_key` (the :class:`Verification` of a presented secret);
 - rules doors may check early: :func:`validate_expiry`, :func:`ensure_may_hold_keys`,
   :func:`default_scopes`, :data:`GRACE_PERIODS`, :data:`MAX_GRACE_SECONDS`;
@@ -24,6 +25,7 @@ from .errors import (
     OwnerNotEligible,
     TooManyKeys,
 )
+from .importing import ImportedKey, ImportOutcome, ImportRefusal, ImportResult, import_keys
 from .issuing import IssuedKey, issue_key
 from .rules import GRACE_PERIODS, MAX_GRACE_SECONDS, default_scopes, ensure_may_hold_keys, validate_expiry
 from .verification import Rejection, Verification, mark_used, verify_key
@@ -33,6 +35,10 @@ __all__ = [
     "MAX_GRACE_SECONDS",
     "AlreadyIssued",
     "AlreadyRotated",
+    "ImportOutcome",
+    "ImportRefusal",
+    "ImportResult",
+    "ImportedKey",
     "IssuedKey",
     "KeyRevoked",
     "LifecycleError",
@@ -44,6 +50,7 @@ __all__ = [
     "Verification",
     "default_scopes",
     "ensure_may_hold_keys",
+    "import_keys",
     "issue_key",
     "mark_used",
     "revoke_key",

@@ -51,15 +51,17 @@ def verify_key(plaintext: str) -> Verification:
     grace period's end, or the key's expiry if sooner), else ``None``. Otherwise
     ``api_key`` is ``None`` and ``rejection`` one of :class:`Rejection`'s messages.
     The lookup is by the SHA-256 of the candidate, so its timing says nothing about the secret.
+    Both stored forms of the key are looked up at once (Omi's hash of the secret, and the
+    tagged whole-key hash of keys issued before omikeys adopted it: ``crypto.candidate_hashes``).
     """
     if not crypto.is_well_formed(plaintext):
         return Verification(None, Rejection.INVALID, "malformed")
-    hashed = crypto.hash_key(plaintext)
-    api_key = lookup.find_by_hash(hashed)
+    hashed, legacy_hashed = crypto.candidate_hashes(plaintext)
+    api_key = lookup.find_by_hash(hashed, legacy_hashed)
     now = timezone.now()
     if api_key is None:
         return Verification(None, Rejection.INVALID, "not_found")
-    secret = "current" if api_key.key_hash == hashed else "replaced"
+    secret = "current" if api_key.key_hash in (hashed, legacy_hashed) else "replaced"
     if api_key.is_revoked:
         return Verification(None, Rejection.INVALID, "revoked", secret)
     if not api_key.owner.is_active:

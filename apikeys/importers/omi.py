@@ -1,0 +1,761 @@
+"""Omi's Developer API keys, from an export of its Firestore collection ``dev_api_keys``, imported by the lifecycle.
+
+The export is NDJSON: one document per line, ``{"id": "<document id>", "data": {<fields>}}``
+(optionally ``"create_time"``, the document's creation time), plain or gzip-compressed.
+:class:`OmiImporter` streams it: each line is read, checked and repaired the way Omi's
+own backend repairs legacy records (``backend/database/api_key_metadata.py``:
+``project_api_key_metadata`` and ``normalize_api_key_scopes``), its owner found or made
+by the one-user-per-uid rule, and the keys handed to ``lifecycle.import_keys`` in
+batches. Memory stays bounded whatever the file's size: one batch at a time, and the
+document ids and hashes already seen kept in a temporary SQLite file, not in memory.
+"""
+
+import datetime
+import gzip
+import io
+import json
+import re
+import sqlite3
+import tempfile
+import time
+import unicodedata
+import uuid
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+
+from .. import crypto, firebase, lifecycle
+from ..audit import Actor
+from ..models import KEY_NAME_MAX_LENGTH, OMI_DOCUMENT_ID_MAX_LENGTH, ApiKey, Scope, User, validate_key_name
+
+# The four read scopes of the contract: what a key recorded without scopes gets by default.
+CONTRACT_READ_SCOPES = ("action_items:read", "conversations:read", "goals:read", "memories:read")
+# What Omi's own backend shows for a record whose name or prefix is unusable (api_key_metadata.py).
+LEGACY_NAME = "Legacy Developer API key"
+UNKNOWN_PREFIX = "omi_dev_legacy"
+PREFIX_RE = re.compile(r"omi_dev_[0-9a-f]{4}\.\.\.[0-9a-f]{4}")
+# Where Omi's record has no usable creation time, nor the export its document's: Omi shows the epoch.
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+# Document ids that are not UUIDs get uuid5(OMI_DOCUMENT_NAMESPACE, document id): the same id on every import.
+OMI_DOCUMENT_NAMESPACE = uuid.UUID("5b0c3f2e-7d1a-5e43-9a8e-0f6d2c1b4a97")
+CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+FIREBASE_UID_MAX_LENGTH = 128
+MAX_LINE_BYTES = 1024 * 1024
+FIREBASE_THREADS = 4
+OWNER_CACHE_SIZE = 20_000
+KEPT_REFUSALS = 1000  # refusals listed in the report (all are counted, and each is printed as it happens)
+
+
+class ImportAborted(Exception):
+    """The import cannot go on (Firebase unreachable, a bad option); the message says why and what to do."""
+
+
+class Refusal:
+    """Why a line of the export was not imported, besides the lifecycle's own reasons (``lifecycle.ImportRefusal``)."""
+
+    NOT_UTF8 = "not_utf8"
+    LINE_TOO_LONG = "line_too_long"
+    NOT_JSON = "not_json"
+    BAD_DOCUMENT = "bad_document"
+    BAD_DOCUMENT_ID = "bad_document_id"
+    DUPLICATE_DOCUMENT = "duplicate_document"
+    MISSING_HASH = "missing_hash"
+    BAD_USER_ID = "bad_user_id"
+    UNKNOWN_SCOPE = "unknown_scope"
+    OWNER_DISABLED = "owner_disabled"
+    OWNER_DELETED = "owner_deleted"
+    OWNER_INACTIVE = "owner_inactive"
+
+    MESSAGES = {
+        NOT_UTF8: "the line is not UTF-8 text",
+        LINE_TOO_LONG: f"the line is longer than {MAX_LINE_BYTES:,} bytes",
+        NOT_JSON: "the line is not JSON",
+        BAD_DOCUMENT: 'the line is not an object with an "id" and a "data" object',
+        BAD_DOCUMENT_ID: (
+            f"the document id is not a Firestore document id (1 to {OMI_DOCUMENT_ID_MAX_LENGTH} bytes, no '/') "
+            "or it holds a raw key"
+        ),
+        DUPLICATE_DOCUMENT: "the same document id is on an earlier line",
+        MISSING_HASH: "hashed_key is missing",
+        BAD_USER_ID: "user_id is missing or not a Firebase uid",
+        UNKNOWN_SCOPE: "the key has a scope omikeys does not know (--unknown-scopes skip)",
+        OWNER_DISABLED: "the owner's Firebase account is disabled (--inactive-owners refuse)",
+        OWNER_DELETED: "the owner's Firebase account no longer exists (--inactive-owners refuse)",
+        OWNER_INACTIVE: "the owner is deactivated in omikeys (--inactive-owners refuse)",
+    }
+
+    @classmethod
+    def message(cls, reason: str) -> str:
+        """The sentence for a reason of this class or of ``lifecycle.ImportRefusal``."""
+        return cls.MESSAGES.get(reason) or lifecycle.ImportRefusal.MESSAGES.get(reason, reason)
+
+
+# Why an owner may hold no key, as lifecycle.ImportedKey.revoke_reason and as the refusal when refused.
+OWNER_STATES = {
+    "firebase_disabled": Refusal.OWNER_DISABLED,
+    "firebase_deleted": Refusal.OWNER_DELETED,
+    "inactive": Refusal.OWNER_INACTIVE,
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to import: see the ``importomikeys`` command's options, which fill this."""
+
+    default_scopes: tuple[str, ...] = CONTRACT_READ_SCOPES
+    unknown_scopes: str = "drop"  # or "skip": refuse the key
+    inactive_owners: str = "revoke"  # or "refuse"
+    ask_firebase: bool = True
+    dry_run: bool = False
+    prune: bool = False
+    batch_size: int = 1000
+    source_name: str = "-"
+
+
+@dataclass
+class Report:
+    """What an import did (or, in a dry run, would do): counts, and the first refusals in full."""
+
+    dry_run: bool = False
+    documents: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    revoked: int = 0
+    refused: int = 0
+    pruned: int = 0
+    owners_created: int = 0
+    refused_by_reason: Counter = field(default_factory=Counter)
+    repaired: Counter = field(default_factory=Counter)
+    unknown_scopes: Counter = field(default_factory=Counter)
+    default_scopes_given: int = 0
+    owners_not_eligible: Counter = field(default_factory=Counter)
+    firebase_asked: bool = True
+    prune_skipped: str = ""
+    refusals: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        """True when anything was refused or the prune asked for did not happen: the command exits non-zero."""
+        return bool(self.refused or self.prune_skipped)
+
+    def as_dict(self) -> dict:
+        """The report as JSON-ready data."""
+        return {
+            "dry_run": self.dry_run,
+            "documents_read": self.documents,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "revoked": self.revoked,
+            "pruned": self.pruned,
+            "refused": self.refused,
+            "refused_by_reason": dict(sorted(self.refused_by_reason.items())),
+            "owners_created": self.owners_created,
+            "owners_not_eligible": dict(sorted(self.owners_not_eligible.items())),
+            "firebase_asked": self.firebase_asked,
+            "repaired": dict(sorted(self.repaired.items())),
+            "default_scopes_given": self.default_scopes_given,
+            "unknown_scopes": dict(sorted(self.unknown_scopes.items())),
+            "prune_skipped": self.prune_skipped or None,
+            "refusals": self.refusals,
+            "refusals_listed": len(self.refusals),
+            "seconds": round(self.seconds, 3),
+            "documents_per_second": round(self.documents / self.seconds) if self.seconds else None,
+        }
+
+    def refuse(self, line: int, document_id: str | None, reason: str, detail: str = "") -> dict:
+        """Count a refusal; returns it as the report lists it."""
+        self.refused += 1
+        self.refused_by_reason[reason] += 1
+        refusal = {
+            "line": line,
+            "document_id": document_id,
+            "reason": reason,
+            "message": detail or Refusal.message(reason),
+        }
+        if len(self.refusals) < KEPT_REFUSALS:
+            self.refusals.append(refusal)
+        return refusal
+
+
+# ---- reading the file
+
+
+def open_export(path: str, stdin=None) -> tuple[io.BufferedIOBase, io.BufferedIOBase, int | None]:
+    """``(lines, raw, size)``: the export's bytes (gunzipped when it is gzip), the file under them
+    (whose position tells progress), and its size in bytes when known. ``-`` is ``stdin`` (a binary stream).
+
+    Gzip is recognised by its magic bytes, whatever the name. Raises ``OSError`` when unreadable.
+    """
+    if path == "-":
+        raw = stdin
+        size = None
+    else:
+        raw = open(path, "rb")  # noqa: SIM115 (the caller closes it)
+        size = Path(path).stat().st_size if Path(path).is_file() else None
+    buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
+    if buffered.peek(2)[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=buffered), raw, size
+    return buffered, raw, size
+
+
+def read_lines(stream) -> Iterator[tuple[int, str | None, str | None]]:
+    """``(line number, text, refusal reason)`` for each non-blank line; text is None when refused.
+
+    A line longer than :data:`MAX_LINE_BYTES` is skipped without being held in memory.
+    """
+    number = 0
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = stream.readline(MAX_LINE_BYTES)
+            yield number, None, Refusal.LINE_TOO_LONG
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield number, None, Refusal.NOT_UTF8
+            continue
+        text = text.lstrip("\ufeff") if number == 1 else text
+        if text.strip():
+            yield number, text, None
+
+
+# ---- one document
+
+
+def parse_timestamp(value) -> datetime.datetime | None:
+    """A Firestore timestamp in any form export tools write, as an aware UTC datetime; None for null.
+
+    Forms: an ISO 8601 string (naive means UTC); ``{"_seconds": s, "_nanoseconds": n}``
+    (firebase-admin for Node.js, firestore-export); ``{"seconds": s, "nanos": n}``
+    (protobuf JSON; s may be a string); ``{"__datatype__": "timestamp", "value": ...}``
+    and ``{"__time__": "<ISO 8601>"}`` (node-firestore-import-export). Raises
+    ``ValueError`` for anything else.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        moment = datetime.datetime.fromisoformat(value.strip())
+        return moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment.astimezone(datetime.UTC)
+    if isinstance(value, dict):
+        if value.get("__datatype__") == "timestamp" and "value" in value:
+            return parse_timestamp(value["value"])
+        if "__time__" in value:
+            return parse_timestamp(value["__time__"])
+        for seconds_key, nanos_key in (("_seconds", "_nanoseconds"), ("seconds", "nanos")):
+            if seconds_key in value:
+                seconds = _whole_number(value[seconds_key])
+                nanos = _whole_number(value.get(nanos_key, 0))
+                if not 0 <= nanos < 1_000_000_000:
+                    raise ValueError("nanoseconds out of range")
+                try:
+                    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC) + datetime.timedelta(
+                        microseconds=nanos // 1000
+                    )
+                except (OverflowError, OSError) as exc:
+                    raise ValueError("seconds out of range") from exc
+    raise ValueError(f"not a timestamp: {value!r:.60}")
+
+
+def _whole_number(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+def key_id_for(document_id: str) -> uuid.UUID:
+    """The omikeys id of an Omi document: the document id itself when it is a UUID (lowercase,
+    with hyphens, as Omi writes them), else ``uuid5(OMI_DOCUMENT_NAMESPACE, document_id)``."""
+    if CANONICAL_UUID_RE.fullmatch(document_id):
+        return uuid.UUID(document_id)
+    return uuid.uuid5(OMI_DOCUMENT_NAMESPACE, document_id)
+
+
+def repaired_name(value) -> tuple[str, bool]:
+    """``(name, repaired)``: Omi's rule (stripped; empty, not a string, or holding a raw key:
+    :data:`LEGACY_NAME`), then omikeys' (control characters become spaces, longer than
+    100 characters is shortened, anything else the rules refuse: :data:`LEGACY_NAME`)."""
+    name = value.strip() if isinstance(value, str) else ""
+    if not name or crypto.contains_raw_key(name):
+        return LEGACY_NAME, True
+    cleaned = " ".join("".join(" " if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in name).split())
+    if len(cleaned) > KEY_NAME_MAX_LENGTH:
+        cleaned = cleaned[: KEY_NAME_MAX_LENGTH - 1].rstrip() + "…"
+    try:
+        validate_key_name(cleaned)
+    except ValidationError:
+        return LEGACY_NAME, True
+    return cleaned, cleaned != name
+
+
+@dataclass
+class Candidate:
+    """A document that passed the checks that need no database: what the lifecycle will be given."""
+
+    line: int
+    document_id: str
+    key_id: uuid.UUID
+    uid: str
+    name: str
+    key_prefix: str
+    key_hash: str
+    scope_codes: list[str]
+    created_at: datetime.datetime
+    last_used_at: datetime.datetime | None
+    rotated_at: datetime.datetime | None
+
+
+class LineRefused(Exception):
+    """A line that cannot become a key: ``reason`` (a :class:`Refusal` value) and the document id if known."""
+
+    def __init__(self, reason: str, document_id: str | None = None, detail: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.document_id = document_id
+        self.detail = detail
+
+
+def document_id_of(document) -> str:
+    """The document id of a parsed line, or :class:`LineRefused`."""
+    if not isinstance(document, dict) or not isinstance(document.get("data"), dict):
+        raise LineRefused(Refusal.BAD_DOCUMENT)
+    document_id = document.get("id")
+    if (
+        not isinstance(document_id, str)
+        or not document_id
+        or "/" in document_id
+        or len(document_id.encode("utf-8", "surrogatepass")) > OMI_DOCUMENT_ID_MAX_LENGTH
+        or crypto.contains_raw_key(document_id)  # kept on the key and printed: never a secret
+    ):
+        raise LineRefused(Refusal.BAD_DOCUMENT_ID)
+    return document_id
+
+
+def _uid(value) -> str | None:
+    # Omi's rule (api_key_auth_user_id), and Firebase's length limit.
+    if (
+        not isinstance(value, str)
+        or not value
+        or value != value.strip()
+        or len(value) > FIREBASE_UID_MAX_LENGTH
+        or crypto.contains_raw_key(value)
+    ):
+        return None
+    return value
+
+
+# ---- what is remembered across batches
+
+
+class SeenStore:
+    """The document ids and hashes seen so far in the file, and the owners already counted, in a
+    temporary SQLite file: duplicates are found, and ``--prune`` knows what the file held,
+    without holding a million ids in memory."""
+
+    def __init__(self):
+        self._file = tempfile.NamedTemporaryFile(prefix="importomikeys-", suffix=".sqlite3")  # noqa: SIM115
+        self._db = sqlite3.connect(self._file.name)
+        self._db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;"
+            "CREATE TABLE documents (id TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID;"
+            "CREATE TABLE hashes (hash TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID;"
+            "CREATE TABLE owners (uid TEXT PRIMARY KEY) WITHOUT ROWID;"
+        )
+
+    def close(self) -> None:
+        """Remove the temporary file."""
+        self._db.close()
+        self._file.close()
+
+    def _earlier(self, table: str, column: str, values: list[str]) -> dict[str, int]:
+        found = {}
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT {column}, line FROM {table} WHERE {column} IN ({marks})", chunk))
+        return found
+
+    def claim_documents(self, documents: list[tuple[str, int]]) -> dict[str, int]:
+        """Record ``(document id, line)`` pairs; returns {document id: earlier line} for those seen before.
+
+        Of two lines with one id, the first is kept.
+        """
+        earlier = self._earlier("documents", "id", [document_id for document_id, _ in documents])
+        fresh = {}
+        for document_id, line in documents:
+            if document_id not in earlier and document_id not in fresh:
+                fresh[document_id] = line
+        self._db.executemany("INSERT INTO documents VALUES (?, ?)", fresh.items())
+        return earlier
+
+    def claim_hashes(self, hashes: list[tuple[str, int]]) -> dict[str, int]:
+        """Record ``(hash, line)`` pairs; returns {hash: earlier line} for those seen on an earlier line."""
+        earlier = self._earlier("hashes", "hash", [hashed for hashed, _ in hashes])
+        fresh = {}
+        duplicates = {}
+        for hashed, line in hashes:
+            if hashed in earlier:
+                duplicates[hashed] = earlier[hashed]
+            elif hashed in fresh:
+                duplicates[hashed] = fresh[hashed]
+            else:
+                fresh[hashed] = line
+        self._db.executemany("INSERT INTO hashes VALUES (?, ?)", fresh.items())
+        return duplicates
+
+    def new_owners(self, uids: list[str]) -> int:
+        """How many of ``uids`` were not recorded before; records them."""
+        before = self._db.total_changes
+        self._db.executemany("INSERT OR IGNORE INTO owners VALUES (?)", ((uid,) for uid in uids))
+        return self._db.total_changes - before
+
+    def unseen(self, document_ids: list[str]) -> list[str]:
+        """Those of ``document_ids`` the file did not hold."""
+        seen = self._earlier("documents", "id", document_ids)
+        return [document_id for document_id in document_ids if document_id not in seen]
+
+
+@dataclass(frozen=True)
+class Account:
+    """An owner as Firebase knows it: the email (None when Firebase was not asked) and whether it may hold keys."""
+
+    email: str | None
+    state: str = "active"  # or "firebase_disabled", "firebase_deleted"
+
+
+class OwnerDirectory:
+    """The owners' Firebase accounts, asked in batches of 100 uids (firebase-admin ``get_users``),
+    a few calls at once, and remembered for the most recent :data:`OWNER_CACHE_SIZE` uids."""
+
+    def __init__(self, ask_firebase: bool):
+        self.ask_firebase = ask_firebase
+        self._cache: OrderedDict[str, Account] = OrderedDict()
+        self._pool = ThreadPoolExecutor(FIREBASE_THREADS) if ask_firebase else None
+
+    def close(self) -> None:
+        """Stop the threads that ask Firebase."""
+        if self._pool:
+            self._pool.shutdown()
+
+    def accounts(self, uids: set[str]) -> tuple[dict[str, Account], dict[str, Account]]:
+        """``(accounts of all uids, those just asked)``; raises :class:`ImportAborted` if Firebase cannot be asked."""
+        known, asked = {}, {}
+        missing = []
+        for uid in uids:
+            if uid in self._cache:
+                self._cache.move_to_end(uid)
+                known[uid] = self._cache[uid]
+            else:
+                missing.append(uid)
+        if not self.ask_firebase:
+            asked = dict.fromkeys(missing, Account(email=None))
+        elif missing:
+            chunks = [
+                missing[i : i + firebase.GET_USERS_BATCH] for i in range(0, len(missing), firebase.GET_USERS_BATCH)
+            ]
+            try:
+                for found, not_found in self._pool.map(firebase.get_users, chunks):
+                    for uid, account in found.items():
+                        asked[uid] = Account(account.email, "firebase_disabled" if account.disabled else "active")
+                    for uid in not_found:
+                        asked[uid] = Account(None, "firebase_deleted")
+            except firebase.AuthUnavailable as exc:
+                raise ImportAborted(
+                    f"Firebase could not be asked about the keys' owners: {exc} Nothing more was imported; "
+                    "batches already written stay, and running the import again continues. Check "
+                    "GOOGLE_APPLICATION_CREDENTIALS (or FIREBASE_AUTH_EMULATOR_HOST), or pass --no-firebase "
+                    "to import without owners' emails and without checking for disabled accounts."
+                ) from exc
+        for uid, account in asked.items():
+            self._cache[uid] = account
+        while len(self._cache) > OWNER_CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return known | asked, asked
+
+
+# ---- the import
+
+# SQLite's page cache for this connection during an import, in KiB. Keys, hashes and document
+# ids are random, so every insert touches pages all over five indexes: with SQLite's default
+# 2 MB the cache thrashes once the tables outgrow it, and a million keys take several
+# times longer.
+SQLITE_IMPORT_CACHE_KIB = 65536
+
+
+class _SQLitePageCache:
+    """A larger page cache on the default SQLite connection while an import runs; nothing on PostgreSQL."""
+
+    def __init__(self):
+        self.before = None
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                self.before = cursor.execute("PRAGMA cache_size").fetchone()[0]
+                cursor.execute(f"PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KIB}")
+
+    def restore(self) -> None:
+        if self.before is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(f"PRAGMA cache_size = {int(self.before)}")
+
+
+class OmiImporter:
+    """Imports one export: ``OmiImporter(options, actor).run(stream)`` returns the :class:`Report`.
+
+    ``notify(kind, text)`` receives each refusal ("refused"), warning ("warning") and
+    note ("note") as it happens, and ``progress(report)`` is called after each batch.
+    Raises :class:`ImportAborted` when it cannot go on.
+    """
+
+    def __init__(
+        self,
+        options: Options,
+        actor: Actor,
+        notify: Callable[[str, str], None] = lambda kind, text: None,
+        progress: Callable[[Report], None] = lambda report: None,
+    ):
+        self.options = options
+        self.actor = actor
+        self.notify = notify
+        self.progress = progress
+        self.report = Report(dry_run=options.dry_run, firebase_asked=options.ask_firebase)
+        self.scopes = {scope.code: scope for scope in Scope.objects.all()}
+        unknown = [code for code in options.default_scopes if code not in self.scopes]
+        if unknown or not options.default_scopes:
+            raise ImportAborted(
+                f"--default-scopes names no scope or unknown ones ({', '.join(unknown) or 'none given'}); "
+                f"known scopes: {', '.join(sorted(self.scopes))}."
+            )
+        self.unreadable_lines = 0
+
+    def run(self, stream) -> Report:
+        """Read every line of ``stream`` (bytes), import in batches, then prune if asked."""
+        started = time.monotonic()
+        seen = SeenStore()
+        owners = OwnerDirectory(self.options.ask_firebase)
+        cache = _SQLitePageCache()
+        try:
+            batch: list[Candidate] = []
+            for number, text, reason in read_lines(stream):
+                self.report.documents += 1
+                candidate = self._candidate(number, text, reason, seen)
+                if candidate is not None:
+                    batch.append(candidate)
+                if len(batch) >= self.options.batch_size:
+                    self._import(batch, seen, owners)
+                    batch = []
+                    self.report.seconds = time.monotonic() - started
+                    self.progress(self.report)
+            if batch:
+                self._import(batch, seen, owners)
+            if self.options.prune:
+                self._prune(seen)
+        finally:
+            cache.restore()
+            seen.close()
+            owners.close()
+        self.report.seconds = time.monotonic() - started
+        self.progress(self.report)
+        return self.report
+
+    def _refuse(self, line: int, document_id: str | None, reason: str, detail: str = "") -> None:
+        refusal = self.report.refuse(line, document_id, reason, detail)
+        where = f"line {line}" + (f" (document {document_id})" if document_id else "")
+        self.notify("refused", f"{where}: refused, {refusal['message']} [{reason}]")
+
+    def _candidate(self, line: int, text: str | None, reason: str | None, seen: SeenStore) -> Candidate | None:
+        document_id = None
+        try:
+            if reason:
+                raise LineRefused(reason)
+            try:
+                document = json.loads(text)
+            except ValueError:
+                raise LineRefused(Refusal.NOT_JSON) from None
+            document_id = document_id_of(document)
+            earlier = seen.claim_documents([(document_id, line)])
+            if document_id in earlier:
+                raise LineRefused(
+                    Refusal.DUPLICATE_DOCUMENT, document_id, f"the same document id is on line {earlier[document_id]}"
+                )
+            return self._map(line, document_id, document)
+        except LineRefused as refused:
+            if refused.reason in (Refusal.NOT_UTF8, Refusal.LINE_TOO_LONG, Refusal.NOT_JSON, Refusal.BAD_DOCUMENT):
+                self.unreadable_lines += 1
+            self._refuse(line, refused.document_id or document_id, refused.reason, refused.detail)
+            return None
+
+    def _map(self, line: int, document_id: str, document: dict) -> Candidate:
+        data = document["data"]
+        hashed = data.get("hashed_key")
+        if hashed is None:
+            raise LineRefused(Refusal.MISSING_HASH, document_id)
+        if not crypto.is_stored_hash(hashed):
+            raise LineRefused(lifecycle.ImportRefusal.BAD_HASH, document_id)
+        uid = _uid(data.get("user_id"))
+        if uid is None:
+            raise LineRefused(Refusal.BAD_USER_ID, document_id)
+        repaired = self.report.repaired
+        if data.get("id") != document_id:
+            repaired["document_id"] += 1  # the document id is canonical, as in Omi's backend
+        name, name_repaired = repaired_name(data.get("name"))
+        if name_repaired:
+            repaired["name"] += 1
+        prefix = data.get("key_prefix")
+        if not (isinstance(prefix, str) and PREFIX_RE.fullmatch(prefix)):
+            prefix = UNKNOWN_PREFIX
+            repaired["key_prefix"] += 1
+        created_at = self._moment(data, "created_at", count=False)
+        if created_at is None:
+            created_at = self._moment(document, "create_time", count=False) or EPOCH
+            repaired["created_at"] += 1
+        return Candidate(
+            line=line,
+            document_id=document_id,
+            key_id=key_id_for(document_id),
+            uid=uid,
+            name=name,
+            key_prefix=prefix,
+            key_hash=hashed,
+            scope_codes=self._scope_codes(line, document_id, data),
+            created_at=created_at,
+            last_used_at=self._moment(data, "last_used_at"),
+            rotated_at=self._moment(data, "rotated_at"),
+        )
+
+    def _moment(self, data: dict, name: str, count: bool = True) -> datetime.datetime | None:
+        # Omi repairs an unreadable time rather than refuse the key (_coerce_utc_datetime).
+        try:
+            return parse_timestamp(data.get(name))
+        except ValueError:
+            if count:
+                self.report.repaired[name] += 1
+            return None
+
+    def _scope_codes(self, line: int, document_id: str, data: dict) -> list[str]:
+        value = data.get("scopes")
+        if value is None:
+            self.report.default_scopes_given += 1
+            return list(self.options.default_scopes)
+        if not isinstance(value, list):
+            value = [value]  # Omi grants nothing for such a value; it is reported as unknown, then dropped
+        known = [code for code in value if isinstance(code, str) and code in self.scopes]
+        unknown = [code if isinstance(code, str) else repr(code) for code in value if code not in known]
+        if unknown:
+            self.report.unknown_scopes.update(unknown)
+            listed = ", ".join(map(repr, unknown))
+            if self.options.unknown_scopes == "skip":
+                raise LineRefused(
+                    Refusal.UNKNOWN_SCOPE, document_id, f"unknown scopes {listed} (--unknown-scopes skip)"
+                )
+            self.notify("warning", f"line {line} (document {document_id}): unknown scopes {listed} dropped")
+        return list(dict.fromkeys(known))
+
+    def _import(self, batch: list[Candidate], seen: SeenStore, owners: OwnerDirectory) -> None:
+        duplicates = seen.claim_hashes([(candidate.key_hash, candidate.line) for candidate in batch])
+        ready = []
+        for candidate in batch:
+            if candidate.key_hash in duplicates and duplicates[candidate.key_hash] != candidate.line:
+                detail = f"the same hashed_key is on line {duplicates[candidate.key_hash]}"
+                self._refuse(candidate.line, candidate.document_id, lifecycle.ImportRefusal.HASH_IN_USE, detail)
+            else:
+                ready.append(candidate)
+        if not ready:
+            return
+        accounts, asked = owners.accounts({candidate.uid for candidate in ready})
+        for uid, account in asked.items():
+            if account.state != "active":
+                self.report.owners_not_eligible[account.state] += 1
+                outcome = "refused" if self.options.inactive_owners == "refuse" else "imported revoked"
+                state = "disabled" if account.state == "firebase_disabled" else "deleted"
+                self.notify("note", f"owner uid {uid}: the Firebase account is {state}; its keys are {outcome}")
+        with transaction.atomic():
+            users, created = User.objects.for_firebase_uids({uid: account.email for uid, account in accounts.items()})
+            # Counted through the store: a dry run rolls each batch back, and must not count an owner twice.
+            self.report.owners_created += seen.new_owners(created)
+            keys = []
+            for candidate in ready:
+                key = self._imported_key(candidate, users.get(candidate.uid), accounts[candidate.uid])
+                if key is not None:
+                    keys.append(key)
+            for result in lifecycle.import_keys(keys, actor=self.actor):
+                self._count(result)
+            if self.options.dry_run:
+                transaction.set_rollback(True)
+
+    def _imported_key(self, candidate: Candidate, owner: User | None, account: Account):
+        state = account.state if account.state != "active" else None
+        if owner is None:
+            self._refuse(candidate.line, candidate.document_id, Refusal.BAD_USER_ID, "no user can be made for this uid")
+            return None
+        if state is None and not owner.is_active:
+            state = "inactive"
+        if state and self.options.inactive_owners == "refuse":
+            self._refuse(candidate.line, candidate.document_id, OWNER_STATES[state])
+            return None
+        return lifecycle.ImportedKey(
+            key_id=candidate.key_id,
+            source_id=candidate.document_id,
+            owner=owner,
+            name=candidate.name,
+            key_prefix=candidate.key_prefix,
+            key_hash=candidate.key_hash,
+            scopes=[self.scopes[code] for code in candidate.scope_codes],
+            created_at=candidate.created_at,
+            last_used_at=candidate.last_used_at,
+            rotated_at=candidate.rotated_at,
+            revoke_reason=state,
+            source={
+                "source": "omi",
+                "file": self.options.source_name,
+                "document_id": candidate.document_id,
+                "line": candidate.line,
+            },
+        )
+
+    def _count(self, result: lifecycle.ImportResult) -> None:
+        key = result.key
+        if result.outcome == lifecycle.ImportOutcome.REFUSED:
+            self._refuse(key.source["line"], key.source_id, result.reason)
+            return
+        setattr(self.report, result.outcome, getattr(self.report, result.outcome) + 1)
+        self.report.revoked += result.revoked
+
+    def _prune(self, seen: SeenStore) -> None:
+        """Revoke the keys imported from Omi earlier that the file no longer holds (Omi deletes revoked keys)."""
+        if self.unreadable_lines:
+            self.report.prune_skipped = (
+                f"{self.unreadable_lines} line(s) could not be read, so the file may lack documents Omi still has: "
+                "nothing was pruned. Fix the file and run again."
+            )
+            self.notify("refused", "prune skipped: " + self.report.prune_skipped)
+            return
+        if not self.report.documents:
+            self.report.prune_skipped = "the file holds no documents: pruning would revoke every imported key."
+            self.notify("refused", "prune skipped: " + self.report.prune_skipped)
+            return
+        imported = ApiKey.objects.filter(omi_document_id__isnull=False, revoked_at__isnull=True).order_by("pk")
+        last = None
+        while True:
+            page = imported.filter(pk__gt=last) if last else imported
+            rows = list(page.values_list("pk", "omi_document_id")[:1000])
+            if not rows:
+                return
+            last = rows[-1][0]
+            gone = set(seen.unseen([document_id for _, document_id in rows]))
+            for api_key in ApiKey.objects.filter(pk__in=[pk for pk, document_id in rows if document_id in gone]):
+                if self.options.dry_run or lifecycle.revoke_key(api_key, actor=self.actor):
+                    self.report.pruned += 1
+                    self.report.revoked += 1
+                    self.notify("note", f"key {api_key.pk} (document {api_key.omi_document_id}): pruned, revoked")

@@ -1,0 +1,525 @@
+"""importomikeys: Omi's exported keys imported, then verified over the HTTP API with their Omi secrets."""
+
+import datetime
+import io
+import json
+import uuid
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from firebase_admin import auth
+
+from apikeys import crypto, firebase, lifecycle
+from apikeys.importers import omi
+from apikeys.models import ApiKey, KeyEvent, User
+
+from .. import firebase_emulator
+from ..helpers import issue, key_client, make_owner
+from ..omi_exports import document, firestore_auto_id, key_id, omi_key, write_export
+from .running import DEFAULT_SCOPES, run
+
+pytestmark = pytest.mark.django_db
+
+
+def accounts(*states: str) -> list[firebase_emulator.EmulatorUser]:
+    """New Auth Emulator accounts, one per state ("active", "disabled"), made over its REST API."""
+    made = []
+    for _ in states:
+        uid = f"omi-{uuid.uuid4().hex[:16]}"
+        made.append(firebase_emulator.EmulatorUser(uid=uid, email=f"{uid}@example.com", id_token=""))
+    firebase_emulator.batch_create(
+        [
+            {"localId": user.uid, "email": user.email, "disabled": state == "disabled"}
+            for user, state in zip(made, states, strict=True)
+        ]
+    )
+    return made
+
+
+def import_file(path, *args: str) -> tuple[dict, str]:
+    """Run the command with --json, expecting success; returns (the report, stderr)."""
+    stdout, stderr = run("importomikeys", str(path), "--json", *args)
+    return json.loads(stdout), stderr
+
+
+def import_with_refusals(path, *args: str) -> tuple[dict, str]:
+    """Run the command with --json, expecting exit status 1; returns (the report, stderr)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError) as refused:
+        call_command("importomikeys", str(path), "--json", *args, stdout=stdout, stderr=stderr)
+    assert refused.value.returncode == 1
+    return json.loads(stdout.getvalue()), stderr.getvalue()
+
+
+def verifies(plaintext: str, api) -> dict | None:
+    """The body of GET /v1/dev/key for this key, or None when it is refused (401)."""
+    response = key_client(plaintext).get("/v1/dev/key")
+    if response.status_code == 401:
+        return None
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_every_shape_of_omi_record_imports_and_its_secret_verifies_for_its_owner(tmp_path, api):
+    ann, ben = accounts("active", "active")
+    keys = [omi_key() for _ in range(12)]
+    raw_key_in_name = "prod " + keys[0].plaintext
+    auto_id, another_auto_id = firestore_auto_id(), firestore_auto_id()
+    lines = [
+        # Today's record: UUID document id, ISO times, app_id, scopes.
+        document(keys[0], ann.uid, last_used_at="2025-04-01T10:00:00Z", scopes=["memories:read", "goals:write"]),
+        # Before scopes existed: a Firestore auto id, scopes null, {_seconds, _nanoseconds} times.
+        document(
+            keys[1],
+            ann.uid,
+            document_id=auto_id,
+            scopes=None,
+            app_id=...,
+            created_at={"_seconds": 1700000000, "_nanoseconds": 123456789},
+            last_used_at={"_seconds": 1700000600, "_nanoseconds": 0},
+        ),
+        # scopes absent; protobuf JSON times, seconds as a string.
+        document(
+            keys[2],
+            ben.uid,
+            scopes=...,
+            created_at={"seconds": "1690000000", "nanos": 5000},
+            last_used_at={"seconds": 1690000100},
+        ),
+        # A newer record: rotated, with its own app_id; a naive ISO time (UTC).
+        document(keys[3], ben.uid, rotated_at="2025-05-05T05:05:05", app_id="developer_api", name="  Rotated  "),
+        # A name holding a raw key, and an empty name: Omi's legacy name. No prefix, and a malformed one.
+        document(keys[4], ann.uid, name=raw_key_in_name, key_prefix=...),
+        document(keys[5], ann.uid, name="   ", key_prefix="omi_dev_" + "a" * 32),
+        # An unknown scope beside known ones: dropped; the id field differs from the document id.
+        document(keys[6], ben.uid, document_id=another_auto_id, id="stale-id", scopes=["tasks:read", "memories:read"]),
+        # created_at unusable: the export's document creation time; last_used_at unusable: none.
+        {
+            **document(keys[7], ben.uid, created_at="yesterday", last_used_at={"x": 1}),
+            "create_time": "2024-01-02T03:04:05Z",
+        },
+        # created_at missing, no creation time: Omi shows the epoch.
+        document(keys[8], ben.uid, created_at=...),
+        # Tool wrappers of timestamps.
+        document(keys[9], ann.uid, created_at={"__datatype__": "timestamp", "value": {"_seconds": 1600000000}}),
+        document(keys[10], ann.uid, created_at={"__time__": "2021-02-03T04:05:06.789Z"}, name="x" * 150),
+        document(keys[11], ann.uid, name="tab\there\nnewline"),
+    ]
+    path = write_export(tmp_path / "dev_api_keys.ndjson", lines)
+
+    report, stderr = import_file(path)
+
+    assert (report["documents_read"], report["created"], report["refused"]) == (12, 12, 0)
+    assert report["owners_created"] == 2
+    assert report["default_scopes_given"] == 2
+    assert report["unknown_scopes"] == {"tasks:read": 1}
+    assert report["repaired"] == {
+        "created_at": 2,
+        "document_id": 1,
+        "key_prefix": 2,
+        "last_used_at": 1,
+        "name": 4,
+    }
+    assert "unknown scopes 'tasks:read' dropped" in stderr
+    # UUID ids are kept as they are; other ids map to a stable uuid5 and are kept on the key.
+    assert ApiKey.objects.get(omi_document_id=lines[0]["id"]).pk == uuid.UUID(lines[0]["id"])
+    legacy = ApiKey.objects.get(omi_document_id=auto_id)
+    assert legacy.pk == uuid.uuid5(omi.OMI_DOCUMENT_NAMESPACE, auto_id)
+    assert legacy.created_at == datetime.datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=datetime.UTC)
+    assert legacy.last_used_at == datetime.datetime(2023, 11, 14, 22, 23, 20, tzinfo=datetime.UTC)
+    by_line = {i: ApiKey.objects.get(omi_document_id=line["id"]) for i, line in enumerate(lines)}
+    assert by_line[2].created_at == datetime.datetime(2023, 7, 22, 4, 26, 40, 5, tzinfo=datetime.UTC)
+    assert by_line[3].rotated_at == datetime.datetime(2025, 5, 5, 5, 5, 5, tzinfo=datetime.UTC)
+    assert by_line[3].name == "Rotated"
+    assert (by_line[4].name, by_line[4].key_prefix) == ("Legacy Developer API key", "omi_dev_legacy")
+    assert (by_line[5].name, by_line[5].key_prefix) == ("Legacy Developer API key", "omi_dev_legacy")
+    assert by_line[0].key_prefix == keys[0].key_prefix
+    assert (by_line[7].created_at, by_line[7].last_used_at) == (
+        datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        None,
+    )
+    assert by_line[8].created_at == omi.EPOCH
+    assert by_line[9].created_at == datetime.datetime(2020, 9, 13, 12, 26, 40, tzinfo=datetime.UTC)
+    assert by_line[10].created_at == datetime.datetime(2021, 2, 3, 4, 5, 6, 789000, tzinfo=datetime.UTC)
+    assert len(by_line[10].name) == 100 and by_line[10].name.endswith("…")
+    assert by_line[11].name == "tab here newline"
+    # The hash is stored as Omi stored it; the owners' emails come from Firebase.
+    assert by_line[0].key_hash == keys[0].hashed_key == crypto.hash_key(keys[0].plaintext)
+    assert User.objects.get(firebase_uid=ann.uid).email == ann.email
+    assert User.objects.get(firebase_uid=ben.uid).email == ben.email
+    # Then each Omi secret works here, for its owner, with its scopes (verifying stamps last_used_at).
+    expected = {
+        0: (ann, ["goals:write", "memories:read"]),
+        1: (ann, DEFAULT_SCOPES),
+        2: (ben, DEFAULT_SCOPES),
+        6: (ben, ["memories:read"]),
+    }
+    for index, line in enumerate(lines):
+        owner, scopes = expected.get(index, (ann if line["data"]["user_id"] == ann.uid else ben, None))
+        body = verifies(keys[index].plaintext, api)
+        assert body is not None, f"line {index + 1} does not verify"
+        assert body["id"] == str(key_id(line["id"]))
+        assert body["uid"] == owner.uid
+        assert body["scopes"] == (scopes or ["conversations:read", "memories:read"])
+
+
+def test_each_key_records_an_imported_event_with_the_file_and_document(tmp_path):
+    (ann,) = accounts("active")
+    lines = [document(omi_key(), ann.uid) for _ in range(3)]
+    import_file(write_export(tmp_path / "export-1.ndjson", lines))
+
+    for number, line in enumerate(lines, start=1):
+        (event,) = KeyEvent.objects.filter(api_key__omi_document_id=line["id"])
+        assert event.action == "imported"
+        assert (event.actor_kind, event.via) == ("command", "command")
+        assert event.actor_label.startswith("importomikeys (run by ")
+        assert event.details["file"] == "export-1.ndjson"
+        assert event.details["document_id"] == line["id"]
+        assert event.details["line"] == number
+        assert event.details["scopes"] == ["conversations:read", "memories:read"]
+        assert event.at is not None
+
+
+def test_a_gzip_file_imports_as_the_plain_one_does(tmp_path, api):
+    (ann,) = accounts("active")
+    key = omi_key()
+    path = write_export(tmp_path / "dev_api_keys.ndjson.gz", [document(key, ann.uid)], gz=True)
+
+    report, _ = import_file(path)
+
+    assert report["created"] == 1
+    assert verifies(key.plaintext, api)["uid"] == ann.uid
+
+
+def test_bad_lines_are_reported_by_line_number_and_reason_and_the_rest_imports(tmp_path, api):
+    (ann,) = accounts("active")
+    good, twin, taken = omi_key(), omi_key(), issue(make_owner("native-owner"), "native")
+    dup_id = str(uuid.uuid4())
+    lines = [
+        document(good, ann.uid, document_id=dup_id),  # 1: imported
+        "this is not json",  # 2
+        document(omi_key(), ann.uid, hashed_key=...),  # 3
+        document(omi_key(), ann.uid, hashed_key="ab" * 31),  # 4: 62 characters
+        document(omi_key(), ann.uid, hashed_key=good.hashed_key.upper()),  # 5: Omi's lookups are lowercase
+        document(twin, ann.uid),  # 6: imported
+        document(twin, ann.uid),  # 7: the same hash as line 6
+        document(omi_key(), ann.uid, hashed_key=crypto.hash_key(taken.plaintext)),  # 8: an omikeys key's hash
+        document(omi_key(), ann.uid, document_id=dup_id),  # 9: the document of line 1 again
+        document(omi_key(), " padded"),  # 10: not a uid
+        document(omi_key(), ""),  # 11
+        {"id": "no-data"},  # 12
+        b"\xff\xfe not utf-8",  # 13
+        "",  # 14: blank lines are skipped, not counted
+        {"id": "a/b", "data": {}},  # 15: not a Firestore document id
+        document(omi_key(), ann.uid, scopes=["tasks:read"]),  # 16: no known scope left
+        document(omi_key(), ann.uid, scopes=[]),  # 17: Omi's empty list grants nothing
+        document(omi_key(), ann.uid, document_id="x" + omi_key().plaintext),  # 18: never keep or print a secret
+    ]
+    path = write_export(tmp_path / "bad.ndjson", lines)
+
+    report, stderr = import_with_refusals(path)
+
+    assert report["documents_read"] == 17
+    assert report["created"] == 2
+    assert report["refused"] == 15
+    assert report["refused_by_reason"] == {
+        "bad_document": 1,
+        "bad_document_id": 2,
+        "bad_hash": 2,
+        "bad_user_id": 2,
+        "duplicate_document": 1,
+        "hash_in_use": 2,
+        "missing_hash": 1,
+        "no_scopes": 2,
+        "not_json": 1,
+        "not_utf8": 1,
+    }
+    assert [(refusal["line"], refusal["reason"]) for refusal in report["refusals"]] == [
+        (2, "not_json"),
+        (3, "missing_hash"),
+        (4, "bad_hash"),
+        (5, "bad_hash"),
+        (9, "duplicate_document"),
+        (10, "bad_user_id"),
+        (11, "bad_user_id"),
+        (12, "bad_document"),
+        (13, "not_utf8"),
+        (15, "bad_document_id"),
+        (18, "bad_document_id"),
+        (7, "hash_in_use"),
+        (8, "hash_in_use"),
+        (16, "no_scopes"),
+        (17, "no_scopes"),
+    ]
+    assert "line 7 (document " in stderr and "the same hashed_key is on line 6" in stderr
+    assert f"line 9 (document {dup_id}): refused, the same document id is on line 1" in stderr
+    assert "line 2: refused, the line is not JSON [not_json]" in stderr
+    assert verifies(good.plaintext, api) and verifies(twin.plaintext, api)
+    # The omikeys key whose hash an Omi record repeated is untouched and still verifies.
+    assert verifies(taken.plaintext, api)["name"] == "native"
+    assert ApiKey.objects.filter(omi_document_id__isnull=False).count() == 2
+
+
+def test_keys_of_disabled_and_deleted_firebase_accounts_are_imported_revoked(tmp_path, api):
+    active, disabled = accounts("active", "disabled")
+    deleted_uid = f"omi-deleted-{uuid.uuid4().hex[:12]}"
+    keys = {name: omi_key() for name in ("active", "disabled", "deleted")}
+    lines = [
+        document(keys["active"], active.uid),
+        document(keys["disabled"], disabled.uid),
+        document(keys["deleted"], deleted_uid),
+    ]
+
+    report, stderr = import_file(write_export(tmp_path / "owners.ndjson", lines))
+
+    assert (report["created"], report["revoked"], report["refused"]) == (3, 2, 0)
+    assert report["owners_not_eligible"] == {"firebase_deleted": 1, "firebase_disabled": 1}
+    assert f"owner uid {disabled.uid}: the Firebase account is disabled; its keys are imported revoked" in stderr
+    assert f"owner uid {deleted_uid}: the Firebase account is deleted; its keys are imported revoked" in stderr
+    assert verifies(keys["active"].plaintext, api)["uid"] == active.uid
+    assert verifies(keys["disabled"].plaintext, api) is None
+    assert verifies(keys["deleted"].plaintext, api) is None
+    revoked = ApiKey.objects.get(omi_document_id=lines[1]["id"])
+    assert revoked.is_revoked
+    assert revoked.events.get().details["revoked"] == "firebase_disabled"
+    assert User.objects.get(firebase_uid=disabled.uid).email == disabled.email
+
+
+def test_inactive_owners_refuse_skips_their_keys(tmp_path, api):
+    active, disabled = accounts("active", "disabled")
+    lines = [document(omi_key(), active.uid), document(omi_key(), disabled.uid)]
+
+    report, stderr = import_with_refusals(write_export(tmp_path / "o.ndjson", lines), "--inactive-owners", "refuse")
+
+    assert (report["created"], report["refused_by_reason"]) == (1, {"owner_disabled": 1})
+    assert not ApiKey.objects.filter(omi_document_id=lines[1]["id"]).exists()
+
+
+def test_a_key_whose_owner_is_disabled_later_is_revoked_by_the_next_import(tmp_path, api):
+    (ann,) = accounts("active")
+    key = omi_key()
+    path = write_export(tmp_path / "e.ndjson", [document(key, ann.uid)])
+    import_file(path)
+    auth.update_user(ann.uid, disabled=True, app=firebase.get_app())
+
+    report, _ = import_file(path)
+
+    assert (report["updated"], report["revoked"]) == (1, 1)
+    assert verifies(key.plaintext, api) is None
+    api_key = ApiKey.objects.get(owner__firebase_uid=ann.uid)
+    assert list(api_key.events.order_by("at", "id").values_list("action", flat=True)) == ["imported", "revoked"]
+
+
+def test_a_second_import_of_the_same_file_changes_nothing_and_says_so(tmp_path):
+    ann, ben = accounts("active", "disabled")
+    lines = [document(omi_key(), ann.uid, last_used_at="2025-01-01T00:00:00Z"), document(omi_key(), ben.uid)]
+    path = write_export(tmp_path / "e.ndjson", lines)
+    import_file(path)
+    before = snapshot()
+
+    report, _ = import_file(path)
+    table, _ = run("importomikeys", str(path))
+
+    assert (report["created"], report["updated"], report["unchanged"], report["revoked"]) == (0, 0, 2, 0)
+    assert report["owners_created"] == 0
+    assert "Nothing changed: no key was created, updated or revoked." in table
+    assert snapshot() == before
+
+
+def snapshot() -> tuple:
+    """Every key, user and event, as rows."""
+    return (
+        sorted(map(str, ApiKey.objects.values_list())),
+        sorted(map(str, User.objects.values_list())),
+        sorted(map(str, KeyEvent.objects.values_list())),
+    )
+
+
+def test_a_newer_export_adds_new_keys_takes_omis_rotations_and_later_use(tmp_path, api):
+    (ann,) = accounts("active")
+    first, second, rotated_old, rotated_new = omi_key(), omi_key(), omi_key(), omi_key()
+    kept = document(first, ann.uid, last_used_at="2025-01-01T00:00:00Z")
+    rotating = document(rotated_old, ann.uid)
+    import_file(write_export(tmp_path / "monday.ndjson", [kept, rotating]))
+
+    newer = [
+        {**kept, "data": {**kept["data"], "last_used_at": "2025-02-01T00:00:00Z"}},
+        {
+            **rotating,
+            "data": {
+                **rotating["data"],
+                "hashed_key": rotated_new.hashed_key,
+                "key_prefix": rotated_new.key_prefix,
+                "rotated_at": "2025-06-02T00:00:00Z",
+            },
+        },
+        document(second, ann.uid),
+    ]
+    report, _ = import_file(write_export(tmp_path / "tuesday.ndjson", newer))
+
+    assert (report["created"], report["updated"], report["unchanged"]) == (1, 2, 0)
+    assert ApiKey.objects.get(omi_document_id=kept["id"]).last_used_at == datetime.datetime(
+        2025, 2, 1, tzinfo=datetime.UTC
+    )
+    assert verifies(second.plaintext, api)
+    assert verifies(rotated_new.plaintext, api)["key_prefix"] == rotated_new.key_prefix
+    assert verifies(rotated_old.plaintext, api) is None
+    event = KeyEvent.objects.filter(api_key_id=key_id(rotating["id"])).order_by("-at", "-id").first()
+    assert (event.action, event.details["file"], event.details["updated"]) == (
+        "imported",
+        "tuesday.ndjson",
+        ["key_hash", "key_prefix", "rotated_at"],
+    )
+    # An older last use does not move the stamp back.
+    import_file(write_export(tmp_path / "monday-again.ndjson", [kept]))
+    assert ApiKey.objects.get(omi_document_id=kept["id"]).last_used_at.month == 2
+
+
+def test_prune_revokes_exactly_the_imported_keys_missing_from_the_file(tmp_path, api):
+    (ann,) = accounts("active")
+    keys = [omi_key() for _ in range(4)]
+    lines = [document(key, ann.uid) for key in keys]
+    import_file(write_export(tmp_path / "all.ndjson", lines))
+    native = issue(make_owner(ann.uid, ann.email), "made in omikeys")
+    already_revoked = ApiKey.objects.get(omi_document_id=lines[3]["id"])
+
+    lifecycle.revoke_key(already_revoked)
+    later = write_export(tmp_path / "later.ndjson", [lines[0], lines[2]])
+
+    dry, _ = import_file(later, "--prune", "--dry-run")
+    assert (dry["pruned"], dry["dry_run"]) == (1, True)
+    assert verifies(keys[1].plaintext, api)
+
+    report, stderr = import_file(later, "--prune")
+
+    assert (report["pruned"], report["revoked"], report["unchanged"]) == (1, 1, 2)
+    assert f"document {lines[1]['id']}): pruned, revoked" in stderr
+    assert verifies(keys[1].plaintext, api) is None
+    for kept in (keys[0], keys[2]):
+        assert verifies(kept.plaintext, api)
+    assert verifies(native.plaintext, api)["name"] == "made in omikeys"
+    assert ApiKey.objects.get(omi_document_id=lines[1]["id"]).events.filter(action="revoked").count() == 1
+    # Pruning again finds nothing more to revoke.
+    assert import_file(later, "--prune")[0]["pruned"] == 0
+
+
+def test_prune_is_skipped_when_a_line_could_not_be_read(tmp_path, api):
+    (ann,) = accounts("active")
+    key = omi_key()
+    import_file(write_export(tmp_path / "all.ndjson", [document(key, ann.uid)]))
+
+    report, stderr = import_with_refusals(write_export(tmp_path / "broken.ndjson", ["{truncated"]), "--prune")
+
+    assert report["pruned"] == 0 and "could not be read" in report["prune_skipped"]
+    assert verifies(key.plaintext, api)
+
+
+def test_a_dry_run_reports_everything_and_writes_nothing(tmp_path):
+    ann, off = accounts("active", "disabled")
+    lines = [document(omi_key(), ann.uid), document(omi_key(), off.uid), "nope"]
+    before = snapshot()
+
+    report, _ = import_with_refusals(write_export(tmp_path / "e.ndjson", lines), "--dry-run")
+
+    assert (report["dry_run"], report["created"], report["revoked"], report["refused"]) == (True, 2, 1, 1)
+    assert report["owners_created"] == 2
+    assert snapshot() == before
+
+
+def test_unknown_scopes_skip_refuses_the_key(tmp_path):
+    (ann,) = accounts("active")
+    lines = [document(omi_key(), ann.uid, scopes=["memories:read", "tasks:write"])]
+
+    report, stderr = import_with_refusals(write_export(tmp_path / "e.ndjson", lines), "--unknown-scopes", "skip")
+
+    assert report["refused_by_reason"] == {"unknown_scope": 1}
+    assert "unknown scopes 'tasks:write' (--unknown-scopes skip)" in stderr
+    assert not ApiKey.objects.exists()
+
+
+def test_default_scopes_option_names_the_set_for_keys_without_scopes(tmp_path, api):
+    (ann,) = accounts("active")
+    key = omi_key()
+    path = write_export(tmp_path / "e.ndjson", [document(key, ann.uid, scopes=None)])
+
+    import_file(path, "--default-scopes", "memories:read, conversations:read,action_items:read")
+
+    assert verifies(key.plaintext, api)["scopes"] == ["action_items:read", "conversations:read", "memories:read"]
+
+
+def test_unknown_default_scopes_stop_the_command_before_anything_is_read(tmp_path):
+    path = write_export(tmp_path / "e.ndjson", [document(omi_key(), "someone")])
+    with pytest.raises(CommandError, match="--default-scopes names no scope or unknown ones \\(tasks:read\\)"):
+        run("importomikeys", str(path), "--default-scopes", "tasks:read")
+    assert not ApiKey.objects.exists()
+
+
+def test_owner_emails_are_asked_of_firebase_100_uids_a_call(tmp_path, monkeypatch):
+    owners = accounts(*["active"] * 150)
+    calls = []
+    real_get_users = firebase.get_users
+
+    def counted(uids):
+        calls.append(len(uids))
+        return real_get_users(uids)
+
+    monkeypatch.setattr(firebase, "get_users", counted)
+    lines = [document(omi_key(), owner.uid) for owner in owners] + [document(omi_key(), owners[0].uid)]
+
+    report, _ = import_file(write_export(tmp_path / "e.ndjson", lines), "--batch-size", "500")
+
+    assert report["owners_created"] == 150
+    assert sorted(calls) == [50, 100]
+    assert {user.firebase_uid: user.email for user in User.objects.filter(firebase_uid__startswith="omi-")} == {
+        owner.uid: owner.email for owner in owners
+    }
+
+
+def test_an_unreachable_firebase_stops_the_import_with_advice(tmp_path, firebase_unreachable):
+    path = write_export(tmp_path / "e.ndjson", [document(omi_key(), "someone")])
+    with pytest.raises(CommandError, match="Firebase could not be asked about the keys' owners.*--no-firebase"):
+        run("importomikeys", str(path))
+    assert not ApiKey.objects.exists()
+
+
+def test_no_firebase_imports_without_asking(tmp_path, firebase_unreachable, api):
+    key = omi_key()
+    existing = make_owner("known-uid", "kept@example.com")
+    lines = [document(key, "new-uid"), document(omi_key(), existing.firebase_uid)]
+
+    report, _ = import_file(write_export(tmp_path / "e.ndjson", lines), "--no-firebase")
+
+    assert (report["created"], report["firebase_asked"]) == (2, False)
+    assert verifies(key.plaintext, api)["uid"] == "new-uid"
+    assert User.objects.get(firebase_uid="new-uid").email == ""
+    assert User.objects.get(firebase_uid="known-uid").email == "kept@example.com"
+
+
+def test_an_omi_key_cannot_take_over_an_omikeys_key_id_or_change_owner(tmp_path):
+    ann, ben = accounts("active", "active")
+    native = issue(make_owner(ann.uid, ann.email), "native")
+    line = document(omi_key(), ann.uid)
+    import_file(write_export(tmp_path / "one.ndjson", [line]))
+    lines = [
+        document(omi_key(), ann.uid, document_id=str(native.api_key.pk)),
+        {**line, "data": {**line["data"], "user_id": ben.uid}},
+    ]
+
+    report, _ = import_with_refusals(write_export(tmp_path / "two.ndjson", lines))
+
+    assert report["refused_by_reason"] == {"id_in_use": 1, "owner_changed": 1}
+    assert ApiKey.objects.get(pk=native.api_key.pk).omi_document_id is None
+
+
+def test_the_table_report_lists_counts_and_refusal_reasons(tmp_path):
+    (ann,) = accounts("active")
+    path = write_export(tmp_path / "e.ndjson", [document(omi_key(), ann.uid), "oops"])
+    stdout = io.StringIO()
+    with pytest.raises(CommandError, match="1 document refused"):
+        call_command("importomikeys", str(path), stdout=stdout, stderr=io.StringIO())
+    table = stdout.getvalue()
+    assert "Import of e.ndjson" in table
+    assert "  documents read                 2" in table
+    assert "  keys created                   1" in table
+    assert "Refused, by reason" in table and "not_json" in table and "the line is not JSON" in table
