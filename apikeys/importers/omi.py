@@ -41,6 +41,10 @@ UNKNOWN_PREFIX = "omi_dev_legacy"
 PREFIX_RE = re.compile(r"omi_dev_[0-9a-f]{4}\.\.\.[0-9a-f]{4}")
 # Where Omi's record has no usable creation time, nor the export its document's: Omi shows the epoch.
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+# What reading one line or one field may raise on hostile input: each refuses that line (or
+# repairs that field), never stops the import. RecursionError: JSON nested thousands deep;
+# OverflowError: a time out of datetime's range once moved to UTC.
+UNREADABLE = (ValueError, OverflowError, RecursionError, TypeError, ArithmeticError)
 # Document ids that are not UUIDs get uuid5(OMI_DOCUMENT_NAMESPACE, document id): the same id on every import.
 OMI_DOCUMENT_NAMESPACE = uuid.UUID("5b0c3f2e-7d1a-5e43-9a8e-0f6d2c1b4a97")
 CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -70,6 +74,8 @@ class Refusal:
     OWNER_DISABLED = "owner_disabled"
     OWNER_DELETED = "owner_deleted"
     OWNER_INACTIVE = "owner_inactive"
+    BAD_VALUE = "bad_value"
+    SCOPES_NOT_A_LIST = "scopes_not_a_list"
 
     MESSAGES = {
         NOT_UTF8: "the line is not UTF-8 text",
@@ -87,6 +93,8 @@ class Refusal:
         OWNER_DISABLED: "the owner's Firebase account is disabled (--inactive-owners refuse)",
         OWNER_DELETED: "the owner's Firebase account no longer exists (--inactive-owners refuse)",
         OWNER_INACTIVE: "the owner is deactivated in omikeys (--inactive-owners refuse)",
+        BAD_VALUE: "a field holds a value that cannot be read (out of range, too deeply nested, wrong type)",
+        SCOPES_NOT_A_LIST: "scopes is neither a list nor null (Omi grants nothing for such a value)",
     }
 
     @classmethod
@@ -248,7 +256,10 @@ def parse_timestamp(value) -> datetime.datetime | None:
         return None
     if isinstance(value, str):
         moment = datetime.datetime.fromisoformat(value.strip())
-        return moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment.astimezone(datetime.UTC)
+        try:
+            return moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment.astimezone(datetime.UTC)
+        except OverflowError as exc:  # 0001-01-01T00:00:00+14:00 is before datetime.min in UTC
+            raise ValueError("the time is out of range in UTC") from exc
     if isinstance(value, dict):
         if value.get("__datatype__") == "timestamp" and "value" in value:
             return parse_timestamp(value["value"])
@@ -581,7 +592,9 @@ class OmiImporter:
                 raise LineRefused(reason)
             try:
                 document = json.loads(text)
-            except ValueError:
+            except RecursionError:
+                raise LineRefused(Refusal.NOT_JSON, detail="the line is JSON nested too deeply to read") from None
+            except UNREADABLE:
                 raise LineRefused(Refusal.NOT_JSON) from None
             document_id = document_id_of(document)
             earlier = seen.claim_documents([(document_id, line)])
@@ -589,7 +602,11 @@ class OmiImporter:
                 raise LineRefused(
                     Refusal.DUPLICATE_DOCUMENT, document_id, f"the same document id is on line {earlier[document_id]}"
                 )
-            return self._map(line, document_id, document)
+            try:
+                return self._map(line, document_id, document)
+            except UNREADABLE as exc:
+                detail = f"{Refusal.message(Refusal.BAD_VALUE)}: {type(exc).__name__}"
+                raise LineRefused(Refusal.BAD_VALUE, document_id, detail) from None
         except LineRefused as refused:
             if refused.reason in (Refusal.NOT_UTF8, Refusal.LINE_TOO_LONG, Refusal.NOT_JSON, Refusal.BAD_DOCUMENT):
                 self.unreadable_lines += 1
@@ -616,9 +633,9 @@ class OmiImporter:
         if not (isinstance(prefix, str) and PREFIX_RE.fullmatch(prefix)):
             prefix = UNKNOWN_PREFIX
             repaired["key_prefix"] += 1
-        created_at = self._moment(data, "created_at", count=False)
+        created_at = self._moment(data, "created_at", count=False, line=line)
         if created_at is None:
-            created_at = self._moment(document, "create_time", count=False) or EPOCH
+            created_at = self._moment(document, "create_time", count=False, line=line) or EPOCH
             repaired["created_at"] += 1
         return Candidate(
             line=line,
@@ -630,17 +647,19 @@ class OmiImporter:
             key_hash=hashed,
             scope_codes=self._scope_codes(line, document_id, data),
             created_at=created_at,
-            last_used_at=self._moment(data, "last_used_at"),
-            rotated_at=self._moment(data, "rotated_at"),
+            last_used_at=self._moment(data, "last_used_at", line=line),
+            rotated_at=self._moment(data, "rotated_at", line=line),
         )
 
-    def _moment(self, data: dict, name: str, count: bool = True) -> datetime.datetime | None:
+    def _moment(self, data: dict, name: str, count: bool = True, line: int = 0) -> datetime.datetime | None:
         # Omi repairs an unreadable time rather than refuse the key (_coerce_utc_datetime).
         try:
             return parse_timestamp(data.get(name))
-        except ValueError:
+        except UNREADABLE as exc:
             if count:
                 self.report.repaired[name] += 1
+            if line:
+                self.notify("warning", f"line {line}: {name} cannot be read ({str(exc):.80}); treated as absent")
             return None
 
     def _scope_codes(self, line: int, document_id: str, data: dict) -> list[str]:
@@ -649,7 +668,12 @@ class OmiImporter:
             self.report.default_scopes_given += 1
             return list(self.options.default_scopes)
         if not isinstance(value, list):
-            value = [value]  # Omi grants nothing for such a value; it is reported as unknown, then dropped
+            # Omi's normalize_api_key_scopes reads only lists: a string such as "memories:write" grants nothing.
+            raise LineRefused(
+                Refusal.SCOPES_NOT_A_LIST,
+                document_id,
+                f"scopes is a {type(value).__name__} ({value!r:.60}), not a list or null: Omi grants nothing for it",
+            )
         known = [code for code in value if isinstance(code, str) and code in self.scopes]
         unknown = [code if isinstance(code, str) else repr(code) for code in value if code not in known]
         if unknown:

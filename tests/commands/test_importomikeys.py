@@ -523,3 +523,46 @@ def test_the_table_report_lists_counts_and_refusal_reasons(tmp_path):
     assert "  documents read                 2" in table
     assert "  keys created                   1" in table
     assert "Refused, by reason" in table and "not_json" in table and "the line is not JSON" in table
+
+
+def test_hostile_values_refuse_or_repair_their_line_and_the_import_goes_on(tmp_path, api):
+    (ann,) = accounts("active")
+    good, early, late = omi_key(), omi_key(), omi_key()
+    deep = "[" * 5000 + "]" * 5000
+    lines = [
+        deep,  # 1: nested too deep for the JSON reader
+        '{"id": "deep", "data": ' + "{" * 3000 + "}" * 3000 + "}",  # 2: deep inside an object
+        # 3, 4: times out of datetime's range once moved to UTC: repaired as unreadable, as Omi does.
+        document(early, ann.uid, created_at="0001-01-01T00:00:00+14:00", last_used_at="0001-01-01T00:00:00+14:00"),
+        document(late, ann.uid, created_at="9999-12-31T23:59:59-14:00", rotated_at="9999-12-31T23:59:59-14:00"),
+        document(good, ann.uid),  # 5
+    ]
+    path = write_export(tmp_path / "hostile.ndjson", lines)
+
+    report, stderr = import_with_refusals(path)
+
+    assert report["documents_read"] == 5
+    assert report["created"] == 3
+    refusals = [(refusal["line"], refusal["reason"]) for refusal in report["refusals"]]
+    assert refusals == [(1, "not_json"), (2, "not_json")]
+    assert "line 1: refused, the line is JSON nested too deeply to read [not_json]" in stderr
+    assert "line 3: created_at cannot be read" in stderr and "line 4: rotated_at cannot be read" in stderr
+    for key in (good, early, late):
+        assert verifies(key.plaintext, api)["uid"] == ann.uid
+    assert ApiKey.objects.get(omi_document_id=lines[2]["id"]).created_at == omi.EPOCH
+    assert ApiKey.objects.get(omi_document_id=lines[3]["id"]).rotated_at is None
+
+
+@pytest.mark.parametrize("scopes", ["memories:write", {"memories:write": True}, 1, True])
+def test_scopes_that_are_not_a_list_refuse_the_key_and_grant_nothing(tmp_path, api, scopes):
+    (ann,) = accounts("active")
+    key, other = omi_key(), omi_key()
+    lines = [document(key, ann.uid, scopes=scopes), document(other, ann.uid, scopes=None)]
+
+    report, stderr = import_with_refusals(write_export(tmp_path / "s.ndjson", lines))
+
+    assert (report["created"], report["refused_by_reason"]) == (1, {"scopes_not_a_list": 1})
+    assert "line 1 (document " in stderr and "[scopes_not_a_list]" in stderr
+    assert verifies(key.plaintext, api) is None
+    assert not ApiKey.objects.filter(omi_document_id=lines[0]["id"]).exists()
+    assert sorted(verifies(other.plaintext, api)["scopes"]) == DEFAULT_SCOPES
