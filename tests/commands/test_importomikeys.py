@@ -311,6 +311,41 @@ def test_a_key_whose_owner_is_disabled_later_is_revoked_by_the_next_import(tmp_p
     assert list(api_key.events.order_by("at", "id").values_list("action", flat=True)) == ["imported", "revoked"]
 
 
+@pytest.mark.parametrize("mode", ["refuse", "revoke"])
+@pytest.mark.parametrize("change", ["disable", "delete"])
+def test_a_key_imported_earlier_is_revoked_when_its_owner_is_disabled_or_deleted_in_every_mode(
+    tmp_path, api, mode, change
+):
+    ann, ben = accounts("active", "active")
+    kept, lost, rotated_in_omi = omi_key(), omi_key(), omi_key()
+    lines = [document(kept, ben.uid), document(lost, ann.uid)]
+    import_file(write_export(tmp_path / "a.ndjson", lines))
+    if change == "disable":
+        firebase_emulator.update_account(ann.uid, disableUser=True)
+    else:
+        firebase_emulator.delete_account(ann.uid)
+    # The next export: the same key, even with a secret that differs without a rotation, and a new key of Ann's.
+    new = omi_key()
+    later = [lines[0], document(rotated_in_omi, ann.uid, document_id=lines[1]["id"]), document(new, ann.uid)]
+    path = write_export(tmp_path / "b.ndjson", later)
+
+    if mode == "refuse":
+        report, _ = import_with_refusals(path, "--inactive-owners", "refuse")
+        assert (report["created"], report["refused"]) == (0, 1)
+        assert not ApiKey.objects.filter(omi_document_id=later[2]["id"]).exists()
+    else:
+        report, _ = import_file(path, "--inactive-owners", "revoke")
+        assert (report["created"], report["refused"]) == (1, 0)
+    assert (report["updated"], report["unchanged"]) == (1, 1)
+    assert report["revoked"] == (1 if mode == "refuse" else 2)
+    for key in (lost, rotated_in_omi, new):
+        assert verifies(key.plaintext, api) is None
+    assert verifies(kept.plaintext, api)["uid"] == ben.uid
+    api_key = ApiKey.objects.get(omi_document_id=lines[1]["id"])
+    state = "firebase_disabled" if change == "disable" else "firebase_deleted"
+    assert api_key.events.get(action="revoked").details["reason"] == state
+
+
 def test_a_second_import_of_the_same_file_changes_nothing_and_says_so(tmp_path):
     ann, ben = accounts("active", "disabled")
     lines = [document(omi_key(), ann.uid, last_used_at="2025-01-01T00:00:00Z"), document(omi_key(), ben.uid)]

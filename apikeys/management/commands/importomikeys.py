@@ -65,7 +65,8 @@ class Command(BaseCommand):
             default="revoke",
             help=(
                 "Keys whose owner's Firebase account is disabled or deleted (or whose user is deactivated "
-                "here): import them revoked (default), or refuse them."
+                "here): import them revoked (default), or refuse new ones. "
+                "A key imported earlier is revoked in both modes."
             ),
         )
         parser.add_argument(
