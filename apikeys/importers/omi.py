@@ -28,6 +28,7 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.utils import timezone
 
 from .. import crypto, firebase, lifecycle
 from ..audit import Actor
@@ -52,6 +53,10 @@ FIREBASE_UID_MAX_LENGTH = 128
 MAX_LINE_BYTES = 1024 * 1024
 FIREBASE_THREADS = 4
 OWNER_CACHE_SIZE = 20_000
+# An imported time later than now is stored as now: a future rotated_at would block every
+# rotation (If-Match and the rotation's own ordering), a future last_used_at every later
+# use's stamp. Up to this much ahead is clock skew, clamped silently; beyond, counted and warned.
+FUTURE_TOLERANCE = datetime.timedelta(minutes=5)
 KEPT_REFUSALS = 1000  # refusals listed in the report (all are counted, and each is printed as it happens)
 
 
@@ -637,6 +642,13 @@ class OmiImporter:
         if created_at is None:
             created_at = self._moment(document, "create_time", count=False, line=line) or EPOCH
             repaired["created_at"] += 1
+        last_used_at = self._moment(data, "last_used_at", line=line)
+        rotated_at = self._moment(data, "rotated_at", line=line)
+        now = timezone.now()
+        created_at, last_used_at, rotated_at = (
+            self._not_future(line, name, moment, now)
+            for name, moment in (("created_at", created_at), ("last_used_at", last_used_at), ("rotated_at", rotated_at))
+        )
         return Candidate(
             line=line,
             document_id=document_id,
@@ -647,9 +659,21 @@ class OmiImporter:
             key_hash=hashed,
             scope_codes=self._scope_codes(line, document_id, data),
             created_at=created_at,
-            last_used_at=self._moment(data, "last_used_at", line=line),
-            rotated_at=self._moment(data, "rotated_at", line=line),
+            last_used_at=last_used_at,
+            rotated_at=rotated_at,
         )
+
+    def _not_future(
+        self, line: int, name: str, moment: datetime.datetime | None, now: datetime.datetime
+    ) -> datetime.datetime | None:
+        """``moment``, or ``now`` when it is later: counted as repaired ("<name>_in_future") and warned
+        when more than :data:`FUTURE_TOLERANCE` ahead."""
+        if moment is None or moment <= now:
+            return moment
+        if moment - now > FUTURE_TOLERANCE:
+            self.report.repaired[f"{name}_in_future"] += 1
+            self.notify("warning", f"line {line}: {name} {moment.isoformat()} is in the future; stored as now")
+        return now
 
     def _moment(self, data: dict, name: str, count: bool = True, line: int = 0) -> datetime.datetime | None:
         # Omi repairs an unreadable time rather than refuse the key (_coerce_utc_datetime).

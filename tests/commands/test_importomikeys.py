@@ -601,3 +601,40 @@ def test_scopes_that_are_not_a_list_refuse_the_key_and_grant_nothing(tmp_path, a
     assert verifies(key.plaintext, api) is None
     assert not ApiKey.objects.filter(omi_document_id=lines[0]["id"]).exists()
     assert sorted(verifies(other.plaintext, api)["scopes"]) == DEFAULT_SCOPES
+
+
+def test_times_in_the_future_are_stored_as_now_so_the_key_rotates_and_records_its_use(tmp_path, user_client, settings):
+    settings.OMIKEYS_LAST_USED_INTERVAL = 0  # every use stamps: a future last_used_at would stop it
+    uid = user_client.emulator_user.uid
+    key, skewed = omi_key(), omi_key()
+    ahead = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=2)).isoformat()
+    lines = [
+        document(
+            key,
+            uid,
+            created_at="2031-01-01T00:00:00Z",
+            last_used_at={"_seconds": 1956528000, "_nanoseconds": 0},  # 2032
+            rotated_at="2030-01-01T00:00:00Z",
+        ),
+        document(skewed, uid, created_at=ahead),  # within the tolerance: clock skew, not reported
+    ]
+    before = datetime.datetime.now(datetime.UTC)
+
+    report, stderr = import_file(write_export(tmp_path / "future.ndjson", lines))
+
+    after = datetime.datetime.now(datetime.UTC)
+    assert report["created"] == 2
+    assert report["repaired"] == {"created_at_in_future": 1, "last_used_at_in_future": 1, "rotated_at_in_future": 1}
+    assert "line 1: rotated_at 2030-01-01T00:00:00+00:00 is in the future; stored as now" in stderr
+    assert "line 2:" not in stderr
+    for api_key in ApiKey.objects.filter(omi_document_id__isnull=False):
+        for moment in (api_key.created_at, api_key.last_used_at, api_key.rotated_at):
+            assert moment is None or before <= moment <= after
+    api_key = ApiKey.objects.get(omi_document_id=lines[0]["id"])
+    used = key_client(key.plaintext).get("/v1/dev/key")
+    assert used.status_code == 200
+    api_key.refresh_from_db()
+    assert api_key.last_used_at > after  # the use is recorded
+    rotated = user_client.post(f"/v1/dev/keys/{api_key.pk}/rotate", {"grace_seconds": 0}, format="json")
+    assert rotated.status_code in (200, 201), rotated.content
+    assert verifies(rotated.json()["key"], None)["uid"] == uid
