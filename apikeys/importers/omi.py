@@ -146,6 +146,7 @@ class Report:
     refused_by_reason: Counter = field(default_factory=Counter)
     repaired: Counter = field(default_factory=Counter)
     unknown_scopes: Counter = field(default_factory=Counter)
+    conflicts: Counter = field(default_factory=Counter)  # lifecycle.ImportConflict values: kept as omikeys has them
     default_scopes_given: int = 0
     owners_not_eligible: Counter = field(default_factory=Counter)
     firebase_asked: bool = True
@@ -176,6 +177,7 @@ class Report:
             "repaired": dict(sorted(self.repaired.items())),
             "default_scopes_given": self.default_scopes_given,
             "unknown_scopes": dict(sorted(self.unknown_scopes.items())),
+            "conflicts": dict(sorted(self.conflicts.items())),
             "prune_skipped": self.prune_skipped or None,
             "refusals": self.refusals,
             "refusals_listed": len(self.refusals),
@@ -787,6 +789,10 @@ class OmiImporter:
             self._refuse(key.source["line"], key.source_id, result.reason)
             return
         setattr(self.report, result.outcome, getattr(self.report, result.outcome) + 1)
+        if result.conflict:
+            self.report.conflicts[result.conflict] += 1
+            message = lifecycle.ImportConflict.MESSAGES[result.conflict]
+            self.notify("warning", f"line {key.source['line']} (document {key.source_id}): {message}")
         self.report.revoked += result.revoked
 
     def _prune(self, seen: SeenStore) -> None:

@@ -638,3 +638,30 @@ def test_times_in_the_future_are_stored_as_now_so_the_key_rotates_and_records_it
     rotated = user_client.post(f"/v1/dev/keys/{api_key.pk}/rotate", {"grace_seconds": 0}, format="json")
     assert rotated.status_code in (200, 201), rotated.content
     assert verifies(rotated.json()["key"], None)["uid"] == uid
+
+
+@pytest.mark.parametrize("omi_rotated_at", [None, "2026-01-01T00:00:00Z", "2099-01-01T00:00:00Z"])
+def test_a_key_rotated_in_omikeys_keeps_its_secret_whatever_omis_record_says(tmp_path, api, omi_rotated_at):
+    (ann,) = accounts("active")
+    first, omi_rotation = omi_key(), omi_key()
+    line = document(first, ann.uid, created_at="2025-01-01T00:00:00Z")
+    import_file(write_export(tmp_path / "a.ndjson", [line]))
+    api_key = ApiKey.objects.get()
+    rotated = lifecycle.rotate_key(api_key, grace_seconds=0)
+    # Omi's later export: the old secret again, or a rotation made in Omi (at any time, even "later").
+    again = write_export(tmp_path / "b.ndjson", [line])
+    later = document(omi_rotation, ann.uid, document_id=line["id"], rotated_at=omi_rotated_at)
+    omi_rotated = write_export(tmp_path / "c.ndjson", [later])
+
+    for path in (again, omi_rotated):
+        report, stderr = import_file(path)
+        assert (report["updated"], report["unchanged"], report["refused"]) == (0, 1, 0)
+        assert report["conflicts"] == {"rotated_in_omikeys": 1}
+        assert f"line 1 (document {line['id']}): the key was rotated in omikeys since it was imported" in stderr
+
+    table, _ = run("importomikeys", str(omi_rotated))
+    assert "Conflicts, kept as omikeys has them" in table and "rotated_in_omikeys" in table
+    assert verifies(rotated.plaintext, api)["uid"] == ann.uid
+    assert verifies(first.plaintext, api) is None
+    assert verifies(omi_rotation.plaintext, api) is None
+    assert not ApiKey.objects.get().events.filter(action="imported", details__updated__isnull=False).exists()

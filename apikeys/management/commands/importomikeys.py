@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 from tqdm import tqdm
 
+from apikeys import lifecycle
 from apikeys.audit import Actor
 from apikeys.importers import omi
 
@@ -232,6 +233,15 @@ def render(source_name: str, report: omi.Report) -> str:
         )
     )
     sections.append(("Repaired, by field", [(name, f"{count:,}") for name, count in sorted(report.repaired.items())]))
+    sections.append(
+        (
+            "Conflicts, kept as omikeys has them",
+            [
+                (conflict, f"{count:,}  {lifecycle.ImportConflict.MESSAGES[conflict]}")
+                for conflict, count in sorted(report.conflicts.items())
+            ],
+        )
+    )
     sections.append(("Unknown scopes", [(code, f"{count:,}") for code, count in sorted(report.unknown_scopes.items())]))
     width = max(len(label) for _, section in sections for label, _ in section)
     lines = []
