@@ -48,7 +48,16 @@ EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 UNREADABLE = (ValueError, OverflowError, RecursionError, TypeError, ArithmeticError)
 # Document ids that are not UUIDs get uuid5(OMI_DOCUMENT_NAMESPACE, document id): the same id on every import.
 OMI_DOCUMENT_NAMESPACE = uuid.UUID("5b0c3f2e-7d1a-5e43-9a8e-0f6d2c1b4a97")
-CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Characters a document id or uid may not hold: they are printed to terminals and shown in the
+# admin. Unicode general categories Cc (control), Cf (format: the bidirectional overrides and
+# isolates U+202A-U+202E, U+2066-U+2069, zero-width characters), Cs (lone surrogates, which no
+# database accepts), Zl and Zp (line and paragraph separators).
+UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Distinct unknown scopes listed in the report; the rest are counted under UNKNOWN_SCOPES_OTHER.
+KEPT_UNKNOWN_SCOPES = 100
+UNKNOWN_SCOPES_OTHER = "(other)"
+UNKNOWN_SCOPE_MAX_LENGTH = 100
 FIREBASE_UID_MAX_LENGTH = 128
 MAX_LINE_BYTES = 1024 * 1024
 FIREBASE_THREADS = 4
@@ -88,8 +97,8 @@ class Refusal:
         NOT_JSON: "the line is not JSON",
         BAD_DOCUMENT: 'the line is not an object with an "id" and a "data" object',
         BAD_DOCUMENT_ID: (
-            f"the document id is not a Firestore document id (1 to {OMI_DOCUMENT_ID_MAX_LENGTH} bytes, no '/') "
-            "or it holds a raw key"
+            f"the document id is not a Firestore document id (1 to {OMI_DOCUMENT_ID_MAX_LENGTH} bytes, no '/'), "
+            "it holds a control, format or bidirectional character, or it holds a raw key"
         ),
         DUPLICATE_DOCUMENT: "the same document id is on an earlier line",
         MISSING_HASH: "hashed_key is missing",
@@ -146,6 +155,7 @@ class Report:
     refused_by_reason: Counter = field(default_factory=Counter)
     repaired: Counter = field(default_factory=Counter)
     unknown_scopes: Counter = field(default_factory=Counter)
+    unknown_scopes_other: int = 0  # occurrences of unknown scopes beyond the KEPT_UNKNOWN_SCOPES listed
     conflicts: Counter = field(default_factory=Counter)  # lifecycle.ImportConflict values: kept as omikeys has them
     default_scopes_given: int = 0
     owners_not_eligible: Counter = field(default_factory=Counter)
@@ -176,7 +186,8 @@ class Report:
             "firebase_asked": self.firebase_asked,
             "repaired": dict(sorted(self.repaired.items())),
             "default_scopes_given": self.default_scopes_given,
-            "unknown_scopes": dict(sorted(self.unknown_scopes.items())),
+            "unknown_scopes": dict(sorted(self.unknown_scopes.items()))
+            | ({UNKNOWN_SCOPES_OTHER: self.unknown_scopes_other} if self.unknown_scopes_other else {}),
             "conflicts": dict(sorted(self.conflicts.items())),
             "prune_skipped": self.prune_skipped or None,
             "refusals": self.refusals,
@@ -184,6 +195,15 @@ class Report:
             "seconds": round(self.seconds, 3),
             "documents_per_second": round(self.documents / self.seconds) if self.seconds else None,
         }
+
+    def count_unknown_scopes(self, codes: list[str]) -> None:
+        """Count unknown scopes: at most :data:`KEPT_UNKNOWN_SCOPES` distinct ones are listed,
+        the rest counted together under :data:`UNKNOWN_SCOPES_OTHER`, so the report stays small."""
+        for code in codes:
+            if code in self.unknown_scopes or len(self.unknown_scopes) < KEPT_UNKNOWN_SCOPES:
+                self.unknown_scopes[code] += 1
+            else:
+                self.unknown_scopes_other += 1
 
     def refuse(self, line: int, document_id: str | None, reason: str, detail: str = "") -> dict:
         """Count a refusal; returns it as the report lists it."""
@@ -294,9 +314,9 @@ def _whole_number(value) -> int:
 
 
 def key_id_for(document_id: str) -> uuid.UUID:
-    """The omikeys id of an Omi document: the document id itself when it is a UUID (lowercase,
-    with hyphens, as Omi writes them), else ``uuid5(OMI_DOCUMENT_NAMESPACE, document_id)``."""
-    if CANONICAL_UUID_RE.fullmatch(document_id):
+    """The omikeys id of an Omi document: the document id itself when it is a UUID (with
+    hyphens, as Omi writes them, in either case), else ``uuid5(OMI_DOCUMENT_NAMESPACE, document_id)``."""
+    if UUID_RE.fullmatch(document_id):
         return uuid.UUID(document_id)
     return uuid.uuid5(OMI_DOCUMENT_NAMESPACE, document_id)
 
@@ -356,9 +376,15 @@ def document_id_of(document) -> str:
         or "/" in document_id
         or len(document_id.encode("utf-8", "surrogatepass")) > OMI_DOCUMENT_ID_MAX_LENGTH
         or crypto.contains_raw_key(document_id)  # kept on the key and printed: never a secret
+        or not printable(document_id)
     ):
         raise LineRefused(Refusal.BAD_DOCUMENT_ID)
     return document_id
+
+
+def printable(text: str) -> bool:
+    """False when ``text`` holds a character of :data:`UNPRINTABLE_CATEGORIES`."""
+    return not any(unicodedata.category(ch) in UNPRINTABLE_CATEGORIES for ch in text)
 
 
 def _uid(value) -> str | None:
@@ -369,6 +395,7 @@ def _uid(value) -> str | None:
         or value != value.strip()
         or len(value) > FIREBASE_UID_MAX_LENGTH
         or crypto.contains_raw_key(value)
+        or not printable(value)
     ):
         return None
     return value
@@ -701,9 +728,14 @@ class OmiImporter:
                 f"scopes is a {type(value).__name__} ({value!r:.60}), not a list or null: Omi grants nothing for it",
             )
         known = [code for code in value if isinstance(code, str) and code in self.scopes]
-        unknown = [code if isinstance(code, str) else repr(code) for code in value if code not in known]
+        unknown = [
+            # Shown on terminals and in the report: anything unprintable escaped, and shortened.
+            (code if isinstance(code, str) and code.isprintable() else repr(code))[:UNKNOWN_SCOPE_MAX_LENGTH]
+            for code in value
+            if code not in known
+        ]
         if unknown:
-            self.report.unknown_scopes.update(unknown)
+            self.report.count_unknown_scopes(unknown)
             listed = ", ".join(map(repr, unknown))
             if self.options.unknown_scopes == "skip":
                 raise LineRefused(
@@ -739,7 +771,7 @@ class OmiImporter:
                 key = self._imported_key(candidate, users.get(candidate.uid), accounts[candidate.uid])
                 if key is not None:
                     keys.append(key)
-            for result in lifecycle.import_keys(keys, actor=self.actor):
+            for result in lifecycle.import_keys(keys, actor=self.actor, dry_run=self.options.dry_run):
                 self._count(result)
             if self.options.dry_run:
                 transaction.set_rollback(True)

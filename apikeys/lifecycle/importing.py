@@ -117,7 +117,9 @@ class ImportResult:
         return ImportRefusal.MESSAGES.get(self.reason, "") if self.reason else ""
 
 
-def import_keys(keys: Sequence[ImportedKey], *, actor: Actor | None = None) -> list[ImportResult]:
+def import_keys(
+    keys: Sequence[ImportedKey], *, actor: Actor | None = None, dry_run: bool = False
+) -> list[ImportResult]:
     """Import a batch of keys in one transaction; returns one :class:`ImportResult` per key, in order.
 
     A key not seen before is created (revoked at once if ``revoke_reason`` is set) with
@@ -134,6 +136,7 @@ def import_keys(keys: Sequence[ImportedKey], *, actor: Actor | None = None) -> l
     by another key (either hash column); an id held by a key issued here or imported
     from another document; a different owner than before. The active-key limit does not
     apply: the keys exist already. The whole batch is one transaction, each event in it.
+    ``dry_run``: the caller rolls the transaction back; only the log line says so.
     """
     results: list[ImportResult | None] = [None] * len(keys)
     pending = []
@@ -191,7 +194,9 @@ def import_keys(keys: Sequence[ImportedKey], *, actor: Actor | None = None) -> l
         bulk.insert_values(ApiKey.scopes.through, LINK_FIELDS, links)
         bulk.insert(KeyEvent, events)
     created = sum(result.outcome == ImportOutcome.CREATED for result in results)
-    if created:
+    if created and dry_run:
+        logger.info("api keys import dry run, nothing written: would create=%s batch=%s", created, len(keys))
+    elif created:
         logger.info("api keys imported created=%s batch=%s", created, len(keys))
     return results
 

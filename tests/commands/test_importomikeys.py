@@ -665,3 +665,61 @@ def test_a_key_rotated_in_omikeys_keeps_its_secret_whatever_omis_record_says(tmp
     assert verifies(first.plaintext, api) is None
     assert verifies(omi_rotation.plaintext, api) is None
     assert not ApiKey.objects.get().events.filter(action="imported", details__updated__isnull=False).exists()
+
+
+def test_an_uppercase_uuid_document_id_is_the_key_id(tmp_path, api):
+    (ann,) = accounts("active")
+    key, document_id = omi_key(), str(uuid.uuid4()).upper()
+
+    import_file(write_export(tmp_path / "u.ndjson", [document(key, ann.uid, document_id=document_id)]))
+
+    api_key = ApiKey.objects.get(omi_document_id=document_id)
+    assert api_key.pk == uuid.UUID(document_id)
+    assert verifies(key.plaintext, api)["id"] == document_id.lower()
+
+
+@pytest.mark.parametrize(
+    "character", ["\x1b", "\x07", "\u202e", "\u2066", "\u200b", "\u200e", "\ufeff", "\u2028", "\ud800"]
+)
+def test_document_ids_and_uids_with_control_format_or_bidi_characters_are_refused(tmp_path, character):
+    key, other = omi_key(), omi_key()
+    lines = [
+        document(key, "u-ok", document_id=f"doc{character}id"),
+        document(other, f"uid{character}x"),
+    ]
+    path = tmp_path / "c.ndjson"
+    path.write_bytes(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+
+    report, stderr = import_with_refusals(path, "--no-firebase")
+
+    refusals = [(refusal["line"], refusal["reason"]) for refusal in report["refusals"]]
+    assert refusals == [(1, "bad_document_id"), (2, "bad_user_id")]
+    assert report["created"] == 0 and not ApiKey.objects.exists()
+    assert character not in stderr
+
+
+def test_unknown_scopes_in_the_report_are_bounded(tmp_path):
+    codes = [f"bogus:{n}" for n in range(omi.KEPT_UNKNOWN_SCOPES + 50)]
+    lines = [document(omi_key(), "u-scopes", scopes=["memories:read", code, "\x1b[31mred"]) for code in codes]
+
+    report, stderr = import_file(write_export(tmp_path / "s.ndjson", lines), "--no-firebase")
+
+    assert report["created"] == len(codes)
+    unknown = report["unknown_scopes"]
+    assert len(unknown) == omi.KEPT_UNKNOWN_SCOPES + 1
+    assert unknown["'\\x1b[31mred'"] == len(codes)
+    assert unknown[omi.UNKNOWN_SCOPES_OTHER] == 51
+    assert sum(unknown.values()) == 2 * len(codes)
+    assert "\x1b" not in stderr
+
+
+def test_a_dry_run_does_not_log_keys_as_imported(tmp_path, caplog):
+    path = write_export(tmp_path / "d.ndjson", [document(omi_key(), "u-dry"), document(omi_key(), "u-dry")])
+
+    with caplog.at_level("INFO", logger="apikeys.lifecycle"):
+        report, _ = import_file(path, "--dry-run", "--no-firebase")
+
+    assert report["created"] == 2 and not ApiKey.objects.exists()
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [message for message in messages if message.startswith("api keys imported")]
+    assert "api keys import dry run, nothing written: would create=2 batch=2" in messages

@@ -242,7 +242,10 @@ def render(source_name: str, report: omi.Report) -> str:
             ],
         )
     )
-    sections.append(("Unknown scopes", [(code, f"{count:,}") for code, count in sorted(report.unknown_scopes.items())]))
+    unknown = [(code, f"{count:,}") for code, count in sorted(report.unknown_scopes.items())]
+    if report.unknown_scopes_other:
+        unknown.append((omi.UNKNOWN_SCOPES_OTHER, f"{report.unknown_scopes_other:,}  beyond the first listed"))
+    sections.append(("Unknown scopes", unknown))
     width = max(len(label) for _, section in sections for label, _ in section)
     lines = []
     for title, section in sections:
