@@ -61,6 +61,11 @@ def update_account(uid: str, **fields) -> dict:
     return response.json()
 
 
+def delete_account(uid: str) -> None:
+    """Delete an account as an administrator would."""
+    _admin("accounts:delete", {"localId": uid}).raise_for_status()
+
+
 def lookup(uid: str) -> dict:
     """The emulator's record of an account (``email``, ``disabled``, ``emailVerified``...)."""
     response = _admin("accounts:lookup", {"localId": [uid]})

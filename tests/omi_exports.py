@@ -55,9 +55,9 @@ def document(key: OmiKey, uid: str, *, document_id: str | None = None, **fields)
 
 
 def key_id(document_id: str) -> uuid.UUID:
-    """The omikeys id the importer gives a document: itself if a UUID, else uuid5 of it."""
+    """The omikeys id the importer gives a document: itself if a UUID (either case), else uuid5 of it."""
     try:
-        if str(uuid.UUID(document_id)) == document_id:
+        if str(uuid.UUID(document_id)) == document_id.lower():
             return uuid.UUID(document_id)
     except ValueError:
         pass

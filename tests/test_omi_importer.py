@@ -58,8 +58,11 @@ def test_uuid_document_ids_stay_and_other_ids_map_to_a_stable_uuid5():
     assert omi.key_id_for(canonical) == uuid.UUID(canonical)
     assert omi.key_id_for("aBcD1234efGH5678ijKL") == uuid.uuid5(omi.OMI_DOCUMENT_NAMESPACE, "aBcD1234efGH5678ijKL")
     assert omi.key_id_for("aBcD1234efGH5678ijKL") == omi.key_id_for("aBcD1234efGH5678ijKL")
-    # A UUID in another spelling is not the id Omi uses for rate limits: it maps like any other id.
-    assert omi.key_id_for(canonical.upper()) == uuid.uuid5(omi.OMI_DOCUMENT_NAMESPACE, canonical.upper())
+    # A UUID in upper case is the same UUID: it stays the key's id, in its canonical spelling.
+    assert omi.key_id_for(canonical.upper()) == uuid.UUID(canonical)
+    # Other spellings uuid.UUID would accept are not how Firestore ids look: they map like any other id.
+    for spelling in (canonical.replace("-", ""), "{" + canonical + "}", "urn:uuid:" + canonical):
+        assert omi.key_id_for(spelling) == uuid.uuid5(omi.OMI_DOCUMENT_NAMESPACE, spelling)
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.utils import timezone
 
 from .. import crypto, firebase, lifecycle
 from ..audit import Actor
@@ -41,13 +42,30 @@ UNKNOWN_PREFIX = "omi_dev_legacy"
 PREFIX_RE = re.compile(r"omi_dev_[0-9a-f]{4}\.\.\.[0-9a-f]{4}")
 # Where Omi's record has no usable creation time, nor the export its document's: Omi shows the epoch.
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+# What reading one line or one field may raise on hostile input: each refuses that line (or
+# repairs that field), never stops the import. RecursionError: JSON nested thousands deep;
+# OverflowError: a time out of datetime's range once moved to UTC.
+UNREADABLE = (ValueError, OverflowError, RecursionError, TypeError, ArithmeticError)
 # Document ids that are not UUIDs get uuid5(OMI_DOCUMENT_NAMESPACE, document id): the same id on every import.
 OMI_DOCUMENT_NAMESPACE = uuid.UUID("5b0c3f2e-7d1a-5e43-9a8e-0f6d2c1b4a97")
-CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Characters a document id or uid may not hold: they are printed to terminals and shown in the
+# admin. Unicode general categories Cc (control), Cf (format: the bidirectional overrides and
+# isolates U+202A-U+202E, U+2066-U+2069, zero-width characters), Cs (lone surrogates, which no
+# database accepts), Zl and Zp (line and paragraph separators).
+UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Distinct unknown scopes listed in the report; the rest are counted under UNKNOWN_SCOPES_OTHER.
+KEPT_UNKNOWN_SCOPES = 100
+UNKNOWN_SCOPES_OTHER = "(other)"
+UNKNOWN_SCOPE_MAX_LENGTH = 100
 FIREBASE_UID_MAX_LENGTH = 128
 MAX_LINE_BYTES = 1024 * 1024
 FIREBASE_THREADS = 4
 OWNER_CACHE_SIZE = 20_000
+# An imported time later than now is stored as now: a future rotated_at would block every
+# rotation (If-Match and the rotation's own ordering), a future last_used_at every later
+# use's stamp. Up to this much ahead is clock skew, clamped silently; beyond, counted and warned.
+FUTURE_TOLERANCE = datetime.timedelta(minutes=5)
 KEPT_REFUSALS = 1000  # refusals listed in the report (all are counted, and each is printed as it happens)
 
 
@@ -70,6 +88,8 @@ class Refusal:
     OWNER_DISABLED = "owner_disabled"
     OWNER_DELETED = "owner_deleted"
     OWNER_INACTIVE = "owner_inactive"
+    BAD_VALUE = "bad_value"
+    SCOPES_NOT_A_LIST = "scopes_not_a_list"
 
     MESSAGES = {
         NOT_UTF8: "the line is not UTF-8 text",
@@ -77,8 +97,8 @@ class Refusal:
         NOT_JSON: "the line is not JSON",
         BAD_DOCUMENT: 'the line is not an object with an "id" and a "data" object',
         BAD_DOCUMENT_ID: (
-            f"the document id is not a Firestore document id (1 to {OMI_DOCUMENT_ID_MAX_LENGTH} bytes, no '/') "
-            "or it holds a raw key"
+            f"the document id is not a Firestore document id (1 to {OMI_DOCUMENT_ID_MAX_LENGTH} bytes, no '/'), "
+            "it holds a control, format or bidirectional character, or it holds a raw key"
         ),
         DUPLICATE_DOCUMENT: "the same document id is on an earlier line",
         MISSING_HASH: "hashed_key is missing",
@@ -87,6 +107,8 @@ class Refusal:
         OWNER_DISABLED: "the owner's Firebase account is disabled (--inactive-owners refuse)",
         OWNER_DELETED: "the owner's Firebase account no longer exists (--inactive-owners refuse)",
         OWNER_INACTIVE: "the owner is deactivated in omikeys (--inactive-owners refuse)",
+        BAD_VALUE: "a field holds a value that cannot be read (out of range, too deeply nested, wrong type)",
+        SCOPES_NOT_A_LIST: "scopes is neither a list nor null (Omi grants nothing for such a value)",
     }
 
     @classmethod
@@ -133,6 +155,8 @@ class Report:
     refused_by_reason: Counter = field(default_factory=Counter)
     repaired: Counter = field(default_factory=Counter)
     unknown_scopes: Counter = field(default_factory=Counter)
+    unknown_scopes_other: int = 0  # occurrences of unknown scopes beyond the KEPT_UNKNOWN_SCOPES listed
+    conflicts: Counter = field(default_factory=Counter)  # lifecycle.ImportConflict values: kept as omikeys has them
     default_scopes_given: int = 0
     owners_not_eligible: Counter = field(default_factory=Counter)
     firebase_asked: bool = True
@@ -162,13 +186,24 @@ class Report:
             "firebase_asked": self.firebase_asked,
             "repaired": dict(sorted(self.repaired.items())),
             "default_scopes_given": self.default_scopes_given,
-            "unknown_scopes": dict(sorted(self.unknown_scopes.items())),
+            "unknown_scopes": dict(sorted(self.unknown_scopes.items()))
+            | ({UNKNOWN_SCOPES_OTHER: self.unknown_scopes_other} if self.unknown_scopes_other else {}),
+            "conflicts": dict(sorted(self.conflicts.items())),
             "prune_skipped": self.prune_skipped or None,
             "refusals": self.refusals,
             "refusals_listed": len(self.refusals),
             "seconds": round(self.seconds, 3),
             "documents_per_second": round(self.documents / self.seconds) if self.seconds else None,
         }
+
+    def count_unknown_scopes(self, codes: list[str]) -> None:
+        """Count unknown scopes: at most :data:`KEPT_UNKNOWN_SCOPES` distinct ones are listed,
+        the rest counted together under :data:`UNKNOWN_SCOPES_OTHER`, so the report stays small."""
+        for code in codes:
+            if code in self.unknown_scopes or len(self.unknown_scopes) < KEPT_UNKNOWN_SCOPES:
+                self.unknown_scopes[code] += 1
+            else:
+                self.unknown_scopes_other += 1
 
     def refuse(self, line: int, document_id: str | None, reason: str, detail: str = "") -> dict:
         """Count a refusal; returns it as the report lists it."""
@@ -248,7 +283,10 @@ def parse_timestamp(value) -> datetime.datetime | None:
         return None
     if isinstance(value, str):
         moment = datetime.datetime.fromisoformat(value.strip())
-        return moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment.astimezone(datetime.UTC)
+        try:
+            return moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment.astimezone(datetime.UTC)
+        except OverflowError as exc:  # 0001-01-01T00:00:00+14:00 is before datetime.min in UTC
+            raise ValueError("the time is out of range in UTC") from exc
     if isinstance(value, dict):
         if value.get("__datatype__") == "timestamp" and "value" in value:
             return parse_timestamp(value["value"])
@@ -276,9 +314,9 @@ def _whole_number(value) -> int:
 
 
 def key_id_for(document_id: str) -> uuid.UUID:
-    """The omikeys id of an Omi document: the document id itself when it is a UUID (lowercase,
-    with hyphens, as Omi writes them), else ``uuid5(OMI_DOCUMENT_NAMESPACE, document_id)``."""
-    if CANONICAL_UUID_RE.fullmatch(document_id):
+    """The omikeys id of an Omi document: the document id itself when it is a UUID (with
+    hyphens, as Omi writes them, in either case), else ``uuid5(OMI_DOCUMENT_NAMESPACE, document_id)``."""
+    if UUID_RE.fullmatch(document_id):
         return uuid.UUID(document_id)
     return uuid.uuid5(OMI_DOCUMENT_NAMESPACE, document_id)
 
@@ -338,9 +376,15 @@ def document_id_of(document) -> str:
         or "/" in document_id
         or len(document_id.encode("utf-8", "surrogatepass")) > OMI_DOCUMENT_ID_MAX_LENGTH
         or crypto.contains_raw_key(document_id)  # kept on the key and printed: never a secret
+        or not printable(document_id)
     ):
         raise LineRefused(Refusal.BAD_DOCUMENT_ID)
     return document_id
+
+
+def printable(text: str) -> bool:
+    """False when ``text`` holds a character of :data:`UNPRINTABLE_CATEGORIES`."""
+    return not any(unicodedata.category(ch) in UNPRINTABLE_CATEGORIES for ch in text)
 
 
 def _uid(value) -> str | None:
@@ -351,6 +395,7 @@ def _uid(value) -> str | None:
         or value != value.strip()
         or len(value) > FIREBASE_UID_MAX_LENGTH
         or crypto.contains_raw_key(value)
+        or not printable(value)
     ):
         return None
     return value
@@ -581,7 +626,9 @@ class OmiImporter:
                 raise LineRefused(reason)
             try:
                 document = json.loads(text)
-            except ValueError:
+            except RecursionError:
+                raise LineRefused(Refusal.NOT_JSON, detail="the line is JSON nested too deeply to read") from None
+            except UNREADABLE:
                 raise LineRefused(Refusal.NOT_JSON) from None
             document_id = document_id_of(document)
             earlier = seen.claim_documents([(document_id, line)])
@@ -589,7 +636,11 @@ class OmiImporter:
                 raise LineRefused(
                     Refusal.DUPLICATE_DOCUMENT, document_id, f"the same document id is on line {earlier[document_id]}"
                 )
-            return self._map(line, document_id, document)
+            try:
+                return self._map(line, document_id, document)
+            except UNREADABLE as exc:
+                detail = f"{Refusal.message(Refusal.BAD_VALUE)}: {type(exc).__name__}"
+                raise LineRefused(Refusal.BAD_VALUE, document_id, detail) from None
         except LineRefused as refused:
             if refused.reason in (Refusal.NOT_UTF8, Refusal.LINE_TOO_LONG, Refusal.NOT_JSON, Refusal.BAD_DOCUMENT):
                 self.unreadable_lines += 1
@@ -616,10 +667,17 @@ class OmiImporter:
         if not (isinstance(prefix, str) and PREFIX_RE.fullmatch(prefix)):
             prefix = UNKNOWN_PREFIX
             repaired["key_prefix"] += 1
-        created_at = self._moment(data, "created_at", count=False)
+        created_at = self._moment(data, "created_at", count=False, line=line)
         if created_at is None:
-            created_at = self._moment(document, "create_time", count=False) or EPOCH
+            created_at = self._moment(document, "create_time", count=False, line=line) or EPOCH
             repaired["created_at"] += 1
+        last_used_at = self._moment(data, "last_used_at", line=line)
+        rotated_at = self._moment(data, "rotated_at", line=line)
+        now = timezone.now()
+        created_at, last_used_at, rotated_at = (
+            self._not_future(line, name, moment, now)
+            for name, moment in (("created_at", created_at), ("last_used_at", last_used_at), ("rotated_at", rotated_at))
+        )
         return Candidate(
             line=line,
             document_id=document_id,
@@ -630,17 +688,31 @@ class OmiImporter:
             key_hash=hashed,
             scope_codes=self._scope_codes(line, document_id, data),
             created_at=created_at,
-            last_used_at=self._moment(data, "last_used_at"),
-            rotated_at=self._moment(data, "rotated_at"),
+            last_used_at=last_used_at,
+            rotated_at=rotated_at,
         )
 
-    def _moment(self, data: dict, name: str, count: bool = True) -> datetime.datetime | None:
+    def _not_future(
+        self, line: int, name: str, moment: datetime.datetime | None, now: datetime.datetime
+    ) -> datetime.datetime | None:
+        """``moment``, or ``now`` when it is later: counted as repaired ("<name>_in_future") and warned
+        when more than :data:`FUTURE_TOLERANCE` ahead."""
+        if moment is None or moment <= now:
+            return moment
+        if moment - now > FUTURE_TOLERANCE:
+            self.report.repaired[f"{name}_in_future"] += 1
+            self.notify("warning", f"line {line}: {name} {moment.isoformat()} is in the future; stored as now")
+        return now
+
+    def _moment(self, data: dict, name: str, count: bool = True, line: int = 0) -> datetime.datetime | None:
         # Omi repairs an unreadable time rather than refuse the key (_coerce_utc_datetime).
         try:
             return parse_timestamp(data.get(name))
-        except ValueError:
+        except UNREADABLE as exc:
             if count:
                 self.report.repaired[name] += 1
+            if line:
+                self.notify("warning", f"line {line}: {name} cannot be read ({str(exc):.80}); treated as absent")
             return None
 
     def _scope_codes(self, line: int, document_id: str, data: dict) -> list[str]:
@@ -649,11 +721,21 @@ class OmiImporter:
             self.report.default_scopes_given += 1
             return list(self.options.default_scopes)
         if not isinstance(value, list):
-            value = [value]  # Omi grants nothing for such a value; it is reported as unknown, then dropped
+            # Omi's normalize_api_key_scopes reads only lists: a string such as "memories:write" grants nothing.
+            raise LineRefused(
+                Refusal.SCOPES_NOT_A_LIST,
+                document_id,
+                f"scopes is a {type(value).__name__} ({value!r:.60}), not a list or null: Omi grants nothing for it",
+            )
         known = [code for code in value if isinstance(code, str) and code in self.scopes]
-        unknown = [code if isinstance(code, str) else repr(code) for code in value if code not in known]
+        unknown = [
+            # Shown on terminals and in the report: anything unprintable escaped, and shortened.
+            (code if isinstance(code, str) and code.isprintable() else repr(code))[:UNKNOWN_SCOPE_MAX_LENGTH]
+            for code in value
+            if code not in known
+        ]
         if unknown:
-            self.report.unknown_scopes.update(unknown)
+            self.report.count_unknown_scopes(unknown)
             listed = ", ".join(map(repr, unknown))
             if self.options.unknown_scopes == "skip":
                 raise LineRefused(
@@ -689,7 +771,7 @@ class OmiImporter:
                 key = self._imported_key(candidate, users.get(candidate.uid), accounts[candidate.uid])
                 if key is not None:
                     keys.append(key)
-            for result in lifecycle.import_keys(keys, actor=self.actor):
+            for result in lifecycle.import_keys(keys, actor=self.actor, dry_run=self.options.dry_run):
                 self._count(result)
             if self.options.dry_run:
                 transaction.set_rollback(True)
@@ -701,7 +783,9 @@ class OmiImporter:
             return None
         if state is None and not owner.is_active:
             state = "inactive"
-        if state and self.options.inactive_owners == "refuse":
+        if state and self.options.inactive_owners == "refuse" and not self._imported_earlier(candidate):
+            # "refuse" makes no new key for such an owner; a key imported earlier is revoked below,
+            # as in the default mode: no working key is left to an owner who may hold none.
             self._refuse(candidate.line, candidate.document_id, OWNER_STATES[state])
             return None
         return lifecycle.ImportedKey(
@@ -724,12 +808,23 @@ class OmiImporter:
             },
         )
 
+    @staticmethod
+    def _imported_earlier(candidate: Candidate) -> bool:
+        """Whether an earlier import made this document's key and it is not revoked (one indexed read)."""
+        return ApiKey.objects.filter(
+            pk=candidate.key_id, omi_document_id=candidate.document_id, revoked_at__isnull=True
+        ).exists()
+
     def _count(self, result: lifecycle.ImportResult) -> None:
         key = result.key
         if result.outcome == lifecycle.ImportOutcome.REFUSED:
             self._refuse(key.source["line"], key.source_id, result.reason)
             return
         setattr(self.report, result.outcome, getattr(self.report, result.outcome) + 1)
+        if result.conflict:
+            self.report.conflicts[result.conflict] += 1
+            message = lifecycle.ImportConflict.MESSAGES[result.conflict]
+            self.notify("warning", f"line {key.source['line']} (document {key.source_id}): {message}")
         self.report.revoked += result.revoked
 
     def _prune(self, seen: SeenStore) -> None:

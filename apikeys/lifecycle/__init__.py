@@ -25,7 +25,7 @@ from .errors import (
     OwnerNotEligible,
     TooManyKeys,
 )
-from .importing import ImportedKey, ImportOutcome, ImportRefusal, ImportResult, import_keys
+from .importing import ImportConflict, ImportedKey, ImportOutcome, ImportRefusal, ImportResult, import_keys
 from .issuing import IssuedKey, issue_key
 from .rules import GRACE_PERIODS, MAX_GRACE_SECONDS, default_scopes, ensure_may_hold_keys, validate_expiry
 from .verification import Rejection, Verification, mark_used, verify_key
@@ -35,6 +35,7 @@ __all__ = [
     "MAX_GRACE_SECONDS",
     "AlreadyIssued",
     "AlreadyRotated",
+    "ImportConflict",
     "ImportOutcome",
     "ImportRefusal",
     "ImportResult",

@@ -86,6 +86,19 @@ class ImportRefusal:
     }
 
 
+class ImportConflict:
+    """Where the issuer's record and omikeys disagree and omikeys' state is kept, with the sentence reports show."""
+
+    ROTATED_HERE = "rotated_in_omikeys"
+
+    MESSAGES = {
+        ROTATED_HERE: (
+            "the key was rotated in omikeys since it was imported: its secret stays omikeys', "
+            "the issuer's different secret is not restored"
+        ),
+    }
+
+
 @dataclass(frozen=True)
 class ImportResult:
     """The outcome for one key: an :class:`ImportOutcome`, the refusal reason if refused,
@@ -96,6 +109,7 @@ class ImportResult:
     reason: str | None = None
     changes: tuple[str, ...] = ()
     revoked: bool = False
+    conflict: str | None = None  # an ImportConflict: what the issuer's record said that omikeys kept its own way
 
     @property
     def message(self) -> str:
@@ -103,14 +117,18 @@ class ImportResult:
         return ImportRefusal.MESSAGES.get(self.reason, "") if self.reason else ""
 
 
-def import_keys(keys: Sequence[ImportedKey], *, actor: Actor | None = None) -> list[ImportResult]:
+def import_keys(
+    keys: Sequence[ImportedKey], *, actor: Actor | None = None, dry_run: bool = False
+) -> list[ImportResult]:
     """Import a batch of keys in one transaction; returns one :class:`ImportResult` per key, in order.
 
     A key not seen before is created (revoked at once if ``revoke_reason`` is set) with
     an "imported" event naming its source. A key imported before (same id and
     ``source_id``) is brought up to date: a later ``last_used_at`` is kept; a different
-    hash with a ``rotated_at`` later than the key's last rotation here is the issuer's
-    rotation, taken with an "imported" event (a secret changed here since stays);
+    hash with a ``rotated_at`` later than the key's last rotation is the issuer's
+    rotation, taken with an "imported" event, unless the key has been rotated in omikeys
+    (a "rotated" event): then omikeys' secret stays, whatever the issuer's times say, and
+    the result carries :attr:`ImportConflict.ROTATED_HERE`;
     ``revoke_reason`` revokes it with a "revoked" event. Name, scopes and expiry are
     omikeys' own after the first import, and a revoked key never changes again.
 
@@ -118,6 +136,7 @@ def import_keys(keys: Sequence[ImportedKey], *, actor: Actor | None = None) -> l
     by another key (either hash column); an id held by a key issued here or imported
     from another document; a different owner than before. The active-key limit does not
     apply: the keys exist already. The whole batch is one transaction, each event in it.
+    ``dry_run``: the caller rolls the transaction back; only the log line says so.
     """
     results: list[ImportResult | None] = [None] * len(keys)
     pending = []
@@ -133,6 +152,11 @@ def import_keys(keys: Sequence[ImportedKey], *, actor: Actor | None = None) -> l
     with transaction.atomic():
         existing = ApiKey.objects.select_for_update().in_bulk([keys[index].key_id for index in pending])
         holders = _hash_holders({keys[index].key_hash for index in pending})
+        rotated_here = set(
+            KeyEvent.objects.filter(api_key__in=list(existing), action=KeyEvent.Action.ROTATED).values_list(
+                "api_key_id", flat=True
+            )
+        )
         new_keys, links, events, claimed_ids = [], [], [], set()
         for index in pending:
             key = keys[index]
@@ -163,14 +187,16 @@ def import_keys(keys: Sequence[ImportedKey], *, actor: Actor | None = None) -> l
                 holders[key.key_hash] = key.key_id
                 results[index] = ImportResult(key, ImportOutcome.CREATED, revoked=bool(key.revoke_reason))
             else:
-                results[index] = _update(current, key, holder, now, actor, events)
+                results[index] = _update(current, key, holder, now, actor, events, current.pk in rotated_here)
                 if "key_hash" in results[index].changes:
                     holders[key.key_hash] = key.key_id
         bulk.insert(ApiKey, new_keys)
         bulk.insert_values(ApiKey.scopes.through, LINK_FIELDS, links)
         bulk.insert(KeyEvent, events)
     created = sum(result.outcome == ImportOutcome.CREATED for result in results)
-    if created:
+    if created and dry_run:
+        logger.info("api keys import dry run, nothing written: would create=%s batch=%s", created, len(keys))
+    elif created:
         logger.info("api keys imported created=%s batch=%s", created, len(keys))
     return results
 
@@ -213,16 +239,27 @@ def _new_key(key: ImportedKey, now: datetime.datetime) -> ApiKey:
     )
 
 
-def _update(current: ApiKey, key: ImportedKey, holder, now, actor, events: list) -> ImportResult:
-    """Bring a key imported before up to date with ``key``; the events to write go into ``events``."""
+def _update(current: ApiKey, key: ImportedKey, holder, now, actor, events: list, rotated_here: bool) -> ImportResult:
+    """Bring a key imported before up to date with ``key``; the events to write go into ``events``.
+
+    ``rotated_here``: the key has a "rotated" event, so its secret is omikeys' own and stays.
+    """
     if current.omi_document_id != key.source_id:
         return ImportResult(key, ImportOutcome.REFUSED, ImportRefusal.ID_IN_USE)
     if current.owner_id != key.owner.pk:
         return ImportResult(key, ImportOutcome.REFUSED, ImportRefusal.OWNER_CHANGED)
     if current.is_revoked:
         return ImportResult(key, ImportOutcome.UNCHANGED)
+    if key.revoke_reason:
+        # The owner may hold no key: revoked whatever else the record says (a different hash included).
+        ApiKey.objects.filter(pk=current.pk).update(revoked_at=now)
+        events.append(audit.unsaved(current, KeyEvent.Action.REVOKED, actor, at=now, reason=key.revoke_reason))
+        return ImportResult(key, ImportOutcome.UPDATED, changes=("revoked_at",), revoked=True)
     changes = {}
-    if key.key_hash != current.key_hash:
+    conflict = None
+    if key.key_hash != current.key_hash and rotated_here:
+        conflict = ImportConflict.ROTATED_HERE
+    elif key.key_hash != current.key_hash:
         last_rotation = current.rotated_at or current.created_at
         issuer_rotated_later = key.rotated_at is not None and key.rotated_at > last_rotation
         if not issuer_rotated_later and current.rotated_at is None:
@@ -241,14 +278,10 @@ def _update(current: ApiKey, key: ImportedKey, holder, now, actor, events: list)
             )
     if key.last_used_at is not None and (current.last_used_at is None or key.last_used_at > current.last_used_at):
         changes["last_used_at"] = key.last_used_at
-    if key.revoke_reason:
-        changes["revoked_at"] = now
     if not changes:
-        return ImportResult(key, ImportOutcome.UNCHANGED)
+        return ImportResult(key, ImportOutcome.UNCHANGED, conflict=conflict)
     ApiKey.objects.filter(pk=current.pk).update(**changes)
     if "key_hash" in changes:
         updated = ["key_hash", "key_prefix", "rotated_at"]
         events.append(audit.unsaved(current, KeyEvent.Action.IMPORTED, actor, at=now, **key.source, updated=updated))
-    if key.revoke_reason:
-        events.append(audit.unsaved(current, KeyEvent.Action.REVOKED, actor, at=now, reason=key.revoke_reason))
-    return ImportResult(key, ImportOutcome.UPDATED, changes=tuple(changes), revoked=bool(key.revoke_reason))
+    return ImportResult(key, ImportOutcome.UPDATED, changes=tuple(changes), conflict=conflict)

@@ -311,6 +311,41 @@ def test_a_key_whose_owner_is_disabled_later_is_revoked_by_the_next_import(tmp_p
     assert list(api_key.events.order_by("at", "id").values_list("action", flat=True)) == ["imported", "revoked"]
 
 
+@pytest.mark.parametrize("mode", ["refuse", "revoke"])
+@pytest.mark.parametrize("change", ["disable", "delete"])
+def test_a_key_imported_earlier_is_revoked_when_its_owner_is_disabled_or_deleted_in_every_mode(
+    tmp_path, api, mode, change
+):
+    ann, ben = accounts("active", "active")
+    kept, lost, rotated_in_omi = omi_key(), omi_key(), omi_key()
+    lines = [document(kept, ben.uid), document(lost, ann.uid)]
+    import_file(write_export(tmp_path / "a.ndjson", lines))
+    if change == "disable":
+        firebase_emulator.update_account(ann.uid, disableUser=True)
+    else:
+        firebase_emulator.delete_account(ann.uid)
+    # The next export: the same key, even with a secret that differs without a rotation, and a new key of Ann's.
+    new = omi_key()
+    later = [lines[0], document(rotated_in_omi, ann.uid, document_id=lines[1]["id"]), document(new, ann.uid)]
+    path = write_export(tmp_path / "b.ndjson", later)
+
+    if mode == "refuse":
+        report, _ = import_with_refusals(path, "--inactive-owners", "refuse")
+        assert (report["created"], report["refused"]) == (0, 1)
+        assert not ApiKey.objects.filter(omi_document_id=later[2]["id"]).exists()
+    else:
+        report, _ = import_file(path, "--inactive-owners", "revoke")
+        assert (report["created"], report["refused"]) == (1, 0)
+    assert (report["updated"], report["unchanged"]) == (1, 1)
+    assert report["revoked"] == (1 if mode == "refuse" else 2)
+    for key in (lost, rotated_in_omi, new):
+        assert verifies(key.plaintext, api) is None
+    assert verifies(kept.plaintext, api)["uid"] == ben.uid
+    api_key = ApiKey.objects.get(omi_document_id=lines[1]["id"])
+    state = "firebase_disabled" if change == "disable" else "firebase_deleted"
+    assert api_key.events.get(action="revoked").details["reason"] == state
+
+
 def test_a_second_import_of_the_same_file_changes_nothing_and_says_so(tmp_path):
     ann, ben = accounts("active", "disabled")
     lines = [document(omi_key(), ann.uid, last_used_at="2025-01-01T00:00:00Z"), document(omi_key(), ben.uid)]
@@ -523,3 +558,168 @@ def test_the_table_report_lists_counts_and_refusal_reasons(tmp_path):
     assert "  documents read                 2" in table
     assert "  keys created                   1" in table
     assert "Refused, by reason" in table and "not_json" in table and "the line is not JSON" in table
+
+
+def test_hostile_values_refuse_or_repair_their_line_and_the_import_goes_on(tmp_path, api):
+    (ann,) = accounts("active")
+    good, early, late = omi_key(), omi_key(), omi_key()
+    deep = "[" * 5000 + "]" * 5000
+    lines = [
+        deep,  # 1: nested too deep for the JSON reader
+        '{"id": "deep", "data": ' + "{" * 3000 + "}" * 3000 + "}",  # 2: deep inside an object
+        # 3, 4: times out of datetime's range once moved to UTC: repaired as unreadable, as Omi does.
+        document(early, ann.uid, created_at="0001-01-01T00:00:00+14:00", last_used_at="0001-01-01T00:00:00+14:00"),
+        document(late, ann.uid, created_at="9999-12-31T23:59:59-14:00", rotated_at="9999-12-31T23:59:59-14:00"),
+        document(good, ann.uid),  # 5
+    ]
+    path = write_export(tmp_path / "hostile.ndjson", lines)
+
+    report, stderr = import_with_refusals(path)
+
+    assert report["documents_read"] == 5
+    assert report["created"] == 3
+    refusals = [(refusal["line"], refusal["reason"]) for refusal in report["refusals"]]
+    assert refusals == [(1, "not_json"), (2, "not_json")]
+    assert "line 1: refused, the line is JSON nested too deeply to read [not_json]" in stderr
+    assert "line 3: created_at cannot be read" in stderr and "line 4: rotated_at cannot be read" in stderr
+    for key in (good, early, late):
+        assert verifies(key.plaintext, api)["uid"] == ann.uid
+    assert ApiKey.objects.get(omi_document_id=lines[2]["id"]).created_at == omi.EPOCH
+    assert ApiKey.objects.get(omi_document_id=lines[3]["id"]).rotated_at is None
+
+
+@pytest.mark.parametrize("scopes", ["memories:write", {"memories:write": True}, 1, True])
+def test_scopes_that_are_not_a_list_refuse_the_key_and_grant_nothing(tmp_path, api, scopes):
+    (ann,) = accounts("active")
+    key, other = omi_key(), omi_key()
+    lines = [document(key, ann.uid, scopes=scopes), document(other, ann.uid, scopes=None)]
+
+    report, stderr = import_with_refusals(write_export(tmp_path / "s.ndjson", lines))
+
+    assert (report["created"], report["refused_by_reason"]) == (1, {"scopes_not_a_list": 1})
+    assert "line 1 (document " in stderr and "[scopes_not_a_list]" in stderr
+    assert verifies(key.plaintext, api) is None
+    assert not ApiKey.objects.filter(omi_document_id=lines[0]["id"]).exists()
+    assert sorted(verifies(other.plaintext, api)["scopes"]) == DEFAULT_SCOPES
+
+
+def test_times_in_the_future_are_stored_as_now_so_the_key_rotates_and_records_its_use(tmp_path, user_client, settings):
+    settings.OMIKEYS_LAST_USED_INTERVAL = 0  # every use stamps: a future last_used_at would stop it
+    uid = user_client.emulator_user.uid
+    key, skewed = omi_key(), omi_key()
+    ahead = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=2)).isoformat()
+    lines = [
+        document(
+            key,
+            uid,
+            created_at="2031-01-01T00:00:00Z",
+            last_used_at={"_seconds": 1956528000, "_nanoseconds": 0},  # 2032
+            rotated_at="2030-01-01T00:00:00Z",
+        ),
+        document(skewed, uid, created_at=ahead),  # within the tolerance: clock skew, not reported
+    ]
+    before = datetime.datetime.now(datetime.UTC)
+
+    report, stderr = import_file(write_export(tmp_path / "future.ndjson", lines))
+
+    after = datetime.datetime.now(datetime.UTC)
+    assert report["created"] == 2
+    assert report["repaired"] == {"created_at_in_future": 1, "last_used_at_in_future": 1, "rotated_at_in_future": 1}
+    assert "line 1: rotated_at 2030-01-01T00:00:00+00:00 is in the future; stored as now" in stderr
+    assert "line 2:" not in stderr
+    for api_key in ApiKey.objects.filter(omi_document_id__isnull=False):
+        for moment in (api_key.created_at, api_key.last_used_at, api_key.rotated_at):
+            assert moment is None or before <= moment <= after
+    api_key = ApiKey.objects.get(omi_document_id=lines[0]["id"])
+    used = key_client(key.plaintext).get("/v1/dev/key")
+    assert used.status_code == 200
+    api_key.refresh_from_db()
+    assert api_key.last_used_at > after  # the use is recorded
+    rotated = user_client.post(f"/v1/dev/keys/{api_key.pk}/rotate", {"grace_seconds": 0}, format="json")
+    assert rotated.status_code in (200, 201), rotated.content
+    assert verifies(rotated.json()["key"], None)["uid"] == uid
+
+
+@pytest.mark.parametrize("omi_rotated_at", [None, "2026-01-01T00:00:00Z", "2099-01-01T00:00:00Z"])
+def test_a_key_rotated_in_omikeys_keeps_its_secret_whatever_omis_record_says(tmp_path, api, omi_rotated_at):
+    (ann,) = accounts("active")
+    first, omi_rotation = omi_key(), omi_key()
+    line = document(first, ann.uid, created_at="2025-01-01T00:00:00Z")
+    import_file(write_export(tmp_path / "a.ndjson", [line]))
+    api_key = ApiKey.objects.get()
+    rotated = lifecycle.rotate_key(api_key, grace_seconds=0)
+    # Omi's later export: the old secret again, or a rotation made in Omi (at any time, even "later").
+    again = write_export(tmp_path / "b.ndjson", [line])
+    later = document(omi_rotation, ann.uid, document_id=line["id"], rotated_at=omi_rotated_at)
+    omi_rotated = write_export(tmp_path / "c.ndjson", [later])
+
+    for path in (again, omi_rotated):
+        report, stderr = import_file(path)
+        assert (report["updated"], report["unchanged"], report["refused"]) == (0, 1, 0)
+        assert report["conflicts"] == {"rotated_in_omikeys": 1}
+        assert f"line 1 (document {line['id']}): the key was rotated in omikeys since it was imported" in stderr
+
+    table, _ = run("importomikeys", str(omi_rotated))
+    assert "Conflicts, kept as omikeys has them" in table and "rotated_in_omikeys" in table
+    assert verifies(rotated.plaintext, api)["uid"] == ann.uid
+    assert verifies(first.plaintext, api) is None
+    assert verifies(omi_rotation.plaintext, api) is None
+    assert not ApiKey.objects.get().events.filter(action="imported", details__updated__isnull=False).exists()
+
+
+def test_an_uppercase_uuid_document_id_is_the_key_id(tmp_path, api):
+    (ann,) = accounts("active")
+    key, document_id = omi_key(), str(uuid.uuid4()).upper()
+
+    import_file(write_export(tmp_path / "u.ndjson", [document(key, ann.uid, document_id=document_id)]))
+
+    api_key = ApiKey.objects.get(omi_document_id=document_id)
+    assert api_key.pk == uuid.UUID(document_id)
+    assert verifies(key.plaintext, api)["id"] == document_id.lower()
+
+
+@pytest.mark.parametrize(
+    "character", ["\x1b", "\x07", "\u202e", "\u2066", "\u200b", "\u200e", "\ufeff", "\u2028", "\ud800"]
+)
+def test_document_ids_and_uids_with_control_format_or_bidi_characters_are_refused(tmp_path, character):
+    key, other = omi_key(), omi_key()
+    lines = [
+        document(key, "u-ok", document_id=f"doc{character}id"),
+        document(other, f"uid{character}x"),
+    ]
+    path = tmp_path / "c.ndjson"
+    path.write_bytes(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+
+    report, stderr = import_with_refusals(path, "--no-firebase")
+
+    refusals = [(refusal["line"], refusal["reason"]) for refusal in report["refusals"]]
+    assert refusals == [(1, "bad_document_id"), (2, "bad_user_id")]
+    assert report["created"] == 0 and not ApiKey.objects.exists()
+    assert character not in stderr
+
+
+def test_unknown_scopes_in_the_report_are_bounded(tmp_path):
+    codes = [f"bogus:{n}" for n in range(omi.KEPT_UNKNOWN_SCOPES + 50)]
+    lines = [document(omi_key(), "u-scopes", scopes=["memories:read", code, "\x1b[31mred"]) for code in codes]
+
+    report, stderr = import_file(write_export(tmp_path / "s.ndjson", lines), "--no-firebase")
+
+    assert report["created"] == len(codes)
+    unknown = report["unknown_scopes"]
+    assert len(unknown) == omi.KEPT_UNKNOWN_SCOPES + 1
+    assert unknown["'\\x1b[31mred'"] == len(codes)
+    assert unknown[omi.UNKNOWN_SCOPES_OTHER] == 51
+    assert sum(unknown.values()) == 2 * len(codes)
+    assert "\x1b" not in stderr
+
+
+def test_a_dry_run_does_not_log_keys_as_imported(tmp_path, caplog):
+    path = write_export(tmp_path / "d.ndjson", [document(omi_key(), "u-dry"), document(omi_key(), "u-dry")])
+
+    with caplog.at_level("INFO", logger="apikeys.lifecycle"):
+        report, _ = import_file(path, "--dry-run", "--no-firebase")
+
+    assert report["created"] == 2 and not ApiKey.objects.exists()
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [message for message in messages if message.startswith("api keys imported")]
+    assert "api keys import dry run, nothing written: would create=2 batch=2" in messages

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 from tqdm import tqdm
 
+from apikeys import lifecycle
 from apikeys.audit import Actor
 from apikeys.importers import omi
 
@@ -65,7 +66,8 @@ class Command(BaseCommand):
             default="revoke",
             help=(
                 "Keys whose owner's Firebase account is disabled or deleted (or whose user is deactivated "
-                "here): import them revoked (default), or refuse them."
+                "here): import them revoked (default), or refuse new ones. "
+                "A key imported earlier is revoked in both modes."
             ),
         )
         parser.add_argument(
@@ -231,7 +233,19 @@ def render(source_name: str, report: omi.Report) -> str:
         )
     )
     sections.append(("Repaired, by field", [(name, f"{count:,}") for name, count in sorted(report.repaired.items())]))
-    sections.append(("Unknown scopes", [(code, f"{count:,}") for code, count in sorted(report.unknown_scopes.items())]))
+    sections.append(
+        (
+            "Conflicts, kept as omikeys has them",
+            [
+                (conflict, f"{count:,}  {lifecycle.ImportConflict.MESSAGES[conflict]}")
+                for conflict, count in sorted(report.conflicts.items())
+            ],
+        )
+    )
+    unknown = [(code, f"{count:,}") for code, count in sorted(report.unknown_scopes.items())]
+    if report.unknown_scopes_other:
+        unknown.append((omi.UNKNOWN_SCOPES_OTHER, f"{report.unknown_scopes_other:,}  beyond the first listed"))
+    sections.append(("Unknown scopes", unknown))
     width = max(len(label) for _, section in sections for label, _ in section)
     lines = []
     for title, section in sections:
