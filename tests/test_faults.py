@@ -372,10 +372,22 @@ def test_sqlite_write_lock_held_verification_answers_and_creation_is_503(own_dat
         gunicorn.stop()
 
 
-def test_the_access_log_has_no_credentials(stack):
-    log = stack["gunicorn"].log_text()
-    assert not re.search(r"omi_dev_[0-9a-f]{32}", log)
-    assert "Bearer" not in log
+def test_the_access_logs_have_no_credentials(stack):
+    """Neither gunicorn's nor nginx's access log holds a key from the query string or a header."""
+    valid = issue(make_owner("access-log")).plaintext
+    for path in ("/v1/dev/key", "/keys/", "/no-such-page"):
+        get(
+            f"{stack['url']}{path}?api_key={valid}&token={valid}",
+            valid,
+            headers={"User-Agent": f"client/1.0 {valid}", "Referer": f"https://example.com/?k={valid}"},
+        )
+    time.sleep(0.5)  # nginx writes its access line once the response is sent
+    for log in (stack["gunicorn"].log_text(), stack["nginx"].extra["access_log"].read_text()):
+        assert "/v1/dev/key" in log
+        assert not re.search(r"omi_dev_[0-9a-f]{32}", log), log
+        assert valid[8:] not in log
+        assert "Bearer" not in log
+        assert "api_key" not in log
 
 
 def test_the_tls_site_configuration_is_accepted_by_nginx(tmp_path):
@@ -384,13 +396,13 @@ def test_the_tls_site_configuration_is_accepted_by_nginx(tmp_path):
 
     key, certificate, _ = _key_and_certificate()
     (tmp_path / "snippets").mkdir()
-    (tmp_path / "snippets" / "omikeys-proxy.conf").write_text(
-        (servers.ROOT / "deploy" / "nginx" / "omikeys-proxy.conf").read_text()
-    )
+    for snippet in ("omikeys-proxy.conf", "omikeys-log.conf"):
+        (tmp_path / "snippets" / snippet).write_text((servers.ROOT / "deploy" / "nginx" / snippet).read_text())
     (tmp_path / "key.pem").write_bytes(key)
     (tmp_path / "cert.pem").write_bytes(certificate)
     site = (servers.ROOT / "deploy" / "nginx" / "omikeys.conf").read_text()
     site = site.replace("/etc/nginx/snippets/", f"{tmp_path}/snippets/")
+    site = site.replace("/var/log/nginx/", f"{tmp_path}/")
     site = site.replace("/etc/letsencrypt/live/keys.example.com/fullchain.pem", str(tmp_path / "cert.pem"))
     site = site.replace("/etc/letsencrypt/live/keys.example.com/privkey.pem", str(tmp_path / "key.pem"))
     (tmp_path / "site.conf").write_text(site)
