@@ -9,6 +9,7 @@ answer (well under 2 s) from a hang (5 s to a minute), never performance claims.
 gunicorn runs 2 workers instead of the configuration's per-core count, to spare CI.
 """
 
+import json
 import os
 import re
 import signal
@@ -232,6 +233,56 @@ def test_a_header_over_8_kb_is_431_json_on_the_api(stack):
     page, _ = get(f"{stack['url']}/keys/", headers={"X-Padding": "a" * 9000})
     assert page.status_code == 400
     assert not page.headers["Content-Type"].startswith("application/json")
+
+
+def raw_request(address: str, request: bytes) -> tuple[int, dict, bytes]:
+    """Send ``request`` as it is (requests would refuse to send a malformed one); status, headers, body."""
+    host, port = address.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def assert_api_error(status: int, headers: dict, body: bytes, expected: int) -> None:
+    """An error in the API's shape: JSON ``{"detail": ...}``, never stored by a cache."""
+    assert status == expected, body
+    assert headers["content-type"].startswith("application/json"), headers
+    assert set(json.loads(body)) == {"detail"}
+    assert headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "expected"),
+    [
+        # A header line without a colon: nginx's 400.
+        (b"GET /v1/dev/key HTTP/1.1\r\nHost: 127.0.0.1\r\nNo colon here\r\nConnection: close\r\n\r\n", 400),
+        # A request line over 8 KB: nginx's 414.
+        (b"GET /v1/dev/key?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 414),
+        # A header line over 8 KB: nginx's 494, answered 431.
+        (b"GET /v1/dev/key HTTP/1.1\r\nHost: 127.0.0.1\r\nX-P: " + b"a" * 9000 + b"\r\nConnection: close\r\n\r\n", 431),
+        # A body over 64 KB: nginx's 413, found once location /v1/ is chosen.
+        (
+            b"POST /v1/dev/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 70000\r\nConnection: close\r\n\r\n" + b"a" * 70000,
+            413,
+        ),
+    ],
+    ids=["malformed-header", "uri-too-long", "header-too-large", "body-too-large"],
+)
+def test_errors_nginx_makes_on_the_api_are_json(stack, request_bytes, expected):
+    status, headers, body = raw_request(stack["nginx"].address, request_bytes)
+    assert_api_error(status, headers, body, expected)
+    # Pages keep nginx's own page.
+    page = request_bytes.replace(b"/v1/dev/keys", b"/keys/").replace(b"/v1/dev/key", b"/keys/")
+    status, headers, body = raw_request(stack["nginx"].address, page)
+    assert status == (400 if expected == 431 else expected)
+    assert not headers["content-type"].startswith("application/json")
 
 
 def test_a_worker_killed_for_timing_out_is_503_json_and_gunicorn_recovers(workdir, emulator):
