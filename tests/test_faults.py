@@ -58,6 +58,7 @@ def omikeys_env(database: str, emulator: servers.Server, **extra) -> dict:
         FIREBASE_AUTH_EMULATOR_HOST=emulator.address,
         OMIKEYS_BREAKER_RESET_SECONDS=str(RESET),
         OMIKEYS_NUM_PROXIES="1",
+        OMIKEYS_TRUST_REQUEST_ID="true",
         **extra,
     )
 
@@ -255,6 +256,7 @@ def assert_api_error(status: int, headers: dict, body: bytes, expected: int) -> 
     assert headers["content-type"].startswith("application/json"), headers
     assert set(json.loads(body)) == {"detail"}
     assert headers["cache-control"] == "no-store"
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])  # nginx's $request_id
 
 
 @pytest.mark.parametrize(
@@ -427,12 +429,18 @@ def test_sqlite_write_lock_held_verification_answers_and_creation_is_503(own_dat
 def test_the_access_logs_have_no_credentials(stack):
     """Neither gunicorn's nor nginx's access log holds a key from the query string or a header."""
     valid = issue(make_owner("access-log")).plaintext
+    ids = []
     for path in ("/v1/dev/key", "/keys/", "/no-such-page"):
-        get(
+        response, _ = get(
             f"{stack['url']}{path}?api_key={valid}&token={valid}",
             valid,
-            headers={"User-Agent": f"client/1.0 {valid}", "Referer": f"https://example.com/?k={valid}"},
+            headers={
+                "User-Agent": f"client/1.0 {valid}",
+                "Referer": f"https://example.com/?k={valid}",
+                "X-Request-ID": "chosen-by-the-client",
+            },
         )
+        ids.append(response.headers["X-Request-ID"])
     time.sleep(0.5)  # nginx writes its access line once the response is sent
     for log in (stack["gunicorn"].log_text(), stack["nginx"].extra["access_log"].read_text()):
         assert "/v1/dev/key" in log
@@ -440,6 +448,10 @@ def test_the_access_logs_have_no_credentials(stack):
         assert valid[8:] not in log
         assert "Bearer" not in log
         assert "api_key" not in log
+        # The id nginx made is the one gunicorn logs and the response carries, never the client's.
+        for request_id in ids:
+            assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+            assert request_id in log
 
 
 def test_the_tls_site_configuration_is_accepted_by_nginx(tmp_path):
