@@ -25,6 +25,8 @@ from contextlib import contextmanager
 
 import pybreaker
 from django.conf import settings
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 
 from . import metrics
 
@@ -199,3 +201,31 @@ def is_open(name: str) -> bool:
     """True while ``name``'s breaker refuses calls (open, and its reset time not yet reached)."""
     cb = _breakers.get(name)
     return cb is not None and cb.current_state == pybreaker.STATE_OPEN
+
+
+def count_database_errors(execute, sql, params, many, context):
+    """Django execute wrapper: count a query that fails with ``OperationalError`` or
+    ``InterfaceError`` as one ``database`` dependency error, then re-raise it.
+
+    These are the database's own failures while a statement runs: a statement
+    timeout (``OMIKEYS_DATABASE_TIMEOUT`` on PostgreSQL), a connection dropped
+    mid-request, SQLite's write lock not granted in time. Failures to connect are
+    counted by the ``database`` breaker instead (:func:`guarding`), which never sees a
+    query. This is the one place query errors are counted; they do not move the
+    breaker, which guards connecting only.
+    """
+    from django.db import InterfaceError, OperationalError
+
+    try:
+        return execute(sql, params, many, context)
+    except (OperationalError, InterfaceError):
+        metrics.record_dependency_error(DATABASE)
+        raise
+
+
+@receiver(connection_created, dispatch_uid="omikeys-count-database-errors")
+def install_database_error_counter(sender, connection, **kwargs) -> None:
+    """Put :func:`count_database_errors` on each new database connection, once."""
+    if count_database_errors not in connection.execute_wrappers:
+        # First in the list: Django's ``connection.execute_wrapper()`` removes the last one.
+        connection.execute_wrappers.insert(0, count_database_errors)

@@ -172,6 +172,32 @@ def test_a_usage_stamp_never_waits_for_sqlites_write_lock(contract_scopes):
     assert lifecycle.mark_used(verification.api_key) is True
 
 
+@pytest.mark.django_db(transaction=True)
+def test_database_errors_while_a_query_runs_are_counted_once(contract_scopes):
+    """A query the database fails (SQLite's write lock not granted) counts one database error;
+    a query that answers counts none. The stamp itself stays best-effort."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's write lock; PostgreSQL's statement timeout is counted by the same wrapper")
+
+    def errors() -> float:
+        return REGISTRY.get_sample_value("omikeys_dependency_errors_total", {"dependency": "database"}) or 0.0
+
+    issued = issue(make_owner("counted"))
+    verification = lifecycle.verify_key(issued.plaintext)
+    before = errors()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert errors() == before
+    holder = sqlite3.connect(connection.settings_dict["NAME"], timeout=10, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        assert lifecycle.mark_used(verification.api_key) is False
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert errors() == before + 1
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
