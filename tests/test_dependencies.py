@@ -1,9 +1,11 @@
 """Breakers, bounded waits and their answers, in-process: refused connections, a held SQLite lock, /readyz."""
 
+import http.server
 import logging
 import socket
 import sqlite3
 import sys
+import threading
 import time
 
 import pytest
@@ -126,6 +128,49 @@ def test_firebase_unreachable_opens_its_breaker_and_answers_at_once(breaker_sett
     with pytest.raises(firebase.AuthUnavailable):
         firebase.get_user("someone")
     assert time.monotonic() - started < 0.1
+
+
+@pytest.fixture
+def firebase_answering_503():
+    """A real HTTP server standing in for Firebase Auth that answers every request
+    503 with ``Retry-After: 5``; yields the list of paths it was asked for."""
+    hits = []
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            hits.append(self.path)
+            body = b'{"error": {"code": 503, "message": "UNAVAILABLE"}}'
+            self.send_response(503)
+            self.send_header("Retry-After", "5")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.hits = hits
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_firebase_503_with_retry_after_is_not_retried_or_waited_on(firebase_answering_503, monkeypatch):
+    """firebase-admin alone would ask 5 times and wait out each Retry-After (20 s and more)."""
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", f"127.0.0.1:{firebase_answering_503.server_port}")
+    firebase.reset_app()
+    started = time.monotonic()
+    with pytest.raises(firebase.AuthUnavailable):
+        firebase.get_user("someone")
+    assert time.monotonic() - started < 3  # a bound, not a timing: the unbounded call takes 20 s+
+    assert len(firebase_answering_503.hits) == 1
 
 
 def test_firebase_calls_carry_the_timeout_setting(settings):
