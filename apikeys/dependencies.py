@@ -19,6 +19,7 @@ throughout, so in a threaded server one hung call would make every other thread 
 
 import datetime
 import logging
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -109,6 +110,8 @@ def describe(exc: BaseException) -> str:
 
 listener = DependencyListener()
 _breakers: dict[str, pybreaker.CircuitBreaker] = {}
+# One per dependency: held by the call trying the dependency while its breaker is not closed.
+_trial_locks: dict[str, threading.Lock] = {}
 
 
 def breaker(name: str) -> pybreaker.CircuitBreaker:
@@ -157,9 +160,19 @@ def guarding(
     timeouts) counts against the breaker and becomes ``unavailable`` (a
     :class:`DependencyUnavailable`); with the breaker open the block does not run and
     the same exception is raised at once. Any other exception passes through
-    unchanged and counts as an answer.
+    unchanged and counts as an answer. While the breaker is not closed, only one call
+    at a time runs the block (the half-open trial); a concurrent call raises
+    ``unavailable`` at once instead of also trying.
     """
     cb = breaker(name)
+    trial = None
+    if cb.current_state != pybreaker.STATE_CLOSED:
+        # Open or half-open: at most one call at a time may be the trial (pybreaker lets
+        # every concurrent call through while half-open); the others fail at once rather
+        # than each waiting on a dependency that may still be down.
+        trial = _trial_locks.setdefault(name, threading.Lock())
+        if not trial.acquire(blocking=False):
+            raise unavailable(name)
     try:
         with cb.calling():
             try:
@@ -172,6 +185,9 @@ def guarding(
         raise unavailable(name) from exc.__cause__
     except pybreaker.CircuitBreakerError as exc:
         raise unavailable(name) from exc
+    finally:
+        if trial is not None:
+            trial.release()
 
 
 class OutageAlreadyReported(logging.Filter):

@@ -75,6 +75,44 @@ def test_an_outage_shows_in_the_dependency_metrics(breaker_settings):
     assert sample("omikeys_dependency_breaker_state") == metrics.BreakerState.CLOSED
 
 
+def test_only_one_call_tries_a_half_open_dependency_the_others_fail_fast(breaker_settings):
+    """pybreaker lets every concurrent call through while half-open; the trial gate lets one."""
+
+    def refused():
+        raise ConnectionRefusedError("refused")
+
+    for _ in range(2):
+        with pytest.raises(dependencies.DependencyUnavailable):
+            dependencies.guard("cache", refused, failures=(OSError,))
+    assert dependencies.is_open("cache")
+    time.sleep(0.4)  # past OMIKEYS_BREAKER_RESET_SECONDS: the next call is the trial
+
+    in_flight, release, calls = threading.Event(), threading.Event(), []
+
+    def trial():
+        calls.append("trial")
+        in_flight.set()
+        release.wait(10)
+        return "answered"
+
+    results = []
+    worker = threading.Thread(target=lambda: results.append(dependencies.guard("cache", trial, failures=(OSError,))))
+    worker.start()
+    try:
+        assert in_flight.wait(5)
+        for _ in range(5):
+            started = time.monotonic()
+            with pytest.raises(dependencies.DependencyUnavailable):
+                dependencies.guard("cache", lambda: calls.append("concurrent"), failures=(OSError,))
+            assert time.monotonic() - started < 0.5
+    finally:
+        release.set()
+        worker.join(10)
+    assert calls == ["trial"] and results == ["answered"]
+    assert not dependencies.is_open("cache")
+    assert dependencies.guard("cache", lambda: "closed again", failures=(OSError,)) == "closed again"
+
+
 def test_answers_that_are_errors_do_not_open_the_breaker(breaker_settings):
     for _ in range(5):
         with pytest.raises(KeyError):
