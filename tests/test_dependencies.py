@@ -10,7 +10,7 @@ import time
 
 import pytest
 import redis
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from prometheus_client import REGISTRY
 
 from apikeys import dependencies, firebase, lifecycle, metrics
@@ -257,10 +257,9 @@ def test_a_usage_stamp_never_waits_for_sqlites_write_lock(contract_scopes):
 
 @pytest.mark.django_db(transaction=True)
 def test_database_errors_while_a_query_runs_are_counted_once(contract_scopes):
-    """A query the database fails (SQLite's write lock not granted) counts one database error;
-    a query that answers counts none. The stamp itself stays best-effort."""
-    if connection.vendor != "sqlite":
-        pytest.skip("SQLite's write lock; PostgreSQL's statement timeout is counted by the same wrapper")
+    """A query the database fails counts one database error (SQLite: its write lock not
+    granted, the usage stamp staying best-effort; PostgreSQL: a statement cancelled by
+    its statement_timeout); a query that answers counts none."""
 
     def errors() -> float:
         return REGISTRY.get_sample_value("omikeys_dependency_errors_total", {"dependency": "database"}) or 0.0
@@ -271,13 +270,18 @@ def test_database_errors_while_a_query_runs_are_counted_once(contract_scopes):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     assert errors() == before
-    holder = sqlite3.connect(connection.settings_dict["NAME"], timeout=10, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        assert lifecycle.mark_used(verification.api_key) is False
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    if connection.vendor == "sqlite":
+        holder = sqlite3.connect(connection.settings_dict["NAME"], timeout=10, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            assert lifecycle.mark_used(verification.api_key) is False
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    else:
+        with pytest.raises(OperationalError), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = '50ms'")
+            cursor.execute("SELECT pg_sleep(2)")
     assert errors() == before + 1
 
 

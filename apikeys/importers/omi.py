@@ -701,7 +701,9 @@ class OmiImporter:
             return None
         if state is None and not owner.is_active:
             state = "inactive"
-        if state and self.options.inactive_owners == "refuse":
+        if state and self.options.inactive_owners == "refuse" and not self._imported_earlier(candidate):
+            # "refuse" makes no new key for such an owner; a key imported earlier is revoked below,
+            # as in the default mode: no working key is left to an owner who may hold none.
             self._refuse(candidate.line, candidate.document_id, OWNER_STATES[state])
             return None
         return lifecycle.ImportedKey(
@@ -723,6 +725,13 @@ class OmiImporter:
                 "line": candidate.line,
             },
         )
+
+    @staticmethod
+    def _imported_earlier(candidate: Candidate) -> bool:
+        """Whether an earlier import made this document's key and it is not revoked (one indexed read)."""
+        return ApiKey.objects.filter(
+            pk=candidate.key_id, omi_document_id=candidate.document_id, revoked_at__isnull=True
+        ).exists()
 
     def _count(self, result: lifecycle.ImportResult) -> None:
         key = result.key

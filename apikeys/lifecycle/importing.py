@@ -221,6 +221,11 @@ def _update(current: ApiKey, key: ImportedKey, holder, now, actor, events: list)
         return ImportResult(key, ImportOutcome.REFUSED, ImportRefusal.OWNER_CHANGED)
     if current.is_revoked:
         return ImportResult(key, ImportOutcome.UNCHANGED)
+    if key.revoke_reason:
+        # The owner may hold no key: revoked whatever else the record says (a different hash included).
+        ApiKey.objects.filter(pk=current.pk).update(revoked_at=now)
+        events.append(audit.unsaved(current, KeyEvent.Action.REVOKED, actor, at=now, reason=key.revoke_reason))
+        return ImportResult(key, ImportOutcome.UPDATED, changes=("revoked_at",), revoked=True)
     changes = {}
     if key.key_hash != current.key_hash:
         last_rotation = current.rotated_at or current.created_at
@@ -241,14 +246,10 @@ def _update(current: ApiKey, key: ImportedKey, holder, now, actor, events: list)
             )
     if key.last_used_at is not None and (current.last_used_at is None or key.last_used_at > current.last_used_at):
         changes["last_used_at"] = key.last_used_at
-    if key.revoke_reason:
-        changes["revoked_at"] = now
     if not changes:
         return ImportResult(key, ImportOutcome.UNCHANGED)
     ApiKey.objects.filter(pk=current.pk).update(**changes)
     if "key_hash" in changes:
         updated = ["key_hash", "key_prefix", "rotated_at"]
         events.append(audit.unsaved(current, KeyEvent.Action.IMPORTED, actor, at=now, **key.source, updated=updated))
-    if key.revoke_reason:
-        events.append(audit.unsaved(current, KeyEvent.Action.REVOKED, actor, at=now, reason=key.revoke_reason))
-    return ImportResult(key, ImportOutcome.UPDATED, changes=tuple(changes), revoked=bool(key.revoke_reason))
+    return ImportResult(key, ImportOutcome.UPDATED, changes=tuple(changes))
