@@ -50,11 +50,14 @@ limit_request_fields = 32768
 limit_request_field_size = 0
 
 # One access line per request on stdout (the journal under systemd): client address as
-# nginx saw it, request line, status, bytes, duration in microseconds, user agent.
+# nginx saw it, method, path without the query string, protocol, status, bytes,
+# duration in microseconds, and the request id (the X-Request-ID the response carries).
+# Never the query string (%(r)s, %(q)s) or a request header such as the User-Agent
+# (%(a)s): a client may put an API key there, and these lines bypass the application's
+# redacting log formatters.
 accesslog = "-"
-access_log_format = '%({x-forwarded-for}i)s "%(r)s" %(s)s %(B)s %(D)sus "%(a)s"'
+access_log_format = '%({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(D)sus %({x-request-id}o)s'
 errorlog = "-"
-# Never log request headers: they carry API keys and Firebase tokens.
 
 # gunicorn's control socket (a Unix socket under the user's home) is not used; without it,
 # several gunicorn servers under one user do not compete for the same socket path.

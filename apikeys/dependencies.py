@@ -19,12 +19,15 @@ throughout, so in a threaded server one hung call would make every other thread 
 
 import datetime
 import logging
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
 import pybreaker
 from django.conf import settings
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 
 from . import metrics
 
@@ -107,6 +110,8 @@ def describe(exc: BaseException) -> str:
 
 listener = DependencyListener()
 _breakers: dict[str, pybreaker.CircuitBreaker] = {}
+# One per dependency: held by the call trying the dependency while its breaker is not closed.
+_trial_locks: dict[str, threading.Lock] = {}
 
 
 def breaker(name: str) -> pybreaker.CircuitBreaker:
@@ -155,9 +160,19 @@ def guarding(
     timeouts) counts against the breaker and becomes ``unavailable`` (a
     :class:`DependencyUnavailable`); with the breaker open the block does not run and
     the same exception is raised at once. Any other exception passes through
-    unchanged and counts as an answer.
+    unchanged and counts as an answer. While the breaker is not closed, only one call
+    at a time runs the block (the half-open trial); a concurrent call raises
+    ``unavailable`` at once instead of also trying.
     """
     cb = breaker(name)
+    trial = None
+    if cb.current_state != pybreaker.STATE_CLOSED:
+        # Open or half-open: at most one call at a time may be the trial (pybreaker lets
+        # every concurrent call through while half-open); the others fail at once rather
+        # than each waiting on a dependency that may still be down.
+        trial = _trial_locks.setdefault(name, threading.Lock())
+        if not trial.acquire(blocking=False):
+            raise unavailable(name)
     try:
         with cb.calling():
             try:
@@ -170,6 +185,9 @@ def guarding(
         raise unavailable(name) from exc.__cause__
     except pybreaker.CircuitBreakerError as exc:
         raise unavailable(name) from exc
+    finally:
+        if trial is not None:
+            trial.release()
 
 
 class OutageAlreadyReported(logging.Filter):
@@ -199,3 +217,31 @@ def is_open(name: str) -> bool:
     """True while ``name``'s breaker refuses calls (open, and its reset time not yet reached)."""
     cb = _breakers.get(name)
     return cb is not None and cb.current_state == pybreaker.STATE_OPEN
+
+
+def count_database_errors(execute, sql, params, many, context):
+    """Django execute wrapper: count a query that fails with ``OperationalError`` or
+    ``InterfaceError`` as one ``database`` dependency error, then re-raise it.
+
+    These are the database's own failures while a statement runs: a statement
+    timeout (``OMIKEYS_DATABASE_TIMEOUT`` on PostgreSQL), a connection dropped
+    mid-request, SQLite's write lock not granted in time. Failures to connect are
+    counted by the ``database`` breaker instead (:func:`guarding`), which never sees a
+    query. This is the one place query errors are counted; they do not move the
+    breaker, which guards connecting only.
+    """
+    from django.db import InterfaceError, OperationalError
+
+    try:
+        return execute(sql, params, many, context)
+    except (OperationalError, InterfaceError):
+        metrics.record_dependency_error(DATABASE)
+        raise
+
+
+@receiver(connection_created, dispatch_uid="omikeys-count-database-errors")
+def install_database_error_counter(sender, connection, **kwargs) -> None:
+    """Put :func:`count_database_errors` on each new database connection, once."""
+    if count_database_errors not in connection.execute_wrappers:
+        # First in the list: Django's ``connection.execute_wrapper()`` removes the last one.
+        connection.execute_wrappers.insert(0, count_database_errors)

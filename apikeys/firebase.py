@@ -21,6 +21,8 @@ import google.auth.jwt
 from django.conf import settings
 from firebase_admin import auth
 from firebase_admin import exceptions as firebase_exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.util import retry
 
 from . import dependencies
 
@@ -54,7 +56,8 @@ def get_app() -> firebase_admin.App:
 
     Every HTTP call it makes (token revocation checks, user lookups, Google's
     certificates) waits at most ``OMIKEYS_FIREBASE_TIMEOUT`` seconds for an answer
-    (firebase-admin's ``httpTimeout``; it retries a timed-out read once).
+    (firebase-admin's ``httpTimeout``; a failed connect or read is retried once, an error
+    status never: see :data:`RETRY`).
 
     Credentials come from GOOGLE_APPLICATION_CREDENTIALS (or the platform's
     default credentials); with FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin
@@ -65,8 +68,33 @@ def get_app() -> firebase_admin.App:
         with _app_lock:
             if _app is None:
                 options = {"projectId": settings.FIREBASE_PROJECT_ID, "httpTimeout": settings.OMIKEYS_FIREBASE_TIMEOUT}
-                _app = firebase_admin.initialize_app(options=options, name=APP_NAME)
+                app = firebase_admin.initialize_app(options=options, name=APP_NAME)
+                _bound_retries(app)
+                _app = app
     return _app
+
+
+# firebase-admin's own retries (_http_client.DEFAULT_RETRY_CONFIG) repeat a 500 or 503
+# answer up to 4 times with backoff and wait out any Retry-After header: one call could
+# take 20 s and more whatever OMIKEYS_FIREBASE_TIMEOUT says. Here a connect or read
+# failure is retried once (as firebase-admin does), an error status never, and no
+# Retry-After is waited on: a 500/503 reaches the caller at once, counts against the
+# firebase breaker and answers 503 with our own Retry-After. A call then lasts at most
+# about twice OMIKEYS_FIREBASE_TIMEOUT.
+RETRY = retry.Retry(
+    total=1, connect=1, read=1, status=0, other=0, redirect=0,
+    allowed_methods=None, raise_on_status=False, respect_retry_after_header=False,
+)  # fmt: skip
+
+
+def _bound_retries(app: firebase_admin.App) -> None:
+    """Mount :data:`RETRY` on the HTTP session of ``app``'s Auth client (user lookups,
+    revocation checks). firebase-admin takes no retry option for it, so this reaches its
+    client through ``auth._get_client``; tests/test_dependencies.py checks the bound
+    against a server that answers 503 with Retry-After, so an upgrade that moves it fails there."""
+    session = auth._get_client(app)._user_manager.http_client.session
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, HTTPAdapter(max_retries=RETRY))
 
 
 def reset_app() -> None:

@@ -6,6 +6,8 @@ import time
 import uuid
 
 from django.conf import settings
+from django.core.signals import request_finished
+from django.dispatch import receiver
 from django.utils.functional import empty
 
 from . import log_format
@@ -47,15 +49,27 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         incoming = request.META.get("HTTP_X_REQUEST_ID", "") if settings.OMIKEYS_TRUST_REQUEST_ID else ""
         request.request_id = incoming if REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
-        token = log_format.request_id.set(request.request_id)
+        # Kept until the response is closed (request_finished, see end_request_id), not
+        # reset on the way out: Django's handler logs a 4xx/5xx ("Unauthorized: ...",
+        # logger django.request) after the outermost middleware has returned, and that
+        # line belongs to this request too.
+        log_format.request_id.set(request.request_id)
         try:
             response = self.get_response(request)
-            response[HEADER] = request.request_id
-            if settings.OMIKEYS_REQUEST_LOG:
-                log_request(request, response, started)
-            return response
-        finally:
-            log_format.request_id.reset(token)
+        except BaseException:
+            end_request_id()
+            raise
+        response[HEADER] = request.request_id
+        if settings.OMIKEYS_REQUEST_LOG:
+            log_request(request, response, started)
+        return response
+
+
+@receiver(request_finished, dispatch_uid="omikeys-end-request-id")
+def end_request_id(**kwargs) -> None:
+    """Forget the request id once the response is closed (Django's ``request_finished``),
+    so lines logged between requests carry "-", not the last request's id."""
+    log_format.request_id.set(None)
 
 
 def log_request(request, response, started: float) -> None:

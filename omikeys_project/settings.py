@@ -369,9 +369,10 @@ if env_bool("DJANGO_BEHIND_TLS_PROXY", default=False):
 # HTTPS only: redirect plain HTTP (SECURE_SSL_REDIRECT; behind a TLS-terminating proxy,
 # also DJANGO_BEHIND_TLS_PROXY, or every request looks like HTTP and loops), and tell
 # browsers to use HTTPS for this host for a while (Strict-Transport-Security, RFC 6797).
-# The health check stays reachable over plain HTTP, for load balancers that probe it so.
+# The probes stay reachable over plain HTTP on the internal address (liveness, readiness
+# and Prometheus scrapes; the metrics endpoint has its own token and networks).
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, maximum=2 * 365 * 24 * 60 * 60)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)

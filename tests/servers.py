@@ -244,7 +244,8 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log {prefix}/access.log;
+    include {log_conf};
+    access_log {prefix}/access.log omikeys;
     client_body_temp_path {prefix}/client_body;
     proxy_temp_path {prefix}/proxy;
     fastcgi_temp_path {prefix}/fastcgi;
@@ -272,10 +273,14 @@ def start_nginx(workdir: Path, upstream: str) -> Server:
     prefix.mkdir()
     conf = prefix / "nginx.conf"
     proxy_conf = ROOT / "deploy" / "nginx" / "omikeys-proxy.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, upstream=upstream, port=port, proxy_conf=proxy_conf))
+    log_conf = ROOT / "deploy" / "nginx" / "omikeys-log.conf"
+    conf.write_text(
+        NGINX_CONF.format(prefix=prefix, upstream=upstream, port=port, proxy_conf=proxy_conf, log_conf=log_conf)
+    )
     log = prefix / "error.log"
     server = Server("nginx", _popen([binary, "-c", str(conf), "-p", str(prefix)], prefix / "stdout.log"), log)
     server.address = f"127.0.0.1:{port}"
     server.url = f"http://{server.address}"
+    server.extra["access_log"] = prefix / "access.log"
     wait_for(lambda: requests.get(f"{server.url}/healthz", timeout=2).status_code < 500, "nginx", server=server)
     return server

@@ -1,14 +1,16 @@
 """Breakers, bounded waits and their answers, in-process: refused connections, a held SQLite lock, /readyz."""
 
+import http.server
 import logging
 import socket
 import sqlite3
 import sys
+import threading
 import time
 
 import pytest
 import redis
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from prometheus_client import REGISTRY
 
 from apikeys import dependencies, firebase, lifecycle, metrics
@@ -73,6 +75,44 @@ def test_an_outage_shows_in_the_dependency_metrics(breaker_settings):
     assert sample("omikeys_dependency_breaker_state") == metrics.BreakerState.CLOSED
 
 
+def test_only_one_call_tries_a_half_open_dependency_the_others_fail_fast(breaker_settings):
+    """pybreaker lets every concurrent call through while half-open; the trial gate lets one."""
+
+    def refused():
+        raise ConnectionRefusedError("refused")
+
+    for _ in range(2):
+        with pytest.raises(dependencies.DependencyUnavailable):
+            dependencies.guard("cache", refused, failures=(OSError,))
+    assert dependencies.is_open("cache")
+    time.sleep(0.4)  # past OMIKEYS_BREAKER_RESET_SECONDS: the next call is the trial
+
+    in_flight, release, calls = threading.Event(), threading.Event(), []
+
+    def trial():
+        calls.append("trial")
+        in_flight.set()
+        release.wait(10)
+        return "answered"
+
+    results = []
+    worker = threading.Thread(target=lambda: results.append(dependencies.guard("cache", trial, failures=(OSError,))))
+    worker.start()
+    try:
+        assert in_flight.wait(5)
+        for _ in range(5):
+            started = time.monotonic()
+            with pytest.raises(dependencies.DependencyUnavailable):
+                dependencies.guard("cache", lambda: calls.append("concurrent"), failures=(OSError,))
+            assert time.monotonic() - started < 0.5
+    finally:
+        release.set()
+        worker.join(10)
+    assert calls == ["trial"] and results == ["answered"]
+    assert not dependencies.is_open("cache")
+    assert dependencies.guard("cache", lambda: "closed again", failures=(OSError,)) == "closed again"
+
+
 def test_answers_that_are_errors_do_not_open_the_breaker(breaker_settings):
     for _ in range(5):
         with pytest.raises(KeyError):
@@ -128,6 +168,49 @@ def test_firebase_unreachable_opens_its_breaker_and_answers_at_once(breaker_sett
     assert time.monotonic() - started < 0.1
 
 
+@pytest.fixture
+def firebase_answering_503():
+    """A real HTTP server standing in for Firebase Auth that answers every request
+    503 with ``Retry-After: 5``; yields the list of paths it was asked for."""
+    hits = []
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            hits.append(self.path)
+            body = b'{"error": {"code": 503, "message": "UNAVAILABLE"}}'
+            self.send_response(503)
+            self.send_header("Retry-After", "5")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.hits = hits
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_firebase_503_with_retry_after_is_not_retried_or_waited_on(firebase_answering_503, monkeypatch):
+    """firebase-admin alone would ask 5 times and wait out each Retry-After (20 s and more)."""
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", f"127.0.0.1:{firebase_answering_503.server_port}")
+    firebase.reset_app()
+    started = time.monotonic()
+    with pytest.raises(firebase.AuthUnavailable):
+        firebase.get_user("someone")
+    assert time.monotonic() - started < 3  # a bound, not a timing: the unbounded call takes 20 s+
+    assert len(firebase_answering_503.hits) == 1
+
+
 def test_firebase_calls_carry_the_timeout_setting(settings):
     settings.OMIKEYS_FIREBASE_TIMEOUT = 1.5
     firebase.reset_app()
@@ -170,6 +253,36 @@ def test_a_usage_stamp_never_waits_for_sqlites_write_lock(contract_scopes):
         holder.execute("ROLLBACK")
         holder.close()
     assert lifecycle.mark_used(verification.api_key) is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_errors_while_a_query_runs_are_counted_once(contract_scopes):
+    """A query the database fails counts one database error (SQLite: its write lock not
+    granted, the usage stamp staying best-effort; PostgreSQL: a statement cancelled by
+    its statement_timeout); a query that answers counts none."""
+
+    def errors() -> float:
+        return REGISTRY.get_sample_value("omikeys_dependency_errors_total", {"dependency": "database"}) or 0.0
+
+    issued = issue(make_owner("counted"))
+    verification = lifecycle.verify_key(issued.plaintext)
+    before = errors()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert errors() == before
+    if connection.vendor == "sqlite":
+        holder = sqlite3.connect(connection.settings_dict["NAME"], timeout=10, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            assert lifecycle.mark_used(verification.api_key) is False
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    else:
+        with pytest.raises(OperationalError), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = '50ms'")
+            cursor.execute("SELECT pg_sleep(2)")
+    assert errors() == before + 1
 
 
 @pytest.mark.parametrize(

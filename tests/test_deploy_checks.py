@@ -76,15 +76,24 @@ def test_the_headers_follow_the_settings():
         "import django; django.setup(); from django.test import Client; "
         "r = Client().get('/v1/dev/keys', secure=True); print(r.headers.get('Strict-Transport-Security')); "
         "r = Client().get('/v1/dev/keys'); print(r.status_code, r.headers.get('Location')); "
-        "print(Client().get('/healthz').status_code)"
+        "print(*(Client().get(path).status_code for path in ('/healthz', '/readyz', '/metrics')))"
     )
     env = {**PRODUCTION, "DJANGO_ALLOWED_HOSTS": "testserver", "DJANGO_SETTINGS_MODULE": "omikeys_project.settings"}
     result = python(env, "-c", code)
     assert result.returncode == 0, result.stderr
-    hsts, redirect, health = result.stdout.splitlines()
+    hsts, redirect, probes = result.stdout.splitlines()
     assert hsts == "max-age=31536000; includeSubDomains; preload"
     assert redirect == "301 https://testserver/v1/dev/keys"
-    assert health != "301"  # load balancers may probe the health check over plain HTTP
+    # Load balancers and Prometheus may probe these over plain HTTP on the internal address.
+    assert "301" not in probes.split(), probes
+
+
+def test_the_nginx_site_leaves_hsts_to_django():
+    """One Strict-Transport-Security header, Django's (DJANGO_SECURE_HSTS_*), not a second from nginx."""
+    from django.conf import settings
+
+    for conf in (settings.BASE_DIR / "deploy" / "nginx").glob("*.conf"):
+        assert "strict-transport-security" not in conf.read_text().lower(), conf
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,9 @@ def test_the_docs_page_loads_nothing_from_other_hosts(api):
         assert finders.find(path), f"{url} is not one of our static files"
 
 
-def test_health_answers_ok(api):
-    response = api.get("/healthz")
+def test_health_answers_ok_without_touching_the_database(api, django_assert_num_queries):
+    """Liveness never queries the database: an outage is readiness's business (/readyz)."""
+    with django_assert_num_queries(0):
+        response = api.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}

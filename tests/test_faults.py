@@ -9,6 +9,7 @@ answer (well under 2 s) from a hang (5 s to a minute), never performance claims.
 gunicorn runs 2 workers instead of the configuration's per-core count, to spare CI.
 """
 
+import json
 import os
 import re
 import signal
@@ -57,6 +58,7 @@ def omikeys_env(database: str, emulator: servers.Server, **extra) -> dict:
         FIREBASE_AUTH_EMULATOR_HOST=emulator.address,
         OMIKEYS_BREAKER_RESET_SECONDS=str(RESET),
         OMIKEYS_NUM_PROXIES="1",
+        OMIKEYS_TRUST_REQUEST_ID="true",
         **extra,
     )
 
@@ -234,6 +236,57 @@ def test_a_header_over_8_kb_is_431_json_on_the_api(stack):
     assert not page.headers["Content-Type"].startswith("application/json")
 
 
+def raw_request(address: str, request: bytes) -> tuple[int, dict, bytes]:
+    """Send ``request`` as it is (requests would refuse to send a malformed one); status, headers, body."""
+    host, port = address.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def assert_api_error(status: int, headers: dict, body: bytes, expected: int) -> None:
+    """An error in the API's shape: JSON ``{"detail": ...}``, never stored by a cache."""
+    assert status == expected, body
+    assert headers["content-type"].startswith("application/json"), headers
+    assert set(json.loads(body)) == {"detail"}
+    assert headers["cache-control"] == "no-store"
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])  # nginx's $request_id
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "expected"),
+    [
+        # A header line without a colon: nginx's 400.
+        (b"GET /v1/dev/key HTTP/1.1\r\nHost: 127.0.0.1\r\nNo colon here\r\nConnection: close\r\n\r\n", 400),
+        # A request line over 8 KB: nginx's 414.
+        (b"GET /v1/dev/key?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 414),
+        # A header line over 8 KB: nginx's 494, answered 431.
+        (b"GET /v1/dev/key HTTP/1.1\r\nHost: 127.0.0.1\r\nX-P: " + b"a" * 9000 + b"\r\nConnection: close\r\n\r\n", 431),
+        # A body over 64 KB: nginx's 413, found once location /v1/ is chosen.
+        (
+            b"POST /v1/dev/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 70000\r\nConnection: close\r\n\r\n" + b"a" * 70000,
+            413,
+        ),
+    ],
+    ids=["malformed-header", "uri-too-long", "header-too-large", "body-too-large"],
+)
+def test_errors_nginx_makes_on_the_api_are_json(stack, request_bytes, expected):
+    status, headers, body = raw_request(stack["nginx"].address, request_bytes)
+    assert_api_error(status, headers, body, expected)
+    # Pages keep nginx's own page.
+    page = request_bytes.replace(b"/v1/dev/keys", b"/keys/").replace(b"/v1/dev/key", b"/keys/")
+    status, headers, body = raw_request(stack["nginx"].address, page)
+    assert status == (400 if expected == 431 else expected)
+    assert not headers["content-type"].startswith("application/json")
+
+
 def test_a_worker_killed_for_timing_out_is_503_json_and_gunicorn_recovers(workdir, emulator):
     env = omikeys_env(database_url(), emulator, OMIKEYS_FIREBASE_TIMEOUT="20")
     gunicorn = servers.start_gunicorn(workdir, env, *WORKERS, "--timeout", "2")
@@ -325,7 +378,8 @@ def test_postgresql_stopped_is_503_and_service_returns_without_restart(own_datab
         ready, _ = get(f"{base}/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"]["database"] == "unavailable"
-        assert get(f"{base}/healthz")[0].status_code == 503
+        # Liveness stays 200: the process is alive; readiness takes the instance out.
+        assert get(f"{base}/healthz")[0].status_code == 200
         log = new_log(gunicorn, since)
         assert "Traceback" not in log
         assert 1 <= log.count("database unavailable after") <= 2, log
@@ -372,10 +426,32 @@ def test_sqlite_write_lock_held_verification_answers_and_creation_is_503(own_dat
         gunicorn.stop()
 
 
-def test_the_access_log_has_no_credentials(stack):
-    log = stack["gunicorn"].log_text()
-    assert not re.search(r"omi_dev_[0-9a-f]{32}", log)
-    assert "Bearer" not in log
+def test_the_access_logs_have_no_credentials(stack):
+    """Neither gunicorn's nor nginx's access log holds a key from the query string or a header."""
+    valid = issue(make_owner("access-log")).plaintext
+    ids = []
+    for path in ("/v1/dev/key", "/keys/", "/no-such-page"):
+        response, _ = get(
+            f"{stack['url']}{path}?api_key={valid}&token={valid}",
+            valid,
+            headers={
+                "User-Agent": f"client/1.0 {valid}",
+                "Referer": f"https://example.com/?k={valid}",
+                "X-Request-ID": "chosen-by-the-client",
+            },
+        )
+        ids.append(response.headers["X-Request-ID"])
+    time.sleep(0.5)  # nginx writes its access line once the response is sent
+    for log in (stack["gunicorn"].log_text(), stack["nginx"].extra["access_log"].read_text()):
+        assert "/v1/dev/key" in log
+        assert not re.search(r"omi_dev_[0-9a-f]{32}", log), log
+        assert valid[8:] not in log
+        assert "Bearer" not in log
+        assert "api_key" not in log
+        # The id nginx made is the one gunicorn logs and the response carries, never the client's.
+        for request_id in ids:
+            assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+            assert request_id in log
 
 
 def test_the_tls_site_configuration_is_accepted_by_nginx(tmp_path):
@@ -384,13 +460,13 @@ def test_the_tls_site_configuration_is_accepted_by_nginx(tmp_path):
 
     key, certificate, _ = _key_and_certificate()
     (tmp_path / "snippets").mkdir()
-    (tmp_path / "snippets" / "omikeys-proxy.conf").write_text(
-        (servers.ROOT / "deploy" / "nginx" / "omikeys-proxy.conf").read_text()
-    )
+    for snippet in ("omikeys-proxy.conf", "omikeys-log.conf"):
+        (tmp_path / "snippets" / snippet).write_text((servers.ROOT / "deploy" / "nginx" / snippet).read_text())
     (tmp_path / "key.pem").write_bytes(key)
     (tmp_path / "cert.pem").write_bytes(certificate)
     site = (servers.ROOT / "deploy" / "nginx" / "omikeys.conf").read_text()
     site = site.replace("/etc/nginx/snippets/", f"{tmp_path}/snippets/")
+    site = site.replace("/var/log/nginx/", f"{tmp_path}/")
     site = site.replace("/etc/letsencrypt/live/keys.example.com/fullchain.pem", str(tmp_path / "cert.pem"))
     site = site.replace("/etc/letsencrypt/live/keys.example.com/privkey.pem", str(tmp_path / "key.pem"))
     (tmp_path / "site.conf").write_text(site)

@@ -102,6 +102,18 @@ def test_other_log_lines_of_a_request_carry_its_id(json_request_log, user_client
     assert json.loads(json_request_log.lines()[-1])["request_id"] == "-"
 
 
+def test_every_line_of_a_refused_request_carries_its_id(json_request_log):
+    """Django's own "Unauthorized: ..." line (django.request, logged after the middleware
+    returned) carries the request's id like the others, and lines after the request "-"."""
+    response = APIClient().get(URL, HTTP_AUTHORIZATION="Bearer omi_dev_" + "9" * 32)
+    assert response.status_code == 401
+    entries = [json.loads(line) for line in json_request_log.lines()]
+    assert {entry["logger"] for entry in entries} >= {"django.request", "omikeys.requests"}
+    assert {entry["request_id"] for entry in entries} == {response["X-Request-ID"]}
+    logging.getLogger("apikeys.test").info("after the request")
+    assert json.loads(json_request_log.lines()[-1])["request_id"] == "-"
+
+
 def test_plain_lines_carry_the_request_id_too(settings, project_log):
     settings.OMIKEYS_REQUEST_LOG = True
     project_log.use("plain")
