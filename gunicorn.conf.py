@@ -45,9 +45,12 @@ forwarded_allow_ips = "127.0.0.1,::1"
 
 # nginx enforces the request size limits and answers in the API's shape (431 JSON on
 # /v1/); gunicorn's own limits are raised so that its HTML errors never answer first.
+# 0 means "unlimited" for the request line, but for a header field gunicorn reads 0 as
+# its 8190-byte default, so the field limit is an explicit 64 KiB: more than nginx
+# passes over HTTP/1.1 (8 KB lines) or HTTP/2.
 limit_request_line = 0
 limit_request_fields = 32768
-limit_request_field_size = 0
+limit_request_field_size = 65536
 
 # One access line per request on stdout (the journal under systemd): client address as
 # nginx saw it, method, path without the query string, protocol, status, bytes,
