@@ -309,7 +309,8 @@ AUTH_USER_MODEL = "apikeys.User"
 # Staff sign in to the admin with a password; django-axes counts failed attempts (in
 # the database, so every process sees them) and locks out an account, and separately
 # an address, after DJANGO_ADMIN_LOGIN_FAILURE_LIMIT failures, for
-# DJANGO_ADMIN_LOCKOUT_MINUTES. A successful sign-in clears the account's count.
+# DJANGO_ADMIN_LOCKOUT_MINUTES. A successful sign-in clears that account's own failures
+# only, never other accounts' failures from the same address (apikeys.admin.lockout).
 # Operators unlock early with manage.py axes_reset_username / axes_reset_ip / axes_reset.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -321,6 +322,7 @@ AXES_COOLOFF_TIME = datetime.timedelta(
 )
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks: per account and per address
 AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "apikeys.admin.lockout.AccountResetHandler"
 AXES_ONLY_ADMIN_SITE = True  # Firebase sign-in and API credentials have their own checks
 AXES_CLIENT_IP_CALLABLE = "apikeys.audit.client_ip"  # honours OMIKEYS_NUM_PROXIES, as the throttles do
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
