@@ -21,6 +21,7 @@ from .serializers import (
     CallingApiKeySerializer,
     DevApiKeyCreatedSerializer,
     DevApiKeyCreateSerializer,
+    DevApiKeyRevokeSerializer,
     DevApiKeyRotatedSerializer,
     DevApiKeyRotateSerializer,
     DevApiKeySerializer,
@@ -211,7 +212,9 @@ class KeyDetailView(KeyAPIView):
         summary="Revoke Key",
         description=(
             "Revoke one of the caller's keys; it stops working at once. Revoking an already "
-            "revoked key succeeds again. Unknown ids and other users' keys are 404."
+            "revoked key succeeds again. Unknown ids and other users' keys are 404. "
+            "The request takes no body; a body that is not empty or `{}` is 422 "
+            "(`extra_forbidden` for each field, `model_attributes_type` for a non-object)."
         ),
         tags=TAGS,
         responses={
@@ -222,6 +225,8 @@ class KeyDetailView(KeyAPIView):
         },
     )
     def delete(self, request, key_id: str):
+        # A field sent here would be ignored, and a client might think it did something.
+        DevApiKeyRevokeSerializer(data=self.json_object(request)).is_valid(raise_exception=True)
         lifecycle.revoke_key(own_key(request, key_id, revoked_too=True), actor=api_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
