@@ -21,7 +21,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from .text import as_seen
+from .text import skeleton
 
 KEY_PREFIX = "omi_dev_"
 SECRET_BYTES = 16  # 128 bits -> 32 hex characters
@@ -102,10 +102,19 @@ def is_well_formed(text: str) -> bool:
     return bool(KEY_RE.match(text))
 
 
-def contains_raw_key(text: str) -> bool:
-    """True when text contains something that looks like a raw Omi secret.
+# A key's shape whatever its prefix says: two short words joined by "_" or "-" (omi_dev_,
+# omi-mcp-, a prefix with a lookalike letter), then exactly 32 hex digits. Matched in a skeleton.
+SECRET_AFTER_PREFIX_RE = re.compile(
+    rf"[^\W\d_]{{2,4}}[_-][^\W\d_]{{2,4}}[_-][0-9a-f]{{{SECRET_HEX_LENGTH}}}(?![0-9a-f])"
+)
 
-    Also when the secret is disguised: written in fullwidth or other compatibility forms,
-    or broken up by invisible characters (``text.as_seen``: NFKC, default-ignorables removed).
+
+def contains_raw_key(text: str) -> bool:
+    """True when text contains something that looks like a raw Omi secret (developer or MCP key).
+
+    Also when the secret is disguised (matched in ``text.skeleton``): written in fullwidth or
+    other compatibility forms, in upper case, with Cyrillic or Greek lookalikes in its prefix,
+    or broken up by characters that draw nothing (default-ignorables, combining marks,
+    spaces and line separators).
     """
-    return bool(RAW_KEY_IN_TEXT_RE.search(text) or RAW_KEY_IN_TEXT_RE.search(as_seen(text)))
+    return bool(RAW_KEY_IN_TEXT_RE.search(text) or SECRET_AFTER_PREFIX_RE.search(skeleton(text)))

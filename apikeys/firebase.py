@@ -186,11 +186,24 @@ def verify_id_token(token: str) -> dict:
     return check_claim_types(claims)
 
 
+# Firebase ID tokens are about 1 KB; custom claims add at most 1000 bytes
+# (https://firebase.google.com/docs/auth/admin/custom-claims). Anything far larger is not one.
+MAX_TOKEN_LENGTH = 8192
+
+
 def _unverified_claims(token: str) -> dict:
-    """The token's payload, read without checking its signature; a token that does not decode is refused."""
+    """The token's payload, read without checking its signature; a token that does not decode is refused.
+
+    The token is untrusted input: one longer than :data:`MAX_TOKEN_LENGTH` characters is
+    refused unread, and any failure to decode its segments (bad base64, bad UTF-8, bad
+    JSON, JSON nested deeper than the parser's recursion limit, ...) is a
+    :class:`TokenRejected`, never an unhandled error.
+    """
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        raise TokenRejected("The bearer token is not a valid Firebase ID token.")
     try:
         payload = google.auth.jwt.decode(token, verify=False)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # untrusted bytes: every way decoding fails (RecursionError too) is a refusal
         raise TokenRejected("The bearer token is not a valid Firebase ID token.") from exc
     if not isinstance(payload, dict):
         raise TokenRejected("The bearer token is not a valid Firebase ID token.")
@@ -236,7 +249,8 @@ def check_claim_types(claims: dict) -> dict:
                 raise TokenRejected(f'The Firebase ID token has no "{name}" claim.')
             continue
         if not _TYPE_CHECKS[kind](claims[name]):
-            described = "a time in seconds" if kind == "time" else f"a {kind}"
+            article = "an" if kind[0] in "aeiou" else "a"
+            described = "a time in seconds" if kind == "time" else f"{article} {kind}"
             raise TokenRejected(f'The Firebase ID token\'s "{name}" claim is not {described}.')
     if not 1 <= len(claims["sub"]) <= 128:
         raise TokenRejected('The Firebase ID token\'s "sub" claim must be 1 to 128 characters long.')

@@ -83,7 +83,7 @@ class Scope(models.Model):
 def validate_key_name(value: str) -> None:
     """The rules every door applies to a key's (already stripped) name.
 
-    1 to 100 characters; no control characters; no bidi controls (they reorder the text
+    1 to 100 characters; no control characters or line/paragraph separators; no bidi controls (they reorder the text
     shown after the name in lists and histories); at least one visible character; and
     nothing that looks like an API key, even broken up by invisible characters. Raises
     ``ValidationError`` with the codes string_too_short, string_too_long,
@@ -96,8 +96,11 @@ def validate_key_name(value: str) -> None:
             f"The name must be at most {KEY_NAME_MAX_LENGTH} characters, not {len(value)}.",
             code="string_too_long",
         )
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
-        raise ValidationError("The name must not contain control characters.", code="string_control_characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") or text.is_line_break(ch) for ch in value):
+        raise ValidationError(
+            "The name must be one line, without control characters or line separators.",
+            code="string_control_characters",
+        )
     bidi = text.first_bidi_control(value)
     if bidi:
         raise ValidationError(

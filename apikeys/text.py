@@ -32,6 +32,22 @@ _IGNORABLE_RANGES = (
 )
 
 
+# Characters that draw nothing although they are neither default-ignorable nor spaces: Unicode
+# lists them as "invisible but not default ignorable" (the Hangul fillers above are also
+# default-ignorable). Each renders as a blank cell in common fonts.
+BLANK_GLYPHS = frozenset(
+    unicodedata.lookup(name)
+    for name in (
+        "BRAILLE PATTERN BLANK",  # U+2800, So
+        "HANGUL FILLER",  # U+3164
+        "HANGUL CHOSEONG FILLER",  # U+115F
+        "HANGUL JUNGSEONG FILLER",  # U+1160
+        "HALFWIDTH HANGUL FILLER",  # U+FFA0
+        "MUSICAL SYMBOL NULL NOTEHEAD",  # U+1D159
+    )
+)
+
+
 def is_bidi_control(char: str) -> bool:
     """True for a character with the Unicode property Bidi_Control (U+202E RIGHT-TO-LEFT OVERRIDE, U+200F...)."""
     return unicodedata.bidirectional(char) in BIDI_EXPLICIT_CLASSES or char in BIDI_MARKS
@@ -49,8 +65,8 @@ def is_invisible(char: str) -> bool:
 def is_visible(char: str) -> bool:
     """True for a character that draws something: a letter, number, punctuation or symbol
     (categories L, N, P, S) that is not default-ignorable. Spaces, controls, format characters
-    and combining marks alone show nothing."""
-    return unicodedata.category(char)[0] in "LNPS" and not is_invisible(char)
+    and combining marks alone show nothing, nor do the blank glyphs of :data:`BLANK_GLYPHS`."""
+    return unicodedata.category(char)[0] in "LNPS" and not is_invisible(char) and char not in BLANK_GLYPHS
 
 
 def has_visible(text: str) -> bool:
@@ -74,13 +90,50 @@ def first_bidi_control(text: str) -> str | None:
     return next((char for char in text if is_bidi_control(char)), None)
 
 
-def as_seen(text: str) -> str:
-    """``text`` as a reader sees it: NFKC-normalised (fullwidth ``ｏｍｉ`` is ``omi``), invisible characters removed.
+def is_line_break(char: str) -> bool:
+    """True for a character that breaks a line: the line and paragraph separators (categories Zl, Zp:
+    U+2028, U+2029) and the control characters Unicode treats as line ends (UAX #14 BK, CR, LF, NL)."""
+    return unicodedata.category(char) in ("Zl", "Zp") or char in "\n\r\x0b\x0c\x85"
 
-    What a pattern should match when it must not be fooled by characters placed to
-    break it up (``omi_dev_12\\u200b34...``).
+
+# Letters of other scripts that look like the Latin letters of a key's prefix or its hex digits
+# (Unicode's confusables.txt maps each of these to the Latin letter given).
+_LATIN_LOOKALIKES = str.maketrans(
+    {
+        "\u0430": "a",  # CYRILLIC SMALL LETTER A
+        "\u0441": "c",  # CYRILLIC SMALL LETTER ES
+        "\u0501": "d",  # CYRILLIC SMALL LETTER KOMI DE
+        "\u0435": "e",  # CYRILLIC SMALL LETTER IE
+        "\u0456": "i",  # CYRILLIC SMALL LETTER BYELORUSSIAN-UKRAINIAN I
+        "\u043e": "o",  # CYRILLIC SMALL LETTER O
+        "\u0440": "p",  # CYRILLIC SMALL LETTER ER
+        "\u0475": "v",  # CYRILLIC SMALL LETTER IZHITSA
+        "\u03b1": "a",  # GREEK SMALL LETTER ALPHA
+        "\u03b9": "i",  # GREEK SMALL LETTER IOTA
+        "\u03bf": "o",  # GREEK SMALL LETTER OMICRON
+        "\u03c1": "p",  # GREEK SMALL LETTER RHO
+        "\u03bd": "v",  # GREEK SMALL LETTER NU
+    }
+)
+
+
+def skeleton(text: str) -> str:
+    """``text`` reduced to what a key pattern should match, however it is disguised.
+
+    NFKC-normalised (fullwidth forms), case-folded (``ОМІ`` is ``омі``), well-known Cyrillic
+    and Greek lookalikes mapped to Latin, and every character that draws nothing of its own
+    removed: default-ignorables, combining marks (Mn), separators (Z*: spaces, U+2028,
+    U+2029), controls (Cc) and :data:`BLANK_GLYPHS`. Only for matching; never shown.
     """
-    return "".join(char for char in unicodedata.normalize("NFKC", text) if not is_invisible(char))
+    folded = unicodedata.normalize("NFKC", text).casefold().translate(_LATIN_LOOKALIKES)
+    return "".join(
+        char
+        for char in folded
+        if not (is_invisible(char) or char in BLANK_GLYPHS or unicodedata.category(char) in _DRAWS_NOTHING)
+    )
+
+
+_DRAWS_NOTHING = frozenset({"Mn", "Me", "Zs", "Zl", "Zp", "Cc"})
 
 
 def code_point(char: str) -> str:

@@ -7,6 +7,7 @@ turns debugging on explicitly (see `scripts/dev`).
 
 import datetime
 import ipaddress
+import zlib
 from pathlib import Path
 
 import environ
@@ -116,7 +117,9 @@ def weak_secret_key(key: str) -> str | None:
 
     Django's own rule for ``check --deploy`` (security.W009: at least 50 characters, 5
     different ones, not Django's "django-insecure-" prefix), plus the placeholders of
-    examples such as .env.example's "change-me-to-a-long-random-string".
+    examples such as .env.example's "change-me-to-a-long-random-string", and keys with a
+    pattern: a repetition of a short unit ("password" * 7), or text that zlib compresses
+    below ``SECRET_KEY_MIN_COMPRESSED_RATIO`` of its length ("0123456789" * 5).
     """
     if len(key) < SECRET_KEY_MIN_LENGTH:
         return f"it has {len(key)} characters; at least {SECRET_KEY_MIN_LENGTH} are needed"
@@ -126,6 +129,24 @@ def weak_secret_key(key: str) -> str | None:
         return f"it starts with {SECRET_KEY_INSECURE_PREFIX!r}, the mark of a key Django made for development"
     if any(word in key.lower() for word in _PLACEHOLDER_SECRETS):
         return "it is a placeholder copied from an example"
+    if unit := _repeated_unit(key):
+        return f"it repeats a pattern of {len(unit)} characters"
+    if len(zlib.compress(key.encode(), 9)) < SECRET_KEY_MIN_COMPRESSED_RATIO * len(key.encode()):
+        return "it is too regular: it compresses far better than a random key"
+    return None
+
+
+# A random key (secrets.token_urlsafe, token_hex) does not compress: zlib makes it longer (a
+# ratio above 1.0). One that shrinks below this share of its length has a pattern in it.
+SECRET_KEY_MIN_COMPRESSED_RATIO = 0.8
+
+
+def _repeated_unit(key: str) -> str | None:
+    """The shortest unit that ``key`` repeats ("password" for "passwordpassword...pass"), or None."""
+    for size in range(1, len(key) // 2 + 1):
+        unit = key[:size]
+        if (unit * (len(key) // size + 1))[: len(key)] == key:
+            return unit
     return None
 
 
@@ -309,7 +330,8 @@ AUTH_USER_MODEL = "apikeys.User"
 # Staff sign in to the admin with a password; django-axes counts failed attempts (in
 # the database, so every process sees them) and locks out an account, and separately
 # an address, after DJANGO_ADMIN_LOGIN_FAILURE_LIMIT failures, for
-# DJANGO_ADMIN_LOCKOUT_MINUTES. A successful sign-in clears the account's count.
+# DJANGO_ADMIN_LOCKOUT_MINUTES. A successful sign-in clears that account's own failures
+# only, never other accounts' failures from the same address (apikeys.admin.lockout).
 # Operators unlock early with manage.py axes_reset_username / axes_reset_ip / axes_reset.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -321,6 +343,7 @@ AXES_COOLOFF_TIME = datetime.timedelta(
 )
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks: per account and per address
 AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "apikeys.admin.lockout.AccountResetHandler"
 AXES_ONLY_ADMIN_SITE = True  # Firebase sign-in and API credentials have their own checks
 AXES_CLIENT_IP_CALLABLE = "apikeys.audit.client_ip"  # honours OMIKEYS_NUM_PROXIES, as the throttles do
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"

@@ -105,6 +105,8 @@ def test_a_server_error_on_the_api_is_no_store_json(monkeypatch):
     [
         ("omi_mcp_" + "0123456789abcdef" * 2, "not an MCP key (omi_mcp_...)"),
         ("omi_mcp_short", "not an MCP key (omi_mcp_...)"),
+        ("OMI_MCP_" + "0123456789ABCDEF" * 2, "not an MCP key (omi_mcp_...)"),
+        ("Omi_Mcp_" + "0" * 32, "not an MCP key (omi_mcp_...)"),
         ("ya29.a0AfH6SMBexample", "not a Google OAuth access token"),
     ],
 )
@@ -116,6 +118,30 @@ def test_a_recognisable_other_credential_is_named(token, named):
     assert "needs an API key (omi_dev_...)" in detail and named in detail
     assert "POST /v1/dev/keys" in detail
     assert token not in response.content.decode()
+
+
+@pytest.mark.parametrize("token", ["omi_mcp_" + "0123456789abcdef" * 2, "OMI_MCP_" + "A" * 32, "omi_mcp_x"])
+def test_an_mcp_key_sent_to_a_firebase_token_endpoint_is_named(token):
+    response = APIClient().get("/v1/dev/keys", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    assert response.status_code == 401
+    detail = response.json()["detail"]
+    assert "needs a Firebase ID token, not an MCP key (omi_mcp_...)" in detail
+    assert token not in response.content.decode()
+
+
+@pytest.mark.parametrize("token", ["omi_dev_" + "a" * 32, "OMI_DEV_" + "A" * 32])
+def test_a_dev_key_sent_to_a_firebase_token_endpoint_is_named_in_any_case(token):
+    response = APIClient().get("/v1/dev/keys", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 401
+    assert "needs a Firebase ID token, not an API key" in response.json()["detail"]
+
+
+def test_under_debug_v1_without_a_slash_is_json(settings):
+    settings.DEBUG = True
+    response = Client().get("/v1", HTTP_ACCEPT="text/html")
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
 
 
 @pytest.mark.parametrize("wrapped", ['"{}"', "'{}'", "<{}>", "`{}`"])

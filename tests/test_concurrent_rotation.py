@@ -174,18 +174,3 @@ def test_the_served_schema_documents_if_match_and_412(api):
     operation = api.get("/openapi.json").json()["paths"]["/v1/dev/keys/{key_id}/rotate"]["post"]
     assert any(p["name"] == "If-Match" and p["in"] == "header" for p in operation["parameters"])
     assert {"409", "412"} <= set(operation["responses"])
-
-
-def test_the_core_refuses_a_rotation_when_the_key_was_rotated_since_the_moment_given():
-    from django.utils import timezone
-
-    from .helpers import issue, make_owner
-
-    issued = issue(make_owner("core-race"))
-    began = timezone.now()
-    first = lifecycle.rotate_key(issued.api_key)
-    with pytest.raises(lifecycle.AlreadyRotated):
-        lifecycle.rotate_key(ApiKey.objects.get(pk=issued.api_key.pk), not_rotated_since=began)
-    assert works(first.plaintext)
-    later = lifecycle.rotate_key(ApiKey.objects.get(pk=issued.api_key.pk), not_rotated_since=timezone.now())
-    assert works(later.plaintext) and not works(first.plaintext)

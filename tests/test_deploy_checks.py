@@ -105,8 +105,25 @@ def test_the_nginx_site_leaves_hsts_to_django():
         ("django-insecure-" + GENERATED_KEY, "django-insecure-"),
         ("change-me-to-a-long-random-string-" + GENERATED_KEY, "placeholder"),
         ("CHANGEME" + GENERATED_KEY, "placeholder"),
+        ("password" * 7, "it repeats a pattern of 8 characters"),
+        ("0123456789" * 5, "it repeats a pattern of 10 characters"),
+        ("Tr0ub4dor&3" * 5 + "Tr0u", "it repeats a pattern of 11 characters"),
+        ("a" * 55 + "bcdefg", "too regular"),
+        ("".join(f"password{n}" for n in range(10)), "too regular"),
     ],
-    ids=["short", "49-characters", "two-characters", "django-insecure", "env-example-placeholder", "changeme"],
+    ids=[
+        "short",
+        "49-characters",
+        "two-characters",
+        "django-insecure",
+        "env-example-placeholder",
+        "changeme",
+        "password-repeated",
+        "digits-repeated",
+        "repeated-with-a-partial-tail",
+        "one-letter-then-a-few",
+        "numbered-words",
+    ],
 )
 def test_production_refuses_to_start_with_a_weak_secret_key(key, reason):
     result = check_deploy({**PRODUCTION, "DJANGO_SECRET_KEY": key})
@@ -121,6 +138,14 @@ def test_production_refuses_to_start_with_a_weak_secret_key(key, reason):
 def test_debug_mode_accepts_a_short_development_key():
     result = manage({"DJANGO_DEBUG": "true", "FIREBASE_PROJECT_ID": "demo-x", "DJANGO_SECRET_KEY": "dev"}, "check")
     assert result.returncode == 0, result.stderr
+
+
+def test_random_keys_of_every_common_kind_pass_the_pattern_checks():
+    from omikeys_project.settings import weak_secret_key
+
+    for _ in range(200):
+        for key in (secrets.token_urlsafe(50), secrets.token_hex(25), secrets.token_urlsafe(38)):
+            assert weak_secret_key(key) is None, key
 
 
 def test_a_generated_key_of_the_documented_kind_is_accepted():

@@ -28,6 +28,9 @@ INVISIBLE = [
     "\u0301\u0308",  # combining marks with nothing to combine with
     "\u200b \u3000\u200c",  # format characters and spaces (after stripping, still nothing)
     "\U000e0041\U000e0042",  # tag characters
+    "\u2800",  # BRAILLE PATTERN BLANK: a symbol (So) that draws nothing
+    "\u2800\u3164\u115f\u1160\uffa0",  # with the Hangul fillers
+    "\U0001d159",  # MUSICAL SYMBOL NULL NOTEHEAD
 ]
 BIDI = [
     "\u202eyek-dorp",  # RIGHT-TO-LEFT OVERRIDE
@@ -47,7 +50,23 @@ DISGUISED_KEYS = [
     unicodedata.normalize("NFKC", KEY).translate({ord(c): ord(c) + 0xFEE0 for c in "omi_dev0123456789abcdef"}),
     "key: " + KEY.replace("_", "\uff3f"),  # fullwidth low lines
     KEY.upper()[:6] + "\u180e" + KEY.upper()[6:],
+    KEY[:24] + "\u2028" + KEY[24:],  # a line separator (Zl) inside
+    KEY[:24] + "\u2029" + KEY[24:],  # a paragraph separator (Zp)
+    KEY[:24] + " " + KEY[24:],  # a space
+    KEY[:24] + "\u3000\u00a0" + KEY[24:],  # other spaces (Zs)
+    KEY[:24] + "\u0301" + KEY[24:],  # a combining mark (Mn)
+    KEY[:10] + "\u20dd" + KEY[10:],  # an enclosing mark (Me)
+    KEY[:24] + "\u2800" + KEY[24:],  # a blank glyph
+    "\u043e" + KEY[1:],  # CYRILLIC SMALL LETTER O in "omi"
+    "omi_d\u0435v_" + KEY[8:],  # CYRILLIC SMALL LETTER IE in "dev"
+    "\u03bfmi_dev_" + KEY[8:],  # GREEK SMALL LETTER OMICRON
+    "OMI_DEV_" + KEY[8:].upper(),
+    "omi-dev-" + KEY[8:],
+    "omi_mcp_" + KEY[8:],
+    "оmі_ԁеv_" + KEY[8:].replace("a", "\u0430").replace("c", "\u0441"),  # lookalikes in the hex too
+    "xyz_abc_" + KEY[8:],  # any prefix-like word pair before 32 hex digits
 ]
+ONE_LINE = ["a\u2028b", "a\u2029b", "line\nbreak", "a\rb", "a\x85b", "a\x0bb"]
 ACCEPTED = [
     "Zapier → Notion ✓ 日本",
     "שלום עולם",  # right-to-left text is fine; controls are not
@@ -57,6 +76,9 @@ ACCEPTED = [
     "é",  # a combining mark on a letter
     "omi_dev_ but not a key",
     "x",
+    "東京\u3000本番",  # an ideographic space between words
+    "a\u00a0b",  # a no-break space
+    "\u2800 braille art ⠿",  # a blank glyph beside visible ones
 ]
 
 
@@ -80,7 +102,21 @@ def test_a_key_broken_up_by_invisible_or_compatibility_characters_is_seen(name):
     assert crypto.contains_raw_key(name)
     with pytest.raises(ValidationError) as refused:
         validate_key_name(name)
-    assert refused.value.code == "secret_in_name"
+    one_line = not any(text.is_line_break(char) for char in name)
+    assert refused.value.code == ("secret_in_name" if one_line else "string_control_characters")
+
+
+@pytest.mark.parametrize("name", ONE_LINE, ids=repr)
+def test_a_name_with_a_line_break_is_refused(name):
+    with pytest.raises(ValidationError) as refused:
+        validate_key_name(name)
+    assert refused.value.code == "string_control_characters"
+
+
+@pytest.mark.parametrize("name", ["build 0123456789abcdef", "md5 " + "0" * 32, "Ölkännchen", "Ακρόπολη", "Москва dev"])
+def test_text_that_is_not_key_shaped_is_not_taken_for_a_key(name):
+    assert not crypto.contains_raw_key(name)
+    validate_key_name(name)
 
 
 @pytest.mark.parametrize("name", ACCEPTED)

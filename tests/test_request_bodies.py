@@ -73,6 +73,70 @@ def test_an_unknown_field_in_a_rotation_is_422_and_the_secret_is_kept(user_clien
     assert APIClient().get("/v1/dev/key", HTTP_AUTHORIZATION=f"Bearer {key['key']}").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (b'{"name": "a", "name": "b"}', "name"),
+        (b'{"name": "a", "scopes": [], "scopes": ["memories:write"]}', "scopes"),
+        (b'{"name": "a", "expires_at": null, "expires_at": "2027-01-01T00:00:00Z"}', "expires_at"),
+    ],
+)
+def test_a_field_given_twice_is_422_and_creates_nothing(user_client, raw, field):
+    response = user_client.post(CREATE, data=raw, content_type="application/json")
+
+    assert response.status_code == 422, response.content
+    (entry,) = response.json()["detail"]
+    assert entry["loc"] == ["body"] and entry["type"] == "json_invalid"
+    assert f'Duplicate field "{field}"' in entry["msg"]
+    assert not ApiKey.objects.exists()
+
+
+def test_a_field_given_twice_in_a_rotation_is_422_and_the_secret_is_kept(user_client, key):
+    raw = b'{"grace_seconds": 3600, "grace_seconds": 0}'
+    response = user_client.post(rotate_url(key["id"]), data=raw, content_type="application/json")
+
+    assert response.status_code == 422
+    assert 'Duplicate field "grace_seconds"' in response.json()["detail"][0]["msg"]
+    assert ApiKey.objects.get(pk=key["id"]).key_prefix == key["key_prefix"]
+
+
+def test_the_same_name_in_different_objects_is_not_a_duplicate(user_client):
+    # Only repeats within one object count; nested objects are separate (here refused for their type).
+    raw = b'{"name": "a", "scopes": [{"name": 1}, {"name": 2}]}'
+    response = user_client.post(CREATE, data=raw, content_type="application/json")
+    assert "Duplicate" not in response.content.decode()
+
+
+@pytest.mark.parametrize("body", [{"foo": 1}, {"revoke": True, "reason": "x"}])
+def test_a_revocation_with_fields_is_422_and_the_key_keeps_working(user_client, key, body):
+    url = f"/v1/dev/keys/{key['id']}"
+    response = user_client.delete(url, data=json.dumps(body), content_type="application/json")
+
+    entries = extra_entries(response)
+    assert [entry["loc"] for entry in entries] == [["body", field] for field in body]
+    assert all("takes no fields" in entry["msg"] for entry in entries)
+    assert ApiKey.objects.get(pk=key["id"]).revoked_at is None
+
+
+def test_a_revocation_with_a_body_that_is_not_an_object_is_422(user_client, key):
+    url = f"/v1/dev/keys/{key['id']}"
+    response = user_client.delete(url, data="[1]", content_type="application/json")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "model_attributes_type"
+    assert ApiKey.objects.get(pk=key["id"]).revoked_at is None
+
+
+@pytest.mark.parametrize("data", [None, "", "{}"])
+def test_a_revocation_without_a_body_or_with_an_empty_object_is_204(user_client, key, data):
+    url = f"/v1/dev/keys/{key['id']}"
+    if data is None:
+        response = user_client.delete(url)
+    else:
+        response = user_client.delete(url, data=data, content_type="application/json")
+    assert response.status_code == 204, response.content
+    assert ApiKey.objects.get(pk=key["id"]).revoked_at is not None
+
+
 def test_known_fields_alone_still_work(user_client, key):
     assert post(user_client, CREATE, {"name": "y", "scopes": None, "expires_at": None}).status_code == 200
     assert post(user_client, rotate_url(key["id"]), {"grace_seconds": 60}).status_code == 200

@@ -189,3 +189,53 @@ def test_a_rotation_racing_a_revocation_never_revives_the_key(user_client, key):
     with pytest.raises(lifecycle.KeyRevoked):
         lifecycle.rotate_key(api_key)  # a stale copy that still looks active
     assert ApiKey.objects.get(pk=key["id"]).key_prefix == key["key_prefix"]
+
+
+@pytest.mark.parametrize("ahead", [datetime.timedelta(seconds=5), datetime.timedelta(days=400)])
+def test_a_key_rotated_in_the_future_by_another_clock_can_be_rotated(user_client, key, ahead):
+    """rotated_at ahead of this server's clock (an import, another host's clock) is no reason to refuse."""
+    ApiKey.objects.filter(pk=key["id"]).update(rotated_at=timezone.now() + ahead)
+
+    plain = user_client.post(rotate_url(key["id"]), {"grace_seconds": 0}, format="json")
+    assert plain.status_code == 200, plain.content
+    assert works(plain.json()["key"]) and not works(key["key"])
+
+    ApiKey.objects.filter(pk=key["id"]).update(rotated_at=timezone.now() + ahead)
+    current = plain.json()["key_prefix"]
+    conditional = user_client.post(
+        rotate_url(key["id"]), {"grace_seconds": 0}, format="json", HTTP_IF_MATCH=f'"{current}"'
+    )
+    assert conditional.status_code == 200, conditional.content
+    assert works(conditional.json()["key"])
+
+
+def test_a_rotation_committed_after_this_request_arrived_is_not_undone(user_client, key, monkeypatch):
+    """Another rotation commits after this request arrived, before it reads the caller's key: this one
+    refuses with 409 naming the new secret, and that secret keeps working."""
+    from apikeys.api import views
+
+    real_own_key = views.own_key
+    meanwhile = []
+
+    def own_key(request, key_id, **kwargs):
+        meanwhile.append(lifecycle.rotate_key(ApiKey.objects.get(pk=key_id)))
+        return real_own_key(request, key_id, **kwargs)
+
+    monkeypatch.setattr(views, "own_key", own_key)
+    response = user_client.post(rotate_url(key["id"]), {"grace_seconds": 0}, format="json")
+
+    assert response.status_code == 409, response.content
+    (other,) = meanwhile
+    assert other.api_key.key_prefix in response.json()["detail"]
+    assert works(other.plaintext)
+
+
+def test_the_core_refuses_only_when_the_locked_secret_differs_from_the_one_expected(key):
+    api_key = ApiKey.objects.get(pk=key["id"])
+    seen = api_key.key_prefix
+    first = lifecycle.rotate_key(api_key, expected_prefix=seen)
+    ApiKey.objects.filter(pk=key["id"]).update(rotated_at=timezone.now() + datetime.timedelta(days=30))
+    with pytest.raises(lifecycle.AlreadyRotated):
+        lifecycle.rotate_key(ApiKey.objects.get(pk=key["id"]), expected_prefix=seen)
+    later = lifecycle.rotate_key(ApiKey.objects.get(pk=key["id"]), expected_prefix=first.api_key.key_prefix)
+    assert works(later.plaintext) and not works(first.plaintext)

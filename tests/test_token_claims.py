@@ -1,5 +1,6 @@
 """Firebase ID-token claims: wrong types are refused on the API and the web, and clock skew up to the setting is not."""
 
+import base64
 import time
 
 import pytest
@@ -88,6 +89,48 @@ def test_the_refusal_names_the_claim_not_its_value(api, emulator_user):
 def test_a_payload_that_is_not_an_object_is_refused(api, client):
     token = firebase_emulator.unsigned_token_of_payload(b"[1, 2, 3]")
     assert_refused_on_both_doors(api, client, token)
+
+
+def _segment(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 3000 + b"]" * 3000,  # deeper than the JSON parser's recursion limit
+        b'{"":' * 1000 + b"1" + b"}" * 1000,
+        b"\xff\xfe",  # not UTF-8
+        b'"just a string"',
+        b"5",
+        b"{not json",
+    ],
+    ids=["nested-list", "nested-object", "not-utf8", "string", "number", "broken"],
+)
+def test_a_payload_that_does_not_decode_is_refused_not_a_500(api, client, payload):
+    assert_refused_on_both_doors(api, client, firebase_emulator.unsigned_token_of_payload(payload))
+
+
+def test_a_header_nested_too_deep_is_refused(api, client):
+    token = f"{_segment(b'[' * 3000 + b']' * 3000)}.{_segment(b'{}')}."
+    assert_refused_on_both_doors(api, client, token)
+
+
+def test_a_token_far_longer_than_any_firebase_token_is_refused(api, client, emulator_user):
+    claims = firebase_emulator.decode_claims(emulator_user.id_token)
+    token = firebase_emulator.unsigned_token({**claims, "pad": "x" * 20000})
+    response = bearer(api, token)
+    assert response.status_code == 401, response.content
+    assert response.json()["detail"] == "The bearer token is not a valid Firebase ID token."
+    page = client.post(reverse("web:signin"), {"id_token": token})
+    assert page.status_code in (400, 403)  # the sign-in form's own length limit answers first
+    assert "_auth_user_id" not in client.session
+
+
+def test_an_object_claim_of_the_wrong_type_is_named_with_the_right_article(api, emulator_user):
+    claims = firebase_emulator.decode_claims(emulator_user.id_token)
+    response = bearer(api, firebase_emulator.unsigned_token({**claims, "firebase": "password"}))
+    assert response.json()["detail"] == 'The Firebase ID token\'s "firebase" claim is not an object.'
 
 
 def test_well_typed_claims_are_still_accepted(api, client, emulator_user):

@@ -67,7 +67,12 @@ class FirebaseAuthentication(BearerAuthentication):
             token = token.decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("The bearer token is not a valid Firebase ID token.") from None
-        if token.startswith("omi_"):
+        if is_mcp_key(token):
+            raise exceptions.AuthenticationFailed(
+                "This endpoint needs a Firebase ID token, not an MCP key (omi_mcp_...), which is for Omi's MCP "
+                "server. Sign in with Firebase and send its ID token as 'Authorization: Bearer <ID token>'."
+            )
+        if token[:4].lower() == "omi_":
             raise exceptions.AuthenticationFailed(
                 "This endpoint needs a Firebase ID token, not an API key. API keys cannot create, list or revoke keys."
             )
@@ -85,13 +90,18 @@ class FirebaseAuthentication(BearerAuthentication):
         return user, claims
 
 
+def is_mcp_key(token: str) -> bool:
+    """True for a token shaped like an Omi MCP key: ``omi_mcp_`` in any case (``OMI_MCP_...`` too)."""
+    return token[:8].lower() == "omi_mcp_"
+
+
 SEND_A_KEY = "Create a key with POST /v1/dev/keys and send it as 'Authorization: Bearer <API key>'."
 
 # Credentials that are not Developer API keys but can be told apart by their shape, and what
 # to say when one is sent where a key belongs: (test, what it is). Checked in this order.
 OTHER_CREDENTIALS = (
-    (lambda token: token.startswith("omi_mcp_"), "an MCP key (omi_mcp_...), which is for Omi's MCP server"),
-    (lambda token: not token.startswith("omi_") and JWT_RE.match(token), "a Firebase ID token"),
+    (is_mcp_key, "an MCP key (omi_mcp_...), which is for Omi's MCP server"),
+    (lambda token: token[:4].lower() != "omi_" and JWT_RE.match(token), "a Firebase ID token"),
     (lambda token: token.startswith("ya29."), "a Google OAuth access token"),
 )
 # Pasted with the quotes or angle brackets of an example around it.

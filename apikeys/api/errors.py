@@ -124,8 +124,8 @@ def exception_handler(exc, context):
 
 
 def is_api_path(request) -> bool:
-    """True for the API's paths (``/v1/...``), which answer JSON in every mode."""
-    return request.path.startswith("/v1/")
+    """True for the API's paths (``/v1`` and ``/v1/...``), which answer JSON in every mode."""
+    return request.path == "/v1" or request.path.startswith("/v1/")
 
 
 def not_found(request, exception=None):

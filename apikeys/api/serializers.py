@@ -159,7 +159,10 @@ class StrictSerializer(serializers.Serializer):
             errors = {}
         if unknown:
             accepted = ", ".join(self.fields)
-            message = f"Extra inputs are not permitted. This endpoint accepts: {accepted}."
+            if accepted:
+                message = f"Extra inputs are not permitted. This endpoint accepts: {accepted}."
+            else:
+                message = "Extra inputs are not permitted. This endpoint takes no fields."
             for field in unknown:
                 errors[field] = [serializers.ErrorDetail(message, code="extra_forbidden")]
         if errors:
@@ -189,6 +192,10 @@ class DevApiKeyCreateSerializer(StrictSerializer):
             "at most a year ahead. Omitted or null: never expires."
         ),
     )
+
+
+class DevApiKeyRevokeSerializer(StrictSerializer):
+    """The revoke request: no fields. A body may be omitted or ``{}``; any field in it is refused."""
 
 
 class DevApiKeyRotateSerializer(StrictSerializer):

@@ -3,7 +3,6 @@
 import uuid
 from collections.abc import Mapping
 
-from django.utils import timezone
 from django.utils.http import http_date
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -22,6 +21,7 @@ from .serializers import (
     CallingApiKeySerializer,
     DevApiKeyCreatedSerializer,
     DevApiKeyCreateSerializer,
+    DevApiKeyRevokeSerializer,
     DevApiKeyRotatedSerializer,
     DevApiKeyRotateSerializer,
     DevApiKeySerializer,
@@ -131,7 +131,6 @@ class KeyAPIView(APIView):
     http_method_names = [method for method in APIView.http_method_names if method != "options"]
 
     def initial(self, request, *args, **kwargs):
-        self.started_at = timezone.now()  # before the credentials are checked: when the request arrived
         # A method the endpoint does not offer is 405 whoever asks: checked before the
         # credentials, so the answer does not depend on them (and no key check is counted).
         method = request.method.lower()
@@ -213,7 +212,9 @@ class KeyDetailView(KeyAPIView):
         summary="Revoke Key",
         description=(
             "Revoke one of the caller's keys; it stops working at once. Revoking an already "
-            "revoked key succeeds again. Unknown ids and other users' keys are 404."
+            "revoked key succeeds again. Unknown ids and other users' keys are 404. "
+            "The request takes no body; a body that is not empty or `{}` is 422 "
+            "(`extra_forbidden` for each field, `model_attributes_type` for a non-object)."
         ),
         tags=TAGS,
         responses={
@@ -224,12 +225,30 @@ class KeyDetailView(KeyAPIView):
         },
     )
     def delete(self, request, key_id: str):
+        # A field sent here would be ignored, and a client might think it did something.
+        DevApiKeyRevokeSerializer(data=self.json_object(request)).is_valid(raise_exception=True)
         lifecycle.revoke_key(own_key(request, key_id, revoked_too=True), actor=api_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class KeyRotateView(KeyAPIView):
     """``/v1/dev/keys/<id>/rotate``: give one of the caller's keys a new secret (POST)."""
+
+    def initial(self, request, *args, **kwargs):
+        # The secret the key had when this request arrived, read from the database before the
+        # credentials are checked (which may take a while): the secret this request replaces.
+        # A rotation that another request commits meanwhile changes it, and this one then
+        # refuses rather than kill the secret the other handed out. Database state, not clocks:
+        # a rotated_at in the future (imported data, another host's clock) changes nothing.
+        # Nothing read here is shown to anyone before the caller is known to own the key.
+        self.prefix_on_arrival = None
+        try:
+            key_id = uuid.UUID(str(kwargs.get("key_id")))
+        except ValueError:
+            pass
+        else:
+            self.prefix_on_arrival = ApiKey.objects.filter(pk=key_id).values_list("key_prefix", flat=True).first()
+        super().initial(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="rotateApiKey",
@@ -273,21 +292,27 @@ class KeyRotateView(KeyAPIView):
         serializer = DevApiKeyRotateSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         tags = if_match_tags(request)
-        if tags is not None and "*" not in tags and api_key.key_prefix not in tags:
+        conditional = tags is not None and "*" not in tags
+        if conditional and api_key.key_prefix not in tags:
             raise PreconditionFailed(secret_changed(api_key, "If-Match names another secret"))
         throttle_issuing(request.user)
+        if conditional:
+            # The client named the secret it replaces, and it is the current one: that is what is replaced.
+            expected = api_key.key_prefix
+        else:
+            # The secret the key had when this request arrived (or, if it could not be read then,
+            # when the caller's key was read): a rotation another request made since is not undone.
+            expected = self.prefix_on_arrival or api_key.key_prefix
         try:
-            # The secret this request saw is the one it replaces: a rotation that another request
-            # made while this one ran (the core locks the key's row) is not undone by this one.
+            # The core compares ``expected`` with the row it has locked.
             issued = lifecycle.rotate_key(
                 api_key,
                 grace_seconds=serializer.validated_data["grace_seconds"],
-                expected_prefix=api_key.key_prefix,
-                not_rotated_since=self.started_at,
+                expected_prefix=expected,
                 actor=api_actor(request),
             )
         except lifecycle.AlreadyRotated as already:
-            if tags is not None and "*" not in tags:
+            if conditional and already.api_key.key_prefix not in tags:
                 raise PreconditionFailed(secret_changed(already.api_key, "If-Match names another secret")) from None
             raise Conflict(secret_changed(already.api_key, "another rotation happened while this one ran")) from None
         except lifecycle.KeyRevoked:

@@ -69,7 +69,6 @@ def rotate_key(
     *,
     grace_seconds: int = 0,
     expected_prefix: str | None = None,
-    not_rotated_since: datetime.datetime | None = None,
     actor: Actor | None = None,
 ) -> IssuedKey:
     """Give ``api_key`` a new secret and return it; id, name, scopes and expiry stay.
@@ -82,10 +81,10 @@ def rotate_key(
 
     ``expected_prefix`` is the display prefix the caller saw; if the secret has
     changed since, nothing happens and :class:`AlreadyRotated` is raised, so a
-    form sent twice rotates once. ``not_rotated_since`` (a moment, say when the
-    request began) refuses the same way if the key was rotated at or after it: a
-    rotation that ran while the caller's request did, whose new secret this one must
-    not replace. A revoked key raises :class:`KeyRevoked`, an expired one
+    form sent twice rotates once, and a rotation that another request made while the
+    caller's ran is not undone. The comparison is with the locked row's secret, never
+    with clocks (``rotated_at`` may lie in the future after an import, or when another
+    host's clock is ahead). A revoked key raises :class:`KeyRevoked`, an expired one
     :class:`NotRotatable`. The caller decides access.
     """
     validate_grace(grace_seconds)
@@ -98,8 +97,6 @@ def rotate_key(
         if current.is_expired(now):
             raise NotRotatable("This key has expired; an expired key cannot be rotated.")
         if expected_prefix is not None and current.key_prefix != expected_prefix:
-            raise AlreadyRotated(current)
-        if not_rotated_since is not None and current.rotated_at is not None and current.rotated_at >= not_rotated_since:
             raise AlreadyRotated(current)
         grace_ends = now + datetime.timedelta(seconds=grace_seconds) if grace_seconds else None
         if grace_ends and current.expires_at and current.expires_at < grace_ends:

@@ -102,3 +102,30 @@ def test_the_web_pages_firebase_sign_in_is_not_counted(client, staff):
     for _ in range(10):
         client.post(reverse("web:signin"), {"id_token": "not-a-token"}, REMOTE_ADDR="198.51.100.20")
     assert_signed_in(sign_in(client, "ann", PASSWORD))
+
+
+def test_another_accounts_success_from_the_same_address_does_not_clear_the_failures(staff, django_user_model):
+    """An attacker guessing bob's password from the address a staff member signs in from keeps counting."""
+    from django.test import Client
+
+    django_user_model.objects.create_user(username="bob", password="bob-password-5e2a", is_staff=True)
+    attacker, colleague = Client(), Client()
+    for _ in range(3):
+        sign_in(attacker, "bob", "guess", address="203.0.113.60")
+    assert_signed_in(sign_in(colleague, "ann", PASSWORD, address="203.0.113.60"))
+    for _ in range(2):
+        sign_in(attacker, "bob", "guess", address="203.0.113.60")
+
+    owner = Client()  # bob himself, elsewhere: his account has reached the limit
+    assert_locked(sign_in(owner, "bob", "bob-password-5e2a", address="192.0.2.77"), owner)
+
+
+def test_a_success_still_clears_the_accounts_own_failures(client, staff):
+    from django.test import Client
+
+    for _ in range(4):
+        sign_in(client, "ann", "wrong", address="203.0.113.61")
+    assert_signed_in(sign_in(Client(), "ann", PASSWORD, address="192.0.2.78"))
+    for _ in range(4):
+        sign_in(client, "ann", "wrong", address="203.0.113.62")
+    assert_signed_in(sign_in(Client(), "ann", PASSWORD, address="192.0.2.79"))
