@@ -32,7 +32,7 @@ _OVERFLOWING = """() => {
   for (const el of document.body.querySelectorAll('*')) {
     const box = el.getBoundingClientRect();
     const right = box.left + Math.max(box.width, el.scrollWidth);
-    if (box.width && right > width + 0.5 && !clipped(el)) wide.push([el, right]);
+    if (box.width > 1 && right > width + 0.5 && !clipped(el)) wide.push([el, right]);
   }
   // The innermost of them: what actually sticks out, not every ancestor around it.
   const out = wide.filter(([el]) => !wide.some(([other]) => other !== el && el.contains(other)))
