@@ -130,3 +130,27 @@ class Findings:
 
     def assert_none(self) -> None:
         assert not self.problems, f"{len(self.problems)} accessibility problem(s):\n" + "\n".join(self.problems)
+
+
+# What the focused element looks like: an outline, or a box-shadow ring, counts as a visible focus.
+_FOCUS_SHOWN = """() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) return null;
+  const style = getComputedStyle(el);
+  const named = el.getAttribute('name');
+  const name = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (named ? `[name=${named}]` : '');
+  const shown = (style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0) || style.boxShadow !== 'none';
+  return {name, shown};
+}"""
+
+
+def unseen_focus(page, presses: int) -> list[str]:
+    """Press Tab ``presses`` times from the top of the page; the focused elements that showed no focus indicator."""
+    page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
+    unseen = []
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(_FOCUS_SHOWN)
+        if focused and not focused["shown"]:
+            unseen.append(focused["name"])
+    return unseen

@@ -18,7 +18,7 @@ from apikeys import lifecycle
 from apikeys.audit import Actor
 from apikeys.models import KeyEvent, Scope, User
 
-from ..axe import LAYOUTS, Findings, serve_axe
+from ..axe import LAYOUTS, Findings, serve_axe, unseen_focus
 from .pages import (
     EVENT_CHANGELIST,
     KEY_ADD,
@@ -83,6 +83,7 @@ def test_the_admin_key_pages_pass_axe_and_reflow(browser, live_server, layout):
     expect(scopes).to_be_visible()
     assert_described_by(scopes, "read-only default")
     findings.check(page, "add key")
+    assert unseen_focus(page, 30) == [], "these showed no focus indicator when tabbed to"
     date.fill("not a date")
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".errornote")).to_be_visible()

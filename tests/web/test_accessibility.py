@@ -23,7 +23,7 @@ from apikeys.models import ApiKey, User
 from apikeys.web import views
 
 from .. import firebase_emulator
-from ..axe import LAYOUTS, Findings, serve_axe
+from ..axe import LAYOUTS, Findings, serve_axe, unseen_focus
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("contract_scopes")]
 
@@ -119,6 +119,7 @@ def test_every_user_page_passes_axe_and_reflows(browser, live_server, layout, mo
     # Create: the form, its errors tied to each control, and the show-once page.
     page.goto("/keys/new/")
     findings.check(page, "create")
+    assert unseen_focus(page, 25) == [], "these showed no focus indicator when tabbed to"
     page.locator("input[type=checkbox]:checked").evaluate_all("boxes => boxes.forEach(b => b.click())")
     page.get_by_role("button", name="Create key").click()
     assert_tied(page, page.get_by_label("Name"), "name-error")
