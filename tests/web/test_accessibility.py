@@ -4,7 +4,7 @@ One walk per layout through real Chromium against a live server and the Auth Emu
 the sign-in and sign-up pages (with their errors), the key list, the create form (with
 errors), the show-once page, a key's page with its history, rotate (with errors) and its
 show-once page, revoke, a revoked and an expired key, and the error pages users see (404,
-the expired-form 403, the 503). The data holds a key name with no spaces or hyphens, so a
+the expired-form 403, the 503 and the 500). The data holds a key name with no spaces or hyphens, so a
 page that cannot wrap it scrolls sideways and fails. Error messages are checked to be tied
 to their fields (``aria-invalid``, ``aria-describedby``), which axe cannot judge.
 """
@@ -183,9 +183,15 @@ def test_every_user_page_passes_axe_and_reflows(browser, live_server, layout, mo
     def database_gone(*args, **kwargs):
         raise OperationalError("the database went away")
 
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
     monkeypatch.setattr(views, "_own_key", database_gone)  # the live server runs in this process
     assert page.goto(f"/keys/{expired.pk}/").status == 503
     findings.check(page, "unavailable")
+    monkeypatch.setattr(views, "_own_key", broken)
+    assert page.goto(f"/keys/{expired.pk}/").status == 500
+    findings.check(page, "server error")
 
     context.close()
     assert script_errors == [], "a script or the content security policy reported errors"
