@@ -194,6 +194,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.forms",  # Django's widget templates, for FORM_RENDERER below
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -239,6 +240,10 @@ TEMPLATES = [
         },
     },
 ]
+
+# Widgets render with TEMPLATES above, so templates/ can override a widget's template (the admin's
+# date and time inputs get labels of their own: templates/admin/widgets/split_datetime.html).
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 
 # Bounded waits on every dependency (docs/configuration.md, "Dependencies"). The longest a
 # statement may wait or run (PostgreSQL statement_timeout; SQLite's wait for the write lock),

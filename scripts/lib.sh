@@ -102,7 +102,7 @@ ensure_node_modules() {
     if [ ! -x "$ROOT/node_modules/.bin/firebase" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         # --omit=optional: firebase-tools' optional re2 (for the Hosting emulator, which is
         # not used) would be compiled from source for ~10 minutes; nothing else optional is needed.
-        say "Installing the Firebase web SDK and Auth Emulator (npm ci; under a minute the first time)"
+        say "Installing the Firebase web SDK, the Auth Emulator and axe-core (npm ci; under a minute the first time)"
         (cd "$ROOT" && npm ci --omit=optional --no-audit --no-fund --loglevel=error >&2)
         echo "$want" >"$stamp"
     fi

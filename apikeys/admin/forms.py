@@ -10,6 +10,7 @@ from django.utils import timezone
 from .. import lifecycle
 from ..forms import FormTokenField, GracePeriodField, new_form_token
 from ..models import ApiKey, Scope, User
+from .widgets import NamedAutocompleteSelect
 
 
 class ExpiryField(forms.SplitDateTimeField):
@@ -52,7 +53,7 @@ class ApiKeyAddForm(forms.ModelForm):
         owner = self.fields["owner"]
         # Searched as the user list is, and without the admin's "+": a user added
         # there would be a plain Django account, with no Firebase uid to own keys.
-        owner.widget = widgets.AutocompleteSelect(ApiKey._meta.get_field("owner"), admin_site)
+        owner.widget = NamedAutocompleteSelect(ApiKey._meta.get_field("owner"), admin_site)
         owner.widget.is_required = True
         # Keys belong to active Firebase users, as on every other door. (Set after the
         # widget: the queryset gives the widget its choices.)

@@ -5,6 +5,7 @@ from django.contrib.auth.admin import UserAdmin
 
 from ..models import ApiKey, User
 from .display import key_status, scope_codes
+from .widgets import LabelledFilteredSelectMultiple
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -62,6 +63,13 @@ class OmikeysUserAdmin(UserAdmin):
             # "firebase:<uid>" username fails the form's username characters.
             readonly_fields = (*readonly_fields, "username", "is_staff", "is_superuser")
         return readonly_fields
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        # Groups and permissions: Django's two-box chooser, with its icons' labels allowed.
+        if db_field.name in (*self.filter_horizontal, *self.filter_vertical):
+            stacked = db_field.name in self.filter_vertical
+            kwargs["widget"] = LabelledFilteredSelectMultiple(db_field.verbose_name, stacked)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def get_search_results(self, request, queryset, search_term):
         """The user search, narrowed to users who may hold keys when it feeds a key's owner field."""

@@ -165,3 +165,30 @@ def test_an_owner_with_the_most_keys_allowed_gets_a_form_error_not_a_server_erro
     lifecycle.revoke_key(ApiKey.objects.get(name="One"))
     assert admin_client.post(KEY_ADD, {"owner": alice.pk, "name": "Three"}).status_code == 200
     assert ApiKey.objects.filter(name="Three").exists()
+
+
+def test_every_control_of_the_add_form_is_named_and_grouped(admin_client):
+    page = admin_client.get(KEY_ADD).content.decode()
+
+    # The expiry's date and time inputs have labels of their own, inside a group named "Expires".
+    assert re.search(r'<label for="id_expires_at_0">Date:</label>', page)
+    assert re.search(r'<label for="id_expires_at_1">Time:</label>', page)
+    for field, help_text in (("expires_at", "Leave empty"), ("scopes", "read-only default")):
+        group = re.search(rf'<div role="group" aria-labelledby="id_{field}_label"([^>]*)>', page)
+        assert group, field
+        assert re.search(rf'<label id="id_{field}_label"[^>]*>{field.split("_")[0].capitalize()}', page)
+        assert 'aria-describedby="id_' + field + '_helptext"' in group.group(1)
+        assert re.search(rf'id="id_{field}_helptext">\s*<div>[^<]*{help_text}', page)
+    # The owner's Select2 combobox gets the field's label from this script.
+    assert "apikeys/admin/autocomplete_names.js" in page
+    assert page.index("admin/js/autocomplete.js") < page.index("apikeys/admin/autocomplete_names.js")
+
+
+def test_errors_of_a_group_describe_it_and_mark_its_controls_invalid(admin_client):
+    page = admin_client.post(KEY_ADD, {"name": "n", "expires_at_0": "not a date", "expires_at_1": ""}).content.decode()
+
+    group = re.search(r'<div role="group" aria-labelledby="id_expires_at_label"([^>]*)>', page).group(1)
+    assert 'aria-describedby="id_expires_at_helptext id_expires_at_error"' in group
+    assert re.search(r'<ul class="errorlist" id="id_expires_at_error">', page)
+    for name in ("expires_at_0", "expires_at_1"):
+        assert re.search(rf'<input[^>]*name="{name}"[^>]*aria-invalid="true"', page), name

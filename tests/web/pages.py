@@ -67,3 +67,14 @@ def radios(page: str, name: str) -> dict[str, bool]:
     found = re.findall(rf'<input type="radio" name="{name}" value="([^"]+)"[^>]*>', page)
     tags = re.findall(rf'<input type="radio" name="{name}" value="[^"]+"[^>]*>', page)
     return {value: " checked" in tag for value, tag in zip(found, tags, strict=True)}
+
+
+def controls(page: str, name: str) -> list[str]:
+    """The ``<input>`` tags of a page whose ``name`` attribute is ``name``."""
+    return re.findall(rf'<input[^>]*name="{re.escape(name)}"[^>]*>', page)
+
+
+def described_by(tag: str) -> list[str]:
+    """The ids an input tag's ``aria-describedby`` names (none when it has no such attribute)."""
+    found = re.search(r'aria-describedby="([^"]*)"', tag)
+    return found.group(1).split() if found else []

@@ -10,8 +10,9 @@ from django.urls import reverse
 
 from apikeys import lifecycle
 from apikeys.models import ApiKey, Scope
+from apikeys.web.forms import expiry_choices
 
-from .pages import KEY_RE, create_form_token, post_new_key, sign_in
+from .pages import KEY_RE, controls, create_form_token, described_by, post_new_key, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +109,28 @@ def test_invalid_input_is_explained_beside_the_field_and_kept(person, name, scop
 def test_a_rejected_name_is_put_back_in_the_field(person):
     page = post_new_key(person, name="x" * 101).content.decode()
     assert f'value="{"x" * 101}"' in page
+
+
+def test_each_error_is_tied_to_every_control_of_its_field(person):
+    page = post_new_key(person, name="", scopes=[], expires_in="12").content.decode()
+
+    fields = (
+        ("name", "name-error", 1),
+        ("scopes", "scopes-error", Scope.objects.count()),
+        ("expires_in", "expiry-error", len(expiry_choices())),
+    )
+    for field, error_id, count in fields:
+        assert re.search(rf'<p id="{error_id}" class="field-error"', page), error_id
+        tags = controls(page, field)
+        assert len(tags) == count
+        for tag in tags:
+            assert 'aria-invalid="true"' in tag, tag
+            assert described_by(tag)[-1] == error_id, tag  # after the field's own help
+    (name,) = controls(page, "name")
+    assert described_by(name) == ["name-help", "name-error"]
+
+
+def test_a_form_without_errors_marks_nothing_invalid(person):
+    page = person.get(reverse("web:key-create")).content.decode()
+    assert "aria-invalid" not in page
+    assert not any(id_.endswith("-error") for tag in controls(page, "scopes") for id_ in described_by(tag))

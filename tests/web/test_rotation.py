@@ -14,7 +14,7 @@ from apikeys.models import ApiKey, KeyEvent, Scope
 from apikeys.web.forms import GRACE_HELP
 
 from ..helpers import expire, in_days
-from .pages import KEY_RE, post_rotate, radios, rotate_form_prefix, text
+from .pages import KEY_RE, controls, described_by, post_rotate, radios, rotate_form_prefix, text
 
 pytestmark = pytest.mark.django_db
 
@@ -93,6 +93,10 @@ def test_an_unknown_grace_period_is_refused_without_rotating(person, data):
     assert "Choose" in page and 'class="field-error"' in page
     assert re.search(r'name="grace_seconds" value="0"[^>]*autofocus', page)
     assert ApiKey.objects.get(pk=issued.api_key.pk).rotated_at is None
+    # The message is tied to every radio button, after each one's own help.
+    for tag in controls(page, "grace_seconds"):
+        assert 'aria-invalid="true"' in tag and described_by(tag)[-1] == "grace-error", tag
+        assert described_by(tag)[0].endswith("-help")
 
 
 def test_a_rotate_form_without_its_prefix_rotates_nothing(person):
