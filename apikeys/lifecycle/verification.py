@@ -1,7 +1,10 @@
-"""Verifying a presented key (one indexed read, no write), and stamping when a key was last used."""
+"""Verifying a presented key (one indexed read, no write), the verdict every door gives on it (with the
+failed-attempt throttle), and stamping when a key was last used."""
 
 import datetime
 import logging
+import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -10,7 +13,7 @@ from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import crypto, lookup
+from .. import crypto, limits, lookup, metrics
 from ..models import ApiKey
 
 logger = logging.getLogger(__name__)
@@ -126,3 +129,100 @@ def _short_lock_wait():
         yield
     finally:
         raw.execute(f"PRAGMA busy_timeout = {usual_ms}")
+
+
+class Code:
+    """The verdict on a presented key, as the service API names it (``POST /v1/service/keys/verify``)."""
+
+    VALID = "VALID"
+    MALFORMED = "MALFORMED"  # not shaped like a key at all (another credential, a typo, nothing)
+    NOT_FOUND = "NOT_FOUND"
+    REVOKED = "REVOKED"
+    EXPIRED = "EXPIRED"  # the key expired, or the replaced secret presented is past its grace period
+    OWNER_INACTIVE = "OWNER_INACTIVE"
+    INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"
+    RATE_LIMITED = "RATE_LIMITED"
+
+    ALL = (VALID, NOT_FOUND, REVOKED, EXPIRED, OWNER_INACTIVE, INSUFFICIENT_SCOPE, RATE_LIMITED, MALFORMED)
+
+
+# Verification.outcome -> Code.
+_CODE_OF_OUTCOME = {
+    "valid": Code.VALID,
+    "malformed": Code.MALFORMED,
+    "not_found": Code.NOT_FOUND,
+    "revoked": Code.REVOKED,
+    "owner_inactive": Code.OWNER_INACTIVE,
+    "grace_ended": Code.EXPIRED,
+    "expired": Code.EXPIRED,
+}
+
+
+@dataclass(frozen=True)
+class KeyVerdict:
+    """What :func:`judge_key` decided: a :class:`Code`, the :class:`Verification` behind it, and for
+    ``RATE_LIMITED`` the seconds to wait (``retry_after``); for ``INSUFFICIENT_SCOPE`` the scopes missing.
+
+    ``verification`` is ``None`` only when the address was already throttled (nothing was looked up).
+    ``api_key`` is the key when it verified (``VALID`` or ``INSUFFICIENT_SCOPE``), else ``None``.
+    """
+
+    code: str
+    verification: Verification | None
+    retry_after: int | None = None
+    missing_scopes: tuple[str, ...] = ()
+
+    @property
+    def api_key(self) -> ApiKey | None:
+        return self.verification.api_key if self.verification is not None else None
+
+
+def judge_key(presented: str | None, *, client_address: str | None, required_scopes: Iterable[str] = ()) -> KeyVerdict:
+    """The one verdict on a key presented by a client at ``client_address``, for every door that checks keys.
+
+    ``presented`` is the text the client sent as its key (``None``: it sent something that
+    cannot be one, such as a malformed ``Authorization`` header). In order:
+
+    1. an address with too many failed attempts (``OMIKEYS_FAILED_VERIFICATION_RATE``, per IPv4
+       address or IPv6 /64: ``limits.address_subject``) is ``RATE_LIMITED`` for any key, valid or
+       not, without a lookup;
+    2. :func:`verify_key`; a key that does not verify counts one failed attempt for the address
+       (``RATE_LIMITED`` if that one goes over the rate) and is ``MALFORMED``, ``NOT_FOUND``,
+       ``REVOKED``, ``EXPIRED`` or ``OWNER_INACTIVE``;
+    3. a key that verifies is stamped used (:func:`mark_used`), then is ``INSUFFICIENT_SCOPE`` if it
+       lacks any of ``required_scopes`` (not a failed attempt), else ``VALID``.
+
+    Every verdict is counted in the verification metrics. ``ApiKeyAuthentication`` (``GET /v1/dev/key``
+    and the views it protects) and the service API's verify endpoint both call this, so a key is judged
+    one way wherever it is presented; only their words differ.
+    """
+    started = time.perf_counter()
+    subject = limits.address_subject(client_address)
+    throttle = limits.failed_verification()
+    wait = throttle.retry_after(subject)
+    if wait:
+        return _throttled(throttle, wait, started, None)
+    if presented is None:
+        verification = Verification(None, Rejection.INVALID, "malformed")
+    else:
+        verification = verify_key(presented)
+    api_key = verification.api_key
+    if api_key is None:
+        wait = throttle.hit(subject)
+        if wait:
+            return _throttled(throttle, wait, started, verification)
+        metrics.record_verification(verification.outcome, verification.secret, started)
+        return KeyVerdict(_CODE_OF_OUTCOME[verification.outcome], verification)
+    mark_used(api_key)
+    metrics.record_verification(verification.outcome, verification.secret, started)
+    missing = tuple(scope for scope in dict.fromkeys(required_scopes) if scope not in api_key.scope_codes)
+    if missing:
+        metrics.record_scope_refusal()
+        return KeyVerdict(Code.INSUFFICIENT_SCOPE, verification, missing_scopes=missing)
+    return KeyVerdict(Code.VALID, verification)
+
+
+def _throttled(throttle: limits.Throttle, wait: int, started: float, verification) -> KeyVerdict:
+    metrics.record_throttle_refusal(throttle.name)
+    metrics.record_verification("throttled", None, started)
+    return KeyVerdict(Code.RATE_LIMITED, verification, retry_after=wait)

@@ -1,0 +1,108 @@
+"""What happens to a user's keys and personal data when their account ends: revoking all keys, erasing the user."""
+
+import logging
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from ..audit import Actor
+from ..models import ApiKey, KeyEvent, User
+from .changes import revoke_key
+
+logger = logging.getLogger("apikeys.lifecycle")
+
+# What an erased user's own events say instead of their email.
+ERASED_LABEL = "(erased user)"
+
+
+def revoke_user_keys(user: User, *, reason: str, actor: Actor | None) -> list[ApiKey]:
+    """Revoke every key of ``user`` that is not revoked yet; returns the keys this call revoked.
+
+    Each key goes through :func:`revoke_key`, so each gets its own "revoked" audit event (with
+    ``reason`` in its details, such as "account deleted") in one transaction. Idempotent: a
+    second call revokes nothing and returns ``[]``. Keys revoked concurrently by another request
+    are not counted twice. (Seam: the caller may emit a ``user.keys_revoked`` event here.)
+    """
+    revoked = []
+    with transaction.atomic():
+        for api_key in ApiKey.objects.for_owner(user).unrevoked().select_for_update().order_by("created_at", "id"):
+            if revoke_key(api_key, actor=actor, reason=reason):
+                revoked.append(api_key)
+    if revoked:
+        logger.info("user keys revoked owner=%s count=%d", user.pk, len(revoked))
+    return revoked
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """What :func:`erase_user` did.
+
+    ``revoked_key_ids``: the keys this call revoked; ``deactivated``: whether this call deactivated
+    the user; ``email_erased``/``names_erased``: whether an address / a first or last name was
+    there to erase; ``events_scrubbed``: key events whose IP address, user agent or (for events
+    the user made) actor label were erased; ``ip_addresses_erased``/``user_agents_erased``: how
+    many of each. What stays: the user row (uid, username ``firebase:<uid>``, dates) and each key
+    and event without personal data, the anonymous skeleton of the history.
+    """
+
+    uid: str | None
+    revoked_key_ids: list[str] = field(default_factory=list)
+    deactivated: bool = False
+    email_erased: bool = False
+    names_erased: bool = False
+    events_scrubbed: int = 0
+    ip_addresses_erased: int = 0
+    user_agents_erased: int = 0
+
+
+def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
+    """Revoke all of ``user``'s keys, deactivate them and erase the personal data kept about them.
+
+    In one transaction: :func:`revoke_user_keys` (reason "user erased"); the user's email and
+    first and last names emptied, ``is_active`` off with ``deactivation_reason`` "erased" (so
+    ``syncfirebaseusers`` never reactivates them and a later sign-in copies no email back:
+    ``User.objects.for_firebase``); and in every key event of their keys, and every event they
+    made themselves (on any key), the IP address and user agent erased, and the actor label of
+    their own events (their email) replaced by "(erased user)". Idempotent: erasing again
+    reports nothing more to erase. (Seam: the caller may emit a ``user.erased`` event here.)
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        revoked = revoke_user_keys(user, reason="user erased", actor=actor)
+        current = User.objects.select_for_update().get(pk=user.pk)
+        deactivated = current.is_active
+        email_erased = bool(current.email)
+        names_erased = bool(current.first_name or current.last_name)
+        current.email = current.first_name = current.last_name = ""
+        current.is_active = False
+        if current.deactivation_reason != User.Deactivation.ERASED:
+            current.deactivation_reason = User.Deactivation.ERASED
+            current.deactivated_at = now
+        current.save(
+            update_fields=["email", "first_name", "last_name", "is_active", "deactivation_reason", "deactivated_at"]
+        )
+        events = KeyEvent.objects.filter(Q(api_key__owner=current) | Q(actor=current))
+        ip_addresses = events.filter(ip_address__isnull=False).count()
+        user_agents = events.exclude(user_agent="").count()
+        own_labels = events.filter(actor=current).exclude(actor_label=ERASED_LABEL)
+        scrubbed = events.filter(
+            Q(ip_address__isnull=False) | ~Q(user_agent="") | Q(pk__in=own_labels.values("pk"))
+        ).count()
+        # Update by primary key: an UPDATE cannot follow the join to the key's owner on every database.
+        KeyEvent.objects.filter(pk__in=list(events.values_list("pk", flat=True))).update(ip_address=None, user_agent="")
+        own_labels.update(actor_label=ERASED_LABEL)
+    for name in ("email", "first_name", "last_name", "is_active", "deactivation_reason", "deactivated_at"):
+        setattr(user, name, getattr(current, name))
+    logger.info("user erased id=%s keys_revoked=%d events_scrubbed=%d", user.pk, len(revoked), scrubbed)
+    return ErasureReport(
+        uid=current.firebase_uid,
+        revoked_key_ids=[str(api_key.pk) for api_key in revoked],
+        deactivated=deactivated,
+        email_erased=email_erased,
+        names_erased=names_erased,
+        events_scrubbed=scrubbed,
+        ip_addresses_erased=ip_addresses,
+        user_agents_erased=user_agents,
+    )
