@@ -7,8 +7,8 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 
 from .. import crypto, firebase, lifecycle, limits
 from ..audit import client_ip
+from ..jsonapi.exceptions import ServiceUnavailable, TooManyRequests
 from ..models import User
-from .exceptions import ServiceUnavailable, TooManyRequests
 
 MAX_TOKEN_LENGTH = 8192  # Firebase ID tokens are about 1 KB; anything far larger is not one.
 # A JSON Web Token: three base64url parts separated by dots (Firebase ID tokens are JWTs).
