@@ -6,6 +6,7 @@ handled, one way, and every change is audited in the transaction that makes it.
 
 - writes: :func:`issue_key`, :func:`update_key`, :func:`rotate_key`, :func:`set_expiry`,
   :func:`revoke_key`, :func:`revoke_user_keys` and :func:`erase_user` (an account that ends),
+  :func:`apply_firebase_states` (users deactivated or reactivated as Firebase says),
   :func:`issue_service_client`, :func:`rotate_service_client`, :func:`revoke_service_client`,
   :func:`import_keys` (keys another system issued, as :class:`ImportedKey` values), and
   :func:`mark_used` on the verification path;
@@ -17,7 +18,14 @@ handled, one way, and every change is audited in the transaction that makes it.
   "grace_seconds"), and :class:`LifecycleError` for everything else.
 """
 
-from .accounts import ErasureReport, erase_user, revoke_user_keys
+from .accounts import (
+    AccountChange,
+    ErasureReport,
+    apply_firebase_states,
+    erase_user,
+    revoke_user_keys,
+    users_to_sync,
+)
 from .changes import revoke_key, rotate_key, set_expiry, update_key
 from .errors import (
     AlreadyIssued,
@@ -44,6 +52,7 @@ from .service_clients import (
 from .verification import Code, KeyVerdict, Rejection, Verification, judge_key, mark_used, verify_key
 
 __all__ = [
+    "AccountChange",
     "GRACE_PERIODS",
     "MAX_GRACE_SECONDS",
     "AlreadyIssued",
@@ -67,6 +76,7 @@ __all__ = [
     "Rejection",
     "TooManyKeys",
     "Verification",
+    "apply_firebase_states",
     "default_scopes",
     "erase_user",
     "find_service_client",
@@ -84,6 +94,7 @@ __all__ = [
     "rotate_key",
     "set_expiry",
     "update_key",
+    "users_to_sync",
     "validate_expiry",
     "verify_key",
 ]

@@ -1,4 +1,5 @@
-"""What happens to a user's keys and personal data when their account ends: revoking all keys, erasing the user."""
+"""What happens to a user's keys and personal data when their account ends: revoking all keys, erasing the user,
+and following Firebase when it disables, deletes or re-enables an account."""
 
 import logging
 from dataclasses import dataclass, field
@@ -106,3 +107,76 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
         ip_addresses_erased=ip_addresses,
         user_agents_erased=user_agents,
     )
+
+
+# The deactivations syncfirebaseusers makes, and the only ones it undoes.
+SYNC_REASONS = (User.Deactivation.FIREBASE_DISABLED, User.Deactivation.FIREBASE_DELETED)
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """One change :func:`apply_firebase_states` made (or, in a dry run, would make) to a user.
+
+    ``change`` is "deactivated" or "reactivated"; ``reason`` the ``User.Deactivation`` value
+    behind a deactivation ("firebase_disabled", "firebase_deleted"), "" for a reactivation.
+    """
+
+    user: User
+    change: str
+    reason: str = ""
+
+
+def users_to_sync():
+    """The users whose Firebase accounts ``syncfirebaseusers`` checks: every user with a uid that is active, or
+    that the sync itself deactivated (staff's deactivations and erased users are left alone), by primary key."""
+    return User.objects.filter(firebase_uid__isnull=False).filter(
+        Q(is_active=True) | Q(deactivation_reason__in=SYNC_REASONS)
+    )
+
+
+def apply_firebase_states(
+    users: list[User], found: dict, not_found: set[str], *, dry_run: bool = False
+) -> list[AccountChange]:
+    """Bring ``users`` in line with what Firebase said about their accounts; the changes made, in ``users`` order.
+
+    ``found`` maps uids to ``firebase.FirebaseUser`` (with ``disabled``), ``not_found`` holds the uids
+    Firebase has no account for (``firebase.get_users``'s answer); a user in neither is left as it is.
+    An active user whose account is disabled or deleted is deactivated, with the reason recorded
+    (``firebase_disabled``/``firebase_deleted``): their keys stop verifying at once (``OWNER_INACTIVE``)
+    but are not revoked. A user this sync deactivated whose account is enabled again is reactivated.
+    A user deactivated by staff or erased is never touched. Each change is one guarded update that
+    applies only if the user is still as read, so overlapping runs, and staff changing the user
+    meanwhile, are harmless: a change another run made first is not reported twice. ``dry_run``
+    reports what would change and writes nothing.
+    """
+    changes = []
+    now = timezone.now()
+    for user in users:
+        account = found.get(user.firebase_uid)
+        if user.firebase_uid in not_found:
+            wanted = User.Deactivation.FIREBASE_DELETED
+        elif account is not None and account.disabled:
+            wanted = User.Deactivation.FIREBASE_DISABLED
+        elif account is not None:
+            wanted = None
+        else:
+            continue
+        if wanted is not None and user.is_active:
+            guard = {"is_active": True}
+            values = {"is_active": False, "deactivation_reason": wanted, "deactivated_at": now}
+            change = "deactivated"
+        elif wanted is None and not user.is_active and user.deactivation_reason in SYNC_REASONS:
+            guard = {"is_active": False, "deactivation_reason__in": SYNC_REASONS}
+            values = {"is_active": True, "deactivation_reason": User.Deactivation.NONE, "deactivated_at": None}
+            change = "reactivated"
+        else:
+            continue
+        if not dry_run and not User.objects.filter(pk=user.pk, **guard).update(**values):
+            continue  # changed meanwhile (another run, or staff): theirs stands
+        if not dry_run:
+            for name, value in values.items():
+                setattr(user, name, value)
+        changes.append(AccountChange(user, change, wanted or ""))
+        if not dry_run:
+            logger.info("user %s by syncfirebaseusers id=%s reason=%s", change, user.pk, wanted or "")
+    return changes

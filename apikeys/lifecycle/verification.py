@@ -36,13 +36,16 @@ class Verification:
     ``outcome`` says why, for metrics and logs: "valid", "malformed", "not_found",
     "revoked", "owner_inactive", "grace_ended" or "expired" (the client is told less:
     see :class:`Rejection`). ``secret`` is which of the key's secrets matched,
-    "current" or "replaced" (by a rotation), or ``None`` when no key matched.
+    "current" or "replaced" (by a rotation), or ``None`` when no key matched; ``matched`` is the
+    key the secret belongs to, refused or not (``None`` when none matched).
     """
 
     api_key: ApiKey | None  # with ``scope_codes``, a frozenset read in the same query
     rejection: str | None = None
     outcome: str = "valid"
     secret: str | None = None
+    # The key the secret belongs to, even when it was refused (revoked, expired...); None when no key matched.
+    matched: ApiKey | None = None
 
 
 def verify_key(plaintext: str) -> Verification:
@@ -66,18 +69,18 @@ def verify_key(plaintext: str) -> Verification:
         return Verification(None, Rejection.INVALID, "not_found")
     secret = "current" if api_key.key_hash in (hashed, legacy_hashed) else "replaced"
     if api_key.is_revoked:
-        return Verification(None, Rejection.INVALID, "revoked", secret)
+        return Verification(None, Rejection.INVALID, "revoked", secret, api_key)
     if not api_key.owner.is_active:
-        return Verification(None, Rejection.INVALID, "owner_inactive", secret)
+        return Verification(None, Rejection.INVALID, "owner_inactive", secret, api_key)
     if secret == "replaced" and not api_key.previous_secret_works(now):
         # A grace period cut short by the key's expiry ended because the key expired: say so.
         ended_by_expiry = api_key.expires_at is not None and api_key.previous_key_expires_at == api_key.expires_at
         if not (ended_by_expiry and api_key.is_expired(now)):
-            return Verification(None, Rejection.INVALID, "grace_ended", secret)
+            return Verification(None, Rejection.INVALID, "grace_ended", secret, api_key)
     if api_key.is_expired(now):
-        return Verification(None, Rejection.EXPIRED, "expired", secret)
+        return Verification(None, Rejection.EXPIRED, "expired", secret, api_key)
     api_key.replaced_secret_sunset = api_key.replaced_secret_works_until(now) if secret == "replaced" else None
-    return Verification(api_key, None, "valid", secret)
+    return Verification(api_key, None, "valid", secret, api_key)
 
 
 def mark_used(api_key: ApiKey) -> bool:
