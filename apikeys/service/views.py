@@ -3,9 +3,9 @@
 import logging
 
 from django.db.models import Count, Q
-from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from .. import lifecycle
@@ -130,7 +130,7 @@ class ServiceAPIView(JSONAPIView):
         try:
             return User.objects.get(firebase_uid=uid)
         except User.DoesNotExist:
-            raise Http404("omikeys knows no user with this uid.") from None
+            raise NotFound("omikeys knows no user with this uid.") from None
 
 
 class VerifyKeyView(ServiceAPIView):
