@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -45,7 +45,8 @@ class Verification:
     outcome: str = "valid"
     secret: str | None = None
     # The key the secret belongs to, even when it was refused (revoked, expired...); None when no key matched.
-    matched: ApiKey | None = None
+    # Not part of a verdict's equality: two verdicts with the same outcome are the same verdict.
+    matched: ApiKey | None = field(default=None, compare=False, repr=False)
 
 
 def verify_key(plaintext: str) -> Verification:
