@@ -71,8 +71,10 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
     """
     now = timezone.now()
     with transaction.atomic():
-        revoked = revoke_user_keys(user, reason="user erased", actor=actor)
+        # The user's row first, as issue_key locks it: a key being issued now is committed before its
+        # revocation here, and none is issued to this user while the erasure runs.
         current = User.objects.select_for_update().get(pk=user.pk)
+        revoked = revoke_user_keys(current, reason="user erased", actor=actor)
         deactivated = current.is_active
         email_erased = bool(current.email)
         names_erased = bool(current.first_name or current.last_name)
