@@ -13,4 +13,5 @@ class ApiKeysConfig(AppConfig):
 
     def ready(self):
         from . import dependencies  # noqa: F401  (counts database errors on every connection)
-        from .api import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from .api import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        from .service import schema as service_schema  # noqa: F401

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 
 from . import metrics
-from .models import USER_AGENT_MAX_LENGTH, ApiKey, KeyEvent, User
+from .models import USER_AGENT_MAX_LENGTH, ApiKey, KeyEvent, ServiceClient, User
 
 
 def client_ip(request) -> str | None:
@@ -46,6 +46,7 @@ class Actor:
     label: str = ""
     ip_address: str | None = None
     user_agent: str = ""
+    service_client: ServiceClient | None = None
 
     @classmethod
     def from_request(cls, request, *, via: str) -> "Actor":
@@ -57,6 +58,19 @@ class Actor:
             via=via,
             user=user,
             label=user.label if user else "",
+            ip_address=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX_LENGTH],
+        )
+
+    @classmethod
+    def service(cls, client: ServiceClient, request) -> "Actor":
+        """A service client acting through the service API: its name, and the address and user agent it called
+        from (the service's own, not an end client's)."""
+        return cls(
+            kind=KeyEvent.ActorKind.SERVICE,
+            via=KeyEvent.Via.SERVICE,
+            service_client=client,
+            label=f"service {client.name}",
             ip_address=client_ip(request),
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX_LENGTH],
         )
@@ -94,6 +108,7 @@ def unsaved(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details)
         at=at,
         actor_kind=actor.kind,
         actor=actor.user,
+        service_client=actor.service_client,
         actor_label=actor.label[:200],
         via=actor.via,
         ip_address=actor.ip_address,

@@ -34,9 +34,9 @@ STORED_HASH_MAX_LENGTH = len(LEGACY_HASH_TAG) + HASH_HEX_LENGTH
 HASH_RE = re.compile(rf"[0-9a-f]{{{HASH_HEX_LENGTH}}}")
 
 KEY_RE = re.compile(rf"^{re.escape(KEY_PREFIX)}[0-9a-f]{{{SECRET_HEX_LENGTH}}}$")
-# Anything that looks like a raw Omi secret (developer or MCP key), in any case,
+# Anything that looks like a raw Omi secret (developer or MCP key, or a service token), in any case,
 # anywhere in a text. Used to stop secrets being pasted into names.
-RAW_KEY_IN_TEXT_RE = re.compile(rf"omi_(?:dev|mcp)_[0-9a-f]{{{SECRET_HEX_LENGTH}}}", re.IGNORECASE)
+RAW_KEY_IN_TEXT_RE = re.compile(rf"omi_(?:dev|mcp|svc)_[0-9a-f]{{{SECRET_HEX_LENGTH}}}", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -118,3 +118,36 @@ def contains_raw_key(text: str) -> bool:
     spaces and line separators).
     """
     return bool(RAW_KEY_IN_TEXT_RE.search(text) or SECRET_AFTER_PREFIX_RE.search(skeleton(text)))
+
+
+# Service tokens: the bearer credential of another service (a ServiceClient), never of a person.
+SERVICE_TOKEN_PREFIX = "omi_svc_"
+SERVICE_TOKEN_RE = re.compile(rf"^{re.escape(SERVICE_TOKEN_PREFIX)}[0-9a-f]{{{SECRET_HEX_LENGTH}}}$")
+
+
+def generate_service_token() -> GeneratedKey:
+    """A fresh service token (``omi_svc_`` + 32 hex, 128 bits), its display prefix and its hash, together.
+
+    Built like an API key, with its own prefix so that neither credential can ever be
+    taken for the other, and hashed over the whole token (:func:`hash_service_token`).
+    """
+    plaintext = SERVICE_TOKEN_PREFIX + secrets.token_hex(SECRET_BYTES)
+    secret = plaintext[len(SERVICE_TOKEN_PREFIX) :]
+    shown = f"{SERVICE_TOKEN_PREFIX}{secret[:DISPLAY_CHARS]}...{secret[-DISPLAY_CHARS:]}"
+    return GeneratedKey(plaintext=plaintext, display_prefix=shown, hashed=hash_service_token(plaintext))
+
+
+def hash_service_token(plaintext: str) -> str:
+    """The stored hash of a service token: SHA-256, hex, of the whole token (as for API keys, one fast hash
+    is enough for 128 random bits: see the module docstring)."""
+    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+def is_service_token(text: str) -> bool:
+    """True for a token shaped like a service token: ``omi_svc_`` in any case (the secret itself not checked)."""
+    return text[: len(SERVICE_TOKEN_PREFIX)].lower() == SERVICE_TOKEN_PREFIX
+
+
+def is_well_formed_service_token(text: str) -> bool:
+    """True when text has exactly the shape of a service token: ``omi_svc_`` and 32 lowercase hex characters."""
+    return bool(SERVICE_TOKEN_RE.match(text))

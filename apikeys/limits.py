@@ -180,6 +180,12 @@ def failed_verification() -> Throttle:
     return Throttle("verify-fail", limit, period)
 
 
+def failed_service_authentication() -> Throttle:
+    """Failed service-token authentications per client address (the calling service's), at the rate of failed keys."""
+    limit, period = settings.OMIKEYS_FAILED_VERIFICATION_RATE
+    return Throttle("service-auth-fail", limit, period)
+
+
 def wait_message(seconds: int) -> str:
     """How long to wait, for a person to read: "1 second", "5 minutes"."""
     if seconds < 120:

@@ -16,11 +16,11 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("omikeys
 
 REDACTED = "[redacted]"
 # What a log line must never hold, whatever logged it: an API key (omi_dev_ + hex; the
-# display prefix "omi_dev_e1f8...7aab" is not one), a JSON Web Token (Firebase ID tokens
-# and session cookies), a 64-hex-digit SHA-256 (a stored key hash), the credential of an
-# Authorization header, and the value of a session or CSRF cookie.
+# display prefix "omi_dev_e1f8...7aab" is not one) or a service token (omi_svc_ + hex), a
+# JSON Web Token (Firebase ID tokens and session cookies), a 64-hex-digit SHA-256 (a stored
+# key hash), the credential of an Authorization header, and the value of a session or CSRF cookie.
 SECRETS_RE = re.compile(
-    r"(?P<key>omi_dev_)[A-Za-z0-9]{8,}"
+    r"(?P<key>omi_(?:dev|svc)_)[A-Za-z0-9]{8,}"
     r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
     r"|(?<![0-9A-Fa-f])[0-9A-Fa-f]{64}(?![0-9A-Fa-f])"
     r"|(?P<scheme>\b(?:Bearer|Basic|Api-Key)\s+)[A-Za-z0-9._~+/=-]{8,}"
@@ -32,7 +32,7 @@ SECRETS_RE = re.compile(
 # What a line must contain for SECRETS_RE to have anything to find there: checked first,
 # with string methods, because the expression costs some 20 times more than these checks
 # and almost no line holds any of them.
-_TRIGGERS = ("omi_dev_", "eyj", "bearer", "basic", "api-key", "session", "csrftoken")
+_TRIGGERS = ("omi_dev_", "omi_svc_", "eyj", "bearer", "basic", "api-key", "session", "csrftoken")
 _HEX_DIGITS = bytes.maketrans(b"0123456789abcdefABCDEF", b"h" * 22)
 _HEX_RUN = b"h" * 64
 

@@ -22,13 +22,14 @@ class FirebaseUserManager(UserManager):
         """The one Django user for a Firebase uid, created the first time the uid is seen.
 
         Firebase is the source of truth for identity, so the email is copied over
-        whenever it changes there; nothing else about the user is touched. Two
+        whenever it changes there (never back onto an erased user: ``lifecycle.erase_user``);
+        nothing else about the user is touched. Two
         first requests racing each other both end with the same row, because
         ``get_or_create`` falls back to a read when the insert loses.
         """
         email = self._storable_email(email)
         user, created = self.get_or_create(firebase_uid=uid, defaults=self._new_user_fields(uid, email))
-        if not created and user.email != email:
+        if not created and user.email != email and not user.is_erased:
             user.email = email
             user.save(update_fields=["email"])
         return user
@@ -55,7 +56,7 @@ class FirebaseUserManager(UserManager):
         changed = []
         for uid, email in wanted.items():
             user = users.get(uid)  # None only if the username "firebase:<uid>" belongs to another row
-            if user is not None and email is not None and user.email != email:
+            if user is not None and email is not None and user.email != email and not user.is_erased:
                 user.email = email
                 changed.append(user)
         if changed:

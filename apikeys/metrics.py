@@ -29,8 +29,8 @@ VERIFICATION_OUTCOMES = (
 )
 SECRETS = ("current", "replaced", "none")  # which of a key's secrets matched; "none": no key matched
 KEY_EVENT_ACTIONS = ("created", "rotated", "revoked", "expiry_changed", "renamed", "scopes_changed", "imported")
-DOORS = ("api", "web", "admin", "command", "code")
-THROTTLES = ("verify-fail", "create")
+DOORS = ("api", "web", "admin", "command", "code", "service")
+THROTTLES = ("verify-fail", "create", "service-auth-fail")
 DEPENDENCIES = ("database", "cache", "firebase")
 
 

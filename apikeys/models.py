@@ -34,7 +34,27 @@ class User(AbstractUser):
         help_text="The Firebase Authentication uid this user signs in as. Empty for staff-only accounts.",
     )
 
+    class Deactivation(models.TextChoices):
+        """Why a user was deactivated, so that each kind of deactivation is undone only by what made it."""
+
+        NONE = "", "not recorded (staff, or never deactivated)"
+        STAFF = "staff", "by staff"
+        FIREBASE_DISABLED = "firebase_disabled", "disabled in Firebase (syncfirebaseusers)"
+        FIREBASE_DELETED = "firebase_deleted", "deleted in Firebase (syncfirebaseusers)"
+        ERASED = "erased", "erased at a service's request"
+
+    # syncfirebaseusers reactivates only users it deactivated itself (FIREBASE_*), never staff's or an erasure.
+    deactivation_reason = models.CharField(
+        max_length=20, choices=Deactivation.choices, blank=True, default="", editable=False
+    )
+    deactivated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     objects = FirebaseUserManager()
+
+    @property
+    def is_erased(self) -> bool:
+        """True once the user's personal data was erased (``lifecycle.erase_user``): nothing is copied back."""
+        return self.deactivation_reason == self.Deactivation.ERASED
 
     @property
     def label(self) -> str:
@@ -261,6 +281,73 @@ class ApiKey(models.Model):
         return self.replaced_secret_works_until()
 
 
+class ServiceClientQuerySet(models.QuerySet):
+    """``ServiceClient.objects``: clients whose token works."""
+
+    def usable(self):
+        """Clients not revoked."""
+        return self.filter(revoked_at__isnull=True)
+
+
+class ServiceClient(models.Model):
+    """Another service that calls the service API (``/v1/service/``) with its own bearer token.
+
+    The token (``omi_svc_`` + 32 hex, ``crypto.generate_service_token``) is shown once and
+    only its SHA-256 is stored; ``lifecycle.issue_service_client``, ``rotate_service_client``
+    and ``revoke_service_client`` write it. Each ``can_*`` flag allows one kind of action
+    (:data:`PERMISSIONS`); a client allowed none can do nothing. Revocation keeps the row,
+    which the audit records of its actions point at.
+    """
+
+    # The flag of each permission, and what it allows: the words the 403 answers and the admin use.
+    PERMISSIONS = {
+        "can_verify_keys": "verify keys (POST /v1/service/keys/verify)",
+        "can_read_user_keys": "read users' keys (GET /v1/service/users/{uid}/keys)",
+        "can_act_on_users": "act on users (revoke all their keys, erase them)",
+        "can_receive_events": "receive events (webhooks)",
+    }
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(
+        max_length=100, unique=True, help_text="Which service this is, such as omi-developer-api. Unique."
+    )
+    can_verify_keys = models.BooleanField("may verify keys", default=False)
+    can_read_user_keys = models.BooleanField("may read users' keys", default=False)
+    can_act_on_users = models.BooleanField("may act on users", default=False, help_text="Revoke all keys, erase.")
+    can_receive_events = models.BooleanField("may receive events", default=False)
+    token_prefix = models.CharField("display prefix", max_length=32, editable=False)
+    token_hash = models.CharField(max_length=crypto.HASH_HEX_LENGTH, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ServiceClientQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "service client"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.token_prefix})"
+
+    @property
+    def is_revoked(self) -> bool:
+        """True once revoked: its token never works again."""
+        return self.revoked_at is not None
+
+    def allows(self, permission: str) -> bool:
+        """True when the flag ``permission`` (a key of :data:`PERMISSIONS`) is set; an unknown name raises KeyError."""
+        if permission not in self.PERMISSIONS:  # a misspelt permission must fail loudly, never deny quietly
+            raise KeyError(permission)
+        return bool(getattr(self, permission))
+
+    @property
+    def permission_names(self) -> list[str]:
+        """The flags set, in :data:`PERMISSIONS` order, without the ``can_`` prefix: ["verify_keys", ...]."""
+        return [name.removeprefix("can_") for name in self.PERMISSIONS if getattr(self, name)]
+
+
 class KeyEvent(models.Model):
     """One audited change to a key: who made it, when, from where. Never edited."""
 
@@ -278,6 +365,7 @@ class KeyEvent(models.Model):
         STAFF = "staff", "a staff member"
         COMMAND = "command", "a management command"
         SYSTEM = "system", "Python code"
+        SERVICE = "service", "a service client"
 
     class Via(models.TextChoices):
         API = "api", "JSON API"
@@ -285,6 +373,7 @@ class KeyEvent(models.Model):
         ADMIN = "admin", "admin"
         COMMAND = "command", "command line"
         CODE = "code", "Python code"
+        SERVICE = "service", "service API"
 
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="events")
     action = models.CharField(max_length=20, choices=Action.choices)
@@ -298,7 +387,16 @@ class KeyEvent(models.Model):
         related_name="key_events",
         help_text="Who acted, if a user.",
     )
-    # A snapshot taken at the time (an email, or a command and the OS user), kept even if the user changes later.
+    service_client = models.ForeignKey(
+        ServiceClient,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="key_events",
+        help_text="Who acted, if a service client.",
+    )
+    # A snapshot taken at the time (an email, a command and the OS user, a service client's name), kept even if
+    # the user changes later; erased with the rest of the user's personal data (lifecycle.erase_user).
     actor_label = models.CharField(max_length=200, blank=True)
     via = models.CharField(max_length=10, choices=Via.choices)
     ip_address = models.GenericIPAddressField("IP address", null=True, blank=True)

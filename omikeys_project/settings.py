@@ -422,7 +422,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Create, list, rotate and revoke Omi Developer API keys with "
         "`Authorization: Bearer <Firebase ID token>`, and check a key with "
-        "`GET /v1/dev/key` and `Authorization: Bearer <API key>`."
+        "`GET /v1/dev/key` and `Authorization: Bearer <API key>`. Other services verify keys and act on "
+        "users through the service API (`/v1/service/`) with `Authorization: Bearer <service token>`."
     ),
     "VERSION": "1.0.0",
     "OAS_VERSION": "3.1.0",
@@ -433,7 +434,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": False,
-    "ENUM_NAME_OVERRIDES": {},
+    # A key's status: as the key API lists it (never revoked), and as the service API does (all three).
+    "ENUM_NAME_OVERRIDES": {"StatusEnum": ["active", "expired"], "KeyStatusEnum": "apikeys.models.ApiKey.Status"},
 }
 
 LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO").strip().upper()

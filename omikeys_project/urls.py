@@ -1,4 +1,4 @@
-"""Top-level routes: the key API and its docs, the end-user pages, the admin, health and readiness
+"""Top-level routes: the key API, the service API and their docs, the end-user pages, the admin, health and readiness
 checks, metrics."""
 
 from django.contrib import admin
@@ -9,6 +9,7 @@ from apikeys import views as apikeys_views
 
 urlpatterns = [
     path("", include("apikeys.api.urls")),
+    path("", include("apikeys.service.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("healthz", apikeys_views.health, name="health"),

@@ -59,3 +59,19 @@ def database_url() -> str:
         return f"sqlite:///{db['NAME']}"
     credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
     return f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def service(*permissions: str, name: str | None = None, **extra) -> APIClient:
+    """An API client sending a new service client's token; ``permissions`` without "can_" ("verify_keys", ...).
+
+    The ServiceClient is ``client.service_client``, its token ``client.token``.
+    """
+    import uuid
+
+    issued = lifecycle.issue_service_client(
+        name or f"service-{uuid.uuid4().hex[:8]}", permissions=[f"can_{permission}" for permission in permissions]
+    )
+    client = APIClient(**extra)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
+    client.service_client, client.token = issued.client, issued.plaintext
+    return client

@@ -525,6 +525,11 @@ def test_both_fuzzed_schemas_cover_the_create_operation():
         ("DELETE", URL + "/{key_id}"),
         ("POST", URL + "/{key_id}/rotate"),
         ("GET", "/v1/dev/key"),
+        # The service API (tests/test_service_*.py); fuzzed here with a Firebase token, which it refuses (401).
+        ("POST", "/v1/service/keys/verify"),
+        ("GET", "/v1/service/users/{uid}/keys"),
+        ("POST", "/v1/service/users/{uid}/keys/revoke"),
+        ("POST", "/v1/service/users/{uid}/erase"),
     }
 
 

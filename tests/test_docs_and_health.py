@@ -18,9 +18,24 @@ def test_the_openapi_document_is_served_as_json(api):
         "/v1/dev/keys/{key_id}",
         "/v1/dev/keys/{key_id}/rotate",
         "/v1/dev/key",
+        "/v1/service/keys/verify",
+        "/v1/service/users/{uid}/keys",
+        "/v1/service/users/{uid}/keys/revoke",
+        "/v1/service/users/{uid}/erase",
     }
     assert document["components"]["securitySchemes"]["firebaseBearer"]["scheme"] == "bearer"
     assert document["components"]["securitySchemes"]["apiKeyBearer"]["scheme"] == "bearer"
+    assert document["components"]["securitySchemes"]["serviceBearer"]["scheme"] == "bearer"
+    service_operations = [
+        operation
+        for path, item in document["paths"].items()
+        if path.startswith("/v1/service/")
+        for operation in item.values()
+    ]
+    assert len(service_operations) == 4
+    for operation in service_operations:
+        assert operation["security"] == [{"serviceBearer": []}]
+        assert {"401", "403", "422", "429", "503"} <= set(operation["responses"])
 
 
 def test_the_docs_page_loads_nothing_from_other_hosts(api):

@@ -65,7 +65,7 @@ def test_no_log_line_holds_a_secret(log_format, project_log, settings, monkeypat
         def broken(plaintext):
             raise RuntimeError(f"lookup failed for {plaintext} ({crypto.hash_key(plaintext)})")
 
-        monkeypatch.setattr(lifecycle, "verify_key", broken)
+        monkeypatch.setattr(lifecycle.verification, "verify_key", broken)  # what lifecycle.judge_key calls
         assert api_client(new).get("/v1/dev/key").status_code == 500
         monkeypatch.undo()
 

@@ -1,18 +1,19 @@
 """Staff door: the Django admin for users, scopes, API keys and their audit events.
 
-One module per model admin (keys, scopes, users, events), with the key pages the
+One module per model admin (keys, scopes, users, events, service clients), with the key pages the
 admin does not have (issue, rotate) in key_views, and forms and filters beside them.
 """
 
 from django.contrib import admin
 
-from ..models import ApiKey, KeyEvent, Scope, User
+from ..models import ApiKey, KeyEvent, Scope, ServiceClient, User
 from .events import KeyEventAdmin
 from .keys import ApiKeyAdmin
 from .scopes import ScopeAdmin
+from .service_clients import ServiceClientAdmin
 from .users import OmikeysUserAdmin
 
-__all__ = ["ApiKeyAdmin", "KeyEventAdmin", "OmikeysUserAdmin", "ScopeAdmin"]
+__all__ = ["ApiKeyAdmin", "KeyEventAdmin", "OmikeysUserAdmin", "ScopeAdmin", "ServiceClientAdmin"]
 
 admin.site.site_header = "omikeys administration"
 admin.site.site_title = "omikeys admin"
@@ -24,3 +25,4 @@ admin.site.register(ApiKey, ApiKeyAdmin)
 admin.site.register(Scope, ScopeAdmin)
 admin.site.register(User, OmikeysUserAdmin)
 admin.site.register(KeyEvent, KeyEventAdmin)
+admin.site.register(ServiceClient, ServiceClientAdmin)

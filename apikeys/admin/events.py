@@ -28,6 +28,7 @@ class KeyEventAdmin(admin.ModelAdmin):
         "owner_column",
         "actor_kind",
         "actor",
+        "service_client",
         "actor_label",
         "via",
         "ip_address",

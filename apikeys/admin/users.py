@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
+from django.utils import timezone
 
 from ..models import ApiKey, User
 from .display import key_status, scope_codes
@@ -45,14 +46,18 @@ class OmikeysUserAdmin(UserAdmin):
 
     list_display = ("username", "email", "firebase_uid", "is_staff", "is_active")
     search_fields = ("username", "email", "firebase_uid")
-    fieldsets = (*UserAdmin.fieldsets, ("Firebase", {"fields": ("firebase_uid",)}))
+    fieldsets = (
+        *UserAdmin.fieldsets,
+        ("Firebase", {"fields": ("firebase_uid",)}),
+        ("Deactivation", {"fields": ("deactivation_reason", "deactivated_at")}),
+    )
     inlines = (ApiKeyInline,)
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else ()  # a user being added has no keys
 
     def get_readonly_fields(self, request, obj=None):
-        readonly_fields = super().get_readonly_fields(request, obj)
+        readonly_fields = (*super().get_readonly_fields(request, obj), "deactivation_reason", "deactivated_at")
         if obj is None:
             return readonly_fields
         # A uid set here would let a Firebase sign-in act as this account (a staff
@@ -70,6 +75,14 @@ class OmikeysUserAdmin(UserAdmin):
             stacked = db_field.name in self.filter_vertical
             kwargs["widget"] = LabelledFilteredSelectMultiple(db_field.verbose_name, stacked)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        # Staff turning "active" off or on is recorded as theirs, so syncfirebaseusers (which only undoes its own
+        # deactivations) leaves that user alone.
+        if change and "is_active" in form.changed_data:
+            obj.deactivation_reason = User.Deactivation.NONE if obj.is_active else User.Deactivation.STAFF
+            obj.deactivated_at = None if obj.is_active else timezone.now()
+        super().save_model(request, obj, form, change)
 
     def get_search_results(self, request, queryset, search_term):
         """The user search, narrowed to users who may hold keys when it feeds a key's owner field."""

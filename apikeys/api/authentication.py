@@ -1,15 +1,14 @@
 """The two credentials: Firebase ID tokens (managing keys) and API keys (using them)."""
 
 import re
-import time
 
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
-from .. import firebase, lifecycle, limits, metrics
+from .. import crypto, firebase, lifecycle, limits
 from ..audit import client_ip
+from ..jsonapi.exceptions import ServiceUnavailable, TooManyRequests
 from ..models import User
-from .exceptions import ServiceUnavailable, TooManyRequests
 
 MAX_TOKEN_LENGTH = 8192  # Firebase ID tokens are about 1 KB; anything far larger is not one.
 # A JSON Web Token: three base64url parts separated by dots (Firebase ID tokens are JWTs).
@@ -72,6 +71,11 @@ class FirebaseAuthentication(BearerAuthentication):
                 "This endpoint needs a Firebase ID token, not an MCP key (omi_mcp_...), which is for Omi's MCP "
                 "server. Sign in with Firebase and send its ID token as 'Authorization: Bearer <ID token>'."
             )
+        if crypto.is_service_token(token):
+            raise exceptions.AuthenticationFailed(
+                "This endpoint needs a Firebase ID token, not a service token (omi_svc_...), which is for the "
+                "service API under /v1/service/."
+            )
         if token[:4].lower() == "omi_":
             raise exceptions.AuthenticationFailed(
                 "This endpoint needs a Firebase ID token, not an API key. API keys cannot create, list or revoke keys."
@@ -101,6 +105,7 @@ SEND_A_KEY = "Create a key with POST /v1/dev/keys and send it as 'Authorization:
 # to say when one is sent where a key belongs: (test, what it is). Checked in this order.
 OTHER_CREDENTIALS = (
     (is_mcp_key, "an MCP key (omi_mcp_...), which is for Omi's MCP server"),
+    (crypto.is_service_token, "a service token (omi_svc_...), which is for the service API under /v1/service/"),
     (lambda token: token[:4].lower() != "omi_" and JWT_RE.match(token), "a Firebase ID token"),
     (lambda token: token.startswith("ya29."), "a Google OAuth access token"),
 )
@@ -127,8 +132,9 @@ class ApiKeyAuthentication(BearerAuthentication):
 
     On success ``request.user`` is the key's owner and ``request.auth`` the
     :class:`~apikeys.models.ApiKey`, with its scope codes in ``request.auth.scope_codes``.
-    Verification is one indexed read (:func:`lifecycle.verify_key`); its only write
-    is ``last_used_at``, at most once a minute per key (:func:`lifecycle.mark_used`).
+    The verdict is :func:`lifecycle.judge_key`'s, as for the service API: one indexed read
+    (:func:`lifecycle.verify_key`); its only write is ``last_used_at``, at most once a minute
+    per key (:func:`lifecycle.mark_used`).
 
     A client address with too many failed verifications gets 429 with
     ``Retry-After`` for every key it sends, valid or not, until its window ends.
@@ -137,38 +143,16 @@ class ApiKeyAuthentication(BearerAuthentication):
     credential = "API key"
 
     def authenticate_token(self, request, token):
-        started = time.perf_counter()  # for the verification metrics
-        address = limits.address_subject(client_ip(request))
-        throttle = limits.failed_verification()
-        wait = throttle.retry_after(address)
-        if wait:
-            raise self._throttled(throttle, wait, started)
-        if token is None:
-            self._refuse(throttle, address, self.malformed_message, started)
-        token = token.decode("latin-1")
-        wrong = wrong_credential_message(token)
-        if wrong:
-            self._refuse(throttle, address, wrong, started)
-        verification = lifecycle.verify_key(token)
-        if verification.api_key is None:
-            self._refuse(throttle, address, verification.rejection, started, verification)
-        lifecycle.mark_used(verification.api_key)
-        metrics.record_verification(verification.outcome, verification.secret, started)
-        return verification.api_key.owner, verification.api_key
-
-    def _refuse(self, throttle, address, message, started, verification=None):
-        """Count a failed verification (``verification`` ``None``: malformed) and refuse it: 401, or 429."""
-        wait = throttle.hit(address)
-        if wait:
-            raise self._throttled(throttle, wait, started)
-        outcome, secret = (verification.outcome, verification.secret) if verification else ("malformed", None)
-        metrics.record_verification(outcome, secret, started)
-        raise exceptions.AuthenticationFailed(message)
-
-    @staticmethod
-    def _throttled(throttle: limits.Throttle, wait: int, started: float) -> TooManyRequests:
-        metrics.record_throttle_refusal(throttle.name)
-        metrics.record_verification("throttled", None, started)
-        return TooManyRequests(
-            wait, f"Too many failed API key attempts from this address. Try again in {limits.wait_message(wait)}."
-        )
+        presented = None if token is None else token.decode("latin-1")
+        verdict = lifecycle.judge_key(presented, client_address=client_ip(request))
+        if verdict.retry_after:
+            raise TooManyRequests(
+                verdict.retry_after,
+                "Too many failed API key attempts from this address. "
+                f"Try again in {limits.wait_message(verdict.retry_after)}.",
+            )
+        if verdict.api_key is None:
+            if presented is None:
+                raise exceptions.AuthenticationFailed(self.malformed_message)
+            raise exceptions.AuthenticationFailed(wrong_credential_message(presented) or verdict.verification.rejection)
+        return verdict.api_key.owner, verdict.api_key

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .exceptions import PayloadTooLarge, RequestValidationError, ServiceUnavailable
+from ..jsonapi.exceptions import PayloadTooLarge, RequestValidationError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 

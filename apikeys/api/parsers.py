@@ -6,7 +6,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from .exceptions import PayloadTooLarge
+from ..jsonapi.exceptions import PayloadTooLarge
 
 
 class StrictJSONParser(JSONParser):

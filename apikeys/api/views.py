@@ -1,22 +1,21 @@
 """Key API views: parse the request, call the lifecycle, render the contract's shapes."""
 
 import uuid
-from collections.abc import Mapping
 
 from django.utils.http import http_date
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import AuthenticationFailed, MethodNotAllowed, NotFound
+from rest_framework.exceptions import AuthenticationFailed, NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from .. import lifecycle, limits
 from ..audit import Actor
+from ..jsonapi.exceptions import Conflict, PreconditionFailed, TooManyRequests
+from ..jsonapi.schema import ErrorResponseSerializer, HTTPValidationErrorSerializer
+from ..jsonapi.views import JSONAPIView
 from ..models import ApiKey, KeyEvent
 from .authentication import ApiKeyAuthentication
-from .exceptions import Conflict, PreconditionFailed, RequestValidationError, TooManyRequests
-from .schema import ErrorResponseSerializer, HTTPValidationErrorSerializer
 from .serializers import (
     CallingApiKeySerializer,
     DevApiKeyCreatedSerializer,
@@ -119,40 +118,9 @@ def api_actor(request) -> Actor:
     return Actor.from_request(request, via=KeyEvent.Via.API)
 
 
-class KeyAPIView(APIView):
-    """The key endpoints' base: Firebase authentication (the default), no OPTIONS, one JSON-object check.
-
-    Every answer, success or error, carries ``Cache-Control: no-store``: a key's metadata,
-    and a new secret above all, must not be kept by a browser or a shared cache.
-    """
-
-    # No OPTIONS metadata: methods the API does not document answer 405,
-    # and the Allow header lists only the documented ones.
-    http_method_names = [method for method in APIView.http_method_names if method != "options"]
-
-    def initial(self, request, *args, **kwargs):
-        # A method the endpoint does not offer is 405 whoever asks: checked before the
-        # credentials, so the answer does not depend on them (and no key check is counted).
-        method = request.method.lower()
-        if method not in self.http_method_names or not hasattr(self, method):
-            raise MethodNotAllowed(request.method)
-        super().initial(request, *args, **kwargs)
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        response["Cache-Control"] = "no-store"
-        return response
-
-    @staticmethod
-    def json_object(request) -> Mapping:
-        """The request's JSON body, which must be an object (an omitted body parses as an empty one)."""
-        if not isinstance(request.data, Mapping):
-            raise RequestValidationError.single(
-                ["body"],
-                "Input should be a valid dictionary or object to extract fields from.",
-                "model_attributes_type",
-            )
-        return request.data
+class KeyAPIView(JSONAPIView):
+    """The key endpoints' base: Firebase authentication (the default), and ``JSONAPIView``'s answers
+    (no OPTIONS, 405 before credentials, ``Cache-Control: no-store``, one JSON-object check)."""
 
 
 class KeyListCreateView(KeyAPIView):

@@ -5,15 +5,27 @@ names (always as ``lifecycle.<name>``), so a key is created, and its plaintext
 handled, one way, and every change is audited in the transaction that makes it.
 
 - writes: :func:`issue_key`, :func:`update_key`, :func:`rotate_key`, :func:`set_expiry`,
-  :func:`revoke_key`, :func:`import_keys` (keys another system issued, as
-  :class:`ImportedKey` values), and :func:`mark_used` on the verification path;
-- reads: :func:`verify_key` (the :class:`Verification` of a presented secret);
+  :func:`revoke_key`, :func:`revoke_user_keys` and :func:`erase_user` (an account that ends),
+  :func:`apply_firebase_states` (users deactivated or reactivated as Firebase says),
+  :func:`issue_service_client`, :func:`rotate_service_client`, :func:`revoke_service_client`,
+  :func:`import_keys` (keys another system issued, as :class:`ImportedKey` values), and
+  :func:`mark_used` on the verification path;
+- reads: :func:`verify_key` (the :class:`Verification` of a presented secret), and :func:`judge_key`
+  (the :class:`KeyVerdict` every door gives: throttle, verification, usage stamp, scopes);
 - rules doors may check early: :func:`validate_expiry`, :func:`ensure_may_hold_keys`,
   :func:`default_scopes`, :data:`GRACE_PERIODS`, :data:`MAX_GRACE_SECONDS`;
 - refusals: ``ValidationError`` keyed by field ("name", "scopes", "expires_at",
   "grace_seconds"), and :class:`LifecycleError` for everything else.
 """
 
+from .accounts import (
+    AccountChange,
+    ErasureReport,
+    apply_firebase_states,
+    erase_user,
+    revoke_user_keys,
+    users_to_sync,
+)
 from .changes import revoke_key, rotate_key, set_expiry, update_key
 from .errors import (
     AlreadyIssued,
@@ -28,19 +40,34 @@ from .errors import (
 from .importing import ImportConflict, ImportedKey, ImportOutcome, ImportRefusal, ImportResult, import_keys
 from .issuing import IssuedKey, issue_key
 from .rules import GRACE_PERIODS, MAX_GRACE_SECONDS, default_scopes, ensure_may_hold_keys, validate_expiry
-from .verification import Rejection, Verification, mark_used, verify_key
+from .service_clients import (
+    IssuedServiceClient,
+    ServiceClientRevoked,
+    find_service_client,
+    issue_service_client,
+    mark_service_client_used,
+    revoke_service_client,
+    rotate_service_client,
+)
+from .verification import Code, KeyVerdict, Rejection, Verification, judge_key, mark_used, verify_key
 
 __all__ = [
+    "AccountChange",
     "GRACE_PERIODS",
     "MAX_GRACE_SECONDS",
     "AlreadyIssued",
     "AlreadyRotated",
+    "ErasureReport",
+    "IssuedServiceClient",
+    "ServiceClientRevoked",
+    "Code",
     "ImportConflict",
     "ImportOutcome",
     "ImportRefusal",
     "ImportResult",
     "ImportedKey",
     "IssuedKey",
+    "KeyVerdict",
     "KeyRevoked",
     "LifecycleError",
     "NotChangeable",
@@ -49,15 +76,25 @@ __all__ = [
     "Rejection",
     "TooManyKeys",
     "Verification",
+    "apply_firebase_states",
     "default_scopes",
+    "erase_user",
+    "find_service_client",
+    "issue_service_client",
+    "mark_service_client_used",
+    "revoke_service_client",
+    "revoke_user_keys",
+    "rotate_service_client",
     "ensure_may_hold_keys",
     "import_keys",
     "issue_key",
+    "judge_key",
     "mark_used",
     "revoke_key",
     "rotate_key",
     "set_expiry",
     "update_key",
+    "users_to_sync",
     "validate_expiry",
     "verify_key",
 ]

@@ -155,9 +155,10 @@ def set_expiry(api_key: ApiKey, expires_at: datetime.datetime | None, *, actor: 
     return True
 
 
-def revoke_key(api_key: ApiKey, *, actor: Actor | None = None) -> bool:
+def revoke_key(api_key: ApiKey, *, actor: Actor | None = None, reason: str = "") -> bool:
     """Revoke ``api_key``; it stops verifying at once. The caller has decided access
-    (a door fetches an owner's key with ``ApiKey.objects.for_owner(user)``).
+    (a door fetches an owner's key with ``ApiKey.objects.for_owner(user)``). A ``reason``
+    (such as "account deleted") is kept in the audit event's details.
 
     Returns True when this call revoked it, False when it was already revoked (not
     an error). ``api_key.revoked_at`` is up to date afterwards either way.
@@ -170,7 +171,7 @@ def revoke_key(api_key: ApiKey, *, actor: Actor | None = None) -> bool:
     with transaction.atomic():
         revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
         if revoked:
-            audit.record(api_key, KeyEvent.Action.REVOKED, actor, at=now)
+            audit.record(api_key, KeyEvent.Action.REVOKED, actor, at=now, **({"reason": reason} if reason else {}))
     if revoked:
         api_key.revoked_at = now
         logger.info("api key revoked id=%s owner=%s", api_key.pk, api_key.owner_id)

@@ -1,16 +1,19 @@
-"""Verifying a presented key (one indexed read, no write), and stamping when a key was last used."""
+"""Verifying a presented key (one indexed read, no write), the verdict every door gives on it (with the
+failed-attempt throttle), and stamping when a key was last used."""
 
 import datetime
 import logging
+import time
+from collections.abc import Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import crypto, lookup
+from .. import crypto, limits, lookup, metrics
 from ..models import ApiKey
 
 logger = logging.getLogger(__name__)
@@ -33,13 +36,17 @@ class Verification:
     ``outcome`` says why, for metrics and logs: "valid", "malformed", "not_found",
     "revoked", "owner_inactive", "grace_ended" or "expired" (the client is told less:
     see :class:`Rejection`). ``secret`` is which of the key's secrets matched,
-    "current" or "replaced" (by a rotation), or ``None`` when no key matched.
+    "current" or "replaced" (by a rotation), or ``None`` when no key matched; ``matched`` is the
+    key the secret belongs to, refused or not (``None`` when none matched).
     """
 
     api_key: ApiKey | None  # with ``scope_codes``, a frozenset read in the same query
     rejection: str | None = None
     outcome: str = "valid"
     secret: str | None = None
+    # The key the secret belongs to, even when it was refused (revoked, expired...); None when no key matched.
+    # Not part of a verdict's equality: two verdicts with the same outcome are the same verdict.
+    matched: ApiKey | None = field(default=None, compare=False, repr=False)
 
 
 def verify_key(plaintext: str) -> Verification:
@@ -63,18 +70,18 @@ def verify_key(plaintext: str) -> Verification:
         return Verification(None, Rejection.INVALID, "not_found")
     secret = "current" if api_key.key_hash in (hashed, legacy_hashed) else "replaced"
     if api_key.is_revoked:
-        return Verification(None, Rejection.INVALID, "revoked", secret)
+        return Verification(None, Rejection.INVALID, "revoked", secret, api_key)
     if not api_key.owner.is_active:
-        return Verification(None, Rejection.INVALID, "owner_inactive", secret)
+        return Verification(None, Rejection.INVALID, "owner_inactive", secret, api_key)
     if secret == "replaced" and not api_key.previous_secret_works(now):
         # A grace period cut short by the key's expiry ended because the key expired: say so.
         ended_by_expiry = api_key.expires_at is not None and api_key.previous_key_expires_at == api_key.expires_at
         if not (ended_by_expiry and api_key.is_expired(now)):
-            return Verification(None, Rejection.INVALID, "grace_ended", secret)
+            return Verification(None, Rejection.INVALID, "grace_ended", secret, api_key)
     if api_key.is_expired(now):
-        return Verification(None, Rejection.EXPIRED, "expired", secret)
+        return Verification(None, Rejection.EXPIRED, "expired", secret, api_key)
     api_key.replaced_secret_sunset = api_key.replaced_secret_works_until(now) if secret == "replaced" else None
-    return Verification(api_key, None, "valid", secret)
+    return Verification(api_key, None, "valid", secret, api_key)
 
 
 def mark_used(api_key: ApiKey) -> bool:
@@ -126,3 +133,100 @@ def _short_lock_wait():
         yield
     finally:
         raw.execute(f"PRAGMA busy_timeout = {usual_ms}")
+
+
+class Code:
+    """The verdict on a presented key, as the service API names it (``POST /v1/service/keys/verify``)."""
+
+    VALID = "VALID"
+    MALFORMED = "MALFORMED"  # not shaped like a key at all (another credential, a typo, nothing)
+    NOT_FOUND = "NOT_FOUND"
+    REVOKED = "REVOKED"
+    EXPIRED = "EXPIRED"  # the key expired, or the replaced secret presented is past its grace period
+    OWNER_INACTIVE = "OWNER_INACTIVE"
+    INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"
+    RATE_LIMITED = "RATE_LIMITED"
+
+    ALL = (VALID, NOT_FOUND, REVOKED, EXPIRED, OWNER_INACTIVE, INSUFFICIENT_SCOPE, RATE_LIMITED, MALFORMED)
+
+
+# Verification.outcome -> Code.
+_CODE_OF_OUTCOME = {
+    "valid": Code.VALID,
+    "malformed": Code.MALFORMED,
+    "not_found": Code.NOT_FOUND,
+    "revoked": Code.REVOKED,
+    "owner_inactive": Code.OWNER_INACTIVE,
+    "grace_ended": Code.EXPIRED,
+    "expired": Code.EXPIRED,
+}
+
+
+@dataclass(frozen=True)
+class KeyVerdict:
+    """What :func:`judge_key` decided: a :class:`Code`, the :class:`Verification` behind it, and for
+    ``RATE_LIMITED`` the seconds to wait (``retry_after``); for ``INSUFFICIENT_SCOPE`` the scopes missing.
+
+    ``verification`` is ``None`` only when the address was already throttled (nothing was looked up).
+    ``api_key`` is the key when it verified (``VALID`` or ``INSUFFICIENT_SCOPE``), else ``None``.
+    """
+
+    code: str
+    verification: Verification | None
+    retry_after: int | None = None
+    missing_scopes: tuple[str, ...] = ()
+
+    @property
+    def api_key(self) -> ApiKey | None:
+        return self.verification.api_key if self.verification is not None else None
+
+
+def judge_key(presented: str | None, *, client_address: str | None, required_scopes: Iterable[str] = ()) -> KeyVerdict:
+    """The one verdict on a key presented by a client at ``client_address``, for every door that checks keys.
+
+    ``presented`` is the text the client sent as its key (``None``: it sent something that
+    cannot be one, such as a malformed ``Authorization`` header). In order:
+
+    1. an address with too many failed attempts (``OMIKEYS_FAILED_VERIFICATION_RATE``, per IPv4
+       address or IPv6 /64: ``limits.address_subject``) is ``RATE_LIMITED`` for any key, valid or
+       not, without a lookup;
+    2. :func:`verify_key`; a key that does not verify counts one failed attempt for the address
+       (``RATE_LIMITED`` if that one goes over the rate) and is ``MALFORMED``, ``NOT_FOUND``,
+       ``REVOKED``, ``EXPIRED`` or ``OWNER_INACTIVE``;
+    3. a key that verifies is stamped used (:func:`mark_used`), then is ``INSUFFICIENT_SCOPE`` if it
+       lacks any of ``required_scopes`` (not a failed attempt), else ``VALID``.
+
+    Every verdict is counted in the verification metrics. ``ApiKeyAuthentication`` (``GET /v1/dev/key``
+    and the views it protects) and the service API's verify endpoint both call this, so a key is judged
+    one way wherever it is presented; only their words differ.
+    """
+    started = time.perf_counter()
+    subject = limits.address_subject(client_address)
+    throttle = limits.failed_verification()
+    wait = throttle.retry_after(subject)
+    if wait:
+        return _throttled(throttle, wait, started, None)
+    if presented is None:
+        verification = Verification(None, Rejection.INVALID, "malformed")
+    else:
+        verification = verify_key(presented)
+    api_key = verification.api_key
+    if api_key is None:
+        wait = throttle.hit(subject)
+        if wait:
+            return _throttled(throttle, wait, started, verification)
+        metrics.record_verification(verification.outcome, verification.secret, started)
+        return KeyVerdict(_CODE_OF_OUTCOME[verification.outcome], verification)
+    mark_used(api_key)
+    metrics.record_verification(verification.outcome, verification.secret, started)
+    missing = tuple(scope for scope in dict.fromkeys(required_scopes) if scope not in api_key.scope_codes)
+    if missing:
+        metrics.record_scope_refusal()
+        return KeyVerdict(Code.INSUFFICIENT_SCOPE, verification, missing_scopes=missing)
+    return KeyVerdict(Code.VALID, verification)
+
+
+def _throttled(throttle: limits.Throttle, wait: int, started: float, verification) -> KeyVerdict:
+    metrics.record_throttle_refusal(throttle.name)
+    metrics.record_verification("throttled", None, started)
+    return KeyVerdict(Code.RATE_LIMITED, verification, retry_after=wait)

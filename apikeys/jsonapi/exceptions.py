@@ -1,4 +1,4 @@
-"""Exceptions the key API raises; ``errors`` turns them into responses.
+"""Exceptions the JSON doors (the key API, the service API) raise; ``api.errors`` turns them into responses.
 
 Kept apart from ``errors`` so that the authentication and parser classes, which
 DRF imports while loading its settings, do not import ``rest_framework.views``.

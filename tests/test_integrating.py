@@ -1,0 +1,96 @@
+"""docs/integrating.md: its FastAPI dependency, run as written against a real omikeys server (Django's live server)."""
+
+import re
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from fastapi.testclient import TestClient
+
+from apikeys import lifecycle
+
+from .helpers import free_port, issue, make_owner, service
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DOC = Path(settings.BASE_DIR) / "docs" / "integrating.md"
+END_CLIENT = ("203.0.113.50", 50000)
+
+
+def dependency_module(monkeypatch, url: str, token: str) -> types.ModuleType:
+    """The first Python block of the FastAPI section, executed as the module ``omikeys_keys``."""
+    section = DOC.read_text(encoding="utf-8").split("## Checking keys from a FastAPI service", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    monkeypatch.setenv("OMIKEYS_URL", url)
+    monkeypatch.setenv("OMIKEYS_SERVICE_TOKEN", token)
+    module = types.ModuleType("omikeys_keys")
+    monkeypatch.setitem(sys.modules, "omikeys_keys", module)
+    exec(compile(code, str(DOC), "exec"), module.__dict__)
+    return module
+
+
+@pytest.fixture
+def verifier():
+    return service("verify_keys", name="developer-api")
+
+
+def test_the_documented_dependency_lets_valid_keys_through_and_answers_the_others(live_server, monkeypatch, verifier):
+    owner = make_owner("integrating-owner")
+    reader = issue(owner, name="reader", scopes=["memories:read"]).plaintext
+    writer = issue(owner, name="writer", scopes=["goals:write"]).plaintext
+    revoked = issue(owner, name="revoked", scopes=["memories:read"])
+    lifecycle.revoke_key(revoked.api_key)
+    module = dependency_module(monkeypatch, live_server.url, verifier.token)
+
+    with TestClient(module.app, client=END_CLIENT) as client:
+
+        def get(key=None):
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            return client.get("/v1/dev/user/memories", headers=headers)
+
+        ok, no_scope, gone, missing = get(reader), get(writer), get(revoked.plaintext), get()
+
+    assert (ok.status_code, ok.json()) == (200, {"uid": "integrating-owner", "memories": []})
+    assert (no_scope.status_code, no_scope.json()["detail"]) == (
+        403,
+        "Insufficient permissions. Required scope: memories:read",
+    )
+    assert (gone.status_code, gone.json()["detail"]) == (401, "Invalid API Key: this key has been revoked.")
+    assert missing.status_code == 401
+
+
+def test_the_documented_dependency_throttles_per_end_client(live_server, monkeypatch, verifier, settings):
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (2, 60)
+    module = dependency_module(monkeypatch, live_server.url, verifier.token)
+    bad = "omi_dev_" + "0" * 32
+
+    with TestClient(module.app, client=END_CLIENT) as client:
+        statuses = [client.get("/v1/dev/user/memories", headers={"Authorization": f"Bearer {bad}"}) for _ in range(3)]
+
+    assert [response.status_code for response in statuses] == [401, 401, 429]
+    assert int(statuses[-1].headers["Retry-After"]) >= 1
+
+
+def test_the_documented_dependency_answers_503_when_omikeys_is_down(monkeypatch, verifier):
+    module = dependency_module(monkeypatch, f"http://127.0.0.1:{free_port()}", verifier.token)
+    key = "omi_dev_" + "1" * 32
+
+    with TestClient(module.app, client=END_CLIENT) as client:
+        started = time.monotonic()
+        response = client.get("/v1/dev/user/memories", headers={"Authorization": f"Bearer {key}"})
+        took = time.monotonic() - started
+
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
+    assert took < 10
+
+
+def test_the_documented_dependency_answers_503_when_its_token_is_refused(live_server, monkeypatch):
+    module = dependency_module(monkeypatch, live_server.url, "omi_svc_" + "0" * 32)
+
+    with TestClient(module.app, client=END_CLIENT) as client:
+        response = client.get("/v1/dev/user/memories", headers={"Authorization": "Bearer omi_dev_" + "2" * 32})
+
+    assert response.status_code == 503
