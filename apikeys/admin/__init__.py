@@ -1,4 +1,4 @@
-"""Staff door: the Django admin for users, scopes, API keys and their audit events.
+"""Staff door: the Django admin for users, scopes, API keys and their audit events, and webhooks.
 
 One module per model admin (keys, scopes, users, events), with the key pages the
 admin does not have (issue, rotate) in key_views, and forms and filters beside them.
@@ -6,13 +6,22 @@ admin does not have (issue, rotate) in key_views, and forms and filters beside t
 
 from django.contrib import admin
 
-from ..models import ApiKey, KeyEvent, Scope, User
+from ..models import ApiKey, Delivery, Event, KeyEvent, Scope, User, WebhookEndpoint
 from .events import KeyEventAdmin
 from .keys import ApiKeyAdmin
 from .scopes import ScopeAdmin
 from .users import OmikeysUserAdmin
+from .webhooks import DeliveryAdmin, EventAdmin, WebhookEndpointAdmin
 
-__all__ = ["ApiKeyAdmin", "KeyEventAdmin", "OmikeysUserAdmin", "ScopeAdmin"]
+__all__ = [
+    "ApiKeyAdmin",
+    "DeliveryAdmin",
+    "EventAdmin",
+    "KeyEventAdmin",
+    "OmikeysUserAdmin",
+    "ScopeAdmin",
+    "WebhookEndpointAdmin",
+]
 
 admin.site.site_header = "omikeys administration"
 admin.site.site_title = "omikeys admin"
@@ -24,3 +33,6 @@ admin.site.register(ApiKey, ApiKeyAdmin)
 admin.site.register(Scope, ScopeAdmin)
 admin.site.register(User, OmikeysUserAdmin)
 admin.site.register(KeyEvent, KeyEventAdmin)
+admin.site.register(WebhookEndpoint, WebhookEndpointAdmin)
+admin.site.register(Delivery, DeliveryAdmin)
+admin.site.register(Event, EventAdmin)
