@@ -86,7 +86,8 @@ def record(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details) 
 
 def unsaved(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details) -> KeyEvent:
     """The event :func:`record` writes, not yet saved: for changes that write many events with one
-    ``bulk_create``, in the transaction that makes them."""
+    ``bulk_create``, in the transaction that makes them (imports). These make no outgoing
+    webhook event (``apikeys.events`` says why)."""
     actor = actor or CODE
     # Counted when the change commits: a change rolled back never happened.
     transaction.on_commit(lambda: metrics.record_key_event(action, actor.via))

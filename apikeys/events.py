@@ -87,17 +87,26 @@ def subscribed_endpoints(event_type: str) -> list[WebhookEndpoint]:
     return [endpoint for endpoint in WebhookEndpoint.objects.filter(enabled=True) if endpoint.subscribes_to(event_type)]
 
 
-def emit(event_type: str, data: dict, *, at: datetime.datetime | None = None, dedup_key: str | None = None):
+def emit(
+    event_type: str,
+    data: dict,
+    *,
+    at: datetime.datetime | None = None,
+    dedup_key: str | None = None,
+    endpoints: list[WebhookEndpoint] | None = None,
+):
     """Write one event and a pending delivery per subscribed endpoint; returns the Event or None.
 
     Call it inside the transaction of the change it reports. None when no enabled endpoint
     subscribes to ``event_type``. With ``dedup_key``, a second event with the same key
     raises ``IntegrityError`` (the caller's savepoint decides). Raises ``ValueError`` for an
     unknown type. The immediate delivery attempt is queued when the transaction commits.
+    ``endpoints``: the subscribed endpoints, when the caller has just read them.
     """
     if event_type not in EVENT_TYPE_NAMES:
         raise ValueError(f"unknown event type {event_type!r}; one of {', '.join(EVENT_TYPE_NAMES)}")
-    endpoints = subscribed_endpoints(event_type)
+    if endpoints is None:
+        endpoints = subscribed_endpoints(event_type)
     if not endpoints:
         return None
     at = at or timezone.now()
@@ -125,14 +134,15 @@ def queue_attempt(event_id) -> None:
 def emit_for_key_event(key_event: KeyEvent):
     """The outgoing event of one audited key change, or None (imports; no subscribed endpoint)."""
     event_type = KEY_EVENT_TYPES.get(key_event.action)
-    if event_type is None or not subscribed_endpoints(event_type):
+    endpoints = subscribed_endpoints(event_type) if event_type else []
+    if not endpoints:
         return None
     data = key_data(key_event.api_key)
     if key_event.action in CHANGED_FIELDS:
         data["changed"] = [CHANGED_FIELDS[key_event.action]]
     data["actor"] = actor_data(key_event.actor_kind, key_event.via, key_event.actor, key_event.actor_label)
     data["door"] = key_event.via
-    return emit(event_type, data, at=key_event.at)
+    return emit(event_type, data, at=key_event.at, endpoints=endpoints)
 
 
 def emit_user_event(event_type: str, user: User, *, actor=None, key_ids=(), at=None):

@@ -50,6 +50,7 @@ SECRET_BYTES = 24
 ERROR_MAX_LENGTH = 300
 EXCERPT_BYTES = 200
 USER_AGENT = "omikeys-webhooks/1"
+CLAIM_TRIES = 5  # due deliveries another worker took between the read and the claim, before giving up
 
 
 # Secrets ---------------------------------------------------------------------------------
@@ -366,23 +367,27 @@ def claim(delivery_id=None, *, now=None, exclude=()) -> Delivery | None:
         due = due.filter(pk=delivery_id)
     if exclude:
         due = due.exclude(pk__in=exclude)
-    with transaction.atomic():
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        delivery = due.order_by("next_attempt_at", "pk").first()
-        if delivery is None:
-            return None
-        token = uuid.uuid4()
-        lease_end = now + datetime.timedelta(seconds=settings.OMIKEYS_WEBHOOK_LEASE_SECONDS)
-        taken = (
-            Delivery.objects.filter(pk=delivery.pk)
-            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
-            .update(locked_until=lease_end, lease_token=token)
-        )
-        if not taken:
-            return None
-    delivery.locked_until, delivery.lease_token = lease_end, token
-    return delivery
+    if connection.features.has_select_for_update_skip_locked:
+        due = due.select_for_update(skip_locked=True, of=("self",))
+    lease_end = now + datetime.timedelta(seconds=settings.OMIKEYS_WEBHOOK_LEASE_SECONDS)
+    lost = []
+    for _ in range(CLAIM_TRIES):
+        with transaction.atomic():
+            delivery = due.exclude(pk__in=lost).order_by("next_attempt_at", "pk").first()
+            if delivery is None:
+                return None
+            token = uuid.uuid4()
+            # Guarded: where rows cannot be locked (SQLite), another worker may have taken it since the read.
+            taken = (
+                Delivery.objects.filter(pk=delivery.pk)
+                .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+                .update(locked_until=lease_end, lease_token=token)
+            )
+        if taken:
+            delivery.locked_until, delivery.lease_token = lease_end, token
+            return delivery
+        lost.append(delivery.pk)
+    return None
 
 
 def attempt(delivery: Delivery) -> Attempt:

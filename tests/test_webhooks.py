@@ -469,3 +469,57 @@ def test_unknown_event_types_are_refused():
 def test_event_types_are_stored_in_the_documented_order(receiver):
     row, _ = webhooks.register_endpoint(receiver.url, ["user.erased", "key.created", "key.created"])
     assert WebhookEndpoint.objects.get(pk=row.pk).event_types == ["key.created", "user.erased"]
+
+
+def test_attempts_are_counted_by_outcome(receiver, endpoint, settings):
+    from prometheus_client import REGISTRY
+
+    def count(outcome):
+        return REGISTRY.get_sample_value("omikeys_webhook_delivery_attempts_total", {"outcome": outcome})
+
+    settings.OMIKEYS_WEBHOOK_RETRY_SCHEDULE = [0]
+    before = {outcome: count(outcome) for outcome in ("delivered", "retry", "failed")}
+    receiver.answers = [500, 500]
+    issue(make_owner())  # retried once, then failed
+    webhooks.deliver_due()
+    webhooks.deliver_due()
+    issue(make_owner("second"))  # delivered at once
+    webhooks.deliver_due()
+
+    assert {outcome: count(outcome) - before[outcome] for outcome in before} == {
+        "delivered": 1,
+        "retry": 1,
+        "failed": 1,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_passes_at_once_send_each_delivery_once(receiver):
+    import threading
+
+    _, secret = webhooks.register_endpoint(receiver.url, ["key.created"])
+    owner = make_owner()
+    for number in range(10):
+        issue(owner, f"key {number}")
+    sent, errors = [], []
+
+    def run_pass():
+        try:
+            while webhooks.deliver_due():
+                sent.append(1)
+        except Exception as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run_pass) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    assert errors == []
+    payloads = receiver.verified(secret)
+    assert len(payloads) == 10
+    assert len({payload["id"] for payload in payloads}) == 10
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
