@@ -8,6 +8,7 @@ from django.urls import reverse
 from apikeys import webhooks
 from apikeys.models import Event
 
+from .admin.pages import change_data, key_url
 from .commands.running import run
 from .helpers import issue, make_owner
 from .web.pages import post_rotate, sign_in
@@ -67,6 +68,17 @@ def test_the_admin_revokes_with_the_staff_member_as_actor(admin_client, admin_us
     assert revoked["door"] == "admin"
     assert revoked["actor"] == {"kind": "staff", "via": "admin", "staff_id": admin_user.pk}
     assert admin_user.email not in json.dumps(revoked)
+
+
+def test_the_admin_change_form_renames_as_key_updated(admin_client, admin_user):
+    api_key = issue(make_owner("uid-admin-rename"), "before").api_key
+
+    response = admin_client.post(key_url(api_key), change_data(api_key, name="after"))
+
+    assert response.status_code == 302
+    updated = Event.objects.get(type="key.updated").payload["data"]
+    assert (updated["name"], updated["changed"], updated["door"]) == ("after", ["name"], "admin")
+    assert updated["actor"] == {"kind": "staff", "via": "admin", "staff_id": admin_user.pk}
 
 
 def test_the_commands_rotate_and_revoke_with_the_command_as_actor(emulator_user):

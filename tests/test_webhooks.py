@@ -523,3 +523,12 @@ def test_two_passes_at_once_send_each_delivery_once(receiver):
     assert len(payloads) == 10
     assert len({payload["id"] for payload in payloads}) == 10
     assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+def test_the_worker_schedules_both_passes_every_minute():
+    from django_q.models import Schedule
+
+    schedules = {s.func: s for s in Schedule.objects.filter(name__startswith="omikeys:")}
+    assert set(schedules) == {"apikeys.tasks.deliver_due", "apikeys.tasks.emit_expired"}
+    for schedule in schedules.values():
+        assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
