@@ -1,5 +1,7 @@
 """Webhook URLs: private, loopback, link-local and other non-public addresses refused, at registration and delivery."""
 
+import ssl
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -97,5 +99,28 @@ def test_the_address_is_checked_again_at_delivery(settings):
         delivery = Delivery.objects.get()
         assert delivery.status == "pending" and delivery.last_response_code is None
         assert delivery.last_error.startswith("refused: 127.0.0.1 resolves to 127.0.0.1")
+    finally:
+        receiver.stop()
+
+
+def test_https_certificates_are_verified(tmp_path):
+    from .conftest import _key_and_certificate
+
+    private_pem, certificate_pem, _ = _key_and_certificate()  # self-signed: no trusted authority issued it
+    (tmp_path / "key.pem").write_bytes(private_pem)
+    (tmp_path / "cert.pem").write_bytes(certificate_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    receiver = Receiver(tls=context)
+    try:
+        webhooks.register_endpoint(receiver.url, ["key.created"])
+        issue(make_owner())
+
+        webhooks.deliver_due()
+
+        assert receiver.received == []
+        delivery = Delivery.objects.get()
+        assert delivery.status == "pending" and delivery.last_response_code is None
+        assert "CERTIFICATE_VERIFY_FAILED" in delivery.last_error
     finally:
         receiver.stop()

@@ -35,7 +35,7 @@ class Received:
 class Receiver:
     """A ThreadingHTTPServer on 127.0.0.1 (a free port, or ``port``) that records webhook requests."""
 
-    def __init__(self, port: int = 0, answers=(), default: int = 200):
+    def __init__(self, port: int = 0, answers=(), default: int = 200, tls=None):
         self.received: list[Received] = []
         self.answers = list(answers)
         self.default = default
@@ -71,6 +71,11 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:  # an ssl.SSLContext: serve https
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.server.handle_error = lambda request, address: None  # refused handshakes are expected
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -80,7 +85,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/omikeys"
+        return f"{self.scheme}://127.0.0.1:{self.port}/hooks/omikeys"
 
     def release(self) -> None:
         self.released.set()

@@ -2,7 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -70,6 +70,13 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                     self.log_addition(request, endpoint, [{"added": {}}])
                     return self.show_secret_once(request, endpoint, secret, rotated=False)
         return super().add_view(request, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        # New endpoints are made only by add_view, through webhooks.register_endpoint (which
+        # makes the secret); this saves the changes of an existing one.
+        if not change:
+            raise PermissionDenied("Webhook endpoints are registered through the add form.")
+        super().save_model(request, obj, form, change)
 
     def show_secret_once(self, request, endpoint, secret: str, *, rotated: bool):
         """The page with the signing secret, in the response itself and never cached."""

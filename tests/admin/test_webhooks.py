@@ -142,3 +142,21 @@ def test_events_are_read_only(admin_client, receiver):
     assert admin_client.get(reverse("admin:apikeys_event_changelist")).status_code == 200
     assert admin_client.post(reverse("admin:apikeys_event_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
     assert Event.objects.count() == 1
+
+
+def test_the_change_form_edits_url_description_and_types_with_the_same_checks(admin_client, receiver, settings):
+    endpoint, _ = webhooks.register_endpoint(receiver.url, ["key.created"])
+    url = reverse("admin:apikeys_webhookendpoint_change", args=[endpoint.pk])
+    secret_before = endpoint.secret_encrypted
+
+    response = admin_client.post(url, {"url": receiver.url, "description": "new", "event_types": ["key.revoked"]})
+    assert response.status_code == 302
+    endpoint.refresh_from_db()
+    assert (endpoint.description, endpoint.event_types) == ("new", ["key.revoked"])
+    assert endpoint.secret_encrypted == secret_before
+
+    settings.OMIKEYS_WEBHOOK_ALLOWED_NETWORKS = []
+    refused = admin_client.post(url, {"url": "http://10.0.0.5/hook", "event_types": ["key.revoked"]})
+    assert "webhooks may not call" in refused.content.decode()
+    endpoint.refresh_from_db()
+    assert endpoint.url == receiver.url
