@@ -181,10 +181,16 @@ def emit_expired(now: datetime.datetime | None = None) -> int:
         .filter(expires_at__lte=now, expires_at__gt=now - EXPIRY_LOOKBACK)
         .values_list("pk", "expires_at")
     )
+    # An expiry event's time is the expiry itself: those already sent are in the same window.
+    reported = set(
+        Event.objects.filter(type="key.expired", created_at__gt=now - EXPIRY_LOOKBACK).values_list(
+            "dedup_key", flat=True
+        )
+    )
     emitted = 0
     for key_id, expires_at in candidates:
         dedup_key = f"key.expired:{key_id}:{rfc3339(expires_at)}"
-        if Event.objects.filter(dedup_key=dedup_key).exists():
+        if dedup_key in reported:
             continue
         try:
             with transaction.atomic():
