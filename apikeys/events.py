@@ -15,16 +15,19 @@ existing keys must not queue a million deliveries. key.expired comes from a sche
 pass (:func:`emit_expired`), user.keys_revoked and user.erased from :func:`emit_user_event`.
 
 An event is written only when at least one enabled endpoint subscribes to its type: an
-endpoint receives the changes made after it was registered.
+endpoint receives the changes made after it was registered (in other processes, from at
+most 10 seconds after: :func:`subscriptions`).
 """
 
 import datetime
 import logging
 import uuid
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from .dependencies import DependencyUnavailable
 from .models import EVENT_TYPE_NAMES, ApiKey, Delivery, Event, KeyEvent, User, WebhookEndpoint
 
 logger = logging.getLogger("apikeys.events")
@@ -43,6 +46,8 @@ CHANGED_FIELDS = {
     KeyEvent.Action.SCOPES_CHANGED: "scopes",
     KeyEvent.Action.EXPIRY_CHANGED: "expires_at",
 }
+SUBSCRIPTIONS_CACHE_KEY = "omikeys:webhooks:subscriptions"
+SUBSCRIPTIONS_CACHE_SECONDS = 10
 # How far back the key.expired pass looks for expiries it has not reported.
 EXPIRY_LOOKBACK = datetime.timedelta(days=7)
 
@@ -82,9 +87,48 @@ def key_data(api_key: ApiKey) -> dict:
     }
 
 
-def subscribed_endpoints(event_type: str) -> list[WebhookEndpoint]:
-    """The enabled endpoints that receive ``event_type`` (a handful: filtered here, not in SQL)."""
-    return [endpoint for endpoint in WebhookEndpoint.objects.filter(enabled=True) if endpoint.subscribes_to(event_type)]
+def subscriptions() -> dict[str, list[int]]:
+    """{event type: ids of the enabled endpoints that receive it}, kept in the cache for 10 seconds.
+
+    Every key change asks, so it is read from the database at most once per 10 seconds per
+    cache (per process with the default local cache; shared with Redis). The functions that
+    change endpoints (``apikeys.webhooks``) forget it, so in this process (with Redis: in
+    all of them) a change applies at once; other processes follow within 10 seconds.
+    Deliveries made meanwhile for an endpoint just disabled are not sent (the worker skips
+    disabled endpoints). When the cache does not answer, the database is read.
+    """
+    try:
+        table = cache.get(SUBSCRIPTIONS_CACHE_KEY)
+    except DependencyUnavailable:
+        table = None
+    if table is None:
+        table = {}
+        for pk, event_types in WebhookEndpoint.objects.filter(enabled=True).values_list("pk", "event_types"):
+            for event_type in event_types or []:
+                table.setdefault(event_type, []).append(pk)
+        try:
+            cache.set(SUBSCRIPTIONS_CACHE_KEY, table, SUBSCRIPTIONS_CACHE_SECONDS)
+        except DependencyUnavailable:
+            pass
+    return table
+
+
+def forget_subscriptions() -> None:
+    """Drop the cached subscriptions now and when the current transaction commits (an endpoint changed)."""
+
+    def forget():
+        try:
+            cache.delete(SUBSCRIPTIONS_CACHE_KEY)
+        except DependencyUnavailable:
+            pass
+
+    forget()
+    transaction.on_commit(forget)
+
+
+def subscribed_endpoints(event_type: str) -> list[int]:
+    """The ids of the enabled endpoints that receive ``event_type`` (see :func:`subscriptions`)."""
+    return subscriptions().get(event_type, [])
 
 
 def emit(
@@ -93,7 +137,7 @@ def emit(
     *,
     at: datetime.datetime | None = None,
     dedup_key: str | None = None,
-    endpoints: list[WebhookEndpoint] | None = None,
+    endpoints: list[int] | None = None,
 ):
     """Write one event and a pending delivery per subscribed endpoint; returns the Event or None.
 
@@ -101,7 +145,7 @@ def emit(
     subscribes to ``event_type``. With ``dedup_key``, a second event with the same key
     raises ``IntegrityError`` (the caller's savepoint decides). Raises ``ValueError`` for an
     unknown type. The immediate delivery attempt is queued when the transaction commits.
-    ``endpoints``: the subscribed endpoints, when the caller has just read them.
+    ``endpoints``: the ids of the subscribed endpoints, when the caller has just read them.
     """
     if event_type not in EVENT_TYPE_NAMES:
         raise ValueError(f"unknown event type {event_type!r}; one of {', '.join(EVENT_TYPE_NAMES)}")
@@ -114,7 +158,7 @@ def emit(
     payload = {"id": str(event_id), "type": event_type, "timestamp": rfc3339(at), "data": data}
     event = Event.objects.create(id=event_id, type=event_type, payload=payload, created_at=at, dedup_key=dedup_key)
     Delivery.objects.bulk_create(
-        [Delivery(event=event, endpoint=endpoint, next_attempt_at=at, created_at=at) for endpoint in endpoints]
+        [Delivery(event=event, endpoint_id=pk, next_attempt_at=at, created_at=at) for pk in endpoints]
     )
     transaction.on_commit(lambda: queue_attempt(event.pk))
     return event

@@ -40,7 +40,7 @@ from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from . import metrics
+from . import events, metrics
 from .models import EVENT_TYPE_NAMES, WEBHOOK_URL_MAX_LENGTH, Delivery, Event, WebhookEndpoint
 
 logger = logging.getLogger("apikeys.webhooks")
@@ -200,6 +200,7 @@ def register_endpoint(url: str, event_types, description: str = "") -> tuple[Web
     endpoint = WebhookEndpoint.objects.create(
         url=url, event_types=event_types, description=description.strip()[:200], secret_encrypted=encrypt_secret(secret)
     )
+    events.forget_subscriptions()
     logger.info("webhook endpoint registered id=%s types=%s", endpoint.pk, ",".join(event_types))
     return endpoint, secret
 
@@ -222,6 +223,7 @@ def disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> bool:
     )
     endpoint.refresh_from_db(fields=["enabled", "disabled_at", "disabled_reason"])
     if changed:
+        events.forget_subscriptions()
         logger.warning("webhook endpoint disabled id=%s reason=%s", endpoint.pk, reason)
     return bool(changed)
 
@@ -232,6 +234,7 @@ def enable_endpoint(endpoint: WebhookEndpoint) -> bool:
         enabled=True, disabled_at=None, disabled_reason="", failing_since=None
     )
     if changed:
+        events.forget_subscriptions()
         Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING).update(
             next_attempt_at=timezone.now()
         )
@@ -251,9 +254,7 @@ def redeliver(deliveries) -> int:
 
 
 def _queue(event_id) -> None:
-    from .events import queue_attempt
-
-    queue_attempt(event_id)
+    events.queue_attempt(event_id)
 
 
 # Sending ---------------------------------------------------------------------------------

@@ -532,3 +532,16 @@ def test_the_worker_schedules_both_passes_every_minute():
     assert set(schedules) == {"apikeys.tasks.deliver_due", "apikeys.tasks.emit_expired"}
     for schedule in schedules.values():
         assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
+
+
+def test_key_changes_read_the_subscriptions_from_the_cache(receiver, endpoint):
+    from django.test.utils import CaptureQueriesContext
+
+    owner = make_owner()
+    issue(owner, "first")  # reads them once
+
+    with CaptureQueriesContext(connection) as queries:
+        issue(owner, "second")
+
+    assert not [q for q in queries.captured_queries if "apikeys_webhookendpoint" in q["sql"]]
+    assert Event.objects.count() == 2

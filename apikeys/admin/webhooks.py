@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from .. import webhooks
+from .. import events, webhooks
 from ..models import EVENT_TYPES, WEBHOOK_URL_MAX_LENGTH, WebhookEndpoint
 
 
@@ -77,6 +77,12 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if not change:
             raise PermissionDenied("Webhook endpoints are registered through the add form.")
         super().save_model(request, obj, form, change)
+        events.forget_subscriptions()
+
+    def has_delete_permission(self, request, obj=None):
+        # Disabled, never deleted: their deliveries stay for the record, and a key change in
+        # another process may still name a just-deleted endpoint for a few seconds.
+        return False
 
     def show_secret_once(self, request, endpoint, secret: str, *, rotated: bool):
         """The page with the signing secret, in the response itself and never cached."""

@@ -160,3 +160,10 @@ def test_the_change_form_edits_url_description_and_types_with_the_same_checks(ad
     assert "webhooks may not call" in refused.content.decode()
     endpoint.refresh_from_db()
     assert endpoint.url == receiver.url
+
+
+def test_endpoints_are_disabled_not_deleted(admin_client, receiver):
+    endpoint, _ = webhooks.register_endpoint(receiver.url, ["key.created"])
+    delete = reverse("admin:apikeys_webhookendpoint_delete", args=[endpoint.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
