@@ -1,10 +1,11 @@
 """App configuration for apikeys."""
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class ApiKeysConfig(AppConfig):
-    """The apikeys app; registers the OpenAPI extensions and the database error counter when Django is ready."""
+    """The apikeys app; registers the OpenAPI extensions, the database error counter and the worker's schedules."""
 
     name = "apikeys"
     # The admin groups keys, scopes, events and users under this name ("Home › omikeys › API keys").
@@ -15,3 +16,13 @@ class ApiKeysConfig(AppConfig):
         from . import dependencies  # noqa: F401  (counts database errors on every connection)
         from .api import schema  # noqa: F401  (registers the OpenAPI auth extensions)
         from .service import schema as service_schema  # noqa: F401
+
+        post_migrate.connect(_ensure_schedules, dispatch_uid="apikeys.tasks.ensure_schedules")
+
+
+def _ensure_schedules(sender, **kwargs):
+    # After django_q's own migrations too: its Schedule table must exist.
+    if sender.name == "django_q":
+        from .tasks import ensure_schedules
+
+        ensure_schedules(kwargs.get("using", "default"))

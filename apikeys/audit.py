@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from . import metrics
+from . import events, metrics
 from .models import USER_AGENT_MAX_LENGTH, ApiKey, KeyEvent, ServiceClient, User
 
 
@@ -90,15 +90,18 @@ CODE = Actor(kind=KeyEvent.ActorKind.SYSTEM, via=KeyEvent.Via.CODE, label="Pytho
 
 
 def record(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details) -> KeyEvent:
-    """Write one audit event; call it inside the transaction that makes the change."""
+    """Write one audit event, and its outgoing event for webhooks (``apikeys.events``);
+    call it inside the transaction that makes the change."""
     event = unsaved(api_key, action, actor, at=at, **details)
     event.save(force_insert=True)
+    events.emit_for_key_event(event)
     return event
 
 
 def unsaved(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details) -> KeyEvent:
     """The event :func:`record` writes, not yet saved: for changes that write many events with one
-    ``bulk_create``, in the transaction that makes them."""
+    ``bulk_create``, in the transaction that makes them (imports). These make no outgoing
+    webhook event (``apikeys.events`` says why)."""
     actor = actor or CODE
     # Counted when the change commits: a change rolled back never happened.
     transaction.on_commit(lambda: metrics.record_key_event(action, actor.via))

@@ -143,3 +143,20 @@ def set_breaker_state(dependency: str, state: int | str) -> None:
     if value not in (BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN):
         raise ValueError(f"unknown breaker state {state!r}; one of closed, half-open, open (0, 1, 2)")
     BREAKER_STATE.labels(dependency).set(value)
+
+
+WEBHOOK_OUTCOMES = ("delivered", "retry", "failed")  # "retry": failed, another attempt is scheduled
+WEBHOOK_DELIVERIES = Counter(
+    "omikeys_webhook_delivery_attempts",
+    "Webhook delivery attempts by outcome: delivered (2xx), retry (failed, tried again later), failed (gave up).",
+    ["outcome"],
+)
+for _outcome in WEBHOOK_OUTCOMES:
+    WEBHOOK_DELIVERIES.labels(_outcome)
+
+
+def record_webhook_delivery(outcome: str) -> None:
+    """Count one webhook delivery attempt: ``outcome`` one of :data:`WEBHOOK_OUTCOMES`, else ``ValueError``."""
+    if outcome not in WEBHOOK_OUTCOMES:
+        raise ValueError(f"unknown webhook outcome {outcome!r}; one of {', '.join(WEBHOOK_OUTCOMES)}")
+    WEBHOOK_DELIVERIES.labels(outcome).inc()

@@ -411,3 +411,110 @@ class KeyEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} {self.api_key.key_prefix} by {self.actor_label or self.actor_kind}"
+
+
+# Outgoing events (apikeys.events) and their signed webhook deliveries (apikeys.webhooks).
+EVENT_TYPES = (
+    ("key.created", "key.created: a key was issued"),
+    ("key.updated", "key.updated: a key's name, scopes or expiry changed"),
+    ("key.rotated", "key.rotated: a key got a new secret"),
+    ("key.revoked", "key.revoked: a key was revoked"),
+    ("key.expired", "key.expired: a key's expiry passed"),
+    ("user.keys_revoked", "user.keys_revoked: all of a user's keys were revoked"),
+    ("user.erased", "user.erased: a user's personal data was erased"),
+)
+EVENT_TYPE_NAMES = tuple(name for name, _ in EVENT_TYPES)
+WEBHOOK_URL_MAX_LENGTH = 2000
+
+
+class WebhookEndpoint(models.Model):
+    """A URL that receives signed events of the types it subscribes to (Standard Webhooks).
+
+    The signing secret (``whsec_`` + base64) is kept encrypted (``apikeys.webhooks``): the
+    worker must sign with it, so it cannot be a hash; it is shown once, when made or rotated.
+    """
+
+    url = models.URLField("URL", max_length=WEBHOOK_URL_MAX_LENGTH)
+    description = models.CharField(max_length=200, blank=True)
+    event_types = models.JSONField(default=list, help_text="The event types sent to this URL.")
+    # Fernet token of the "whsec_..." secret (apikeys.webhooks.encrypt_secret); never the secret itself.
+    secret_encrypted = models.TextField(editable=False)
+    secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    enabled = models.BooleanField(default=True, editable=False)
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=200, blank=True, editable=False)
+    # The first failed attempt since the last delivered one: how long the URL has been failing.
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = "webhook endpoint"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def subscribes_to(self, event_type: str) -> bool:
+        """True when this endpoint is enabled and receives ``event_type``."""
+        return self.enabled and event_type in (self.event_types or [])
+
+
+class Event(models.Model):
+    """The outbox: one outgoing event, written in the transaction of the change it reports.
+
+    ``payload`` is the whole JSON body sent (id, type, timestamp, data); its id is the
+    ``webhook-id`` of every delivery and retry. ``dedup_key`` makes events that must happen
+    once (a key's expiry) unique across workers and passes.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=40, choices=EVENT_TYPES)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    dedup_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+
+    class Meta:
+        verbose_name = "outgoing event"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["-created_at"], name="event_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"
+
+
+class Delivery(models.Model):
+    """One event to one endpoint: the durable truth of at-least-once delivery.
+
+    Pending until a 2xx answer (delivered) or the retry schedule runs out (failed). A worker
+    claims a due delivery by setting ``locked_until`` and ``lease_token``; a worker that dies
+    leaves a lease that expires, and the delivery is sent again with the same event id.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_response_code = models.PositiveIntegerField(null=True, blank=True)
+    # A short description of the last failure, or a truncated excerpt of the answer: never a whole body.
+    last_error = models.CharField(max_length=300, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "webhook delivery"
+        verbose_name_plural = "webhook deliveries"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due_idx")]
+        constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="delivery_event_endpoint_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.event.type} to {self.endpoint.url}"

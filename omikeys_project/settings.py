@@ -159,6 +159,9 @@ else:
             f"DJANGO_SECRET_KEY is too weak for production: {weakness}. Generate one with "
             "python3 -c 'import secrets; print(secrets.token_urlsafe(50))' and keep it secret."
         )
+# Earlier secret keys, still accepted while a new DJANGO_SECRET_KEY takes over: sessions signed
+# with them stay valid, and webhook signing secrets encrypted with them can still be read.
+SECRET_KEY_FALLBACKS = [k.strip() for k in env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[]) if k.strip()]
 
 ALLOWED_HOSTS = [h.strip() for h in env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"]) if h.strip()]
 
@@ -199,6 +202,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "apikeys",
+    # The worker: task queue and periodic schedules kept in the database (Q_CLUSTER below).
+    "django_q",
     # Locks the admin login after repeated failures (see AXES_* below).
     "axes",
 ]
@@ -328,6 +333,61 @@ OMIKEYS_METRICS_ALLOWED_NETWORKS = env_networks("OMIKEYS_METRICS_ALLOWED_NETWORK
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="").strip()
 if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
     raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR names no directory: {PROMETHEUS_MULTIPROC_DIR!r}.")
+
+
+def env_retry_schedule(name: str, default: str) -> list[float]:
+    """Read a comma list of waits in seconds ("5,300,1800"): the waits before each retry."""
+    raw = env.str(name, default=default).strip()
+    try:
+        waits = [float(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a comma list of seconds such as 5,300,1800, not {raw!r}.") from None
+    if not waits or any(wait < 0 or wait > 7 * 86400 for wait in waits):
+        raise ImproperlyConfigured(f"{name} needs at least one wait, each between 0 and 604800 seconds, not {raw!r}.")
+    return waits
+
+
+# Webhooks (docs/configuration.md, "Webhooks"). Each attempt waits at most this long to
+# connect, and as long again for each read of the answer.
+OMIKEYS_WEBHOOK_TIMEOUT = env_seconds("OMIKEYS_WEBHOOK_TIMEOUT", 10, minimum=0.1, maximum=60)
+# How long a worker holds a delivery it is sending; a worker that dies mid-delivery leaves
+# a lease that ends after this, and the delivery is sent again (with the same webhook-id).
+OMIKEYS_WEBHOOK_LEASE_SECONDS = env_int("OMIKEYS_WEBHOOK_LEASE_SECONDS", 60, minimum=2, maximum=3600)
+if OMIKEYS_WEBHOOK_LEASE_SECONDS <= 2 * OMIKEYS_WEBHOOK_TIMEOUT:
+    raise ImproperlyConfigured(
+        "OMIKEYS_WEBHOOK_LEASE_SECONDS must be more than twice OMIKEYS_WEBHOOK_TIMEOUT (connect and read), "
+        f"not {OMIKEYS_WEBHOOK_LEASE_SECONDS} with a timeout of {OMIKEYS_WEBHOOK_TIMEOUT:g}."
+    )
+# Waits before each retry of a failed attempt (Standard Webhooks' suggested schedule: the
+# first attempt at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 27.5 hours).
+OMIKEYS_WEBHOOK_RETRY_SCHEDULE = env_retry_schedule(
+    "OMIKEYS_WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000"
+)
+# An endpoint whose every attempt has failed for this many days is disabled (a notice in the admin).
+OMIKEYS_WEBHOOK_DISABLE_AFTER_DAYS = env_int("OMIKEYS_WEBHOOK_DISABLE_AFTER_DAYS", 5, minimum=1, maximum=365)
+# Webhook URLs must resolve to public addresses (no private, loopback, link-local, multicast,
+# reserved or unspecified ones), except in these networks ("127.0.0.0/8, ::1" for development).
+OMIKEYS_WEBHOOK_ALLOWED_NETWORKS = env_networks("OMIKEYS_WEBHOOK_ALLOWED_NETWORKS")
+# Plain http:// webhook URLs: refused unless this is on (default: only with DJANGO_DEBUG).
+OMIKEYS_WEBHOOK_ALLOW_HTTP = env_bool("OMIKEYS_WEBHOOK_ALLOW_HTTP", default=DEBUG)
+
+# The worker (manage.py qcluster, django-q2): tasks and schedules in the database, no other service.
+OMIKEYS_WORKER_PROCESSES = env_int("OMIKEYS_WORKER_PROCESSES", 2, minimum=1, maximum=32)
+Q_CLUSTER = {
+    "name": "omikeys",
+    "orm": "default",
+    "workers": OMIKEYS_WORKER_PROCESSES,
+    # A task runs at most this long; one not acknowledged is handed out again after "retry".
+    # Deliveries do not depend on it: their leases (above) bring back any that a dead worker held.
+    "timeout": 2 * OMIKEYS_WEBHOOK_LEASE_SECONDS,
+    "retry": 2 * OMIKEYS_WEBHOOK_LEASE_SECONDS + 10,
+    "max_attempts": 3,
+    "poll": 1,
+    "catch_up": False,
+    "save_limit": -1,  # no record of successful tasks; failures are kept (admin, "Failed tasks")
+    "ack_failures": True,
+    "label": "Worker",
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "apikeys.User"

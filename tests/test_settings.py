@@ -75,6 +75,16 @@ def test_postgres_and_hosts_come_from_the_environment():
         ),
         ({**REQUIRED, "OMIKEYS_FAILED_VERIFICATION_RATE": "5/week"}, "OMIKEYS_FAILED_VERIFICATION_RATE must look like"),
         ({**REQUIRED, "CACHE_URL": "nosuchcache://x"}, "Invalid cache schema"),
+        ({**REQUIRED, "OMIKEYS_WEBHOOK_RETRY_SCHEDULE": "5s,5m"}, "RETRY_SCHEDULE must be a comma list"),
+        ({**REQUIRED, "OMIKEYS_WEBHOOK_RETRY_SCHEDULE": ","}, "OMIKEYS_WEBHOOK_RETRY_SCHEDULE needs at least one"),
+        ({**REQUIRED, "OMIKEYS_WEBHOOK_RETRY_SCHEDULE": "5,-1"}, "each between 0 and 604800"),
+        ({**REQUIRED, "OMIKEYS_WEBHOOK_TIMEOUT": "0"}, "OMIKEYS_WEBHOOK_TIMEOUT must be between"),
+        (
+            {**REQUIRED, "OMIKEYS_WEBHOOK_TIMEOUT": "30", "OMIKEYS_WEBHOOK_LEASE_SECONDS": "60"},
+            "OMIKEYS_WEBHOOK_LEASE_SECONDS must be more than twice OMIKEYS_WEBHOOK_TIMEOUT",
+        ),
+        ({**REQUIRED, "OMIKEYS_WEBHOOK_ALLOWED_NETWORKS": "intranet"}, "OMIKEYS_WEBHOOK_ALLOWED_NETWORKS must list"),
+        ({**REQUIRED, "OMIKEYS_WEBHOOK_ALLOW_HTTP": "sometimes"}, "OMIKEYS_WEBHOOK_ALLOW_HTTP must be one of"),
         (
             {**REQUIRED, "FIREBASE_PROJECT_ID": "omi-prod", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"},
             "must then be a 'demo-' project",
@@ -221,3 +231,13 @@ def test_database_connections_are_kept_unless_the_url_says_otherwise():
     assert run_settings(REQUIRED, code).stdout.split() == ["60", "False"]
     pinned = run_settings({**REQUIRED, "DATABASE_URL": "postgres://u@db.internal/omikeys?conn_max_age=0"}, code)
     assert pinned.stdout.split() == ["0", "False"]
+
+
+def test_webhook_defaults_are_production_safe():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.OMIKEYS_WEBHOOK_ALLOW_HTTP, s.OMIKEYS_WEBHOOK_ALLOWED_NETWORKS, s.OMIKEYS_WEBHOOK_TIMEOUT, "
+        "s.OMIKEYS_WEBHOOK_RETRY_SCHEDULE, s.Q_CLUSTER['orm'])"
+    )
+    result = run_settings(REQUIRED, code)
+    assert result.stdout.strip() == "False [] 10 [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0] default"

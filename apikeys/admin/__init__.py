@@ -1,4 +1,4 @@
-"""Staff door: the Django admin for users, scopes, API keys and their audit events.
+"""Staff door: the Django admin for users, scopes, API keys and their audit events, and webhooks.
 
 One module per model admin (keys, scopes, users, events, service clients), with the key pages the
 admin does not have (issue, rotate) in key_views, and forms and filters beside them.
@@ -6,14 +6,24 @@ admin does not have (issue, rotate) in key_views, and forms and filters beside t
 
 from django.contrib import admin
 
-from ..models import ApiKey, KeyEvent, Scope, ServiceClient, User
+from ..models import ApiKey, Delivery, Event, KeyEvent, Scope, ServiceClient, User, WebhookEndpoint
 from .events import KeyEventAdmin
 from .keys import ApiKeyAdmin
 from .scopes import ScopeAdmin
 from .service_clients import ServiceClientAdmin
 from .users import OmikeysUserAdmin
+from .webhooks import DeliveryAdmin, EventAdmin, WebhookEndpointAdmin
 
-__all__ = ["ApiKeyAdmin", "KeyEventAdmin", "OmikeysUserAdmin", "ScopeAdmin", "ServiceClientAdmin"]
+__all__ = [
+    "ApiKeyAdmin",
+    "DeliveryAdmin",
+    "EventAdmin",
+    "KeyEventAdmin",
+    "OmikeysUserAdmin",
+    "ScopeAdmin",
+    "ServiceClientAdmin",
+    "WebhookEndpointAdmin",
+]
 
 admin.site.site_header = "omikeys administration"
 admin.site.site_title = "omikeys admin"
@@ -26,3 +36,6 @@ admin.site.register(Scope, ScopeAdmin)
 admin.site.register(User, OmikeysUserAdmin)
 admin.site.register(KeyEvent, KeyEventAdmin)
 admin.site.register(ServiceClient, ServiceClientAdmin)
+admin.site.register(WebhookEndpoint, WebhookEndpointAdmin)
+admin.site.register(Delivery, DeliveryAdmin)
+admin.site.register(Event, EventAdmin)

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from .. import events
 from ..audit import Actor
 from ..models import ApiKey, KeyEvent, User
 from .changes import revoke_key
@@ -24,13 +25,16 @@ def revoke_user_keys(user: User, *, reason: str, actor: Actor | None) -> list[Ap
     Each key goes through :func:`revoke_key`, so each gets its own "revoked" audit event (with
     ``reason`` in its details, such as "account deleted") in one transaction. Idempotent: a
     second call revokes nothing and returns ``[]``. Keys revoked concurrently by another request
-    are not counted twice. (Seam: the caller may emit a ``user.keys_revoked`` event here.)
+    are not counted twice. When it revoked any, a ``user.keys_revoked`` event (with their ids) is
+    written in the same transaction, besides each key's ``key.revoked``.
     """
     revoked = []
     with transaction.atomic():
         for api_key in ApiKey.objects.for_owner(user).unrevoked().select_for_update().order_by("created_at", "id"):
             if revoke_key(api_key, actor=actor, reason=reason):
                 revoked.append(api_key)
+        if revoked:
+            events.emit_user_event("user.keys_revoked", user, actor=actor, key_ids=[key.pk for key in revoked])
     if revoked:
         logger.info("user keys revoked owner=%s count=%d", user.pk, len(revoked))
     return revoked
@@ -67,7 +71,8 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
     ``User.objects.for_firebase``); and in every key event of their keys, and every event they
     made themselves (on any key), the IP address and user agent erased, and the actor label of
     their own events (their email) replaced by "(erased user)". Idempotent: erasing again
-    reports nothing more to erase. (Seam: the caller may emit a ``user.erased`` event here.)
+    reports nothing more to erase. A ``user.erased`` event is written in the same transaction
+    when this call erased, revoked or deactivated anything (a repeated erasure sends none).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -86,16 +91,20 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
         current.save(
             update_fields=["email", "first_name", "last_name", "is_active", "deactivation_reason", "deactivated_at"]
         )
-        events = KeyEvent.objects.filter(Q(api_key__owner=current) | Q(actor=current))
-        ip_addresses = events.filter(ip_address__isnull=False).count()
-        user_agents = events.exclude(user_agent="").count()
-        own_labels = events.filter(actor=current).exclude(actor_label=ERASED_LABEL)
-        scrubbed = events.filter(
+        key_events = KeyEvent.objects.filter(Q(api_key__owner=current) | Q(actor=current))
+        ip_addresses = key_events.filter(ip_address__isnull=False).count()
+        user_agents = key_events.exclude(user_agent="").count()
+        own_labels = key_events.filter(actor=current).exclude(actor_label=ERASED_LABEL)
+        scrubbed = key_events.filter(
             Q(ip_address__isnull=False) | ~Q(user_agent="") | Q(pk__in=own_labels.values("pk"))
         ).count()
         # Update by primary key: an UPDATE cannot follow the join to the key's owner on every database.
-        KeyEvent.objects.filter(pk__in=list(events.values_list("pk", flat=True))).update(ip_address=None, user_agent="")
+        KeyEvent.objects.filter(pk__in=list(key_events.values_list("pk", flat=True))).update(
+            ip_address=None, user_agent=""
+        )
         own_labels.update(actor_label=ERASED_LABEL)
+        if revoked or deactivated or email_erased or names_erased or scrubbed:
+            events.emit_user_event("user.erased", current, actor=actor, key_ids=[key.pk for key in revoked])
     for name in ("email", "first_name", "last_name", "is_active", "deactivation_reason", "deactivated_at"):
         setattr(user, name, getattr(current, name))
     logger.info("user erased id=%s keys_revoked=%d events_scrubbed=%d", user.pk, len(revoked), scrubbed)

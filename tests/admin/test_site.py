@@ -13,8 +13,17 @@ def test_the_breadcrumb_names_the_app_and_the_model_apart(admin_client):
     assert breadcrumbs.count("API keys") == 1
 
 
-def test_the_index_groups_keys_scopes_events_service_clients_and_users_under_omikeys(admin_client):
+def test_the_index_groups_keys_scopes_events_service_clients_users_and_webhooks_under_omikeys(admin_client):
     response = admin_client.get(reverse("admin:index"))
     (app,) = [app for app in response.context["app_list"] if app["app_label"] == "apikeys"]
     assert app["name"] == "omikeys"
-    assert [model["object_name"] for model in app["models"]] == ["ApiKey", "KeyEvent", "Scope", "ServiceClient", "User"]
+    assert [model["object_name"] for model in app["models"]] == [
+        "ApiKey",
+        "KeyEvent",
+        "Event",
+        "Scope",
+        "ServiceClient",
+        "User",
+        "Delivery",
+        "WebhookEndpoint",
+    ]

@@ -1,0 +1,486 @@
+"""Webhook endpoints and deliveries: signing secrets, safe URLs, and sending events at least once.
+
+- Endpoints: :func:`register_endpoint`, :func:`rotate_secret`, :func:`disable_endpoint`,
+  :func:`enable_endpoint`; staff call them from the admin and ``manage.py webhookendpoint``.
+- Secrets: ``whsec_`` + base64 of 24 random bytes (the Standard Webhooks form), shown once
+  and stored encrypted with Fernet under a key derived from ``SECRET_KEY`` (and
+  ``SECRET_KEY_FALLBACKS``, so a key rotation keeps old secrets readable): the worker must
+  sign with the secret, so a hash would not do.
+- URLs (:func:`check_url`): https only (unless ``OMIKEYS_WEBHOOK_ALLOW_HTTP``), and every
+  address the host resolves to must be public unless in ``OMIKEYS_WEBHOOK_ALLOWED_NETWORKS``;
+  checked at registration and again at each attempt, which then connects to the very
+  address it checked (DNS can change between the two).
+- Deliveries (:func:`deliver_due`, :func:`deliver_event`): claim a due delivery with a lease,
+  POST the signed event (``standardwebhooks``), record the outcome. 2xx is delivered;
+  anything else, a timeout or a refused connection is retried after the waits of
+  ``OMIKEYS_WEBHOOK_RETRY_SCHEDULE``, then failed. An endpoint failing every attempt for
+  ``OMIKEYS_WEBHOOK_DISABLE_AFTER_DAYS`` days is disabled.
+"""
+
+import base64
+import datetime
+import hashlib
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import certifi
+import urllib3
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from . import events, metrics
+from .models import EVENT_TYPE_NAMES, WEBHOOK_URL_MAX_LENGTH, Delivery, Event, WebhookEndpoint
+
+logger = logging.getLogger("apikeys.webhooks")
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 24
+ERROR_MAX_LENGTH = 300
+EXCERPT_BYTES = 200
+USER_AGENT = "omikeys-webhooks/1"
+CLAIM_TRIES = 5  # due deliveries another worker took between the read and the claim, before giving up
+
+
+# Secrets ---------------------------------------------------------------------------------
+
+
+def generate_secret() -> str:
+    """A new signing secret: "whsec_" + base64 of 24 random bytes (Standard Webhooks' form)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def _fernet() -> MultiFernet:
+    keys = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    derived = [
+        Fernet(base64.urlsafe_b64encode(hashlib.sha256(f"omikeys.webhooks.secret:{key}".encode()).digest()))
+        for key in keys
+    ]
+    return MultiFernet(derived)
+
+
+def encrypt_secret(secret: str) -> str:
+    """``secret`` encrypted (a Fernet token) under the current ``SECRET_KEY``."""
+    return _fernet().encrypt(secret.encode()).decode()
+
+
+def decrypt_secret(token: str) -> str:
+    """The secret in ``token``, read with ``SECRET_KEY`` or any of ``SECRET_KEY_FALLBACKS``.
+
+    Raises :class:`SecretUnreadable` when none of them encrypted it (the key it was made
+    with was dropped): rotate the endpoint's secret.
+    """
+    try:
+        return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise SecretUnreadable(
+            "The signing secret cannot be decrypted with DJANGO_SECRET_KEY or DJANGO_SECRET_KEY_FALLBACKS; "
+            "rotate the endpoint's secret."
+        ) from None
+
+
+class SecretUnreadable(Exception):
+    """An endpoint's stored secret was encrypted under a secret key this process no longer has."""
+
+
+# URLs ------------------------------------------------------------------------------------
+
+
+class UnsafeURL(ValueError):
+    """A webhook URL that may not be called: its message says why, for staff."""
+
+
+def _address_refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if any(address in network for network in settings.OMIKEYS_WEBHOOK_ALLOWED_NETWORKS):
+        return False
+    # is_global is False for private, loopback, link-local, reserved, unspecified and shared
+    # (100.64.0.0/10) addresses; multicast addresses can be "global", so they are named too.
+    return not address.is_global or address.is_multicast
+
+
+def _parse(url: str):
+    if len(url) > WEBHOOK_URL_MAX_LENGTH:
+        raise UnsafeURL(f"The URL is longer than {WEBHOOK_URL_MAX_LENGTH} characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UnsafeURL("This is not a valid URL.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeURL("Use an https:// URL with a host name.")
+    if parts.scheme == "http" and not settings.OMIKEYS_WEBHOOK_ALLOW_HTTP:
+        raise UnsafeURL("Use https://: plain http:// webhook URLs are not allowed here (OMIKEYS_WEBHOOK_ALLOW_HTTP).")
+    if parts.username or parts.password:
+        raise UnsafeURL("Put no user name or password in the URL.")
+    return parts, port or (443 if parts.scheme == "https" else 80)
+
+
+def resolve(url: str) -> tuple:
+    """(the URL's parts, its port, the one address to connect to), or :class:`UnsafeURL`.
+
+    Every address the host resolves to must be allowed, not only the first, so a name
+    with a public and a private address is refused.
+    """
+    parts, port = _parse(url)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise UnsafeURL(f"The host name {parts.hostname!r} does not resolve.") from None
+    addresses = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if address not in addresses:
+            addresses.append(address)
+    refused = [str(address) for address in addresses if _address_refused(address)]
+    if refused or not addresses:
+        raise UnsafeURL(
+            f"{parts.hostname} resolves to {', '.join(refused)}: a private, loopback, link-local, multicast, "
+            "reserved or unspecified address, which webhooks may not call (OMIKEYS_WEBHOOK_ALLOWED_NETWORKS)."
+        )
+    return parts, port, addresses[0]
+
+
+def check_url(url: str) -> str:
+    """``url`` stripped, or ``ValidationError`` (code "unsafe_url") saying why it is refused."""
+    url = url.strip()
+    try:
+        resolve(url)
+    except UnsafeURL as error:
+        raise ValidationError(str(error), code="unsafe_url") from None
+    return url
+
+
+def check_event_types(event_types) -> list[str]:
+    """The event types, each once in the documented order, or ``ValidationError`` (code "event_types")."""
+    chosen = set(event_types or [])
+    unknown = sorted(chosen - set(EVENT_TYPE_NAMES))
+    if unknown:
+        raise ValidationError(
+            f"Unknown event type {', '.join(unknown)}; choose from {', '.join(EVENT_TYPE_NAMES)}.", code="event_types"
+        )
+    if not chosen:
+        raise ValidationError("Choose at least one event type.", code="event_types")
+    return [name for name in EVENT_TYPE_NAMES if name in chosen]
+
+
+# Endpoints -------------------------------------------------------------------------------
+
+
+def register_endpoint(url: str, event_types, description: str = "") -> tuple[WebhookEndpoint, str]:
+    """Register a webhook endpoint; returns it and its signing secret, which exists only here.
+
+    Raises ``ValidationError`` keyed "url" or "event_types" for a refused URL or an
+    unknown/empty list of types.
+    """
+    errors = {}
+    try:
+        url = check_url(url)
+    except ValidationError as error:
+        errors["url"] = error.error_list
+    try:
+        event_types = check_event_types(event_types)
+    except ValidationError as error:
+        errors["event_types"] = error.error_list
+    if errors:
+        raise ValidationError(errors)
+    secret = generate_secret()
+    endpoint = WebhookEndpoint.objects.create(
+        url=url, event_types=event_types, description=description.strip()[:200], secret_encrypted=encrypt_secret(secret)
+    )
+    events.forget_subscriptions()
+    logger.info("webhook endpoint registered id=%s types=%s", endpoint.pk, ",".join(event_types))
+    return endpoint, secret
+
+
+def rotate_secret(endpoint: WebhookEndpoint) -> str:
+    """Give ``endpoint`` a new signing secret and return it (shown once); the old one stops at once."""
+    secret = generate_secret()
+    endpoint.secret_encrypted = encrypt_secret(secret)
+    endpoint.secret_rotated_at = timezone.now()
+    endpoint.save(update_fields=["secret_encrypted", "secret_rotated_at"])
+    logger.info("webhook endpoint secret rotated id=%s", endpoint.pk)
+    return secret
+
+
+def disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> bool:
+    """Stop sending to ``endpoint``; False if it was already disabled. Its pending deliveries wait."""
+    now = timezone.now()
+    changed = WebhookEndpoint.objects.filter(pk=endpoint.pk, enabled=True).update(
+        enabled=False, disabled_at=now, disabled_reason=reason[:200]
+    )
+    endpoint.refresh_from_db(fields=["enabled", "disabled_at", "disabled_reason"])
+    if changed:
+        events.forget_subscriptions()
+        logger.warning("webhook endpoint disabled id=%s reason=%s", endpoint.pk, reason)
+    return bool(changed)
+
+
+def enable_endpoint(endpoint: WebhookEndpoint) -> bool:
+    """Send to ``endpoint`` again (its waiting deliveries go at once); False if it was enabled."""
+    changed = WebhookEndpoint.objects.filter(pk=endpoint.pk, enabled=False).update(
+        enabled=True, disabled_at=None, disabled_reason="", failing_since=None
+    )
+    if changed:
+        events.forget_subscriptions()
+        Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING).update(
+            next_attempt_at=timezone.now()
+        )
+    endpoint.refresh_from_db(fields=["enabled", "disabled_at", "disabled_reason", "failing_since"])
+    return bool(changed)
+
+
+def redeliver(deliveries) -> int:
+    """Send these deliveries again, from their first attempt: pending and due now. Returns how many."""
+    ids = [delivery.pk for delivery in deliveries]
+    count = Delivery.objects.filter(pk__in=ids).update(
+        status=Delivery.Status.PENDING, attempts=0, next_attempt_at=timezone.now(), locked_until=None, lease_token=None
+    )
+    for event_id in set(Delivery.objects.filter(pk__in=ids).values_list("event_id", flat=True)):
+        transaction.on_commit(lambda event_id=event_id: _queue(event_id))
+    return count
+
+
+def _queue(event_id) -> None:
+    events.queue_attempt(event_id)
+
+
+# Sending ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt got: the HTTP status (None when no answer) and a short error or excerpt."""
+
+    status: int | None
+    error: str = ""
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def body_of(event: Event) -> str:
+    """The exact JSON body sent for ``event`` (the same at every attempt)."""
+    return json.dumps(event.payload, separators=(",", ":"), sort_keys=True)
+
+
+def signed_headers(event: Event, body: str, secret: str, now: datetime.datetime) -> dict:
+    """The Standard Webhooks headers: webhook-id (the event id), webhook-timestamp, webhook-signature."""
+    timestamp = now.astimezone(datetime.UTC)
+    return {
+        "webhook-id": str(event.pk),
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": Webhook(secret).sign(str(event.pk), timestamp, body),
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+
+
+def post(url: str, body: str, headers: dict) -> Attempt:
+    """POST ``body`` to ``url`` once: no redirects followed, ``OMIKEYS_WEBHOOK_TIMEOUT`` to connect and per read.
+
+    The URL is checked (:func:`resolve`) and the connection made to the address checked.
+    Returns an :class:`Attempt`; never raises for network trouble.
+    """
+    try:
+        parts, port, address = resolve(url)
+    except UnsafeURL as error:
+        return Attempt(None, f"refused: {error}")
+    timeout = urllib3.Timeout(connect=settings.OMIKEYS_WEBHOOK_TIMEOUT, read=settings.OMIKEYS_WEBHOOK_TIMEOUT)
+    common = {"port": port, "timeout": timeout, "retries": False, "maxsize": 1}
+    if parts.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            str(address),
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
+            server_hostname=parts.hostname,
+            assert_hostname=parts.hostname,
+            **common,
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(str(address), **common)
+    default_port = 443 if parts.scheme == "https" else 80
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        response = pool.urlopen(
+            "POST",
+            target,
+            body=body.encode(),
+            headers={**headers, "Host": host if port == default_port else f"{host}:{port}"},
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            assert_same_host=False,
+        )
+        try:
+            excerpt = response.read(EXCERPT_BYTES, decode_content=False) or b""
+        except (urllib3.exceptions.HTTPError, OSError):
+            excerpt = b""
+        response.release_conn()
+        status = response.status
+        if 200 <= status < 300:
+            return Attempt(status)
+        text = excerpt.decode("utf-8", "replace").replace("\n", " ").strip()
+        return Attempt(status, f"HTTP {status}" + (f": {text}" if text else ""))
+    except urllib3.exceptions.NewConnectionError as error:  # before TimeoutError: urllib3 makes it a subclass
+        return Attempt(None, f"could not connect: {_reason(error)}")
+    except urllib3.exceptions.TimeoutError:
+        return Attempt(None, f"timed out after {settings.OMIKEYS_WEBHOOK_TIMEOUT:g} s")
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        return Attempt(None, f"{type(error).__name__}: {_reason(error)}")
+    finally:
+        pool.close()
+
+
+def _reason(error: Exception) -> str:
+    text = str(error)
+    # urllib3 prefixes the connection object's repr; keep the part after it.
+    return text.split(">: ", 1)[-1] if ">: " in text else text
+
+
+def claim(delivery_id=None, *, now=None, exclude=()) -> Delivery | None:
+    """Take one due pending delivery (the given one, or the oldest due) for this worker, or None.
+
+    The delivery gets a lease of ``OMIKEYS_WEBHOOK_LEASE_SECONDS`` and a new ``lease_token``;
+    no other worker takes it until the lease ends. ``exclude``: ids to pass over (those a
+    pass has already tried, so a retry due at once waits for the next pass). On PostgreSQL rows other workers are
+    claiming are skipped (``SKIP LOCKED``); SQLite has one writer at a time.
+    """
+    now = now or timezone.now()
+    due = Delivery.objects.filter(
+        status=Delivery.Status.PENDING, next_attempt_at__lte=now, endpoint__enabled=True
+    ).filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+    if delivery_id is not None:
+        due = due.filter(pk=delivery_id)
+    if exclude:
+        due = due.exclude(pk__in=exclude)
+    if connection.features.has_select_for_update_skip_locked:
+        due = due.select_for_update(skip_locked=True, of=("self",))
+    lease_end = now + datetime.timedelta(seconds=settings.OMIKEYS_WEBHOOK_LEASE_SECONDS)
+    lost = []
+    for _ in range(CLAIM_TRIES):
+        with transaction.atomic():
+            delivery = due.exclude(pk__in=lost).order_by("next_attempt_at", "pk").first()
+            if delivery is None:
+                return None
+            token = uuid.uuid4()
+            # Guarded: where rows cannot be locked (SQLite), another worker may have taken it since the read.
+            taken = (
+                Delivery.objects.filter(pk=delivery.pk)
+                .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+                .update(locked_until=lease_end, lease_token=token)
+            )
+        if taken:
+            delivery.locked_until, delivery.lease_token = lease_end, token
+            return delivery
+        lost.append(delivery.pk)
+    return None
+
+
+def attempt(delivery: Delivery) -> Attempt:
+    """Send a claimed delivery once and record the outcome (see the module's docstring)."""
+    delivery = Delivery.objects.select_related("event", "endpoint").get(pk=delivery.pk)
+    endpoint, event = delivery.endpoint, delivery.event
+    try:
+        secret = decrypt_secret(endpoint.secret_encrypted)
+    except SecretUnreadable as error:
+        result = Attempt(None, str(error))
+    else:
+        body = body_of(event)
+        result = post(endpoint.url, body, signed_headers(event, body, secret, timezone.now()))
+    record(delivery, result)
+    return result
+
+
+def record(delivery: Delivery, result: Attempt) -> None:
+    """Store an attempt's outcome, if this worker still holds the delivery's lease."""
+    now = timezone.now()
+    attempts = delivery.attempts + 1
+    changes = {
+        "attempts": attempts,
+        "last_attempt_at": now,
+        "last_response_code": result.status,
+        "last_error": result.error[:ERROR_MAX_LENGTH],
+        "locked_until": None,
+        "lease_token": None,
+    }
+    schedule = settings.OMIKEYS_WEBHOOK_RETRY_SCHEDULE
+    if result.delivered:
+        outcome = "delivered"
+        changes.update(status=Delivery.Status.DELIVERED, delivered_at=now, next_attempt_at=None, last_error="")
+    elif attempts > len(schedule):
+        outcome = "failed"
+        changes.update(status=Delivery.Status.FAILED, next_attempt_at=None)
+    else:
+        outcome = "retry"
+        changes.update(next_attempt_at=now + datetime.timedelta(seconds=schedule[attempts - 1]))
+    with transaction.atomic():
+        kept = Delivery.objects.filter(pk=delivery.pk, lease_token=delivery.lease_token).update(**changes)
+        if not kept:
+            logger.warning("webhook delivery %s: lease lost before its outcome was recorded", delivery.pk)
+            return
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
+        if result.delivered:
+            if endpoint.failing_since is not None:
+                WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+        elif endpoint.failing_since is None:
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=now)
+        elif now - endpoint.failing_since >= datetime.timedelta(days=settings.OMIKEYS_WEBHOOK_DISABLE_AFTER_DAYS):
+            days = settings.OMIKEYS_WEBHOOK_DISABLE_AFTER_DAYS
+            disable_endpoint(endpoint, f"Every delivery attempt failed for {days} days (last: {result.error})")
+    metrics.record_webhook_delivery(outcome)
+    log = logger.info if result.delivered else logger.warning
+    log(
+        "webhook delivery %s event=%s type=%s endpoint=%s attempt=%s status=%s %s",
+        outcome,
+        delivery.event_id,
+        getattr(getattr(delivery, "event", None), "type", ""),
+        delivery.endpoint_id,
+        attempts,
+        result.status,
+        result.error[:ERROR_MAX_LENGTH],
+    )
+
+
+def deliver_event(event_id) -> int:
+    """Attempt each due delivery of one event (the immediate attempt after a change). Returns how many."""
+    sent = 0
+    for delivery_id in Delivery.objects.filter(event_id=event_id).values_list("pk", flat=True):
+        delivery = claim(delivery_id)
+        if delivery is not None:
+            attempt(delivery)
+            sent += 1
+    return sent
+
+
+def deliver_due(budget_seconds: float | None = None) -> int:
+    """Attempt due deliveries one at a time until none is due or the budget is spent. Returns how many.
+
+    Each delivery is tried at most once per pass.
+    The budget (default: half of ``OMIKEYS_WEBHOOK_LEASE_SECONDS``) bounds the time spent
+    starting new attempts, so one pass ends well within the worker's task timeout.
+    """
+    budget = settings.OMIKEYS_WEBHOOK_LEASE_SECONDS / 2 if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    tried = []
+    while time.monotonic() < deadline:
+        delivery = claim(exclude=tried)
+        if delivery is None:
+            break
+        attempt(delivery)
+        tried.append(delivery.pk)
+    return len(tried)

@@ -1,0 +1,62 @@
+"""manage.py webhookendpoint: add (secret shown once), list, disable, enable, rotate-secret."""
+
+import re
+
+import pytest
+from django.core.management.base import CommandError
+
+from apikeys import webhooks
+from apikeys.models import WebhookEndpoint
+
+from .running import run
+
+pytestmark = pytest.mark.django_db
+
+SECRET_RE = re.compile(r"whsec_[A-Za-z0-9+/=]{32}")
+
+
+def test_add_registers_and_prints_the_secret_once():
+    out, _ = run("webhookendpoint", "add", "http://127.0.0.1:9/hook", "--events", "key.created,key.revoked")
+
+    endpoint = WebhookEndpoint.objects.get()
+    secret = SECRET_RE.search(out).group(0)
+    assert webhooks.decrypt_secret(endpoint.secret_encrypted) == secret
+    assert endpoint.event_types == ["key.created", "key.revoked"]
+    listing, _ = run("webhookendpoint", "list")
+    assert secret not in listing
+    assert f"{endpoint.pk}\tenabled\tkey.created,key.revoked\thttp://127.0.0.1:9/hook" in listing
+
+
+def test_add_all_subscribes_to_every_type():
+    run("webhookendpoint", "add", "http://127.0.0.1:9/hook", "--events", "all")
+    assert len(WebhookEndpoint.objects.get().event_types) == 7
+
+
+def test_a_refused_url_or_type_is_a_clear_error(settings):
+    settings.OMIKEYS_WEBHOOK_ALLOWED_NETWORKS = []
+    with pytest.raises(CommandError, match="url: 127.0.0.1 resolves to 127.0.0.1") as error:
+        run("webhookendpoint", "add", "http://127.0.0.1:9/hook", "--events", "key.nope")
+    assert "event_types: Unknown event type key.nope" in str(error.value)
+    assert WebhookEndpoint.objects.count() == 0
+
+
+def test_disable_enable_and_rotate():
+    endpoint, old = webhooks.register_endpoint("http://127.0.0.1:9/hook", ["key.created"])
+
+    assert run("webhookendpoint", "disable", str(endpoint.pk))[0].startswith(f"{endpoint.pk}: disabled")
+    assert run("webhookendpoint", "disable", str(endpoint.pk))[0].startswith(f"{endpoint.pk}: already disabled")
+    assert "disabled (Disabled with manage.py webhookendpoint)" in run("webhookendpoint", "list")[0]
+    assert run("webhookendpoint", "enable", str(endpoint.pk))[0].startswith(f"{endpoint.pk}: enabled")
+    out, _ = run("webhookendpoint", "rotate-secret", str(endpoint.pk))
+    new = SECRET_RE.search(out).group(0)
+    endpoint.refresh_from_db()
+    assert new != old and webhooks.decrypt_secret(endpoint.secret_encrypted) == new
+
+
+def test_an_unknown_id_is_a_clear_error():
+    with pytest.raises(CommandError, match="No webhook endpoint has id 999"):
+        run("webhookendpoint", "disable", "999")
+
+
+def test_list_with_no_endpoints_says_how_to_add_one():
+    assert "Register one with" in run("webhookendpoint", "list")[0]

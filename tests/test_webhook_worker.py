@@ -1,0 +1,125 @@
+"""The real worker (manage.py qcluster) sends events, and a worker killed mid-delivery loses none."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings
+
+from apikeys import webhooks
+from apikeys.models import Delivery
+
+from .helpers import database_url, issue, make_owner
+from .servers import ROOT, Server, _popen, server_env
+from .webhook_receiver import HOLD, Receiver
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def start_worker(workdir) -> Server:
+    """``manage.py qcluster`` in a process group of its own, sharing this test's database and secret key."""
+    env = server_env(
+        database_url(),
+        DJANGO_SECRET_KEY=settings.SECRET_KEY,
+        DJANGO_LOG_LEVEL="INFO",
+        OMIKEYS_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
+        OMIKEYS_WEBHOOK_ALLOW_HTTP="true",
+        OMIKEYS_WEBHOOK_TIMEOUT="1.5",
+        OMIKEYS_WEBHOOK_LEASE_SECONDS="4",
+        OMIKEYS_WORKER_PROCESSES="1",
+    )
+    log = workdir / f"worker-{time.monotonic_ns()}.log"
+    process = _popen([sys.executable, "manage.py", "qcluster"], log, cwd=ROOT, env=env, start_new_session=True)
+    return Server("worker", process, log)
+
+
+def kill_group(worker: Server) -> None:
+    """SIGKILL to the worker and all its processes: no cleanup at all."""
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    worker.process.wait(timeout=30)
+
+
+def stop(worker: Server) -> None:
+    """SIGTERM to the worker's main process, as systemd stops it; SIGKILL to the group if it lingers."""
+    if worker.process.poll() is None:
+        worker.process.send_signal(signal.SIGTERM)
+        try:
+            worker.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    kill_group(worker)
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workers(tmp_path):
+    started = []
+
+    def start() -> Server:
+        worker = start_worker(tmp_path)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        stop(worker)
+
+
+def wait_until(check, what: str, timeout: float = 90, worker: Server | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout} s\n" + (worker.log_text()[-4000:] if worker else ""))
+
+
+def test_the_worker_sends_a_committed_change_at_once(receiver, workers):
+    _, secret = webhooks.register_endpoint(receiver.url, ["key.created"])
+    worker = workers()
+
+    issued = issue(make_owner())
+
+    try:
+        receiver.wait_for(1, timeout=90)
+    except AssertionError:
+        raise AssertionError(worker.log_text()[-4000:]) from None
+    [payload] = receiver.verified(secret)
+    assert payload["data"]["key_id"] == str(issued.api_key.pk)
+    wait_until(lambda: Delivery.objects.get().status == "delivered", "the delivery was not recorded", worker=worker)
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing(receiver, workers):
+    _, secret = webhooks.register_endpoint(receiver.url, ["key.created"])
+    receiver.answers = [HOLD]  # the first request is held open: the worker is mid-delivery
+    first = workers()
+    issue(make_owner())
+    try:
+        receiver.wait_for(1, timeout=90)
+    except AssertionError:
+        raise AssertionError(first.log_text()[-4000:]) from None
+
+    kill_group(first)  # SIGKILL: no cleanup, the lease stays behind
+    receiver.release()
+    assert Delivery.objects.get().status == "pending"
+
+    second = workers()
+    try:
+        received = receiver.wait_for(2, timeout=120)
+    except AssertionError:
+        raise AssertionError(second.log_text()[-4000:]) from None
+    assert len({request.webhook_id for request in received}) == 1  # the same event, perhaps twice
+    assert len(receiver.verified(secret)) == len(received)
+    wait_until(lambda: Delivery.objects.get().status == "delivered", "the delivery was not recorded", worker=second)
