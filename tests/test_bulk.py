@@ -42,7 +42,9 @@ def test_bulk_rows_equal_saved_rows(db, last_used_at):
     (saved_row,), (inserted_row,) = raw_rows(ApiKey, [saved.pk]), raw_rows(ApiKey, [inserted.pk])
     differing = {
         f.name
-        for f, a, b in zip([f for f in ApiKey._meta.concrete_fields if not f.primary_key], saved_row, inserted_row)
+        for f, a, b in zip(
+            [f for f in ApiKey._meta.concrete_fields if not f.primary_key], saved_row, inserted_row, strict=True
+        )
         if a != b
     }
     assert differing == {"key_hash", "omi_document_id"}

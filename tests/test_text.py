@@ -20,11 +20,14 @@ def reference_class(char: str) -> str:
 
 def reference_skeleton(value: str) -> str:
     folded = unicodedata.normalize("NFKC", value).casefold().translate(text._LATIN_LOOKALIKES)
-    return "".join(
+    drawn = [
         char
         for char in folded
-        if not (text.is_invisible(char) or char in text.BLANK_GLYPHS or unicodedata.category(char) in text._DRAWS_NOTHING)
-    )
+        if not (
+            text.is_invisible(char) or char in text.BLANK_GLYPHS or unicodedata.category(char) in text._DRAWS_NOTHING
+        )
+    ]
+    return "".join(drawn)
 
 
 def test_classes_agree_with_the_rules_for_every_code_point():
@@ -41,7 +44,13 @@ def test_skeleton_agrees_with_the_rules_for_every_code_point():
 
 @pytest.mark.parametrize(
     "value",
-    ["omi_dev_" + "ab" * 16, "ＯＭＩ＿ＤＥＶ＿" + "ab" * 16, "omi\u200b_dev_" + "a\u0301" * 32, "Tab\there", "\u202eevil"],
+    [
+        "omi_dev_" + "ab" * 16,
+        "ＯＭＩ＿ＤＥＶ＿" + "ab" * 16,
+        "omi\u200b_dev_" + "a\u0301" * 32,
+        "Tab\there",
+        "\u202eevil",
+    ],
 )
 def test_skeleton_of_disguised_text_is_the_plain_form(value):
     assert text.skeleton(value) == reference_skeleton(value)

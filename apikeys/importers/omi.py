@@ -844,7 +844,15 @@ class OmiImporter:
         cache = _SQLitePageCache()
         try:
             batch: list[Candidate] = []
-            for parsed in parsed_lines:
+            while True:
+                try:
+                    parsed = next(parsed_lines, None)
+                except (OSError, EOFError):
+                    if batch:  # what was read before the damage is imported; running again continues
+                        self._import(batch, seen, owners)
+                    raise
+                if parsed is None:
+                    break
                 self.report.documents += 1
                 candidate = self._accept(parsed, seen)
                 if candidate is not None:
