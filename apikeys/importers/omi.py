@@ -6,8 +6,10 @@ The export is NDJSON: one document per line, ``{"id": "<document id>", "data": {
 own backend repairs legacy records (``backend/database/api_key_metadata.py``:
 ``project_api_key_metadata`` and ``normalize_api_key_scopes``), its owner found or made
 by the one-user-per-uid rule, and the keys handed to ``lifecycle.import_keys`` in
-batches. Memory stays bounded whatever the file's size: one batch at a time, and the
-document ids and hashes already seen kept in a temporary SQLite file, not in memory.
+batches. The reading and checking (:class:`DocumentReader`) runs in a child process
+while the parent writes (:func:`read_in_process`). Memory stays bounded whatever the
+file's size: one batch at a time, and the document ids and hashes already seen kept in
+a temporary SQLite file, not in memory.
 """
 
 import datetime
