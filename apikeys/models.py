@@ -1,6 +1,5 @@
 """Data model: users linked to Firebase, scopes, and API keys (stored as hashes only)."""
 
-import unicodedata
 import uuid
 
 from django.contrib.auth.models import AbstractUser
@@ -116,7 +115,7 @@ def validate_key_name(value: str) -> None:
             f"The name must be at most {KEY_NAME_MAX_LENGTH} characters, not {len(value)}.",
             code="string_too_long",
         )
-    if any(unicodedata.category(ch) in ("Cc", "Cs") or text.is_line_break(ch) for ch in value):
+    if text.has_control(value):
         raise ValidationError(
             "The name must be one line, without control characters or line separators.",
             code="string_control_characters",
@@ -173,7 +172,8 @@ class ApiKey(models.Model):
         REVOKED = "revoked", "Revoked"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys")
+    # No index of its own: the (owner, created_at) index and the (owner, request_token) constraint both lead with it.
+    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys", db_index=False)
     name = models.CharField(max_length=KEY_NAME_MAX_LENGTH, validators=[validate_key_name])
     key_prefix = models.CharField("display prefix", max_length=32, editable=False)
     # Omi's scheme (crypto.hash_key), or a tagged whole-key hash for keys issued before it (crypto.legacy_hash_key).
@@ -375,7 +375,8 @@ class KeyEvent(models.Model):
         CODE = "code", "Python code"
         SERVICE = "service", "service API"
 
-    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="events")
+    # No index of its own: keyevent_key_at_idx leads with it.
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="events", db_index=False)
     action = models.CharField(max_length=20, choices=Action.choices)
     at = models.DateTimeField(default=timezone.now)
     actor_kind = models.CharField("actor", max_length=10, choices=ActorKind.choices)

@@ -71,7 +71,13 @@ def is_visible(char: str) -> bool:
 
 def has_visible(text: str) -> bool:
     """True when ``text`` shows at least one character (:func:`is_visible`)."""
-    return any(is_visible(char) for char in text)
+    return VISIBLE in classes(text)
+
+
+def has_control(text: str) -> bool:
+    """True when ``text`` holds a control character (category Cc), a lone surrogate (Cs) or a line
+    break (:func:`is_line_break`): what cannot be shown on one line."""
+    return CONTROL in classes(text)
 
 
 # Bidirectional classes that can reorder left-to-right text next to them: right-to-left letters,
@@ -87,7 +93,8 @@ def needs_isolation(text: str) -> bool:
 
 def first_bidi_control(text: str) -> str | None:
     """The first bidi control in ``text`` (:func:`is_bidi_control`), or None."""
-    return next((char for char in text if is_bidi_control(char)), None)
+    position = classes(text).find(BIDI)
+    return text[position] if position >= 0 else None
 
 
 def is_line_break(char: str) -> bool:
@@ -125,15 +132,60 @@ def skeleton(text: str) -> str:
     removed: default-ignorables, combining marks (Mn), separators (Z*: spaces, U+2028,
     U+2029), controls (Cc) and :data:`BLANK_GLYPHS`. Only for matching; never shown.
     """
-    folded = unicodedata.normalize("NFKC", text).casefold().translate(_LATIN_LOOKALIKES)
-    return "".join(
-        char
-        for char in folded
-        if not (is_invisible(char) or char in BLANK_GLYPHS or unicodedata.category(char) in _DRAWS_NOTHING)
-    )
+    return unicodedata.normalize("NFKC", text).casefold().translate(_LATIN_LOOKALIKES).translate(_DRAWN)
 
 
 _DRAWS_NOTHING = frozenset({"Mn", "Me", "Zs", "Zl", "Zp", "Cc"})
+
+
+class _CharacterTable(dict):
+    """A ``str.translate`` table filled on first use of each code point: ``rule(char)`` gives what the
+    character becomes (a string, or None to remove it). The per-character Unicode look-ups then run
+    once per distinct character, not once per character of every text: names, document ids and
+    uids are checked on every write and a million times in an import. At most :attr:`LIMIT`
+    entries are kept, so hostile input cannot grow it without bound."""
+
+    LIMIT = 4096
+
+    def __init__(self, rule):
+        super().__init__()
+        self.rule = rule
+
+    def __missing__(self, code: int) -> str | None:
+        value = self.rule(chr(code))
+        if len(self) < self.LIMIT:
+            self[code] = value
+        return value
+
+
+def _drawn(char: str) -> str | None:
+    if is_invisible(char) or char in BLANK_GLYPHS or unicodedata.category(char) in _DRAWS_NOTHING:
+        return None
+    return char
+
+
+_DRAWN = _CharacterTable(_drawn)
+
+# The classes :func:`classes` gives each character.
+CONTROL, BIDI, VISIBLE, OTHER = "c", "b", "v", "."
+
+
+def _class_of(char: str) -> str:
+    if unicodedata.category(char) in ("Cc", "Cs") or is_line_break(char):
+        return CONTROL
+    if is_bidi_control(char):
+        return BIDI
+    return VISIBLE if is_visible(char) else OTHER
+
+
+_CLASSES = _CharacterTable(_class_of)
+
+
+def classes(text: str) -> str:
+    """``text`` with each character replaced by its class, position for position: :data:`CONTROL`
+    (Cc, Cs, a line break), :data:`BIDI` (:func:`is_bidi_control`), :data:`VISIBLE`
+    (:func:`is_visible`) or :data:`OTHER` (spaces, marks, invisible characters)."""
+    return text.translate(_CLASSES)
 
 
 def code_point(char: str) -> str:

@@ -123,3 +123,31 @@ def test_reversing_the_hash_migration_strips_the_tag(contract_scopes):
     old = migrate_to([("apikeys", "0006_key_event_renames_and_scope_changes")])
     assert old.get_model("apikeys", "ApiKey").objects.get(pk=key.pk).key_hash == "c" * 64
     migrate_to()
+
+
+def leading_columns(table: str) -> dict[str, str]:
+    """{index or constraint name: its first column} for every index of ``table``."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+    return {name: info["columns"][0] for name, info in constraints.items() if info["index"] or info["unique"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0011_drops_only_indexes_that_others_cover():
+    migrate_to([("apikeys", "0010_webhooks")])
+    before = {table: leading_columns(table) for table in ("apikeys_apikey", "apikeys_keyevent")}
+    migrate_to([("apikeys", "0011_drop_redundant_indexes")])
+    after = {table: leading_columns(table) for table in ("apikeys_apikey", "apikeys_keyevent")}
+    try:
+        dropped = {(table, name) for table in before for name in before[table] if name not in after[table]}
+        assert {name for _, name in dropped} == {
+            "apikeys_apikey_owner_id_0c78be6d",
+            "apikeys_keyevent_api_key_id_5fdfa80f",
+        }
+        # Each foreign key still leads an index: lookups by owner or key, and the checks of the constraint, use it.
+        assert "owner_id" in after["apikeys_apikey"].values()
+        assert "api_key_id" in after["apikeys_keyevent"].values()
+        migrate_to([("apikeys", "0010_webhooks")])
+        assert {table: leading_columns(table) for table in before} == before
+    finally:
+        migrate_to()

@@ -6,22 +6,28 @@ The export is NDJSON: one document per line, ``{"id": "<document id>", "data": {
 own backend repairs legacy records (``backend/database/api_key_metadata.py``:
 ``project_api_key_metadata`` and ``normalize_api_key_scopes``), its owner found or made
 by the one-user-per-uid rule, and the keys handed to ``lifecycle.import_keys`` in
-batches. Memory stays bounded whatever the file's size: one batch at a time, and the
-document ids and hashes already seen kept in a temporary SQLite file, not in memory.
+batches. The reading and checking (:class:`DocumentReader`) runs in a child process
+while the parent writes (:func:`read_in_process`). Memory stays bounded whatever the
+file's size: one batch at a time, and the document ids and hashes already seen kept in
+a temporary SQLite file, not in memory.
 """
 
 import datetime
 import gzip
 import io
 import json
+import multiprocessing
 import re
+import signal
 import sqlite3
+import sys
 import tempfile
 import time
 import unicodedata
 import uuid
+import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +67,11 @@ UNKNOWN_SCOPE_MAX_LENGTH = 100
 FIREBASE_UID_MAX_LENGTH = 128
 MAX_LINE_BYTES = 1024 * 1024
 FIREBASE_THREADS = 4
+# Documents written per transaction. On SQLite each commit writes every index page the batch
+# touched and the keys are random, so fewer, larger batches write much less: 5,000 took a
+# sixth less CPU than 1,000 on a million documents, for about 30 MB more memory (docs/performance.md).
+DEFAULT_BATCH_SIZE = 5000
+MAX_BATCH_SIZE = 10_000
 OWNER_CACHE_SIZE = 20_000
 # An imported time later than now is stored as now: a future rotated_at would block every
 # rotation (If-Match and the rotation's own ordering), a future last_used_at every later
@@ -135,7 +146,7 @@ class Options:
     ask_firebase: bool = True
     dry_run: bool = False
     prune: bool = False
-    batch_size: int = 1000
+    batch_size: int = DEFAULT_BATCH_SIZE
     source_name: str = "-"
 
 
@@ -230,7 +241,12 @@ def open_export(path: str, stdin=None) -> tuple[io.BufferedIOBase, io.BufferedIO
     Gzip is recognised by its magic bytes, whatever the name. Raises ``OSError`` when unreadable.
     """
     if path == "-":
-        raw = stdin
+        try:
+            # A reader of its own on the descriptor: the reading process (read_in_process) closes its
+            # copy of sys.stdin when it starts, as multiprocessing does in every child.
+            raw = open(stdin.fileno(), "rb", closefd=False)  # noqa: SIM115 (the caller closes it)
+        except (AttributeError, OSError, ValueError):
+            raw = stdin
         size = None
     else:
         raw = open(path, "rb")  # noqa: SIM115 (the caller closes it)
@@ -399,6 +415,238 @@ def _uid(value) -> str | None:
     ):
         return None
     return value
+
+
+# ---- reading the documents, in a process of their own
+
+
+@dataclass
+class Parsed:
+    """One line of the export as :class:`DocumentReader` found it: what the importer counts and writes.
+
+    ``candidate`` is set when the line can become a key, ``refusal`` (reason, detail) when it
+    cannot; ``document_id`` once the line's id is readable. The rest is for the report: the
+    fields repaired, the warnings in the order they arose, whether the default scopes were
+    given, and the unknown scopes met.
+    """
+
+    line: int
+    document_id: str | None = None
+    candidate: Candidate | None = None
+    refusal: tuple[str, str] | None = None
+    repaired: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    default_scopes: bool = False
+    unknown_scopes: list[str] = field(default_factory=list)
+
+
+class DocumentReader:
+    """Checks and repairs one line of the export at a time, touching no database: what can run
+    beside the writing, in another process. ``scope_codes``: the scopes omikeys knows."""
+
+    def __init__(self, options: Options, scope_codes: frozenset[str]):
+        self.options = options
+        self.scope_codes = scope_codes
+
+    def parse(self, line: int, text: str | None, reason: str | None) -> Parsed:
+        """The :class:`Parsed` of one line from :func:`read_lines` (``reason`` set when it could not be read)."""
+        parsed = Parsed(line)
+        try:
+            if reason:
+                raise LineRefused(reason)
+            try:
+                document = json.loads(text)
+            except RecursionError:
+                raise LineRefused(Refusal.NOT_JSON, detail="the line is JSON nested too deeply to read") from None
+            except UNREADABLE:
+                raise LineRefused(Refusal.NOT_JSON) from None
+            parsed.document_id = document_id_of(document)
+            try:
+                parsed.candidate = self._map(parsed, document)
+            except UNREADABLE as exc:
+                detail = f"{Refusal.message(Refusal.BAD_VALUE)}: {type(exc).__name__}"
+                raise LineRefused(Refusal.BAD_VALUE, detail=detail) from None
+        except LineRefused as refused:
+            parsed.refusal = (refused.reason, refused.detail)
+        return parsed
+
+    def _map(self, parsed: Parsed, document: dict) -> Candidate:
+        line, document_id = parsed.line, parsed.document_id
+        data = document["data"]
+        hashed = data.get("hashed_key")
+        if hashed is None:
+            raise LineRefused(Refusal.MISSING_HASH)
+        if not crypto.is_stored_hash(hashed):
+            raise LineRefused(lifecycle.ImportRefusal.BAD_HASH)
+        uid = _uid(data.get("user_id"))
+        if uid is None:
+            raise LineRefused(Refusal.BAD_USER_ID)
+        repaired = parsed.repaired
+        if data.get("id") != document_id:
+            repaired.append("document_id")  # the document id is canonical, as in Omi's backend
+        name, name_repaired = repaired_name(data.get("name"))
+        if name_repaired:
+            repaired.append("name")
+        prefix = data.get("key_prefix")
+        if not (isinstance(prefix, str) and PREFIX_RE.fullmatch(prefix)):
+            prefix = UNKNOWN_PREFIX
+            repaired.append("key_prefix")
+        created_at = self._moment(parsed, data, "created_at", count=False)
+        if created_at is None:
+            created_at = self._moment(parsed, document, "create_time", count=False) or EPOCH
+            repaired.append("created_at")
+        last_used_at = self._moment(parsed, data, "last_used_at")
+        rotated_at = self._moment(parsed, data, "rotated_at")
+        now = timezone.now()
+        created_at, last_used_at, rotated_at = (
+            self._not_future(parsed, name, moment, now)
+            for name, moment in (("created_at", created_at), ("last_used_at", last_used_at), ("rotated_at", rotated_at))
+        )
+        return Candidate(
+            line=line,
+            document_id=document_id,
+            key_id=key_id_for(document_id),
+            uid=uid,
+            name=name,
+            key_prefix=prefix,
+            key_hash=hashed,
+            scope_codes=self._scope_codes(parsed, data),
+            created_at=created_at,
+            last_used_at=last_used_at,
+            rotated_at=rotated_at,
+        )
+
+    @staticmethod
+    def _not_future(
+        parsed: Parsed, name: str, moment: datetime.datetime | None, now: datetime.datetime
+    ) -> datetime.datetime | None:
+        """``moment``, or ``now`` when it is later: counted as repaired ("<name>_in_future") and warned
+        when more than :data:`FUTURE_TOLERANCE` ahead."""
+        if moment is None or moment <= now:
+            return moment
+        if moment - now > FUTURE_TOLERANCE:
+            parsed.repaired.append(f"{name}_in_future")
+            parsed.warnings.append(f"line {parsed.line}: {name} {moment.isoformat()} is in the future; stored as now")
+        return now
+
+    @staticmethod
+    def _moment(parsed: Parsed, data: dict, name: str, count: bool = True) -> datetime.datetime | None:
+        # Omi repairs an unreadable time rather than refuse the key (_coerce_utc_datetime).
+        try:
+            return parse_timestamp(data.get(name))
+        except UNREADABLE as exc:
+            if count:
+                parsed.repaired.append(name)
+            parsed.warnings.append(f"line {parsed.line}: {name} cannot be read ({str(exc):.80}); treated as absent")
+            return None
+
+    def _scope_codes(self, parsed: Parsed, data: dict) -> list[str]:
+        value = data.get("scopes")
+        if value is None:
+            parsed.default_scopes = True
+            return list(self.options.default_scopes)
+        if not isinstance(value, list):
+            # Omi's normalize_api_key_scopes reads only lists: a string such as "memories:write" grants nothing.
+            raise LineRefused(
+                Refusal.SCOPES_NOT_A_LIST,
+                detail=(
+                    f"scopes is a {type(value).__name__} ({value!r:.60}), not a list or null: Omi grants nothing for it"
+                ),
+            )
+        known = [code for code in value if isinstance(code, str) and code in self.scope_codes]
+        unknown = [
+            # Shown on terminals and in the report: anything unprintable escaped, and shortened.
+            (code if isinstance(code, str) and code.isprintable() else repr(code))[:UNKNOWN_SCOPE_MAX_LENGTH]
+            for code in value
+            if code not in known
+        ]
+        if unknown:
+            parsed.unknown_scopes = unknown
+            listed = ", ".join(map(repr, unknown))
+            if self.options.unknown_scopes == "skip":
+                raise LineRefused(Refusal.UNKNOWN_SCOPE, detail=f"unknown scopes {listed} (--unknown-scopes skip)")
+            parsed.warnings.append(
+                f"line {parsed.line} (document {parsed.document_id}): unknown scopes {listed} dropped"
+            )
+        return list(dict.fromkeys(known))
+
+
+# Lines the reading process sends at a time: few enough messages, and little held in the pipe.
+READ_CHUNK = 500
+# How long to wait for the reading process to stop once the import has ended or failed, in seconds.
+READER_STOP_SECONDS = 5
+
+
+class ReaderFailed(ImportAborted):
+    """The reading process stopped without finishing the file and without saying why (killed, out of memory)."""
+
+
+def read_in_process(stream, reader: DocumentReader) -> Generator[Parsed, None, None]:
+    """The :class:`Parsed` lines of ``stream`` (bytes, as :func:`read_lines` reads it), read and checked
+    in a child process while the caller writes.
+
+    The child is forked, so it reads the caller's open ``stream`` (a file, a pipe, standard
+    input), which the caller must not read meanwhile. Memory stays bounded: the child waits
+    while the pipe holds :data:`READ_CHUNK` lines the caller has not taken. An ``OSError`` or
+    ``EOFError`` the child meets (an unreadable file, a truncated gzip) is raised here, once
+    the lines before it have been yielded; :class:`ReaderFailed` when the child dies.
+    Closing the generator (``close()``, or leaving a ``for`` early) stops the child.
+    """
+    context = multiprocessing.get_context("fork")  # the child needs the open stream and Django's loaded state
+    receiving, sending = context.Pipe(duplex=False)
+    for output in (sys.stdout, sys.stderr):
+        output.flush()  # else the child's copy of anything unwritten would be written twice
+    child = context.Process(target=_read_into, args=(stream, reader, sending), name="importomikeys-reader", daemon=True)
+    child.start()
+    sending.close()
+    try:
+        while True:
+            try:
+                kind, payload = receiving.recv()
+            except EOFError:
+                child.join(READER_STOP_SECONDS)
+                raise ReaderFailed(
+                    f"The process reading the file stopped (exit code {child.exitcode}) before the end of the file. "
+                    "Batches already written stay; running the import again continues."
+                ) from None
+            if kind == "lines":
+                yield from payload
+            elif kind == "failed":
+                raise payload
+            else:
+                return
+    finally:
+        receiving.close()  # a child still sending gets a broken pipe and stops
+        child.join(READER_STOP_SECONDS)
+        if child.is_alive():
+            child.terminate()
+            child.join(READER_STOP_SECONDS)
+
+
+def _read_into(stream, reader: DocumentReader, sending) -> None:
+    """The reading process: every line of ``stream`` through ``reader``, sent in chunks, then "end"."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the import through the parent, which stops this
+    try:
+        chunk = []
+        for number, text, reason in read_lines(stream):
+            chunk.append(reader.parse(number, text, reason))
+            if len(chunk) >= READ_CHUNK:
+                sending.send(("lines", chunk))
+                chunk = []
+        sending.send(("lines", chunk))
+        sending.send(("end", None))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the import stopped early: nobody reads any more
+    except (OSError, EOFError, zlib.error) as exc:
+        # zlib.error: gzip data that is corrupt rather than cut short (that is EOFError).
+        failure = exc if not isinstance(exc, zlib.error) else OSError(f"the gzip data is corrupt ({exc})")
+        try:
+            sending.send(("lines", chunk))
+            sending.send(("failed", failure))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    finally:
+        sending.close()
 
 
 # ---- what is remembered across batches
@@ -585,16 +833,30 @@ class OmiImporter:
         self.unreadable_lines = 0
 
     def run(self, stream) -> Report:
-        """Read every line of ``stream`` (bytes), import in batches, then prune if asked."""
+        """Read every line of ``stream`` (bytes), import in batches, then prune if asked.
+
+        The lines are read and checked in a child process (:func:`read_in_process`) while
+        this one writes: on SQLite the writing is most of the work, and the two overlap.
+        """
         started = time.monotonic()
         seen = SeenStore()
+        reader = DocumentReader(self.options, frozenset(self.scopes))
+        parsed_lines = read_in_process(stream, reader)
         owners = OwnerDirectory(self.options.ask_firebase)
         cache = _SQLitePageCache()
         try:
             batch: list[Candidate] = []
-            for number, text, reason in read_lines(stream):
+            while True:
+                try:
+                    parsed = next(parsed_lines, None)
+                except (OSError, EOFError):
+                    if batch:  # what was read before the damage is imported; running again continues
+                        self._import(batch, seen, owners)
+                    raise
+                if parsed is None:
+                    break
                 self.report.documents += 1
-                candidate = self._candidate(number, text, reason, seen)
+                candidate = self._accept(parsed, seen)
                 if candidate is not None:
                     batch.append(candidate)
                 if len(batch) >= self.options.batch_size:
@@ -607,6 +869,7 @@ class OmiImporter:
             if self.options.prune:
                 self._prune(seen)
         finally:
+            parsed_lines.close()
             cache.restore()
             seen.close()
             owners.close()
@@ -619,130 +882,30 @@ class OmiImporter:
         where = f"line {line}" + (f" (document {document_id})" if document_id else "")
         self.notify("refused", f"{where}: refused, {refusal['message']} [{reason}]")
 
-    def _candidate(self, line: int, text: str | None, reason: str | None, seen: SeenStore) -> Candidate | None:
-        document_id = None
-        try:
-            if reason:
-                raise LineRefused(reason)
-            try:
-                document = json.loads(text)
-            except RecursionError:
-                raise LineRefused(Refusal.NOT_JSON, detail="the line is JSON nested too deeply to read") from None
-            except UNREADABLE:
-                raise LineRefused(Refusal.NOT_JSON) from None
-            document_id = document_id_of(document)
-            earlier = seen.claim_documents([(document_id, line)])
-            if document_id in earlier:
-                raise LineRefused(
-                    Refusal.DUPLICATE_DOCUMENT, document_id, f"the same document id is on line {earlier[document_id]}"
-                )
-            try:
-                return self._map(line, document_id, document)
-            except UNREADABLE as exc:
-                detail = f"{Refusal.message(Refusal.BAD_VALUE)}: {type(exc).__name__}"
-                raise LineRefused(Refusal.BAD_VALUE, document_id, detail) from None
-        except LineRefused as refused:
-            if refused.reason in (Refusal.NOT_UTF8, Refusal.LINE_TOO_LONG, Refusal.NOT_JSON, Refusal.BAD_DOCUMENT):
+    def _accept(self, parsed: "Parsed", seen: SeenStore) -> Candidate | None:
+        """Count what the reader found on one line; the candidate to import, or None when refused.
+
+        A document id on an earlier line refuses the line before anything else of it counts.
+        """
+        if parsed.document_id is not None:
+            earlier = seen.claim_documents([(parsed.document_id, parsed.line)])
+            if parsed.document_id in earlier:
+                detail = f"the same document id is on line {earlier[parsed.document_id]}"
+                self._refuse(parsed.line, parsed.document_id, Refusal.DUPLICATE_DOCUMENT, detail)
+                return None
+        self.report.repaired.update(parsed.repaired)
+        for warning in parsed.warnings:
+            self.notify("warning", warning)
+        self.report.default_scopes_given += parsed.default_scopes
+        if parsed.unknown_scopes:
+            self.report.count_unknown_scopes(parsed.unknown_scopes)
+        if parsed.refusal is not None:
+            reason, detail = parsed.refusal
+            if reason in (Refusal.NOT_UTF8, Refusal.LINE_TOO_LONG, Refusal.NOT_JSON, Refusal.BAD_DOCUMENT):
                 self.unreadable_lines += 1
-            self._refuse(line, refused.document_id or document_id, refused.reason, refused.detail)
+            self._refuse(parsed.line, parsed.document_id, reason, detail)
             return None
-
-    def _map(self, line: int, document_id: str, document: dict) -> Candidate:
-        data = document["data"]
-        hashed = data.get("hashed_key")
-        if hashed is None:
-            raise LineRefused(Refusal.MISSING_HASH, document_id)
-        if not crypto.is_stored_hash(hashed):
-            raise LineRefused(lifecycle.ImportRefusal.BAD_HASH, document_id)
-        uid = _uid(data.get("user_id"))
-        if uid is None:
-            raise LineRefused(Refusal.BAD_USER_ID, document_id)
-        repaired = self.report.repaired
-        if data.get("id") != document_id:
-            repaired["document_id"] += 1  # the document id is canonical, as in Omi's backend
-        name, name_repaired = repaired_name(data.get("name"))
-        if name_repaired:
-            repaired["name"] += 1
-        prefix = data.get("key_prefix")
-        if not (isinstance(prefix, str) and PREFIX_RE.fullmatch(prefix)):
-            prefix = UNKNOWN_PREFIX
-            repaired["key_prefix"] += 1
-        created_at = self._moment(data, "created_at", count=False, line=line)
-        if created_at is None:
-            created_at = self._moment(document, "create_time", count=False, line=line) or EPOCH
-            repaired["created_at"] += 1
-        last_used_at = self._moment(data, "last_used_at", line=line)
-        rotated_at = self._moment(data, "rotated_at", line=line)
-        now = timezone.now()
-        created_at, last_used_at, rotated_at = (
-            self._not_future(line, name, moment, now)
-            for name, moment in (("created_at", created_at), ("last_used_at", last_used_at), ("rotated_at", rotated_at))
-        )
-        return Candidate(
-            line=line,
-            document_id=document_id,
-            key_id=key_id_for(document_id),
-            uid=uid,
-            name=name,
-            key_prefix=prefix,
-            key_hash=hashed,
-            scope_codes=self._scope_codes(line, document_id, data),
-            created_at=created_at,
-            last_used_at=last_used_at,
-            rotated_at=rotated_at,
-        )
-
-    def _not_future(
-        self, line: int, name: str, moment: datetime.datetime | None, now: datetime.datetime
-    ) -> datetime.datetime | None:
-        """``moment``, or ``now`` when it is later: counted as repaired ("<name>_in_future") and warned
-        when more than :data:`FUTURE_TOLERANCE` ahead."""
-        if moment is None or moment <= now:
-            return moment
-        if moment - now > FUTURE_TOLERANCE:
-            self.report.repaired[f"{name}_in_future"] += 1
-            self.notify("warning", f"line {line}: {name} {moment.isoformat()} is in the future; stored as now")
-        return now
-
-    def _moment(self, data: dict, name: str, count: bool = True, line: int = 0) -> datetime.datetime | None:
-        # Omi repairs an unreadable time rather than refuse the key (_coerce_utc_datetime).
-        try:
-            return parse_timestamp(data.get(name))
-        except UNREADABLE as exc:
-            if count:
-                self.report.repaired[name] += 1
-            if line:
-                self.notify("warning", f"line {line}: {name} cannot be read ({str(exc):.80}); treated as absent")
-            return None
-
-    def _scope_codes(self, line: int, document_id: str, data: dict) -> list[str]:
-        value = data.get("scopes")
-        if value is None:
-            self.report.default_scopes_given += 1
-            return list(self.options.default_scopes)
-        if not isinstance(value, list):
-            # Omi's normalize_api_key_scopes reads only lists: a string such as "memories:write" grants nothing.
-            raise LineRefused(
-                Refusal.SCOPES_NOT_A_LIST,
-                document_id,
-                f"scopes is a {type(value).__name__} ({value!r:.60}), not a list or null: Omi grants nothing for it",
-            )
-        known = [code for code in value if isinstance(code, str) and code in self.scopes]
-        unknown = [
-            # Shown on terminals and in the report: anything unprintable escaped, and shortened.
-            (code if isinstance(code, str) and code.isprintable() else repr(code))[:UNKNOWN_SCOPE_MAX_LENGTH]
-            for code in value
-            if code not in known
-        ]
-        if unknown:
-            self.report.count_unknown_scopes(unknown)
-            listed = ", ".join(map(repr, unknown))
-            if self.options.unknown_scopes == "skip":
-                raise LineRefused(
-                    Refusal.UNKNOWN_SCOPE, document_id, f"unknown scopes {listed} (--unknown-scopes skip)"
-                )
-            self.notify("warning", f"line {line} (document {document_id}): unknown scopes {listed} dropped")
-        return list(dict.fromkeys(known))
+        return parsed.candidate
 
     def _import(self, batch: list[Candidate], seen: SeenStore, owners: OwnerDirectory) -> None:
         duplicates = seen.claim_hashes([(candidate.key_hash, candidate.line) for candidate in batch])

@@ -2,9 +2,12 @@
 
 import json
 import os
+import pathlib
 import pty
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -87,3 +90,55 @@ def test_without_a_terminal_progress_is_a_line_every_few_seconds(tmp_path, monke
     assert "of the file): 1 created, 0 updated, 0 unchanged, 0 refused" in progress[0]
     assert len(progress) >= 3
     assert "\r" not in stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_damaged_gzip_file_exits_1_with_a_message_after_importing_what_came_before(
+    tmp_path,
+    scratch_database,  # noqa: F811
+    damage,
+):
+    lines = [document(omi_key(), "gzip-owner") for _ in range(2000)]
+    data = bytearray(write_export(tmp_path / "e.ndjson.gz", lines, gz=True).read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) * 3 // 4]
+    else:
+        data[len(data) * 3 // 4 : len(data) * 3 // 4 + 64] = bytes(64)
+    (tmp_path / "damaged.ndjson.gz").write_bytes(bytes(data))
+
+    result = manage_with(None, str(tmp_path / "damaged.ndjson.gz"), "--no-firebase", DATABASE_URL=scratch_database)
+
+    assert result.returncode == 1
+    assert b"Reading " in result.stderr and b"failed:" in result.stderr and b"run again" in result.stderr
+    assert b"Traceback" not in result.stderr
+    again = manage_with(None, str(tmp_path / "e.ndjson.gz"), "--no-firebase", "--json", DATABASE_URL=scratch_database)
+    report = json.loads(again.stdout)
+    assert report["unchanged"] > 0 and report["created"] + report["unchanged"] == 2000
+
+
+def test_a_reading_process_that_dies_stops_the_import_with_a_message(tmp_path, scratch_database):  # noqa: F811
+    import_process = subprocess.Popen(
+        [sys.executable, str(MANAGE_PY), "importomikeys", "-", "--no-firebase"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "DATABASE_URL": scratch_database},
+        cwd=MANAGE_PY.parent,
+    )
+    try:
+        import_process.stdin.write(
+            b"".join(json.dumps(document(omi_key(), "dying-owner")).encode() + b"\n" for _ in range(3))
+        )
+        import_process.stdin.flush()
+        children = pathlib.Path(f"/proc/{import_process.pid}/task/{import_process.pid}/children")
+        deadline = time.monotonic() + 30
+        while not children.read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (reader,) = children.read_text().split()
+        os.kill(int(reader), signal.SIGKILL)
+        _, stderr = import_process.communicate(timeout=60)
+    finally:
+        import_process.kill()
+    assert import_process.returncode == 1
+    assert b"The process reading the file stopped (exit code -9) before the end of the file." in stderr
+    assert b"Traceback" not in stderr

@@ -82,14 +82,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=int,
-            default=1000,
+            default=omi.DEFAULT_BATCH_SIZE,
             metavar="N",
-            help="Documents written per transaction, 1 to 10000 (default 1000).",
+            help=f"Documents written per transaction, 1 to {omi.MAX_BATCH_SIZE} (default {omi.DEFAULT_BATCH_SIZE}).",
         )
 
     def handle(self, *args, file, dry_run, prune, as_json, default_scopes, batch_size, **options):
-        if not 1 <= batch_size <= 10_000:
-            raise CommandError("--batch-size must be between 1 and 10000.")
+        if not 1 <= batch_size <= omi.MAX_BATCH_SIZE:
+            raise CommandError(f"--batch-size must be between 1 and {omi.MAX_BATCH_SIZE}.")
         source_name = "<stdin>" if file == "-" else Path(file).name
         settings = omi.Options(
             default_scopes=tuple(code.strip() for code in default_scopes.split(",") if code.strip()),
@@ -170,6 +170,15 @@ class Progress:
             )
 
     def position(self) -> int | None:
+        """How far into the file the import has read, in bytes; None when unknown (a pipe).
+
+        The reading process (``omi.read_in_process``) reads the file, not this one: the
+        descriptor's offset, which both share, says how far it got.
+        """
+        try:
+            return os.lseek(self.raw.fileno(), 0, os.SEEK_CUR)
+        except (AttributeError, OSError, ValueError):
+            pass
         try:
             return self.raw.tell()
         except (OSError, ValueError):
