@@ -266,3 +266,34 @@ def test_a_warning_is_printed_once_in_debug_mode():
     assert result.stderr.count("Unauthorized: /v1/dev/keys") == 1, result.stderr
     # In the project's format: level, logger, the request id in brackets, the message.
     assert re.search(r"WARNING django\.request \[[^\]]+\] Not Found", result.stderr), result.stderr
+
+
+# --- scripts/manage -----------------------------------------------------------------------
+
+
+def test_scripts_manage_registers_a_local_webhook_receiver_as_scripts_dev_suggests(tmp_path):
+    """scripts/dev prints `scripts/manage webhookendpoint add URL`: a receiver on this machine must be accepted.
+
+    scripts/dev's worker may call loopback receivers; scripts/manage, run beside it, must allow
+    registering them too (both take their settings from lib.sh's dev_settings).
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("OMIKEYS_WEBHOOK_ALLOWED_NETWORKS", "OMIKEYS_WEBHOOK_ALLOW_HTTP", "DJANGO_DEBUG")
+    }
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'dev.sqlite3'}"
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["scripts/manage", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    migrated = manage("migrate", "--no-input", "--verbosity", "0")
+    assert migrated.returncode == 0, migrated.stderr
+    added = manage("webhookendpoint", "add", "http://127.0.0.1:8765/hooks/omikeys", "--events", "all")
+    assert added.returncode == 0, added.stderr
+    assert "Registered webhook endpoint" in added.stdout
+    assert re.search(r"^whsec_\S+$", added.stdout, re.MULTILINE), added.stdout
+    # An address elsewhere in a private network stays refused: only this machine is allowed.
+    refused = manage("webhookendpoint", "add", "http://10.1.2.3/hooks", "--events", "all")
+    assert refused.returncode != 0
+    assert "10.1.2.3" in refused.stderr and "Traceback" not in refused.stderr
