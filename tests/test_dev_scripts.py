@@ -12,10 +12,10 @@ import pytest
 from firebase_admin import auth
 
 from apikeys import firebase
-from apikeys.models import User
+from apikeys.models import ApiKey, User
 
 from . import firebase_emulator
-from .helpers import database_url
+from .helpers import database_url, issue
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -213,6 +213,23 @@ def test_other_users_the_emulator_lost_are_listed():
     assert f"{lost.email} (uid {lost.firebase_uid})" in result.stderr
     assert kept.email not in result.stderr
     assert "no longer has an account on the Auth Emulator" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_imported_owners_and_deactivated_users_are_not_listed_as_lost():
+    """Owners of keys imported from an export never had emulator accounts; deactivated users cannot sign in."""
+    imported = User.objects.for_firebase(f"imported-{uuid.uuid4().hex[:8]}", address())
+    ApiKey.objects.filter(pk=issue(imported).api_key.pk).update(omi_document_id=f"doc-{uuid.uuid4().hex}")
+    both = User.objects.for_firebase(f"both-{uuid.uuid4().hex[:8]}", address())
+    ApiKey.objects.filter(pk=issue(both).api_key.pk).update(omi_document_id=f"doc-{uuid.uuid4().hex}")
+    issue(both)  # a key made here: this person signed in here once
+    gone = User.objects.for_firebase(f"gone-{uuid.uuid4().hex[:8]}", address())
+    User.objects.filter(pk=gone.pk).update(is_active=False)
+    result = demo_account(address())
+    assert result.returncode == 0
+    assert both.email in result.stderr
+    assert imported.email not in result.stderr and imported.firebase_uid not in result.stderr
+    assert gone.email not in result.stderr and gone.firebase_uid not in result.stderr
 
 
 def test_the_demo_account_script_says_when_the_emulator_does_not_answer():
