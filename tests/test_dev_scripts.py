@@ -1,8 +1,10 @@
 """The first-run scripts (scripts/dev, scripts/lib.sh): Node.js, the emulator's project, the demo account, output."""
 
+import fcntl
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import uuid
@@ -15,7 +17,7 @@ from apikeys import firebase
 from apikeys.models import ApiKey, User
 
 from . import firebase_emulator
-from .helpers import database_url, issue
+from .helpers import database_url, free_port, issue
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -283,6 +285,42 @@ def test_a_warning_is_printed_once_in_debug_mode():
     assert result.stderr.count("Unauthorized: /v1/dev/keys") == 1, result.stderr
     # In the project's format: level, logger, the request id in brackets, the message.
     assert re.search(r"WARNING django\.request \[[^\]]+\] Not Found", result.stderr), result.stderr
+
+
+# --- a second scripts/dev, a taken port ---------------------------------------------------
+
+
+def scripts_dev(port: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["scripts/dev"], cwd=ROOT, env={**os.environ, "PORT": str(port)}, capture_output=True, text=True, timeout=60
+    )
+
+
+def nothing_was_started(result: subprocess.CompletedProcess) -> bool:
+    return not any(step in result.stderr for step in ("Installing", "Starting", "Using the Auth Emulator", "migration"))
+
+
+def test_a_second_scripts_dev_of_the_same_checkout_stops_at_once():
+    """A second one would start a second worker over the first one's .run/worker.log."""
+    (ROOT / ".run").mkdir(exist_ok=True)
+    with open(ROOT / ".run" / "dev.lock", "w") as running:  # as the first scripts/dev holds it
+        fcntl.flock(running, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = scripts_dev(free_port())
+    assert result.returncode == 1
+    assert "scripts/dev is already running in this checkout" in result.stderr
+    assert nothing_was_started(result), result.stderr
+
+
+def test_scripts_dev_on_a_taken_port_stops_at_once_and_names_another():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = scripts_dev(port)
+    assert result.returncode == 1
+    assert f"port {port} is already in use" in result.stderr
+    assert f"PORT={port + 1} scripts/dev" in result.stderr
+    assert nothing_was_started(result), result.stderr
 
 
 # --- scripts/manage -----------------------------------------------------------------------
