@@ -305,9 +305,11 @@ def test_a_second_scripts_dev_of_the_same_checkout_stops_at_once():
     (ROOT / ".run").mkdir(exist_ok=True)
     with open(ROOT / ".run" / "dev.lock", "w") as running:  # as the first scripts/dev holds it
         fcntl.flock(running, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        running.write("4242\n")
+        running.flush()
         result = scripts_dev(free_port())
     assert result.returncode == 1
-    assert "scripts/dev is already running in this checkout" in result.stderr
+    assert "scripts/dev is already running in this checkout (pid 4242)" in result.stderr
     assert nothing_was_started(result), result.stderr
 
 
