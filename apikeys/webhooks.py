@@ -148,7 +148,8 @@ def resolve(url: str) -> tuple:
     if refused or not addresses:
         raise UnsafeURL(
             f"{parts.hostname} resolves to {', '.join(refused)}: a private, loopback, link-local, multicast, "
-            "reserved or unspecified address, which webhooks may not call (OMIKEYS_WEBHOOK_ALLOWED_NETWORKS)."
+            "reserved or unspecified address, which webhooks may not call. To allow an internal receiver, "
+            "name its network in OMIKEYS_WEBHOOK_ALLOWED_NETWORKS."
         )
     return parts, port, addresses[0]
 

@@ -7,7 +7,8 @@ saved them when it last stopped; the local database (db.sqlite3) keeps its users
 way. When the emulator lost them, making the demo account afresh would give it a new uid
 and leave two users with one address. Instead it is made again with its earlier uid (the
 emulator, like Firebase's admin API, accepts a chosen uid), so its keys stay its own.
-Other users the database knows but the emulator lost are listed: they must sign up again.
+Other users the database knows but the emulator lost are listed: they must sign up again
+(deactivated users, and owners whose every key was imported from Omi, are not).
 Exit status 0, or 1 with a message when the emulator cannot be asked.
 """
 
@@ -22,6 +23,7 @@ import django
 
 django.setup()
 
+from django.db.models import Count, F, Q  # noqa: E402
 from firebase_admin import auth  # noqa: E402
 
 from apikeys import firebase  # noqa: E402
@@ -62,9 +64,24 @@ def ensure_demo_account(email: str, password: str) -> str:
 
 
 def lost_users(demo_uid: str) -> list[User]:
-    """Local Firebase users the emulator no longer has (the demo account aside)."""
+    """Local Firebase users the emulator no longer has (the demo account aside).
+
+    Only people who could sign in here count: deactivated users (erased ones among them)
+    cannot, and the owners of keys imported from Omi's records (importomikeys, say of
+    bench/omi_export.py's synthetic export) never had an account on this emulator; a user
+    all of whose keys were imported is one of those.
+    """
     app = firebase.get_app()
-    users = list(User.objects.filter(firebase_uid__isnull=False).exclude(firebase_uid=demo_uid).order_by("pk"))
+    users = list(
+        User.objects.filter(firebase_uid__isnull=False, is_active=True)
+        .exclude(firebase_uid=demo_uid)
+        .annotate(
+            keys=Count("api_keys"),
+            imported_keys=Count("api_keys", filter=Q(api_keys__omi_document_id__isnull=False)),
+        )
+        .exclude(keys__gt=0, keys=F("imported_keys"))
+        .order_by("pk")
+    )
     lost = []
     for start in range(0, len(users), 100):  # get_users takes at most 100 identifiers
         batch = users[start : start + 100]

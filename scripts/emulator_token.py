@@ -2,7 +2,8 @@
 
     python scripts/emulator_token.py EMAIL PASSWORD
 
-For local development only: the emulator accepts any API key and any password. An
+For local development only: the emulator accepts any API key and any password. The
+emulator is the one scripts/dev uses (FIREBASE_AUTH_EMULATOR_HOST overrides it). An
 account this creates has its address marked verified (as if the person had followed
 the verification link), so `createapikey --email EMAIL` accepts it.
 """
@@ -12,8 +13,25 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
-HOST = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+DEFAULT_HOST = "127.0.0.1:9099"
+# scripts/dev writes here where it started its own emulator (other ports, when 9099 serves
+# another project), as scripts/manage reads it.
+RECORDED_HOST = Path(__file__).resolve().parent.parent / ".run" / "auth-emulator-host"
+
+
+def emulator_host() -> str:
+    """FIREBASE_AUTH_EMULATOR_HOST; else the emulator scripts/dev started; else 127.0.0.1:9099."""
+    if os.environ.get("FIREBASE_AUTH_EMULATOR_HOST"):
+        return os.environ["FIREBASE_AUTH_EMULATOR_HOST"]
+    try:
+        return RECORDED_HOST.read_text().strip() or DEFAULT_HOST
+    except OSError:
+        return DEFAULT_HOST
+
+
+HOST = emulator_host()
 BASE = f"http://{HOST}/identitytoolkit.googleapis.com/v1/accounts"
 PROJECT = os.environ.get("FIREBASE_PROJECT_ID", "demo-omikeys")
 

@@ -108,6 +108,16 @@ ensure_node_modules() {
     fi
 }
 
+dev_settings() {
+    # The settings of the local development setup, shared by scripts/dev and scripts/manage so
+    # that a command run beside the server sees what the server sees: debug mode, the
+    # emulator's project, and webhook receivers on this machine allowed (a local test
+    # receiver, as docs/integrating.md shows). A value already in the environment wins.
+    export DJANGO_DEBUG="${DJANGO_DEBUG:-true}"
+    export FIREBASE_PROJECT_ID="${FIREBASE_PROJECT_ID:-$FIREBASE_DEMO_PROJECT}"
+    export OMIKEYS_WEBHOOK_ALLOWED_NETWORKS="${OMIKEYS_WEBHOOK_ALLOWED_NETWORKS:-127.0.0.0/8,::1}"
+}
+
 apply_migrations() {
     # Bring the database (DATABASE_URL, or db.sqlite3) up to date, saying how many migrations
     # that took, or that there were none: one line, not Django's list of every step.

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from apikeys.api import views
 from apikeys.models import ApiKey
 
-from .helpers import issue, key_client, make_owner
+from .helpers import issue, key_client, make_owner, service
 
 pytestmark = pytest.mark.django_db
 
@@ -219,3 +219,25 @@ def test_a_redirect_on_the_api_is_left_as_it_is(settings):
     response = Client().get("/v1/dev/keys")
     assert response.status_code == 301
     assert response["Location"] == "https://testserver/v1/dev/keys"
+
+
+@pytest.mark.django_db
+def test_a_missing_field_is_worded_alike_on_every_endpoint(user_client):
+    """DRF's "This field is required." and pydantic's "Field required." must not both answer a missing field."""
+    owner = make_owner("missing-fields-owner")
+    answers = [
+        user_client.post("/v1/dev/keys", data={}, format="json"),
+        service("verify_keys").post("/v1/service/keys/verify", data={}, format="json"),
+        service("act_on_users").post(f"/v1/service/users/{owner.firebase_uid}/keys/revoke", data={}, format="json"),
+    ]
+    missing = []
+    for response in answers:
+        assert response.status_code == 422
+        missing += [entry for entry in response.json()["detail"] if entry["type"] == "missing"]
+    assert {tuple(entry["loc"]) for entry in missing} == {
+        ("body", "name"),
+        ("body", "key"),
+        ("body", "client_ip"),
+        ("body", "reason"),
+    }
+    assert {entry["msg"] for entry in missing} == {"Field required."}

@@ -11,7 +11,7 @@ import google.oauth2.id_token
 import pytest
 from firebase_admin import auth
 
-from apikeys import firebase
+from apikeys import firebase, lifecycle
 from apikeys.models import User
 
 from . import firebase_emulator
@@ -113,6 +113,18 @@ def test_a_user_deactivated_by_staff_is_401(api, emulator_user):
     bearer(api, emulator_user.id_token)
     User.objects.filter(firebase_uid=emulator_user.uid).update(is_active=False)
     assert_401(bearer(api, emulator_user.id_token), mentions="deactivated")
+
+
+def test_an_erased_user_is_401_without_blaming_an_administrator(api, emulator_user):
+    """An erasure comes from a service (or syncfirebaseusers deactivates): the message names no one."""
+    bearer(api, emulator_user.id_token)
+    lifecycle.erase_user(User.objects.get(firebase_uid=emulator_user.uid), actor=None)
+    response = bearer(api, emulator_user.id_token)
+    assert_401(response, mentions="deactivated")
+    assert "administrator" not in response.json()["detail"]
+    assert response.json()["detail"] == (
+        "This account has been deactivated. Contact support if you think this is a mistake."
+    )
 
 
 # Signature and expiry: checked by firebase-admin only outside emulator mode (see conftest).

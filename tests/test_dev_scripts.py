@@ -1,8 +1,10 @@
 """The first-run scripts (scripts/dev, scripts/lib.sh): Node.js, the emulator's project, the demo account, output."""
 
+import fcntl
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import uuid
@@ -12,10 +14,10 @@ import pytest
 from firebase_admin import auth
 
 from apikeys import firebase
-from apikeys.models import User
+from apikeys.models import ApiKey, User
 
 from . import firebase_emulator
-from .helpers import database_url
+from .helpers import database_url, free_port, issue
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -215,6 +217,23 @@ def test_other_users_the_emulator_lost_are_listed():
     assert "no longer has an account on the Auth Emulator" in result.stderr
 
 
+@pytest.mark.django_db(transaction=True)
+def test_imported_owners_and_deactivated_users_are_not_listed_as_lost():
+    """Owners of keys imported from an export never had emulator accounts; deactivated users cannot sign in."""
+    imported = User.objects.for_firebase(f"imported-{uuid.uuid4().hex[:8]}", address())
+    ApiKey.objects.filter(pk=issue(imported).api_key.pk).update(omi_document_id=f"doc-{uuid.uuid4().hex}")
+    both = User.objects.for_firebase(f"both-{uuid.uuid4().hex[:8]}", address())
+    ApiKey.objects.filter(pk=issue(both).api_key.pk).update(omi_document_id=f"doc-{uuid.uuid4().hex}")
+    issue(both)  # a key made here: this person signed in here once
+    gone = User.objects.for_firebase(f"gone-{uuid.uuid4().hex[:8]}", address())
+    User.objects.filter(pk=gone.pk).update(is_active=False)
+    result = demo_account(address())
+    assert result.returncode == 0
+    assert both.email in result.stderr
+    assert imported.email not in result.stderr and imported.firebase_uid not in result.stderr
+    assert gone.email not in result.stderr and gone.firebase_uid not in result.stderr
+
+
 def test_the_demo_account_script_says_when_the_emulator_does_not_answer():
     result = subprocess.run(
         [sys.executable, "scripts/demo_account.py", address(), "pw-123456"],
@@ -266,3 +285,72 @@ def test_a_warning_is_printed_once_in_debug_mode():
     assert result.stderr.count("Unauthorized: /v1/dev/keys") == 1, result.stderr
     # In the project's format: level, logger, the request id in brackets, the message.
     assert re.search(r"WARNING django\.request \[[^\]]+\] Not Found", result.stderr), result.stderr
+
+
+# --- a second scripts/dev, a taken port ---------------------------------------------------
+
+
+def scripts_dev(port: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["scripts/dev"], cwd=ROOT, env={**os.environ, "PORT": str(port)}, capture_output=True, text=True, timeout=60
+    )
+
+
+def nothing_was_started(result: subprocess.CompletedProcess) -> bool:
+    return not any(step in result.stderr for step in ("Installing", "Starting", "Using the Auth Emulator", "migration"))
+
+
+def test_a_second_scripts_dev_of_the_same_checkout_stops_at_once():
+    """A second one would start a second worker over the first one's .run/worker.log."""
+    (ROOT / ".run").mkdir(exist_ok=True)
+    with open(ROOT / ".run" / "dev.lock", "w") as running:  # as the first scripts/dev holds it
+        fcntl.flock(running, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        running.write("4242\n")
+        running.flush()
+        result = scripts_dev(free_port())
+    assert result.returncode == 1
+    assert "scripts/dev is already running in this checkout (pid 4242)" in result.stderr
+    assert nothing_was_started(result), result.stderr
+
+
+def test_scripts_dev_on_a_taken_port_stops_at_once_and_names_another():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = scripts_dev(port)
+    assert result.returncode == 1
+    assert f"port {port} is already in use" in result.stderr
+    assert f"PORT={port + 1} scripts/dev" in result.stderr
+    assert nothing_was_started(result), result.stderr
+
+
+# --- scripts/manage -----------------------------------------------------------------------
+
+
+def test_scripts_manage_registers_a_local_webhook_receiver_as_scripts_dev_suggests(tmp_path):
+    """scripts/dev prints `scripts/manage webhookendpoint add URL`: a receiver on this machine must be accepted.
+
+    scripts/dev's worker may call loopback receivers; scripts/manage, run beside it, must allow
+    registering them too (both take their settings from lib.sh's dev_settings).
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("OMIKEYS_WEBHOOK_ALLOWED_NETWORKS", "OMIKEYS_WEBHOOK_ALLOW_HTTP", "DJANGO_DEBUG")
+    }
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'dev.sqlite3'}"
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["scripts/manage", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    migrated = manage("migrate", "--no-input", "--verbosity", "0")
+    assert migrated.returncode == 0, migrated.stderr
+    added = manage("webhookendpoint", "add", "http://127.0.0.1:8765/hooks/omikeys", "--events", "all")
+    assert added.returncode == 0, added.stderr
+    assert "Registered webhook endpoint" in added.stdout
+    assert re.search(r"^whsec_\S+$", added.stdout, re.MULTILINE), added.stdout
+    # An address elsewhere in a private network stays refused: only this machine is allowed.
+    refused = manage("webhookendpoint", "add", "http://10.1.2.3/hooks", "--events", "all")
+    assert refused.returncode != 0
+    assert "10.1.2.3" in refused.stderr and "Traceback" not in refused.stderr

@@ -45,3 +45,21 @@ def test_an_account_it_creates_has_a_verified_address_so_createapikey_accepts_it
     token = run(email, "correct-horse-battery").stdout.strip()
     uid = firebase_emulator.decode_claims(token)["user_id"]
     assert firebase_emulator.lookup(uid)["emailVerified"] is True
+
+
+def test_it_finds_the_emulator_scripts_dev_started_on_other_ports(tmp_path):
+    """When 9099 serves another project, scripts/dev starts its own emulator elsewhere and writes where."""
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "emulator_token.py").write_text(SCRIPT.read_text())
+    (tmp_path / ".run").mkdir()
+    (tmp_path / ".run" / "auth-emulator-host").write_text("127.0.0.1:9\n")
+    env = {key: value for key, value in os.environ.items() if key != "FIREBASE_AUTH_EMULATOR_HOST"}
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "scripts" / "emulator_token.py"), "a@example.com", "pw-123456"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "The Auth Emulator at 127.0.0.1:9 did not answer" in result.stderr

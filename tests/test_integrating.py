@@ -1,5 +1,6 @@
-"""docs/integrating.md: its FastAPI dependency, run as written against a real omikeys server (Django's live server)."""
+"""docs/integrating.md: its FastAPI dependency and webhook receiver, run as written against real omikeys parts."""
 
+import datetime
 import re
 import sys
 import time
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from fastapi.testclient import TestClient
 
-from apikeys import lifecycle
+from apikeys import lifecycle, webhooks
+from apikeys.models import Event
 
 from .helpers import free_port, issue, make_owner, service
 
@@ -94,3 +97,38 @@ def test_the_documented_dependency_answers_503_when_its_token_is_refused(live_se
         response = client.get("/v1/dev/user/memories", headers={"Authorization": "Bearer omi_dev_" + "2" * 32})
 
     assert response.status_code == 503
+
+
+def receiver_module(monkeypatch, secret: str) -> types.ModuleType:
+    """The Python block of "Verifying the signature", executed as the module ``receiver``."""
+    section = DOC.read_text(encoding="utf-8").split("### Verifying the signature", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    monkeypatch.setenv("OMIKEYS_WEBHOOK_SECRET", secret)
+    module = types.ModuleType("receiver")
+    monkeypatch.setitem(sys.modules, "receiver", module)
+    exec(compile(code, str(DOC), "exec"), module.__dict__)
+    return module
+
+
+def test_the_documented_receiver_accepts_omikeys_events_once_and_refuses_forgeries(monkeypatch):
+    _, secret = webhooks.register_endpoint("http://127.0.0.1:9/hooks/omikeys", ["key.created"], "doc receiver")
+    issue(make_owner("uid-doc-receiver"), "Zapier", ["memories:read"])
+    event = Event.objects.get(type="key.created")
+    # The exact body and headers omikeys' worker sends for this event.
+    body = webhooks.body_of(event)
+    headers = webhooks.signed_headers(event, body, secret, timezone.now())
+    app = receiver_module(monkeypatch, secret).app
+
+    with TestClient(app) as client:
+        first = client.post("/hooks/omikeys", content=body, headers=headers)
+        again = client.post("/hooks/omikeys", content=body, headers=headers)
+        tampered = client.post("/hooks/omikeys", content=body.replace("Zapier", "Zapiez"), headers=headers)
+        stale = webhooks.signed_headers(event, body, secret, timezone.now() - datetime.timedelta(minutes=10))
+        too_old = client.post("/hooks/omikeys", content=body, headers=stale)
+        _, other_secret = webhooks.register_endpoint("http://127.0.0.1:9/other", ["key.created"], "other")
+        forged = client.post(
+            "/hooks/omikeys", content=body, headers=webhooks.signed_headers(event, body, other_secret, timezone.now())
+        )
+
+    assert (first.status_code, again.status_code) == (204, 204)  # a retry is answered 2xx too
+    assert (tampered.status_code, too_old.status_code, forged.status_code) == (401, 401, 401)

@@ -90,8 +90,13 @@ class FirebaseAuthentication(BearerAuthentication):
             raise ServiceUnavailable(str(exc)) from exc
         user = User.objects.for_firebase(claims["uid"], claims.get("email"))
         if not user.is_active:
-            raise exceptions.AuthenticationFailed("This account has been deactivated by an administrator.")
+            # Staff, syncfirebaseusers or an erasure through the service API may have done it:
+            # the same words as the web sign-in's, naming no one.
+            raise exceptions.AuthenticationFailed(DEACTIVATED_ACCOUNT)
         return user, claims
+
+
+DEACTIVATED_ACCOUNT = "This account has been deactivated. Contact support if you think this is a mistake."
 
 
 def is_mcp_key(token: str) -> bool:

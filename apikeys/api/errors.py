@@ -79,9 +79,16 @@ def core_validation_entries(error: DjangoValidationError) -> list[dict]:
     ]
 
 
+# One wording per kind of error, whichever serializer field raised it: DRF's default
+# "This field is required." and the fields that already say pydantic's "Field required."
+# would otherwise answer the same mistake in two ways.
+_MESSAGE_FOR_CODE = {"required": "Field required."}
+
+
 def _entry(loc: tuple, error) -> dict:
     code = getattr(error, "code", None) or "value_error"
-    return {"loc": list(loc), "msg": str(error), "type": _TYPE_FOR_CODE.get(code, code)}
+    message = _MESSAGE_FOR_CODE.get(code, str(error))
+    return {"loc": list(loc), "msg": message, "type": _TYPE_FOR_CODE.get(code, code)}
 
 
 def exception_handler(exc, context):

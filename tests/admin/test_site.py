@@ -1,4 +1,4 @@
-"""The admin site itself: how its index and breadcrumbs name the app."""
+"""The admin site itself: how its index and breadcrumbs name the app, its icon."""
 
 from django.urls import reverse
 
@@ -27,3 +27,11 @@ def test_the_index_groups_keys_scopes_events_service_clients_users_and_webhooks_
         "Delivery",
         "WebhookEndpoint",
     ]
+
+
+def test_admin_pages_name_the_site_icon_as_the_web_pages_do(client, admin_client):
+    """Without a link, browsers ask for /favicon.ico on every admin page: a 404, logged each time."""
+    icon = '<link rel="icon" href="/static/apikeys/favicon.svg" type="image/svg+xml">'
+    assert icon in client.get(reverse("web:signin")).content.decode()
+    assert icon in client.get(reverse("admin:login")).content.decode()
+    assert icon in admin_client.get(KEY_CHANGELIST).content.decode()
