@@ -19,6 +19,11 @@ ENDPOINTS = {
 }
 ERASE = ("post", "/v1/service/users/key-owner/erase", {})
 ALL_PERMISSIONS = [flag.removeprefix("can_") for flag in ServiceClient.PERMISSIONS]
+ENDPOINTS_ON_A_USER = [
+    ("get", "/v1/service/users/{uid}/keys", None),
+    ("post", "/v1/service/users/{uid}/keys/revoke", {"reason": "deleted"}),
+    ("post", "/v1/service/users/{uid}/erase", {}),
+]
 
 
 def call(client, method, url, body):
@@ -75,6 +80,30 @@ def test_an_unknown_uid_is_404(endpoint):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "omikeys knows no user with this uid."}
+
+
+@pytest.mark.parametrize(
+    "uid",
+    [
+        "a%00b",  # NUL: PostgreSQL cannot compare it with a text column
+        "x" * 129,  # longer than any Firebase uid
+        "x" * 5000,
+        "%C3%A9t%C3%A9",  # unicode
+        "%FF",  # not UTF-8
+        "a%0Ab",
+        "%20",
+        "..",
+        "a%2Fb",  # an encoded slash: not one path segment
+    ],
+)
+@pytest.mark.parametrize("endpoint", ENDPOINTS_ON_A_USER)
+def test_a_uid_no_user_can_have_is_404_never_a_500(owner, uid, endpoint):
+    method, template, body = endpoint
+
+    response = call(service(*ALL_PERMISSIONS), method, template.format(uid=uid), body)
+
+    assert response.status_code == 404
+    assert response.json()["detail"]
 
 
 def test_revoking_all_keys_revokes_each_audited_with_the_service_as_actor(owner):

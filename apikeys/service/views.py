@@ -39,7 +39,10 @@ ERRORS = {
     ),
     503: OpenApiResponse(ErrorResponseSerializer, description="The database is unavailable; retry after Retry-After."),
 }
-NOT_FOUND = OpenApiResponse(ErrorResponseSerializer, description="omikeys knows no user with this uid.")
+UNKNOWN_UID = "omikeys knows no user with this uid."
+NOT_FOUND = OpenApiResponse(ErrorResponseSerializer, description=UNKNOWN_UID)
+# Firebase uids are 1 to 128 characters, as User.firebase_uid holds them.
+MAX_UID_LENGTH = User._meta.get_field("firebase_uid").max_length
 
 # What each verdict says, fit for the service to pass on to its client.
 DETAILS = {
@@ -126,11 +129,17 @@ class ServiceAPIView(JSONAPIView):
 
     @staticmethod
     def local_user(uid: str) -> User:
-        """The user with this Firebase uid, or 404."""
+        """The user with this Firebase uid, or 404.
+
+        A uid no user can have (empty, longer than ``User.firebase_uid`` holds, or with a NUL
+        character, which PostgreSQL cannot even compare) is 404 without a query.
+        """
+        if not 0 < len(uid) <= MAX_UID_LENGTH or "\x00" in uid:
+            raise NotFound(UNKNOWN_UID)
         try:
             return User.objects.get(firebase_uid=uid)
         except User.DoesNotExist:
-            raise NotFound("omikeys knows no user with this uid.") from None
+            raise NotFound(UNKNOWN_UID) from None
 
 
 class VerifyKeyView(ServiceAPIView):
