@@ -248,3 +248,19 @@ def test_an_erased_users_keys_verify_as_revoked(owner):
     )
 
     assert verdict.json()["code"] == "REVOKED"
+
+
+@pytest.mark.parametrize("flag", ["is_staff", "is_superuser"])
+def test_a_staff_account_is_not_erased(owner, flag):
+    issued = issue(owner)
+    setattr(owner, flag, True)
+    owner.save()
+
+    response = service("act_on_users").post(f"/v1/service/users/{owner.firebase_uid}/erase")
+
+    assert response.status_code == 409
+    assert "staff account" in response.json()["detail"]
+    owner.refresh_from_db()
+    assert (owner.is_active, owner.email, owner.deactivation_reason) == (True, "key-owner@example.com", "")
+    assert ApiKey.objects.get(pk=issued.api_key.pk).revoked_at is None
+    assert not KeyEvent.objects.filter(action="revoked").exists()

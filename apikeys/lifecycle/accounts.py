@@ -11,11 +11,24 @@ from django.utils import timezone
 from ..audit import Actor
 from ..models import ApiKey, KeyEvent, User
 from .changes import revoke_key
+from .errors import LifecycleError
 
 logger = logging.getLogger("apikeys.lifecycle")
 
 # What an erased user's own events say instead of their email.
 ERASED_LABEL = "(erased user)"
+
+
+class StaffNotErasable(LifecycleError):
+    """A staff account is not erased through the service API: its email labels the audit trail of what staff did,
+    and deactivating it would lock staff out of the admin. Staff deactivate staff in the admin."""
+
+    def __init__(self, user: User):
+        super().__init__(
+            "This user is a staff account; a service cannot erase it (its keys can still be revoked). "
+            "Staff deactivate staff accounts in the admin."
+        )
+        self.user = user
 
 
 def revoke_user_keys(user: User, *, reason: str, actor: Actor | None) -> list[ApiKey]:
@@ -68,12 +81,16 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
     made themselves (on any key), the IP address and user agent erased, and the actor label of
     their own events (their email) replaced by "(erased user)". Idempotent: erasing again
     reports nothing more to erase. (Seam: the caller may emit a ``user.erased`` event here.)
+
+    A staff or superuser account raises :class:`StaffNotErasable` and nothing is changed.
     """
     now = timezone.now()
     with transaction.atomic():
         # The user's row first, as issue_key locks it: a key being issued now is committed before its
         # revocation here, and none is issued to this user while the erasure runs.
         current = User.objects.select_for_update().get(pk=user.pk)
+        if current.is_staff or current.is_superuser:
+            raise StaffNotErasable(current)
         revoked = revoke_user_keys(current, reason="user erased", actor=actor)
         deactivated = current.is_active
         email_erased = bool(current.email)

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from .. import lifecycle
 from ..audit import Actor
+from ..jsonapi.exceptions import Conflict
 from ..jsonapi.schema import ErrorResponseSerializer, HTTPValidationErrorSerializer
 from ..jsonapi.views import JSONAPIView
 from ..lifecycle import Code
@@ -252,16 +253,25 @@ class EraseUserView(ServiceAPIView):
             "and user agents in every audit event of their keys and every event they made. The anonymous skeleton "
             "stays: the uid, the keys (prefix, name, dates, scopes) and the events (what, when, through which "
             "door). The answer says what was erased; erasing again is harmless and erases nothing more. The "
-            "request takes no body (or `{}`). Needs the `act_on_users` permission."
+            "request takes no body (or `{}`). A staff account is refused with 409 and left as it is (staff "
+            "deactivate staff in the admin; its keys can still be revoked). Needs the `act_on_users` permission."
         ),
         tags=TAGS,
         request=EraseUserRequestSerializer,
-        responses={200: ErasureSerializer, 404: NOT_FOUND, **ERRORS},
+        responses={
+            200: ErasureSerializer,
+            404: NOT_FOUND,
+            409: OpenApiResponse(ErrorResponseSerializer, description="The user is a staff account: not erased."),
+            **ERRORS,
+        },
     )
     def post(self, request, uid: str):
         EraseUserRequestSerializer(data=self.json_object(request)).is_valid(raise_exception=True)
         user = self.local_user(uid)
-        report = lifecycle.erase_user(user, actor=Actor.service(request.auth, request))
+        try:
+            report = lifecycle.erase_user(user, actor=Actor.service(request.auth, request))
+        except lifecycle.StaffNotErasable as refused:
+            raise Conflict(str(refused)) from None
         return Response(
             {
                 "uid": report.uid,
