@@ -3,8 +3,11 @@
 import json
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog
+from django.contrib.admin.models import CHANGE, LogEntry
 
 from apikeys import lifecycle
+from apikeys.audit import Actor
 from apikeys.models import ApiKey, KeyEvent, ServiceClient, User
 
 from .helpers import expire, issue, make_owner, service
@@ -206,6 +209,8 @@ def test_erasing_leaves_no_email_ip_or_user_agent_of_the_user_anywhere(user_clie
         "events_scrubbed": 5,  # created twice, rotated, revoked by the user; revoked by the erasure
         "ip_addresses_erased": 5,
         "user_agents_erased": 5,
+        "key_names_scrubbed": 0,
+        "admin_records_scrubbed": 0,
     }
     values = list(every_stored_value())
     for personal in (emulator_user.email, "198.51.100.77", "ErasureTestAgent/1.0"):
@@ -216,6 +221,38 @@ def test_erasing_leaves_no_email_ip_or_user_agent_of_the_user_anywhere(user_clie
     assert ApiKey.objects.for_owner(user).count() == 2
     assert KeyEvent.objects.filter(api_key__owner=user).count() == 5
     assert set(KeyEvent.objects.filter(actor=user).values_list("actor_label", flat=True)) == {"(erased user)"}
+
+
+def test_erasing_leaves_the_email_nowhere_it_was_written_down(owner):
+    email = "Key.Owner@Example.com"
+    owner.email, owner.username, owner.first_name = email, email, "Key"
+    owner.save()
+    named = issue(owner, name=f"laptop of {email.lower()}").api_key
+    lifecycle.update_key(named, name=f"{email} desktop", actor=Actor.command("renamekey"))
+    staff = User.objects.create_user("admin-person", "admin@example.org", "x", is_staff=True)
+    for obj, message in ((owner, f"Changed email from {email}."), (named, "Changed name.")):
+        LogEntry.objects.log_actions(staff.pk, [obj], CHANGE, change_message=message, single_object=True)
+    AccessAttempt.objects.create(
+        username=email, ip_address="203.0.113.9", user_agent="LoginAgent/1", failures_since_start=1
+    )
+    AccessFailureLog.objects.create(username=email.upper(), ip_address="203.0.113.9", user_agent="LoginAgent/1")
+    assert any(email.lower() in value.lower() for value in every_stored_value())  # the scan sees what it looks for
+
+    response = service("act_on_users").post(f"/v1/service/users/{owner.firebase_uid}/erase")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["names_erased"], body["key_names_scrubbed"], body["admin_records_scrubbed"]) == (True, 1, 4)
+    assert not [value for value in every_stored_value() if email.lower() in value.lower()]
+    assert "203.0.113.9" not in list(every_stored_value())
+    owner.refresh_from_db()
+    assert owner.username == f"firebase:{owner.firebase_uid}"
+    named.refresh_from_db()
+    assert named.name == "(erased) desktop"
+    renamed = KeyEvent.objects.get(api_key=named, action="renamed")
+    assert renamed.details == {"name": "(erased) desktop", "previous_name": "laptop of (erased)"}
+    again = service("act_on_users").post(f"/v1/service/users/{owner.firebase_uid}/erase").json()
+    assert (again["names_erased"], again["key_names_scrubbed"], again["admin_records_scrubbed"]) == (False, 0, 0)
 
 
 def test_an_erased_user_signing_in_again_gets_no_email_back_and_no_access(user_client, emulator_user):

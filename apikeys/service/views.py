@@ -282,5 +282,7 @@ class EraseUserView(ServiceAPIView):
                 "events_scrubbed": report.events_scrubbed,
                 "ip_addresses_erased": report.ip_addresses_erased,
                 "user_agents_erased": report.user_agents_erased,
+                "key_names_scrubbed": report.key_names_scrubbed,
+                "admin_records_scrubbed": report.admin_records_scrubbed,
             }
         )
