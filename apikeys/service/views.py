@@ -42,6 +42,8 @@ ERRORS = {
 }
 UNKNOWN_UID = "omikeys knows no user with this uid."
 NOT_FOUND = OpenApiResponse(ErrorResponseSerializer, description=UNKNOWN_UID)
+# The endpoints that take a body: one over DATA_UPLOAD_MAX_MEMORY_SIZE bytes is refused before it is read.
+TOO_LARGE = {413: OpenApiResponse(ErrorResponseSerializer, description="The request body is too large.")}
 # Firebase uids are 1 to 128 characters, as User.firebase_uid holds them.
 MAX_UID_LENGTH = User._meta.get_field("firebase_uid").max_length
 
@@ -154,7 +156,7 @@ class VerifyKeyView(ServiceAPIView):
         description=VERIFY_DESCRIPTION,
         tags=TAGS,
         request=VerifyKeyRequestSerializer,
-        responses={200: VerifyKeyResponseSerializer, **ERRORS},
+        responses={200: VerifyKeyResponseSerializer, **TOO_LARGE, **ERRORS},
     )
     def post(self, request):
         serializer = VerifyKeyRequestSerializer(data=self.json_object(request))
@@ -225,7 +227,7 @@ class RevokeUserKeysView(ServiceAPIView):
         ),
         tags=TAGS,
         request=RevokeUserKeysRequestSerializer,
-        responses={200: RevokedUserKeysSerializer, 404: NOT_FOUND, **ERRORS},
+        responses={200: RevokedUserKeysSerializer, 404: NOT_FOUND, **TOO_LARGE, **ERRORS},
     )
     def post(self, request, uid: str):
         serializer = RevokeUserKeysRequestSerializer(data=self.json_object(request))
@@ -262,6 +264,7 @@ class EraseUserView(ServiceAPIView):
             200: ErasureSerializer,
             404: NOT_FOUND,
             409: OpenApiResponse(ErrorResponseSerializer, description="The user is a staff account: not erased."),
+            **TOO_LARGE,
             **ERRORS,
         },
     )
