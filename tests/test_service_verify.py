@@ -67,6 +67,7 @@ def test_a_valid_key_is_stamped_used_as_get_dev_key_stamps_it(verifier, owner):
         ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "MALFORMED"),
         ("omi_svc_" + "0" * 32, "MALFORMED"),
         (" omi_dev_" + "0" * 32, "MALFORMED"),
+        ("omi_dev_" + "0" * 32 + "\n", "MALFORMED"),
         ("omi_dev_" + "0" * 32, "NOT_FOUND"),
     ],
 )
