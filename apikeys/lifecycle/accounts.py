@@ -123,7 +123,7 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
     now = timezone.now()
     with transaction.atomic():
         # The user's row first, as issue_key locks it: a key being issued now is committed before its
-        # revocation here, and none is issued to this user while the erasure runs.
+        # revocation here, and one issued after finds the user inactive under the lock and is refused.
         current = User.objects.select_for_update().get(pk=user.pk)
         if current.is_staff or current.is_superuser:
             raise StaffNotErasable(current)
