@@ -94,3 +94,14 @@ def test_the_documented_dependency_answers_503_when_its_token_is_refused(live_se
         response = client.get("/v1/dev/user/memories", headers={"Authorization": "Bearer omi_dev_" + "2" * 32})
 
     assert response.status_code == 503
+
+
+def test_the_documented_dependency_answers_401_to_an_overlong_key(live_server, monkeypatch, verifier):
+    # A client's junk is its own fault (401), never this service's misconfiguration (503 and an error logged).
+    module = dependency_module(monkeypatch, live_server.url, verifier.token)
+
+    with TestClient(module.app, client=END_CLIENT) as client:
+        response = client.get("/v1/dev/user/memories", headers={"Authorization": "Bearer omi_dev_" + "a" * 9000})
+
+    assert response.status_code == 401
+    assert response.json()["detail"].startswith("Invalid API Key: not an Omi Developer API key")
