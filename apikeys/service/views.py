@@ -47,14 +47,13 @@ TOO_LARGE = {413: OpenApiResponse(ErrorResponseSerializer, description="The requ
 # Firebase uids are 1 to 128 characters, as User.firebase_uid holds them.
 MAX_UID_LENGTH = User._meta.get_field("firebase_uid").max_length
 
-# What each verdict says, fit for the service to pass on to its client.
+# What each verdict says, fit for the service to pass on to its client. A key that matched but does not work
+# (REVOKED, EXPIRED, OWNER_INACTIVE) and one that matched nothing are told what GET /v1/dev/key tells them:
+# the verification's rejection ("Invalid API Key", or that it expired), never whether the key exists, was
+# revoked or belongs to a deactivated account; the code says that to the service alone.
 DETAILS = {
     Code.VALID: "The key is valid.",
     Code.MALFORMED: "Invalid API Key: not an Omi Developer API key (omi_dev_ followed by 32 hex characters).",
-    Code.NOT_FOUND: "Invalid API Key",
-    Code.REVOKED: "Invalid API Key: this key has been revoked.",
-    Code.EXPIRED: "Invalid API Key: this key has expired.",
-    Code.OWNER_INACTIVE: "Invalid API Key: the key's owner has been deactivated.",
     Code.INSUFFICIENT_SCOPE: "Insufficient permissions.",
     Code.RATE_LIMITED: "Too many failed API key attempts from this address.",
 }
@@ -92,7 +91,7 @@ def verdict_body(verdict: lifecycle.KeyVerdict) -> dict:
     body = {
         "valid": verdict.code == Code.VALID,
         "code": verdict.code,
-        "detail": DETAILS[verdict.code],
+        "detail": DETAILS.get(verdict.code) or verification.rejection,
         "key_id": None,
         "uid": None,
         "scopes": None,
