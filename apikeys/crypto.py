@@ -99,7 +99,7 @@ def display_prefix(plaintext: str) -> str:
 
 def is_well_formed(text: str) -> bool:
     """True when text has exactly the shape of an omikeys key."""
-    return bool(KEY_RE.match(text))
+    return bool(KEY_RE.fullmatch(text))
 
 
 # A key's shape whatever its prefix says: two short words joined by "_" or "-" (omi_dev_,
@@ -150,4 +150,4 @@ def is_service_token(text: str) -> bool:
 
 def is_well_formed_service_token(text: str) -> bool:
     """True when text has exactly the shape of a service token: ``omi_svc_`` and 32 lowercase hex characters."""
-    return bool(SERVICE_TOKEN_RE.match(text))
+    return bool(SERVICE_TOKEN_RE.fullmatch(text))

@@ -4,7 +4,7 @@ import pytest
 
 from apikeys import lifecycle
 from apikeys.audit import Actor
-from apikeys.models import KeyEvent, User
+from apikeys.models import ApiKey, KeyEvent, User
 
 from .helpers import issue, make_owner
 
@@ -55,3 +55,17 @@ def test_an_erased_user_is_never_given_an_email_again():
     User.objects.for_firebase_uids({"erased-1": "again@example.com"})
 
     assert User.objects.get(firebase_uid="erased-1").email == ""
+
+
+def test_a_key_being_issued_when_an_erasure_commits_is_refused():
+    # A door read the user (active) just before a service's erasure committed: issue_key must not
+    # add a working-looking, unrevoked key, with the person's address in its audit, after the erasure.
+    read_before = make_owner("erased-2")
+    lifecycle.erase_user(User.objects.get(pk=read_before.pk), actor=None)
+    assert read_before.is_active  # the door's copy
+
+    with pytest.raises(lifecycle.OwnerNotEligible):
+        issue(read_before, actor=acting(read_before, "192.0.2.3"))
+
+    assert not ApiKey.objects.for_owner(read_before).exists()
+    assert not KeyEvent.objects.exists()

@@ -34,6 +34,10 @@ def test_well_formed_rejects_near_misses():
     assert not crypto.is_well_formed("omi_dev_" + "a" * 31)
     assert not crypto.is_well_formed("omi_dev_" + "a" * 33)
     assert not crypto.is_well_formed("omi_mcp_" + "a" * 32)
+    # "$" in a regular expression also matches before a final newline: a key with one is not a key.
+    assert not crypto.is_well_formed("omi_dev_" + "a" * 32 + "\n")
+    assert not crypto.is_well_formed_service_token("omi_svc_" + "a" * 32 + "\n")
+    assert crypto.is_well_formed("omi_dev_" + "a" * 32) and crypto.is_well_formed_service_token("omi_svc_" + "a" * 32)
 
 
 def test_raw_keys_are_found_inside_text_in_any_case():

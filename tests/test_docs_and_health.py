@@ -36,6 +36,8 @@ def test_the_openapi_document_is_served_as_json(api):
     for operation in service_operations:
         assert operation["security"] == [{"serviceBearer": []}]
         assert {"401", "403", "422", "429", "503"} <= set(operation["responses"])
+        if "requestBody" in operation:  # a body over 16 KB is 413
+            assert "413" in operation["responses"]
 
 
 def test_the_docs_page_loads_nothing_from_other_hosts(api):

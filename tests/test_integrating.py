@@ -61,7 +61,8 @@ def test_the_documented_dependency_lets_valid_keys_through_and_answers_the_other
         403,
         "Insufficient permissions. Required scope: memories:read",
     )
-    assert (gone.status_code, gone.json()["detail"]) == (401, "Invalid API Key: this key has been revoked.")
+    # Told what GET /v1/dev/key tells it: not that the key exists and was revoked.
+    assert (gone.status_code, gone.json()["detail"]) == (401, "Invalid API Key")
     assert missing.status_code == 401
 
 
@@ -132,3 +133,14 @@ def test_the_documented_receiver_accepts_omikeys_events_once_and_refuses_forgeri
 
     assert (first.status_code, again.status_code) == (204, 204)  # a retry is answered 2xx too
     assert (tampered.status_code, too_old.status_code, forged.status_code) == (401, 401, 401)
+
+
+def test_the_documented_dependency_answers_401_to_an_overlong_key(live_server, monkeypatch, verifier):
+    # A client's junk is its own fault (401), never this service's misconfiguration (503 and an error logged).
+    module = dependency_module(monkeypatch, live_server.url, verifier.token)
+
+    with TestClient(module.app, client=END_CLIENT) as client:
+        response = client.get("/v1/dev/user/memories", headers={"Authorization": "Bearer omi_dev_" + "a" * 9000})
+
+    assert response.status_code == 401
+    assert response.json()["detail"].startswith("Invalid API Key: not an Omi Developer API key")

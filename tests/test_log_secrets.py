@@ -69,6 +69,26 @@ def test_no_log_line_holds_a_secret(log_format, project_log, settings, monkeypat
         assert api_client(new).get("/v1/dev/key").status_code == 500
         monkeypatch.undo()
 
+        # The service API: a client's token (issued, rotated, sent right, wrong, revoked) and keys in verify bodies.
+        issued = lifecycle.issue_service_client("logged-service", permissions=["can_verify_keys"])
+        service_tokens = [issued.plaintext]
+        verifier = api_client(issued.plaintext)
+        for key in (new, old, "omi_dev_" + "0" * 32, person.id_token):
+            answer = verifier.post(
+                "/v1/service/keys/verify",
+                data={"key": key, "client_ip": "203.0.113.5", "user_agent": f"agent {key}"},
+                format="json",
+            )
+            assert answer.status_code == 200
+        refused = verifier.post("/v1/service/keys/verify", data={"key": new, "extra": new}, format="json")
+        assert refused.status_code == 422
+        assert api_client(new).post("/v1/service/keys/verify", data={}, format="json").status_code == 401
+        assert api_client(issued.plaintext).get(KEYS).status_code == 401  # a service token sent as a Firebase token
+        service_tokens.append(lifecycle.rotate_service_client(issued.client).plaintext)
+        assert verifier.post("/v1/service/keys/verify", data={}, format="json").status_code == 401  # the old one
+        lifecycle.revoke_service_client(issued.client)
+        assert api_client(service_tokens[-1]).post("/v1/service/keys/verify", data={}).status_code == 401
+
         # The web pages: sign in with the token, create a key, see it once.
         browser = Client(raise_request_exception=False)
         response = browser.post(reverse("web:signin"), {"id_token": person.id_token, "next": "/keys/"})
@@ -87,9 +107,11 @@ def test_no_log_line_holds_a_secret(log_format, project_log, settings, monkeypat
 
     for key in (old, new, web_key, staff_key):
         secrets += [key, key[len(crypto.KEY_PREFIX) :]]
+    for token in service_tokens:
+        secrets += [token, token[len(crypto.SERVICE_TOKEN_PREFIX) :], crypto.hash_service_token(token)]
     for key_hash, previous in ApiKey.objects.values_list("key_hash", "previous_key_hash"):
         secrets += [value for value in (key_hash, previous) if value]
-    assert len(secrets) >= 16
+    assert len(secrets) >= 22
 
     text = project_log.text
     # The capture saw every kind of line: SQL with values, the request log, the 500's traceback.

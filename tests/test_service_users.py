@@ -3,8 +3,11 @@
 import json
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog
+from django.contrib.admin.models import CHANGE, LogEntry
 
 from apikeys import lifecycle
+from apikeys.audit import Actor
 from apikeys.models import ApiKey, KeyEvent, ServiceClient, User
 
 from .helpers import expire, issue, make_owner, service
@@ -19,6 +22,11 @@ ENDPOINTS = {
 }
 ERASE = ("post", "/v1/service/users/key-owner/erase", {})
 ALL_PERMISSIONS = [flag.removeprefix("can_") for flag in ServiceClient.PERMISSIONS]
+ENDPOINTS_ON_A_USER = [
+    ("get", "/v1/service/users/{uid}/keys", None),
+    ("post", "/v1/service/users/{uid}/keys/revoke", {"reason": "deleted"}),
+    ("post", "/v1/service/users/{uid}/erase", {}),
+]
 
 
 def call(client, method, url, body):
@@ -75,6 +83,30 @@ def test_an_unknown_uid_is_404(endpoint):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "omikeys knows no user with this uid."}
+
+
+@pytest.mark.parametrize(
+    "uid",
+    [
+        "a%00b",  # NUL: PostgreSQL cannot compare it with a text column
+        "x" * 129,  # longer than any Firebase uid
+        "x" * 5000,
+        "%C3%A9t%C3%A9",  # unicode
+        "%FF",  # not UTF-8
+        "a%0Ab",
+        "%20",
+        "..",
+        "a%2Fb",  # an encoded slash: not one path segment
+    ],
+)
+@pytest.mark.parametrize("endpoint", ENDPOINTS_ON_A_USER)
+def test_a_uid_no_user_can_have_is_404_never_a_500(owner, uid, endpoint):
+    method, template, body = endpoint
+
+    response = call(service(*ALL_PERMISSIONS), method, template.format(uid=uid), body)
+
+    assert response.status_code == 404
+    assert response.json()["detail"]
 
 
 def test_revoking_all_keys_revokes_each_audited_with_the_service_as_actor(owner):
@@ -177,6 +209,8 @@ def test_erasing_leaves_no_email_ip_or_user_agent_of_the_user_anywhere(user_clie
         "events_scrubbed": 5,  # created twice, rotated, revoked by the user; revoked by the erasure
         "ip_addresses_erased": 5,
         "user_agents_erased": 5,
+        "key_names_scrubbed": 0,
+        "admin_records_scrubbed": 0,
     }
     values = list(every_stored_value())
     for personal in (emulator_user.email, "198.51.100.77", "ErasureTestAgent/1.0"):
@@ -187,6 +221,38 @@ def test_erasing_leaves_no_email_ip_or_user_agent_of_the_user_anywhere(user_clie
     assert ApiKey.objects.for_owner(user).count() == 2
     assert KeyEvent.objects.filter(api_key__owner=user).count() == 5
     assert set(KeyEvent.objects.filter(actor=user).values_list("actor_label", flat=True)) == {"(erased user)"}
+
+
+def test_erasing_leaves_the_email_nowhere_it_was_written_down(owner):
+    email = "Key.Owner@Example.com"
+    owner.email, owner.username, owner.first_name = email, email, "Key"
+    owner.save()
+    named = issue(owner, name=f"laptop of {email.lower()}").api_key
+    lifecycle.update_key(named, name=f"{email} desktop", actor=Actor.command("renamekey"))
+    staff = User.objects.create_user("admin-person", "admin@example.org", "x", is_staff=True)
+    for obj, message in ((owner, f"Changed email from {email}."), (named, "Changed name.")):
+        LogEntry.objects.log_actions(staff.pk, [obj], CHANGE, change_message=message, single_object=True)
+    AccessAttempt.objects.create(
+        username=email, ip_address="203.0.113.9", user_agent="LoginAgent/1", failures_since_start=1
+    )
+    AccessFailureLog.objects.create(username=email.upper(), ip_address="203.0.113.9", user_agent="LoginAgent/1")
+    assert any(email.lower() in value.lower() for value in every_stored_value())  # the scan sees what it looks for
+
+    response = service("act_on_users").post(f"/v1/service/users/{owner.firebase_uid}/erase")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["names_erased"], body["key_names_scrubbed"], body["admin_records_scrubbed"]) == (True, 1, 4)
+    assert not [value for value in every_stored_value() if email.lower() in value.lower()]
+    assert "203.0.113.9" not in list(every_stored_value())
+    owner.refresh_from_db()
+    assert owner.username == f"firebase:{owner.firebase_uid}"
+    named.refresh_from_db()
+    assert named.name == "(erased) desktop"
+    renamed = KeyEvent.objects.get(api_key=named, action="renamed")
+    assert renamed.details == {"name": "(erased) desktop", "previous_name": "laptop of (erased)"}
+    again = service("act_on_users").post(f"/v1/service/users/{owner.firebase_uid}/erase").json()
+    assert (again["names_erased"], again["key_names_scrubbed"], again["admin_records_scrubbed"]) == (False, 0, 0)
 
 
 def test_an_erased_user_signing_in_again_gets_no_email_back_and_no_access(user_client, emulator_user):
@@ -219,3 +285,19 @@ def test_an_erased_users_keys_verify_as_revoked(owner):
     )
 
     assert verdict.json()["code"] == "REVOKED"
+
+
+@pytest.mark.parametrize("flag", ["is_staff", "is_superuser"])
+def test_a_staff_account_is_not_erased(owner, flag):
+    issued = issue(owner)
+    setattr(owner, flag, True)
+    owner.save()
+
+    response = service("act_on_users").post(f"/v1/service/users/{owner.firebase_uid}/erase")
+
+    assert response.status_code == 409
+    assert "staff account" in response.json()["detail"]
+    owner.refresh_from_db()
+    assert (owner.is_active, owner.email, owner.deactivation_reason) == (True, "key-owner@example.com", "")
+    assert ApiKey.objects.get(pk=issued.api_key.pk).revoked_at is None
+    assert not KeyEvent.objects.filter(action="revoked").exists()

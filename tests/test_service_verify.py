@@ -67,6 +67,7 @@ def test_a_valid_key_is_stamped_used_as_get_dev_key_stamps_it(verifier, owner):
         ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "MALFORMED"),
         ("omi_svc_" + "0" * 32, "MALFORMED"),
         (" omi_dev_" + "0" * 32, "MALFORMED"),
+        ("omi_dev_" + "0" * 32 + "\n", "MALFORMED"),
         ("omi_dev_" + "0" * 32, "NOT_FOUND"),
     ],
 )
@@ -158,6 +159,59 @@ def test_the_verdict_is_the_one_get_dev_key_gives(verifier, owner):
         api_answer = key_client(key).get("/v1/dev/key").status_code
         service_answer = verify(verifier, key).json()["valid"]
         assert (api_answer == 200) == service_answer, key
+
+
+def test_every_key_state_gets_the_same_verdict_and_words_from_both_doors(verifier, owner, clock):
+    """The verify endpoint and GET /v1/dev/key agree on every kind of key, and the reason the client is told."""
+    valid = issue(owner, name="valid").plaintext
+    revoked = issue(owner, name="revoked")
+    lifecycle.revoke_key(revoked.api_key)
+    expired = issue(owner, name="expired")
+    expire(expired.api_key)
+    rotated = issue(owner, name="rotated")
+    replaced_in_grace = rotated.plaintext
+    rotated_now = lifecycle.rotate_key(rotated.api_key, grace_seconds=3600).plaintext
+    ended = issue(owner, name="ended")
+    replaced_after_grace = ended.plaintext
+    lifecycle.rotate_key(ended.api_key, grace_seconds=60)
+    inactive_owner = make_owner("inactive-owner")
+    inactive = issue(inactive_owner, name="inactive").plaintext
+    User.objects.filter(pk=inactive_owner.pk).update(is_active=False)
+    clock.move_to(timezone.now() + datetime.timedelta(seconds=120))  # past the 60 s grace, within the hour
+    keys = {
+        valid: "VALID",
+        rotated_now: "VALID",
+        replaced_in_grace: "VALID",
+        revoked.plaintext: "REVOKED",
+        expired.plaintext: "EXPIRED",
+        replaced_after_grace: "EXPIRED",
+        inactive: "OWNER_INACTIVE",
+        "omi_dev_" + "1" * 32: "NOT_FOUND",
+        valid.upper(): "MALFORMED",
+        f'"{valid}"': "MALFORMED",
+        "omi_mcp_" + "1" * 32: "MALFORMED",
+        "omi_svc_" + "1" * 32: "MALFORMED",
+        "nonsense": "MALFORMED",
+    }
+
+    for key, code in keys.items():
+        api_answer = key_client(key).get("/v1/dev/key")
+        verdict = verify(verifier, key).json()
+        assert verdict["code"] == code, key
+        assert (api_answer.status_code == 200) == verdict["valid"], key
+        if code in ("REVOKED", "EXPIRED", "OWNER_INACTIVE", "NOT_FOUND"):
+            assert api_answer.json()["detail"] == verdict["detail"], key
+
+
+def test_an_ipv4_mapped_ipv6_client_ip_shares_its_ipv4_addresses_limit(verifier, settings):
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (2, 60)
+    bad = "omi_dev_" + "0" * 32
+
+    verify(verifier, bad, client_ip="198.51.100.9")
+    verify(verifier, bad, client_ip="::ffff:198.51.100.9")  # the same client: fills the limit
+    mapped_again = verify(verifier, bad, client_ip="::FFFF:c633:6409").json()  # 198.51.100.9, another spelling
+
+    assert mapped_again["code"] == "RATE_LIMITED"
 
 
 def test_failed_attempts_are_throttled_per_client_ip_not_per_service(verifier, owner, settings):

@@ -8,7 +8,7 @@ from django.urls import path, reverse
 from django.utils.cache import add_never_cache_headers
 
 from .. import lifecycle
-from ..models import ServiceClient
+from ..models import ServiceClient, validate_key_name
 
 
 class ServiceClientAddForm(forms.Form):
@@ -21,6 +21,20 @@ class ServiceClientAddForm(forms.Form):
     can_receive_events = forms.BooleanField(required=False, label="May receive events")
 
 
+class ServiceClientChangeForm(forms.ModelForm):
+    """A client's page: a new name follows the rules of the add form (lifecycle.clean_service_name): one visible
+    line of at most 100 characters, no bidi controls, no secret in it."""
+
+    class Meta:
+        model = ServiceClient
+        fields = ("name", *ServiceClient.PERMISSIONS)
+
+    def clean_name(self) -> str:
+        name = (self.cleaned_data.get("name") or "").strip()
+        validate_key_name(name)
+        return name
+
+
 class ServiceClientAdmin(admin.ModelAdmin):
     """Service clients: added through a form that shows the new token once (in the response to the POST, never
     in a message or the session), permissions changed on each client's page, tokens rotated (one client at a
@@ -30,6 +44,7 @@ class ServiceClientAdmin(admin.ModelAdmin):
     list_filter = ("can_verify_keys", "can_read_user_keys", "can_act_on_users", "can_receive_events")
     search_fields = ("name", "token_prefix")
     actions = ("rotate_token", "revoke_selected")
+    form = ServiceClientChangeForm
     fields = (
         "name",
         *ServiceClient.PERMISSIONS,

@@ -21,6 +21,7 @@ handled, one way, and every change is audited in the transaction that makes it.
 from .accounts import (
     AccountChange,
     ErasureReport,
+    StaffNotErasable,
     apply_firebase_states,
     erase_user,
     revoke_user_keys,
@@ -60,6 +61,7 @@ __all__ = [
     "ErasureReport",
     "IssuedServiceClient",
     "ServiceClientRevoked",
+    "StaffNotErasable",
     "Code",
     "ImportConflict",
     "ImportOutcome",

@@ -2,8 +2,12 @@
 and following Firebase when it disables, deletes or re-enables an account."""
 
 import logging
+import re
 from dataclasses import dataclass, field
 
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -12,11 +16,26 @@ from .. import events
 from ..audit import Actor
 from ..models import ApiKey, KeyEvent, User
 from .changes import revoke_key
+from .errors import LifecycleError
 
 logger = logging.getLogger("apikeys.lifecycle")
 
 # What an erased user's own events say instead of their email.
 ERASED_LABEL = "(erased user)"
+# What an erased email address becomes inside other text (a key's name, an event's details, the admin's history).
+ERASED_TEXT = "(erased)"
+
+
+class StaffNotErasable(LifecycleError):
+    """A staff account is not erased through the service API: its email labels the audit trail of what staff did,
+    and deactivating it would lock staff out of the admin. Staff deactivate staff in the admin."""
+
+    def __init__(self, user: User):
+        super().__init__(
+            "This user is a staff account; a service cannot erase it (its keys can still be revoked). "
+            "Staff deactivate staff accounts in the admin."
+        )
+        self.user = user
 
 
 def revoke_user_keys(user: User, *, reason: str, actor: Actor | None) -> list[ApiKey]:
@@ -45,11 +64,14 @@ class ErasureReport:
     """What :func:`erase_user` did.
 
     ``revoked_key_ids``: the keys this call revoked; ``deactivated``: whether this call deactivated
-    the user; ``email_erased``/``names_erased``: whether an address / a first or last name was
-    there to erase; ``events_scrubbed``: key events whose IP address, user agent or (for events
-    the user made) actor label were erased; ``ip_addresses_erased``/``user_agents_erased``: how
-    many of each. What stays: the user row (uid, username ``firebase:<uid>``, dates) and each key
-    and event without personal data, the anonymous skeleton of the history.
+    the user; ``email_erased``/``names_erased``: whether an address / a first or last name or a
+    username other than ``firebase:<uid>`` was there to erase; ``events_scrubbed``: key events
+    whose IP address, user agent, actor label or details (the email inside a name) were erased;
+    ``ip_addresses_erased``/``user_agents_erased``: how many of each; ``key_names_scrubbed``: keys
+    whose name held the email; ``admin_records_scrubbed``: the admin's history entries about the
+    user or their keys that held the email, and admin sign-in attempts made with it (deleted).
+    What stays: the user row (uid, username ``firebase:<uid>``, dates) and each key and event
+    without personal data, the anonymous skeleton of the history.
     """
 
     uid: str | None
@@ -60,6 +82,28 @@ class ErasureReport:
     events_scrubbed: int = 0
     ip_addresses_erased: int = 0
     user_agents_erased: int = 0
+    key_names_scrubbed: int = 0
+    admin_records_scrubbed: int = 0
+
+
+def _without_email(value, email: str):
+    """``value`` (text, or JSON made of dicts, lists and text) with every occurrence of ``email``, in any case,
+    replaced by :data:`ERASED_TEXT`; other values as they are."""
+    if isinstance(value, str):
+        return re.sub(re.escape(email), ERASED_TEXT, value, flags=re.IGNORECASE) if email else value
+    if isinstance(value, list):
+        return [_without_email(item, email) for item in value]
+    if isinstance(value, dict):
+        return {key: _without_email(item, email) for key, item in value.items()}
+    return value
+
+
+def _username_without_personal_data(user: User) -> str:
+    """The username an erased user keeps: ``firebase:<uid>``, or ``erased:<pk>`` when another row holds that."""
+    wanted = User.username_for_uid(user.firebase_uid)
+    if User.objects.filter(username=wanted).exclude(pk=user.pk).exists():
+        return f"erased:{user.pk}"
+    return wanted
 
 
 def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
@@ -70,43 +114,85 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
     ``syncfirebaseusers`` never reactivates them and a later sign-in copies no email back:
     ``User.objects.for_firebase``); and in every key event of their keys, and every event they
     made themselves (on any key), the IP address and user agent erased, and the actor label of
-    their own events (their email) replaced by "(erased user)". Idempotent: erasing again
+    their own events (their email) replaced by "(erased user)". The email wherever else it was
+    written down is replaced by "(erased)": in the names of their keys, in those events' labels and
+    details (a key's previous name), and in the admin's history of the user and their keys; a
+    username that is not ``firebase:<uid>`` (one staff typed, perhaps the email) becomes it; the
+    admin's records of sign-in attempts made with the email or username are deleted (they hold the
+    address and user agent of whoever tried). Idempotent: erasing again
     reports nothing more to erase. A ``user.erased`` event is written in the same transaction
     when this call erased, revoked or deactivated anything (a repeated erasure sends none).
+
+    A staff or superuser account raises :class:`StaffNotErasable` and nothing is changed.
     """
     now = timezone.now()
     with transaction.atomic():
         # The user's row first, as issue_key locks it: a key being issued now is committed before its
-        # revocation here, and none is issued to this user while the erasure runs.
+        # revocation here, and one issued after finds the user inactive under the lock and is refused.
         current = User.objects.select_for_update().get(pk=user.pk)
+        if current.is_staff or current.is_superuser:
+            raise StaffNotErasable(current)
         revoked = revoke_user_keys(current, reason="user erased", actor=actor)
         deactivated = current.is_active
-        email_erased = bool(current.email)
+        email, username = current.email, current.username
+        email_erased = bool(email)
         names_erased = bool(current.first_name or current.last_name)
+        if username != User.username_for_uid(current.firebase_uid):
+            current.username = _username_without_personal_data(current)
+            names_erased = names_erased or current.username != username
         current.email = current.first_name = current.last_name = ""
         current.is_active = False
         if current.deactivation_reason != User.Deactivation.ERASED:
             current.deactivation_reason = User.Deactivation.ERASED
             current.deactivated_at = now
         current.save(
-            update_fields=["email", "first_name", "last_name", "is_active", "deactivation_reason", "deactivated_at"]
+            update_fields=[
+                "username",
+                "email",
+                "first_name",
+                "last_name",
+                "is_active",
+                "deactivation_reason",
+                "deactivated_at",
+            ]
         )
         key_events = KeyEvent.objects.filter(Q(api_key__owner=current) | Q(actor=current))
         ip_addresses = key_events.filter(ip_address__isnull=False).count()
         user_agents = key_events.exclude(user_agent="").count()
         own_labels = key_events.filter(actor=current).exclude(actor_label=ERASED_LABEL)
-        scrubbed = key_events.filter(
-            Q(ip_address__isnull=False) | ~Q(user_agent="") | Q(pk__in=own_labels.values("pk"))
-        ).count()
-        # Update by primary key: an UPDATE cannot follow the join to the key's owner on every database.
-        KeyEvent.objects.filter(pk__in=list(key_events.values_list("pk", flat=True))).update(
-            ip_address=None, user_agent=""
+        scrubbed_pks = set(
+            key_events.filter(
+                Q(ip_address__isnull=False) | ~Q(user_agent="") | Q(pk__in=own_labels.values("pk"))
+            ).values_list("pk", flat=True)
         )
+        # Update by primary key: an UPDATE cannot follow the join to the key's owner on every database.
+        event_pks = list(key_events.values_list("pk", flat=True))
+        KeyEvent.objects.filter(pk__in=event_pks).update(ip_address=None, user_agent="")
         own_labels.update(actor_label=ERASED_LABEL)
-        if revoked or deactivated or email_erased or names_erased or scrubbed:
+        if email:
+            # The email written inside other text: events' labels and details, key names. Read in Python:
+            # JSON details cannot be searched as text the same way on every database.
+            changed_events = []
+            for event in KeyEvent.objects.filter(pk__in=event_pks).only("pk", "actor_label", "details"):
+                label, details = _without_email(event.actor_label, email), _without_email(event.details, email)
+                if (label, details) != (event.actor_label, event.details):
+                    event.actor_label, event.details = label, details
+                    changed_events.append(event)
+            KeyEvent.objects.bulk_update(changed_events, ["actor_label", "details"])
+            scrubbed_pks.update(event.pk for event in changed_events)
+        key_names = 0
+        if email:
+            named = list(ApiKey.objects.for_owner(current).filter(name__icontains=email).only("pk", "name"))
+            max_length = ApiKey._meta.get_field("name").max_length
+            for api_key in named:
+                api_key.name = _without_email(api_key.name, email)[:max_length]
+            key_names = ApiKey.objects.bulk_update(named, ["name"])
+        admin_records = _erase_from_admin_records(current, email, username)
+        if revoked or deactivated or email_erased or names_erased or scrubbed_pks or key_names or admin_records:
             events.emit_user_event("user.erased", current, actor=actor, key_ids=[key.pk for key in revoked])
-    for name in ("email", "first_name", "last_name", "is_active", "deactivation_reason", "deactivated_at"):
+    for name in ("username", "email", "first_name", "last_name", "is_active", "deactivation_reason", "deactivated_at"):
         setattr(user, name, getattr(current, name))
+    scrubbed = len(scrubbed_pks)
     logger.info("user erased id=%s keys_revoked=%d events_scrubbed=%d", user.pk, len(revoked), scrubbed)
     return ErasureReport(
         uid=current.firebase_uid,
@@ -117,7 +203,35 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
         events_scrubbed=scrubbed,
         ip_addresses_erased=ip_addresses,
         user_agents_erased=user_agents,
+        key_names_scrubbed=key_names,
+        admin_records_scrubbed=admin_records,
     )
+
+
+def _erase_from_admin_records(user: User, email: str, username: str) -> int:
+    """Erase ``email`` from the admin's history of ``user`` and their keys (``LogEntry`` entries' text), and delete
+    django-axes' records of admin sign-in attempts made with the email or ``username``; how many records."""
+    count = 0
+    if email:
+        key_ids = [str(pk) for pk in ApiKey.objects.for_owner(user).values_list("pk", flat=True)]
+        entries = LogEntry.objects.filter(
+            Q(content_type=ContentType.objects.get_for_model(User), object_id=str(user.pk))
+            | Q(content_type=ContentType.objects.get_for_model(ApiKey), object_id__in=key_ids)
+        )
+        changed = []
+        for entry in entries.only("pk", "object_repr", "change_message"):
+            repr_, message = _without_email(entry.object_repr, email), _without_email(entry.change_message, email)
+            if (repr_, message) != (entry.object_repr, entry.change_message):
+                entry.object_repr, entry.change_message = repr_, message
+                changed.append(entry)
+        count += LogEntry.objects.bulk_update(changed, ["object_repr", "change_message"])
+    names = Q()
+    for name in {email, username} - {""}:
+        names |= Q(username__iexact=name)
+    if names:
+        for model in (AccessAttempt, AccessFailureLog, AccessLog):
+            count += model.objects.filter(names).delete()[0]
+    return count
 
 
 # The deactivations syncfirebaseusers makes, and the only ones it undoes.

@@ -19,7 +19,7 @@ from .. import audit, crypto
 from ..audit import Actor
 from ..firebase import FirebaseUser
 from ..models import ApiKey, KeyEvent, Scope, User, validate_key_name
-from .errors import AlreadyIssued, TooManyKeys
+from .errors import AlreadyIssued, OwnerNotEligible, TooManyKeys
 from .rules import default_scopes, ensure_may_hold_keys, validate_expiry
 
 logger = logging.getLogger("apikeys.lifecycle")
@@ -83,7 +83,9 @@ def issue_key(
     """Create a key for ``owner`` and return it with its plaintext.
 
     The owner must pass :func:`ensure_may_hold_keys` (given ``firebase_account`` when
-    the door has just asked Firebase), else :class:`OwnerNotEligible`. ``scopes`` of
+    the door has just asked Firebase), else :class:`OwnerNotEligible`; whether the owner is
+    still active is checked again under the lock on their row, so a user deactivated or erased
+    meanwhile gets no key. ``scopes`` of
     ``None`` means the read-only default; duplicates are collapsed (:func:`choose_scopes`).
     The name is stripped and checked by the rules every door uses, ``expires_at``
     (``None``: never) by :func:`validate_expiry`: a violation raises ``ValidationError``
@@ -103,7 +105,10 @@ def issue_key(
     generated = crypto.generate_key()
     try:
         with transaction.atomic():
-            lock_owner(owner.pk)
+            if not lock_owner(owner.pk):
+                # Deactivated (by staff, syncfirebaseusers, an erasure) after ``owner`` was read: an erasure
+                # that committed meanwhile revoked every key, and must not be followed by a new one.
+                raise OwnerNotEligible(owner, OwnerNotEligible.INACTIVE)
             if request_token and ApiKey.objects.filter(owner=owner, request_token=request_token).exists():
                 raise IntegrityError("request token used")
             check_room_for_one_more(owner.pk)
@@ -137,11 +142,11 @@ def iso(moment: datetime.datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def lock_owner(owner_id) -> None:
-    """Lock the owner's row until the transaction ends."""
+def lock_owner(owner_id) -> bool:
+    """Lock the owner's row until the transaction ends; whether the owner is active now (as locked)."""
     # Locking the owner's row makes changes that add an active key count one at a time,
     # so the limit holds under races (SQLite's IMMEDIATE transactions already do).
-    list(User.objects.select_for_update().filter(pk=owner_id).values_list("pk", flat=True))
+    return any(User.objects.select_for_update().filter(pk=owner_id).values_list("is_active", flat=True))
 
 
 def check_room_for_one_more(owner_id) -> None:

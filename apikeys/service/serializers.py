@@ -198,7 +198,16 @@ class ErasureSerializer(serializers.Serializer):
     revoked_key_ids = serializers.ListField(child=serializers.CharField(), help_text="Keys this request revoked.")
     deactivated = serializers.BooleanField(help_text="Whether this request deactivated the user.")
     email_erased = serializers.BooleanField(help_text="Whether an email address was there and is now erased.")
-    names_erased = serializers.BooleanField(help_text="Whether a first or last name was there and is now erased.")
-    events_scrubbed = serializers.IntegerField(help_text="Key events whose address, user agent or label were erased.")
+    names_erased = serializers.BooleanField(
+        help_text="Whether a first or last name, or a username other than firebase:<uid>, was there and is now erased."
+    )
+    events_scrubbed = serializers.IntegerField(
+        help_text="Key events whose address, user agent, label or details (the email in a name) were erased."
+    )
     ip_addresses_erased = serializers.IntegerField()
     user_agents_erased = serializers.IntegerField()
+    key_names_scrubbed = serializers.IntegerField(help_text="Keys whose name held the email (it became '(erased)').")
+    admin_records_scrubbed = serializers.IntegerField(
+        help_text="Admin history entries about the user or their keys that held the email, and admin sign-in "
+        "attempts made with the email or username (deleted)."
+    )

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from .. import lifecycle
 from ..audit import Actor
+from ..jsonapi.exceptions import Conflict
 from ..jsonapi.schema import ErrorResponseSerializer, HTTPValidationErrorSerializer
 from ..jsonapi.views import JSONAPIView
 from ..lifecycle import Code
@@ -39,16 +40,20 @@ ERRORS = {
     ),
     503: OpenApiResponse(ErrorResponseSerializer, description="The database is unavailable; retry after Retry-After."),
 }
-NOT_FOUND = OpenApiResponse(ErrorResponseSerializer, description="omikeys knows no user with this uid.")
+UNKNOWN_UID = "omikeys knows no user with this uid."
+NOT_FOUND = OpenApiResponse(ErrorResponseSerializer, description=UNKNOWN_UID)
+# The endpoints that take a body: one over DATA_UPLOAD_MAX_MEMORY_SIZE bytes is refused before it is read.
+TOO_LARGE = {413: OpenApiResponse(ErrorResponseSerializer, description="The request body is too large.")}
+# Firebase uids are 1 to 128 characters, as User.firebase_uid holds them.
+MAX_UID_LENGTH = User._meta.get_field("firebase_uid").max_length
 
-# What each verdict says, fit for the service to pass on to its client.
+# What each verdict says, fit for the service to pass on to its client. A key that matched but does not work
+# (REVOKED, EXPIRED, OWNER_INACTIVE) and one that matched nothing are told what GET /v1/dev/key tells them:
+# the verification's rejection ("Invalid API Key", or that it expired), never whether the key exists, was
+# revoked or belongs to a deactivated account; the code says that to the service alone.
 DETAILS = {
     Code.VALID: "The key is valid.",
     Code.MALFORMED: "Invalid API Key: not an Omi Developer API key (omi_dev_ followed by 32 hex characters).",
-    Code.NOT_FOUND: "Invalid API Key",
-    Code.REVOKED: "Invalid API Key: this key has been revoked.",
-    Code.EXPIRED: "Invalid API Key: this key has expired.",
-    Code.OWNER_INACTIVE: "Invalid API Key: the key's owner has been deactivated.",
     Code.INSUFFICIENT_SCOPE: "Insufficient permissions.",
     Code.RATE_LIMITED: "Too many failed API key attempts from this address.",
 }
@@ -86,7 +91,7 @@ def verdict_body(verdict: lifecycle.KeyVerdict) -> dict:
     body = {
         "valid": verdict.code == Code.VALID,
         "code": verdict.code,
-        "detail": DETAILS[verdict.code],
+        "detail": DETAILS.get(verdict.code) or verification.rejection,
         "key_id": None,
         "uid": None,
         "scopes": None,
@@ -126,11 +131,17 @@ class ServiceAPIView(JSONAPIView):
 
     @staticmethod
     def local_user(uid: str) -> User:
-        """The user with this Firebase uid, or 404."""
+        """The user with this Firebase uid, or 404.
+
+        A uid no user can have (empty, longer than ``User.firebase_uid`` holds, or with a NUL
+        character, which PostgreSQL cannot even compare) is 404 without a query.
+        """
+        if not 0 < len(uid) <= MAX_UID_LENGTH or "\x00" in uid:
+            raise NotFound(UNKNOWN_UID)
         try:
             return User.objects.get(firebase_uid=uid)
         except User.DoesNotExist:
-            raise NotFound("omikeys knows no user with this uid.") from None
+            raise NotFound(UNKNOWN_UID) from None
 
 
 class VerifyKeyView(ServiceAPIView):
@@ -144,7 +155,7 @@ class VerifyKeyView(ServiceAPIView):
         description=VERIFY_DESCRIPTION,
         tags=TAGS,
         request=VerifyKeyRequestSerializer,
-        responses={200: VerifyKeyResponseSerializer, **ERRORS},
+        responses={200: VerifyKeyResponseSerializer, **TOO_LARGE, **ERRORS},
     )
     def post(self, request):
         serializer = VerifyKeyRequestSerializer(data=self.json_object(request))
@@ -215,7 +226,7 @@ class RevokeUserKeysView(ServiceAPIView):
         ),
         tags=TAGS,
         request=RevokeUserKeysRequestSerializer,
-        responses={200: RevokedUserKeysSerializer, 404: NOT_FOUND, **ERRORS},
+        responses={200: RevokedUserKeysSerializer, 404: NOT_FOUND, **TOO_LARGE, **ERRORS},
     )
     def post(self, request, uid: str):
         serializer = RevokeUserKeysRequestSerializer(data=self.json_object(request))
@@ -243,16 +254,26 @@ class EraseUserView(ServiceAPIView):
             "and user agents in every audit event of their keys and every event they made. The anonymous skeleton "
             "stays: the uid, the keys (prefix, name, dates, scopes) and the events (what, when, through which "
             "door). The answer says what was erased; erasing again is harmless and erases nothing more. The "
-            "request takes no body (or `{}`). Needs the `act_on_users` permission."
+            "request takes no body (or `{}`). A staff account is refused with 409 and left as it is (staff "
+            "deactivate staff in the admin; its keys can still be revoked). Needs the `act_on_users` permission."
         ),
         tags=TAGS,
         request=EraseUserRequestSerializer,
-        responses={200: ErasureSerializer, 404: NOT_FOUND, **ERRORS},
+        responses={
+            200: ErasureSerializer,
+            404: NOT_FOUND,
+            409: OpenApiResponse(ErrorResponseSerializer, description="The user is a staff account: not erased."),
+            **TOO_LARGE,
+            **ERRORS,
+        },
     )
     def post(self, request, uid: str):
         EraseUserRequestSerializer(data=self.json_object(request)).is_valid(raise_exception=True)
         user = self.local_user(uid)
-        report = lifecycle.erase_user(user, actor=Actor.service(request.auth, request))
+        try:
+            report = lifecycle.erase_user(user, actor=Actor.service(request.auth, request))
+        except lifecycle.StaffNotErasable as refused:
+            raise Conflict(str(refused)) from None
         return Response(
             {
                 "uid": report.uid,
@@ -263,5 +284,7 @@ class EraseUserView(ServiceAPIView):
                 "events_scrubbed": report.events_scrubbed,
                 "ip_addresses_erased": report.ip_addresses_erased,
                 "user_agents_erased": report.user_agents_erased,
+                "key_names_scrubbed": report.key_names_scrubbed,
+                "admin_records_scrubbed": report.admin_records_scrubbed,
             }
         )

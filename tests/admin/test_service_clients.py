@@ -84,3 +84,19 @@ def test_clients_cannot_be_deleted(admin_client):
     response = admin_client.get(reverse("admin:apikeys_serviceclient_delete", args=[client.pk]))
 
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["   ", "line\nbreak", "abc\u202eevil", "token omi_svc_" + "a" * 32, "key omi_dev_" + "b" * 32],
+)
+def test_a_client_cannot_be_renamed_on_its_page_to_a_name_the_add_form_refuses(admin_client, name):
+    client = service("verify_keys", name="renamed").service_client
+    url = reverse("admin:apikeys_serviceclient_change", args=[client.pk])
+
+    response = admin_client.post(url, {"name": name, "can_verify_keys": "on"})
+
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors["name"]
+    client.refresh_from_db()
+    assert client.name == "renamed"
