@@ -101,14 +101,44 @@ class UnsafeURL(ValueError):
     """A webhook URL that may not be called: its message says why, for staff."""
 
 
+# NAT64's well-known prefix (RFC 6052): 64:ff9b::a.b.c.d reaches the IPv4 address a.b.c.d
+# through a NAT64 gateway, which may well route to the private networks around it.
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address reaches, or None: IPv4-mapped (::ffff:a.b.c.d), NAT64
+    (64:ff9b::a.b.c.d, RFC 6052), 6to4 (2002:AABB:CCDD::, RFC 3056) and Teredo's client
+    (RFC 4380). Each of them can carry a private or loopback IPv4 address past a check
+    that looks at the IPv6 address only."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in NAT64_PREFIX:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
 def _address_refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if any(address in network for network in settings.OMIKEYS_WEBHOOK_ALLOWED_NETWORKS):
+    allowed = settings.OMIKEYS_WEBHOOK_ALLOWED_NETWORKS
+    if any(address in network for network in allowed):
         return False
-    # is_global is False for private, loopback, link-local, reserved, unspecified and shared
-    # (100.64.0.0/10) addresses; multicast addresses can be "global", so they are named too.
-    return not address.is_global or address.is_multicast
+    if isinstance(address, ipaddress.IPv6Address) and (inner := embedded_ipv4(address)) is not None:
+        # The IPv4 address inside decides (a NAT64 address of a public host is public).
+        return _address_refused(inner)
+    # is_global is False for private, loopback, link-local, unspecified and shared
+    # (100.64.0.0/10) addresses. On Python 3.11 it is True for IPv6's reserved ranges
+    # (::/8, which holds the IPv4-compatible ::a.b.c.d, 64:ff9b:1::/48 and others) and the
+    # deprecated site-local fec0::/10, and multicast addresses can be "global": all refused.
+    return (
+        not address.is_global
+        or address.is_multicast
+        or address.is_reserved
+        or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local)
+    )
 
 
 def _parse(url: str):
