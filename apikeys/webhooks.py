@@ -25,6 +25,7 @@ import json
 import logging
 import secrets
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -320,31 +321,53 @@ def signed_headers(event: Event, body: str, secret: str, now: datetime.datetime)
 
 
 def post(url: str, body: str, headers: dict) -> Attempt:
-    """POST ``body`` to ``url`` once: no redirects followed, ``OMIKEYS_WEBHOOK_TIMEOUT`` to connect and per read.
+    """POST ``body`` to ``url`` once: no redirects followed, ``OMIKEYS_WEBHOOK_TIMEOUT`` to connect and per read,
+    and twice it for the whole attempt.
 
     The URL is checked (:func:`resolve`) and the connection made to the address checked.
+    The whole-attempt deadline matters: a receiver that answers a byte at a time meets every
+    per-read timeout while holding the worker for ever, past the delivery's lease (which
+    ``OMIKEYS_WEBHOOK_LEASE_SECONDS`` keeps above twice the timeout). At the deadline the
+    socket is shut down from a timer thread, which ends any read blocked on it.
     Returns an :class:`Attempt`; never raises for network trouble.
     """
     try:
         parts, port, address = resolve(url)
     except UnsafeURL as error:
         return Attempt(None, f"refused: {error}")
-    timeout = urllib3.Timeout(connect=settings.OMIKEYS_WEBHOOK_TIMEOUT, read=settings.OMIKEYS_WEBHOOK_TIMEOUT)
+    seconds = settings.OMIKEYS_WEBHOOK_TIMEOUT
+    timeout = urllib3.Timeout(connect=seconds, read=seconds)
     common = {"port": port, "timeout": timeout, "retries": False, "maxsize": 1}
+    hostname = ascii_hostname(parts.hostname)
     if parts.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             str(address),
             cert_reqs="CERT_REQUIRED",
             ca_certs=certifi.where(),
-            server_hostname=parts.hostname,
-            assert_hostname=parts.hostname,
+            server_hostname=hostname,
+            assert_hostname=hostname,
             **common,
         )
     else:
         pool = urllib3.HTTPConnectionPool(str(address), **common)
+    sockets = []
+    pool.ConnectionCls = _watched(pool.ConnectionCls, sockets)
+    cut_off = threading.Event()
+
+    def stop_at_deadline():
+        cut_off.set()
+        for sock in list(sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(2 * seconds, stop_at_deadline)
+    watchdog.daemon = True
     default_port = 443 if parts.scheme == "https" else 80
-    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    host = hostname if ":" not in hostname else f"[{hostname}]"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    watchdog.start()
     try:
         response = pool.urlopen(
             "POST",
@@ -361,6 +384,8 @@ def post(url: str, body: str, headers: dict) -> Attempt:
         except (urllib3.exceptions.HTTPError, OSError):
             excerpt = b""
         response.release_conn()
+        if cut_off.is_set():
+            return Attempt(None, f"timed out after {2 * seconds:g} s for the whole attempt")
         status = response.status
         if 200 <= status < 300:
             return Attempt(status)
@@ -369,11 +394,35 @@ def post(url: str, body: str, headers: dict) -> Attempt:
     except urllib3.exceptions.NewConnectionError as error:  # before TimeoutError: urllib3 makes it a subclass
         return Attempt(None, f"could not connect: {_reason(error)}")
     except urllib3.exceptions.TimeoutError:
-        return Attempt(None, f"timed out after {settings.OMIKEYS_WEBHOOK_TIMEOUT:g} s")
+        return Attempt(None, f"timed out after {seconds:g} s")
     except (urllib3.exceptions.HTTPError, OSError) as error:
+        if cut_off.is_set():
+            return Attempt(None, f"timed out after {2 * seconds:g} s for the whole attempt")
         return Attempt(None, f"{type(error).__name__}: {_reason(error)}")
     finally:
+        watchdog.cancel()
         pool.close()
+
+
+def _watched(connection_class, sockets: list):
+    """``connection_class`` (urllib3's) recording each socket it connects in ``sockets``, for the deadline."""
+
+    class Watched(connection_class):
+        def connect(self):
+            super().connect()
+            sockets.append(self.sock)
+
+    return Watched
+
+
+def ascii_hostname(hostname: str) -> str:
+    """``hostname`` as it goes in the Host header and TLS's server name: an internationalized
+    name in its ASCII (IDNA, "xn--") form, which is also what DNS resolved. Header values
+    must be ASCII, so a raw "bücher.example" would make the request itself fail."""
+    try:
+        return hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        return hostname
 
 
 def _reason(error: Exception) -> str:

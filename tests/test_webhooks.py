@@ -568,3 +568,64 @@ def test_the_service_api_s_user_actions_send_user_events_once(receiver, endpoint
     assert by_type["user.erased"][0] == {**by_type["user.erased"][0], "owner_uid": "uid-banned", "key_ids": []}
     assert len(by_type["key.revoked"]) == 2
     assert "banned@example.com" not in json.dumps(received)
+
+
+class DripReceiver:
+    """A raw TCP receiver that reads the request, then answers one byte every ``interval`` seconds:
+    each read is quick, but the answer never ends (a slow or hostile receiver)."""
+
+    def __init__(self, interval: float = 0.2, seconds: float = 20):
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        self.interval, self.seconds = interval, seconds
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        self.listener.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                deadline = time.monotonic() + self.seconds
+                try:
+                    for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"x" * 10_000:
+                        if self.stopped.is_set() or time.monotonic() > deadline:
+                            break
+                        conn.sendall(bytes([byte]))
+                        time.sleep(self.interval)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+def test_a_receiver_dripping_its_answer_is_cut_off_at_the_attempt_s_deadline(settings, now_retries):
+    settings.OMIKEYS_WEBHOOK_TIMEOUT = 1
+    drip = DripReceiver(interval=0.2, seconds=20)
+    try:
+        webhooks.register_endpoint(f"http://127.0.0.1:{drip.port}/hooks", ["key.created"])
+        issue(make_owner())
+
+        started = time.monotonic()
+        webhooks.deliver_due()
+        took = time.monotonic() - started
+    finally:
+        drip.stop()
+
+    # Each read answers within the timeout, so only a deadline for the whole attempt ends it:
+    # at most connect + read (twice the timeout), well inside the delivery's lease.
+    assert took < 2 * settings.OMIKEYS_WEBHOOK_TIMEOUT + 3
+    delivery = Delivery.objects.get()
+    assert delivery.status == "pending" and delivery.last_response_code is None
+    assert "timed out" in delivery.last_error
