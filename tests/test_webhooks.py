@@ -143,6 +143,33 @@ def test_imports_make_no_event(receiver, endpoint):
     assert Event.objects.count() == 0
 
 
+def test_an_import_revoking_a_working_key_sends_key_revoked(receiver, endpoint):
+    generated = crypto.generate_key()
+    owner = make_owner()
+    record = {
+        "key_id": uuid.uuid4(),
+        "source_id": "omi-document-2",
+        "owner": owner,
+        "name": "from Omi",
+        "key_prefix": generated.display_prefix,
+        "key_hash": generated.hashed,
+        "scopes": scopes("memories:read"),
+        "created_at": timezone.now(),
+    }
+    lifecycle.import_keys([lifecycle.ImportedKey(**record)])
+    assert Event.objects.count() == 0  # imported working: no event
+
+    lifecycle.import_keys([lifecycle.ImportedKey(**record, revoke_reason="firebase_deleted")])
+
+    event = Event.objects.get()
+    assert event.type == "key.revoked"
+    assert event.payload["data"]["key_id"] == str(record["key_id"])
+    assert event.payload["data"]["owner_uid"] == owner.firebase_uid
+    assert event.payload["data"]["status"] == "revoked"
+    webhooks.deliver_due()
+    assert [p["type"] for p in receiver.verified(endpoint[1])] == ["key.revoked"]
+
+
 def test_a_rolled_back_change_sends_nothing(receiver, endpoint):
     owner = make_owner()
 
