@@ -563,3 +563,34 @@ def deliver_due(budget_seconds: float | None = None) -> int:
         attempt(delivery)
         tried.append(delivery.pk)
     return len(tried)
+
+
+# Retention -------------------------------------------------------------------------------
+
+PRUNE_BATCH = 1000
+
+
+def prune_events(now: datetime.datetime | None = None) -> int:
+    """Delete the outgoing events older than ``OMIKEYS_WEBHOOK_RETENTION_DAYS`` whose deliveries are
+    all done (delivered or failed), with those deliveries. Returns how many events went.
+
+    Without it the outbox grows by an event and a delivery per endpoint for every key change,
+    for ever. An event with a pending delivery stays, whatever its age (a disabled endpoint's
+    waiting deliveries). Deleted in batches of 1,000 so no transaction holds the tables long.
+    The retention is longer than the key.expired pass looks back (7 days), whose events are
+    its memory of what it reported.
+    """
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(days=settings.OMIKEYS_WEBHOOK_RETENTION_DAYS)
+    done = Event.objects.filter(created_at__lt=cutoff).exclude(
+        pk__in=Delivery.objects.filter(status=Delivery.Status.PENDING).values("event_id")
+    )
+    pruned = 0
+    while ids := list(done.values_list("pk", flat=True)[:PRUNE_BATCH]):
+        with transaction.atomic():
+            Delivery.objects.filter(event_id__in=ids).delete()
+            pruned += Event.objects.filter(pk__in=ids).delete()[1].get(Event._meta.label, 0)
+    if pruned:
+        days = settings.OMIKEYS_WEBHOOK_RETENTION_DAYS
+        logger.info("webhook events pruned count=%s older_than_days=%s", pruned, days)
+    return pruned

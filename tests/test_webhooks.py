@@ -552,13 +552,48 @@ def test_two_passes_at_once_send_each_delivery_once(receiver):
     assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
 
 
-def test_the_worker_schedules_both_passes_every_minute():
+def test_the_worker_schedules_its_passes():
     from django_q.models import Schedule
 
     schedules = {s.func: s for s in Schedule.objects.filter(name__startswith="omikeys:")}
-    assert set(schedules) == {"apikeys.tasks.deliver_due", "apikeys.tasks.emit_expired"}
-    for schedule in schedules.values():
-        assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
+    assert {func: (s.schedule_type, s.minutes, s.repeats) for func, s in schedules.items()} == {
+        "apikeys.tasks.deliver_due": (Schedule.MINUTES, 1, -1),
+        "apikeys.tasks.emit_expired": (Schedule.MINUTES, 1, -1),
+        "apikeys.tasks.prune_events": (Schedule.MINUTES, 60, -1),
+    }
+
+
+def test_old_events_whose_deliveries_are_done_are_pruned(receiver, settings, time_machine):
+    settings.OMIKEYS_WEBHOOK_RETENTION_DAYS = 30
+    settings.OMIKEYS_WEBHOOK_RETRY_SCHEDULE = [0]
+    delivered_to = webhooks.register_endpoint(receiver.url, ["key.created", "key.revoked"])[0]
+    key = issue(make_owner()).api_key  # key.created: delivered
+    webhooks.deliver_due()
+    receiver.default = 500
+    lifecycle.revoke_key(key)  # key.revoked: failed after its one retry
+    webhooks.deliver_due()
+    webhooks.deliver_due()
+    assert sorted(Delivery.objects.values_list("status", flat=True)) == ["delivered", "failed"]
+    # A disabled endpoint's delivery waits, pending, however old.
+    waiting = webhooks.register_endpoint("http://127.0.0.1:9/hooks", ["key.rotated"])[0]
+    webhooks.disable_endpoint(waiting, "test")
+    pending_event = events.emit("key.rotated", {"key_id": str(key.pk)}, endpoints=[waiting.pk])
+
+    time_machine.move_to(timezone.now() + datetime.timedelta(days=29))
+    assert webhooks.prune_events() == 0
+    recent = issue(make_owner("recent")).api_key  # a new event, within the retention
+    time_machine.move_to(timezone.now() + datetime.timedelta(days=2))
+
+    assert webhooks.prune_events() == 2
+    assert set(Event.objects.values_list("pk", flat=True)) == {
+        pending_event.pk,
+        Event.objects.get(payload__data__key_id=str(recent.pk)).pk,
+    }
+    # Only the recent key.created is left of the delivered-to endpoint's deliveries.
+    assert list(Delivery.objects.filter(endpoint=delivered_to).values_list("event_id", flat=True)) == [
+        Event.objects.get(payload__data__key_id=str(recent.pk)).pk
+    ]
+    assert webhooks.prune_events() == 0
 
 
 def test_key_changes_read_the_subscriptions_from_the_cache(receiver, endpoint):
