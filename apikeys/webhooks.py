@@ -431,13 +431,14 @@ def _reason(error: Exception) -> str:
     return text.split(">: ", 1)[-1] if ">: " in text else text
 
 
-def claim(delivery_id=None, *, now=None, exclude=()) -> Delivery | None:
+def claim(delivery_id=None, *, now=None, exclude=(), exclude_endpoints=()) -> Delivery | None:
     """Take one due pending delivery (the given one, or the oldest due) for this worker, or None.
 
     The delivery gets a lease of ``OMIKEYS_WEBHOOK_LEASE_SECONDS`` and a new ``lease_token``;
     no other worker takes it until the lease ends. ``exclude``: ids to pass over (those a
-    pass has already tried, so a retry due at once waits for the next pass). On PostgreSQL rows other workers are
-    claiming are skipped (``SKIP LOCKED``); SQLite has one writer at a time.
+    pass has already tried, so a retry due at once waits for the next pass); ``exclude_endpoints``:
+    ids of endpoints to pass over. On PostgreSQL rows other workers are claiming are skipped
+    (``SKIP LOCKED``); SQLite has one writer at a time.
     """
     now = now or timezone.now()
     due = Delivery.objects.filter(
@@ -447,6 +448,8 @@ def claim(delivery_id=None, *, now=None, exclude=()) -> Delivery | None:
         due = due.filter(pk=delivery_id)
     if exclude:
         due = due.exclude(pk__in=exclude)
+    if exclude_endpoints:
+        due = due.exclude(endpoint_id__in=exclude_endpoints)
     if connection.features.has_select_for_update_skip_locked:
         due = due.select_for_update(skip_locked=True, of=("self",))
     lease_end = now + datetime.timedelta(seconds=settings.OMIKEYS_WEBHOOK_LEASE_SECONDS)
@@ -536,9 +539,16 @@ def record(delivery: Delivery, result: Attempt) -> None:
 
 
 def deliver_event(event_id) -> int:
-    """Attempt each due delivery of one event (the immediate attempt after a change). Returns how many."""
+    """Attempt each due delivery of one event (the immediate attempt after a change). Returns how many.
+
+    Endpoints that are failing (``failing_since`` set) are left to the scheduled pass, which
+    tries each of them once per pass: a receiver that hangs costs every new event up to
+    twice ``OMIKEYS_WEBHOOK_TIMEOUT`` of a worker, which would hold back the deliveries to
+    every other endpoint queued behind it.
+    """
     sent = 0
-    for delivery_id in Delivery.objects.filter(event_id=event_id).values_list("pk", flat=True):
+    deliveries = Delivery.objects.filter(event_id=event_id, endpoint__failing_since__isnull=True)
+    for delivery_id in deliveries.values_list("pk", flat=True):
         delivery = claim(delivery_id)
         if delivery is not None:
             attempt(delivery)
@@ -549,18 +559,23 @@ def deliver_event(event_id) -> int:
 def deliver_due(budget_seconds: float | None = None) -> int:
     """Attempt due deliveries one at a time until none is due or the budget is spent. Returns how many.
 
-    Each delivery is tried at most once per pass.
+    Each delivery is tried at most once per pass, and after an endpoint fails an attempt its
+    other deliveries wait for the next pass (about a minute later): one receiver that hangs
+    or refuses costs a pass one timeout, not one per waiting delivery, so it cannot starve
+    the others. Once it answers, the rest of its backlog follows in the same pass.
     The budget (default: half of ``OMIKEYS_WEBHOOK_LEASE_SECONDS``) bounds the time spent
     starting new attempts, so one pass ends well within the worker's task timeout.
     """
     budget = settings.OMIKEYS_WEBHOOK_LEASE_SECONDS / 2 if budget_seconds is None else budget_seconds
     deadline = time.monotonic() + budget
     tried = []
+    failing = set()
     while time.monotonic() < deadline:
-        delivery = claim(exclude=tried)
+        delivery = claim(exclude=tried, exclude_endpoints=failing)
         if delivery is None:
             break
-        attempt(delivery)
+        if not attempt(delivery).delivered:
+            failing.add(delivery.endpoint_id)
         tried.append(delivery.pk)
     return len(tried)
 

@@ -691,3 +691,34 @@ def test_a_receiver_dripping_its_answer_is_cut_off_at_the_attempt_s_deadline(set
     delivery = Delivery.objects.get()
     assert delivery.status == "pending" and delivery.last_response_code is None
     assert "timed out" in delivery.last_error
+
+
+def test_a_hanging_endpoint_costs_a_pass_one_attempt_and_holds_back_no_other(receiver, endpoint, settings):
+    settings.OMIKEYS_WEBHOOK_TIMEOUT = 0.5
+    settings.OMIKEYS_WEBHOOK_RETRY_SCHEDULE = [0, 0, 0]
+    hanging = Receiver(default=HOLD)
+    try:
+        webhooks.register_endpoint(hanging.url, ["key.created"])
+        for number in range(4):
+            issue(make_owner(f"owner{number}"))
+
+        webhooks.deliver_due()
+
+        assert len(hanging.received) == 1  # then its other deliveries waited for the next pass
+        assert len(receiver.verified(endpoint[1])) == 4  # the healthy endpoint got every event
+        hanging_endpoint = WebhookEndpoint.objects.get(url=hanging.url)
+        assert hanging_endpoint.failing_since is not None
+
+        # A new change's immediate attempt skips the failing endpoint (the pass tries it).
+        issue(make_owner("later"))
+        later = Event.objects.order_by("-created_at").first()
+        assert webhooks.deliver_event(later.pk) == 1
+        assert len(hanging.received) == 1 and len(receiver.received) == 5
+
+        hanging.default = 200
+        hanging.release()
+        webhooks.deliver_due()  # it answers again: its whole backlog goes in one pass
+        assert len(hanging.received) == 1 + 5
+        assert not Delivery.objects.exclude(status="delivered").exists()
+    finally:
+        hanging.stop()
