@@ -389,7 +389,7 @@ def post(url: str, body: str, headers: dict) -> Attempt:
         status = response.status
         if 200 <= status < 300:
             return Attempt(status)
-        text = excerpt.decode("utf-8", "replace").replace("\n", " ").strip()
+        text = excerpt.decode("utf-8", "replace").strip()
         return Attempt(status, f"HTTP {status}" + (f": {text}" if text else ""))
     except urllib3.exceptions.NewConnectionError as error:  # before TimeoutError: urllib3 makes it a subclass
         return Attempt(None, f"could not connect: {_reason(error)}")
@@ -488,8 +488,16 @@ def attempt(delivery: Delivery) -> Attempt:
     return result
 
 
+def printable(text: str) -> str:
+    """``text`` with every control or other unprintable character (CR, LF, ESC, NUL, U+2028...)
+    made a space: a receiver's answer goes into the log and the admin, where it must not
+    forge log lines or send terminal escape sequences."""
+    return "".join(character if character.isprintable() else " " for character in text)
+
+
 def record(delivery: Delivery, result: Attempt) -> None:
     """Store an attempt's outcome, if this worker still holds the delivery's lease."""
+    result = Attempt(result.status, printable(result.error))
     now = timezone.now()
     attempts = delivery.attempts + 1
     changes = {

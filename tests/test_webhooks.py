@@ -722,3 +722,34 @@ def test_a_hanging_endpoint_costs_a_pass_one_attempt_and_holds_back_no_other(rec
         assert not Delivery.objects.exclude(status="delivered").exists()
     finally:
         hanging.stop()
+
+
+def test_a_receiver_s_answer_cannot_forge_log_lines_or_terminal_escapes(settings, now_retries, project_log):
+    import socket
+    import threading
+
+    body = b"bad\r\n2026-01-01 00:00:00 INFO apikeys.webhooks forged line\x1b[2J\x07\x00end"
+    answer = b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        webhooks.register_endpoint(f"http://127.0.0.1:{listener.getsockname()[1]}/hooks", ["key.created"])
+        issue(make_owner())
+        webhooks.deliver_due()
+    finally:
+        thread.join(5)
+        listener.close()
+
+    error = Delivery.objects.get().last_error
+    assert error.startswith("HTTP 500: bad") and error.endswith("end")
+    assert "forged line" in error
+    assert not any(ord(character) < 32 or character == "\x7f" for character in error)
+    assert not any(ord(character) < 32 and character not in "\n" for character in project_log.text)
