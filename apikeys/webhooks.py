@@ -51,6 +51,8 @@ SECRET_BYTES = 24
 ERROR_MAX_LENGTH = 300
 EXCERPT_BYTES = 200
 USER_AGENT = "omikeys-webhooks/1"
+MAX_SECRET_GRACE_HOURS = 168  # a week, as for API keys' rotations
+PREVIOUS_SECRET_FIELDS = ("previous_secret_encrypted", "previous_secret_expires_at")
 CLAIM_TRIES = 5  # due deliveries another worker took between the read and the claim, before giving up
 
 
@@ -236,14 +238,44 @@ def register_endpoint(url: str, event_types, description: str = "") -> tuple[Web
     return endpoint, secret
 
 
-def rotate_secret(endpoint: WebhookEndpoint) -> str:
-    """Give ``endpoint`` a new signing secret and return it (shown once); the old one stops at once."""
+def rotate_secret(endpoint: WebhookEndpoint, grace_hours: float | None = None) -> str:
+    """Give ``endpoint`` a new signing secret and return it (shown once).
+
+    The replaced secret keeps signing beside the new one for ``grace_hours`` (default
+    ``OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS``; 0: it stops at once): each request then carries
+    two signatures, as Standard Webhooks provides for rotations, so the receiver can move
+    to the new secret without a failed delivery. A secret already in its grace period is
+    dropped. Raises ``ValueError`` for a negative or over-a-week ``grace_hours``.
+    """
+    grace_hours = settings.OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS if grace_hours is None else grace_hours
+    if not 0 <= grace_hours <= MAX_SECRET_GRACE_HOURS:
+        raise ValueError(f"The grace period is between 0 and {MAX_SECRET_GRACE_HOURS} hours, not {grace_hours:g}.")
+    now = timezone.now()
     secret = generate_secret()
+    if grace_hours:
+        endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+        endpoint.previous_secret_expires_at = now + datetime.timedelta(hours=grace_hours)
+    else:
+        endpoint.previous_secret_encrypted, endpoint.previous_secret_expires_at = "", None
     endpoint.secret_encrypted = encrypt_secret(secret)
-    endpoint.secret_rotated_at = timezone.now()
-    endpoint.save(update_fields=["secret_encrypted", "secret_rotated_at"])
-    logger.info("webhook endpoint secret rotated id=%s", endpoint.pk)
+    endpoint.secret_rotated_at = now
+    endpoint.save(update_fields=["secret_encrypted", "secret_rotated_at", *PREVIOUS_SECRET_FIELDS])
+    logger.info("webhook endpoint secret rotated id=%s grace_hours=%g", endpoint.pk, grace_hours)
     return secret
+
+
+def signing_secrets(endpoint: WebhookEndpoint, now: datetime.datetime) -> list[str]:
+    """The secrets that sign ``endpoint``'s requests now: the current one, then the replaced one
+    while its grace period lasts (and it can be read). Raises :class:`SecretUnreadable` when
+    the current one cannot be read."""
+    secrets_now = [decrypt_secret(endpoint.secret_encrypted)]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret_encrypted and expires is not None and now < expires:
+        try:
+            secrets_now.append(decrypt_secret(endpoint.previous_secret_encrypted))
+        except SecretUnreadable:
+            pass  # the new secret still signs
+    return secrets_now
 
 
 def disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> bool:
@@ -308,13 +340,19 @@ def body_of(event: Event) -> str:
     return json.dumps(event.payload, separators=(",", ":"), sort_keys=True)
 
 
-def signed_headers(event: Event, body: str, secret: str, now: datetime.datetime) -> dict:
-    """The Standard Webhooks headers: webhook-id (the event id), webhook-timestamp, webhook-signature."""
+def signed_headers(event: Event, body: str, secret, now: datetime.datetime) -> dict:
+    """The Standard Webhooks headers: webhook-id (the event id), webhook-timestamp, webhook-signature.
+
+    ``secret``: one secret, or a list of them (a rotation's grace period): webhook-signature
+    then holds one "v1,<base64>" per secret, separated by spaces, and a receiver holding
+    any of them verifies the request (Standard Webhooks, "Signature scheme").
+    """
     timestamp = now.astimezone(datetime.UTC)
+    signing = [secret] if isinstance(secret, str) else list(secret)
     return {
         "webhook-id": str(event.pk),
         "webhook-timestamp": str(int(timestamp.timestamp())),
-        "webhook-signature": Webhook(secret).sign(str(event.pk), timestamp, body),
+        "webhook-signature": " ".join(Webhook(key).sign(str(event.pk), timestamp, body) for key in signing),
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
     }
@@ -477,13 +515,14 @@ def attempt(delivery: Delivery) -> Attempt:
     """Send a claimed delivery once and record the outcome (see the module's docstring)."""
     delivery = Delivery.objects.select_related("event", "endpoint").get(pk=delivery.pk)
     endpoint, event = delivery.endpoint, delivery.event
+    now = timezone.now()
     try:
-        secret = decrypt_secret(endpoint.secret_encrypted)
+        signing = signing_secrets(endpoint, now)
     except SecretUnreadable as error:
         result = Attempt(None, str(error))
     else:
         body = body_of(event)
-        result = post(endpoint.url, body, signed_headers(event, body, secret, timezone.now()))
+        result = post(endpoint.url, body, signed_headers(event, body, signing, now))
     record(delivery, result)
     return result
 

@@ -404,6 +404,48 @@ def test_a_changed_secret_signs_the_next_attempt(receiver, endpoint, now_retries
     assert new != old
 
 
+def test_after_a_rotation_both_secrets_sign_until_the_grace_period_ends(receiver, endpoint, settings, time_machine):
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    settings.OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS = 24
+    row, old = endpoint
+    new = webhooks.rotate_secret(row)
+    issue(make_owner())
+    webhooks.deliver_due()
+
+    [during] = receiver.wait_for(1)
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    Webhook(old).verify(during.body, during.headers)  # a receiver not yet switched still verifies
+    Webhook(new).verify(during.body, during.headers)
+
+    time_machine.move_to(timezone.now() + datetime.timedelta(hours=24, seconds=1))
+    issue(make_owner("later"))
+    webhooks.deliver_due()
+    after = receiver.wait_for(2)[1]
+    Webhook(new).verify(after.body, after.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(after.body, after.headers)
+    # The replaced secret is stored encrypted like the current one.
+    row.refresh_from_db()
+    assert old not in row.previous_secret_encrypted and webhooks.decrypt_secret(row.previous_secret_encrypted) == old
+
+
+def test_a_rotation_without_grace_stops_the_old_secret_at_once(receiver, endpoint):
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    row, old = endpoint
+    new = webhooks.rotate_secret(row, grace_hours=0)
+    issue(make_owner())
+    webhooks.deliver_due()
+
+    [request] = receiver.wait_for(1)
+    Webhook(new).verify(request.body, request.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(request.body, request.headers)
+    with pytest.raises(ValueError, match="between 0 and 168 hours"):
+        webhooks.rotate_secret(row, grace_hours=-1)
+
+
 def test_the_secret_is_stored_encrypted_and_readable_after_a_secret_key_rotation(endpoint, settings):
     row, secret = endpoint
     assert secret.startswith("whsec_")
