@@ -678,9 +678,12 @@ class DripReceiver:
     """A raw TCP receiver that reads the request, then answers one byte every ``interval`` seconds:
     each read is quick, but the answer never ends (a slow or hostile receiver)."""
 
-    def __init__(self, interval: float = 0.2, seconds: float = 20):
+    def __init__(self, interval: float = 0.2, seconds: float = 20, answer: bytes | None = None):
         import socket
         import threading
+
+        # By default the start of an HTTP answer that never ends.
+        self.answer = answer or (b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"x" * 10_000)
 
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -700,7 +703,7 @@ class DripReceiver:
                 conn.recv(65536)
                 deadline = time.monotonic() + self.seconds
                 try:
-                    for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"x" * 10_000:
+                    for byte in self.answer:
                         if self.stopped.is_set() or time.monotonic() > deadline:
                             break
                         conn.sendall(bytes([byte]))
@@ -712,6 +715,29 @@ class DripReceiver:
         self.stopped.set()
         self.thread.join(5)
         self.listener.close()
+
+
+def test_a_receiver_dripping_its_tls_handshake_is_cut_off_at_the_attempt_s_deadline(settings, now_retries):
+    settings.OMIKEYS_WEBHOOK_TIMEOUT = 1
+    # Bytes of a TLS record header, then more, each well within the per-read timeout: the
+    # handshake never completes. (Python bounds a TLS handshake by the socket's timeout as a
+    # whole, so the connect timeout ends it; this guards that.)
+    handshake_record = b"\x16\x03\x03\x40\x00" + b"\x02\x00\x3f\xfc\x03\x03" + b"\x00" * 10_000
+    drip = DripReceiver(interval=0.2, seconds=20, answer=handshake_record)
+    try:
+        webhooks.register_endpoint(f"https://127.0.0.1:{drip.port}/hooks", ["key.created"])
+        issue(make_owner())
+
+        started = time.monotonic()
+        webhooks.deliver_due()
+        took = time.monotonic() - started
+    finally:
+        drip.stop()
+
+    assert took < 2 * settings.OMIKEYS_WEBHOOK_TIMEOUT + 3
+    delivery = Delivery.objects.get()
+    assert delivery.status == "pending" and delivery.last_response_code is None
+    assert "timed out" in delivery.last_error
 
 
 def test_a_receiver_dripping_its_answer_is_cut_off_at_the_attempt_s_deadline(settings, now_retries):
