@@ -8,10 +8,11 @@ Once the transaction commits, an immediate attempt is queued for the worker; the
 scheduled pass (``apikeys.tasks``) picks up anything that queueing missed.
 
 Audit action -> event type: created -> key.created, rotated -> key.rotated, revoked ->
-key.revoked, renamed / scopes_changed / expiry_changed -> key.updated. "imported" (and
-the revocations ``importomikeys`` copies from Omi's records, which Omi made itself) make
+key.revoked, renamed / scopes_changed / expiry_changed -> key.updated. "imported" makes
 no event: the importer writes its audit records in bulk, and a first import of Omi's
-existing keys must not queue a million deliveries. key.expired comes from a scheduled
+existing keys must not queue a million deliveries. A key an import revokes (one imported
+earlier, working here, whose owner is now disabled or deleted at the issuer) sends
+key.revoked like every other revocation: receivers that cache keys must drop it. key.expired comes from a scheduled
 pass (:func:`emit_expired`), user.keys_revoked and user.erased from :func:`emit_user_event`.
 
 An event is written only when at least one enabled endpoint subscribes to its type: an

@@ -441,6 +441,10 @@ class WebhookEndpoint(models.Model):
     # Fernet token of the "whsec_..." secret (apikeys.webhooks.encrypt_secret); never the secret itself.
     secret_encrypted = models.TextField(editable=False)
     secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The secret a rotation replaced (Fernet token, or ""), which keeps signing beside the new
+    # one until previous_secret_expires_at, so the receiver can switch without failed deliveries.
+    previous_secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     enabled = models.BooleanField(default=True, editable=False)
     disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
     disabled_reason = models.CharField(max_length=200, blank=True, editable=False)

@@ -25,6 +25,7 @@ import json
 import logging
 import secrets
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ SECRET_BYTES = 24
 ERROR_MAX_LENGTH = 300
 EXCERPT_BYTES = 200
 USER_AGENT = "omikeys-webhooks/1"
+MAX_SECRET_GRACE_HOURS = 168  # a week, as for API keys' rotations
+PREVIOUS_SECRET_FIELDS = ("previous_secret_encrypted", "previous_secret_expires_at")
 CLAIM_TRIES = 5  # due deliveries another worker took between the read and the claim, before giving up
 
 
@@ -101,14 +104,44 @@ class UnsafeURL(ValueError):
     """A webhook URL that may not be called: its message says why, for staff."""
 
 
+# NAT64's well-known prefix (RFC 6052): 64:ff9b::a.b.c.d reaches the IPv4 address a.b.c.d
+# through a NAT64 gateway, which may well route to the private networks around it.
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address reaches, or None: IPv4-mapped (::ffff:a.b.c.d), NAT64
+    (64:ff9b::a.b.c.d, RFC 6052), 6to4 (2002:AABB:CCDD::, RFC 3056) and Teredo's client
+    (RFC 4380). Each of them can carry a private or loopback IPv4 address past a check
+    that looks at the IPv6 address only."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in NAT64_PREFIX:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
 def _address_refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if any(address in network for network in settings.OMIKEYS_WEBHOOK_ALLOWED_NETWORKS):
+    allowed = settings.OMIKEYS_WEBHOOK_ALLOWED_NETWORKS
+    if any(address in network for network in allowed):
         return False
-    # is_global is False for private, loopback, link-local, reserved, unspecified and shared
-    # (100.64.0.0/10) addresses; multicast addresses can be "global", so they are named too.
-    return not address.is_global or address.is_multicast
+    if isinstance(address, ipaddress.IPv6Address) and (inner := embedded_ipv4(address)) is not None:
+        # The IPv4 address inside decides (a NAT64 address of a public host is public).
+        return _address_refused(inner)
+    # is_global is False for private, loopback, link-local, unspecified and shared
+    # (100.64.0.0/10) addresses. On Python 3.11 it is True for IPv6's reserved ranges
+    # (::/8, which holds the IPv4-compatible ::a.b.c.d, 64:ff9b:1::/48 and others) and the
+    # deprecated site-local fec0::/10, and multicast addresses can be "global": all refused.
+    return (
+        not address.is_global
+        or address.is_multicast
+        or address.is_reserved
+        or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local)
+    )
 
 
 def _parse(url: str):
@@ -206,14 +239,44 @@ def register_endpoint(url: str, event_types, description: str = "") -> tuple[Web
     return endpoint, secret
 
 
-def rotate_secret(endpoint: WebhookEndpoint) -> str:
-    """Give ``endpoint`` a new signing secret and return it (shown once); the old one stops at once."""
+def rotate_secret(endpoint: WebhookEndpoint, grace_hours: float | None = None) -> str:
+    """Give ``endpoint`` a new signing secret and return it (shown once).
+
+    The replaced secret keeps signing beside the new one for ``grace_hours`` (default
+    ``OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS``; 0: it stops at once): each request then carries
+    two signatures, as Standard Webhooks provides for rotations, so the receiver can move
+    to the new secret without a failed delivery. A secret already in its grace period is
+    dropped. Raises ``ValueError`` for a negative or over-a-week ``grace_hours``.
+    """
+    grace_hours = settings.OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS if grace_hours is None else grace_hours
+    if not 0 <= grace_hours <= MAX_SECRET_GRACE_HOURS:
+        raise ValueError(f"The grace period is between 0 and {MAX_SECRET_GRACE_HOURS} hours, not {grace_hours:g}.")
+    now = timezone.now()
     secret = generate_secret()
+    if grace_hours:
+        endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+        endpoint.previous_secret_expires_at = now + datetime.timedelta(hours=grace_hours)
+    else:
+        endpoint.previous_secret_encrypted, endpoint.previous_secret_expires_at = "", None
     endpoint.secret_encrypted = encrypt_secret(secret)
-    endpoint.secret_rotated_at = timezone.now()
-    endpoint.save(update_fields=["secret_encrypted", "secret_rotated_at"])
-    logger.info("webhook endpoint secret rotated id=%s", endpoint.pk)
+    endpoint.secret_rotated_at = now
+    endpoint.save(update_fields=["secret_encrypted", "secret_rotated_at", *PREVIOUS_SECRET_FIELDS])
+    logger.info("webhook endpoint secret rotated id=%s grace_hours=%g", endpoint.pk, grace_hours)
     return secret
+
+
+def signing_secrets(endpoint: WebhookEndpoint, now: datetime.datetime) -> list[str]:
+    """The secrets that sign ``endpoint``'s requests now: the current one, then the replaced one
+    while its grace period lasts (and it can be read). Raises :class:`SecretUnreadable` when
+    the current one cannot be read."""
+    secrets_now = [decrypt_secret(endpoint.secret_encrypted)]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret_encrypted and expires is not None and now < expires:
+        try:
+            secrets_now.append(decrypt_secret(endpoint.previous_secret_encrypted))
+        except SecretUnreadable:
+            pass  # the new secret still signs
+    return secrets_now
 
 
 def disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> bool:
@@ -278,44 +341,72 @@ def body_of(event: Event) -> str:
     return json.dumps(event.payload, separators=(",", ":"), sort_keys=True)
 
 
-def signed_headers(event: Event, body: str, secret: str, now: datetime.datetime) -> dict:
-    """The Standard Webhooks headers: webhook-id (the event id), webhook-timestamp, webhook-signature."""
+def signed_headers(event: Event, body: str, secret, now: datetime.datetime) -> dict:
+    """The Standard Webhooks headers: webhook-id (the event id), webhook-timestamp, webhook-signature.
+
+    ``secret``: one secret, or a list of them (a rotation's grace period): webhook-signature
+    then holds one "v1,<base64>" per secret, separated by spaces, and a receiver holding
+    any of them verifies the request (Standard Webhooks, "Signature scheme").
+    """
     timestamp = now.astimezone(datetime.UTC)
+    signing = [secret] if isinstance(secret, str) else list(secret)
     return {
         "webhook-id": str(event.pk),
         "webhook-timestamp": str(int(timestamp.timestamp())),
-        "webhook-signature": Webhook(secret).sign(str(event.pk), timestamp, body),
+        "webhook-signature": " ".join(Webhook(key).sign(str(event.pk), timestamp, body) for key in signing),
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
     }
 
 
 def post(url: str, body: str, headers: dict) -> Attempt:
-    """POST ``body`` to ``url`` once: no redirects followed, ``OMIKEYS_WEBHOOK_TIMEOUT`` to connect and per read.
+    """POST ``body`` to ``url`` once: no redirects followed, ``OMIKEYS_WEBHOOK_TIMEOUT`` to connect and per read,
+    and twice it for the whole attempt.
 
     The URL is checked (:func:`resolve`) and the connection made to the address checked.
+    The whole-attempt deadline matters: a receiver that answers a byte at a time meets every
+    per-read timeout while holding the worker for ever, past the delivery's lease (which
+    ``OMIKEYS_WEBHOOK_LEASE_SECONDS`` keeps above twice the timeout). At the deadline the
+    socket is shut down from a timer thread, which ends any read blocked on it.
     Returns an :class:`Attempt`; never raises for network trouble.
     """
     try:
         parts, port, address = resolve(url)
     except UnsafeURL as error:
         return Attempt(None, f"refused: {error}")
-    timeout = urllib3.Timeout(connect=settings.OMIKEYS_WEBHOOK_TIMEOUT, read=settings.OMIKEYS_WEBHOOK_TIMEOUT)
+    seconds = settings.OMIKEYS_WEBHOOK_TIMEOUT
+    timeout = urllib3.Timeout(connect=seconds, read=seconds)
     common = {"port": port, "timeout": timeout, "retries": False, "maxsize": 1}
+    hostname = ascii_hostname(parts.hostname)
     if parts.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             str(address),
             cert_reqs="CERT_REQUIRED",
             ca_certs=certifi.where(),
-            server_hostname=parts.hostname,
-            assert_hostname=parts.hostname,
+            server_hostname=hostname,
+            assert_hostname=hostname,
             **common,
         )
     else:
         pool = urllib3.HTTPConnectionPool(str(address), **common)
+    sockets = []
+    pool.ConnectionCls = _watched(pool.ConnectionCls, sockets)
+    cut_off = threading.Event()
+
+    def stop_at_deadline():
+        cut_off.set()
+        for sock in list(sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(2 * seconds, stop_at_deadline)
+    watchdog.daemon = True
     default_port = 443 if parts.scheme == "https" else 80
-    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    host = hostname if ":" not in hostname else f"[{hostname}]"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    watchdog.start()
     try:
         response = pool.urlopen(
             "POST",
@@ -332,19 +423,45 @@ def post(url: str, body: str, headers: dict) -> Attempt:
         except (urllib3.exceptions.HTTPError, OSError):
             excerpt = b""
         response.release_conn()
+        if cut_off.is_set():
+            return Attempt(None, f"timed out after {2 * seconds:g} s for the whole attempt")
         status = response.status
         if 200 <= status < 300:
             return Attempt(status)
-        text = excerpt.decode("utf-8", "replace").replace("\n", " ").strip()
+        text = excerpt.decode("utf-8", "replace").strip()
         return Attempt(status, f"HTTP {status}" + (f": {text}" if text else ""))
     except urllib3.exceptions.NewConnectionError as error:  # before TimeoutError: urllib3 makes it a subclass
         return Attempt(None, f"could not connect: {_reason(error)}")
     except urllib3.exceptions.TimeoutError:
-        return Attempt(None, f"timed out after {settings.OMIKEYS_WEBHOOK_TIMEOUT:g} s")
+        return Attempt(None, f"timed out after {seconds:g} s")
     except (urllib3.exceptions.HTTPError, OSError) as error:
+        if cut_off.is_set():
+            return Attempt(None, f"timed out after {2 * seconds:g} s for the whole attempt")
         return Attempt(None, f"{type(error).__name__}: {_reason(error)}")
     finally:
+        watchdog.cancel()
         pool.close()
+
+
+def _watched(connection_class, sockets: list):
+    """``connection_class`` (urllib3's) recording each socket it connects in ``sockets``, for the deadline."""
+
+    class Watched(connection_class):
+        def connect(self):
+            super().connect()
+            sockets.append(self.sock)
+
+    return Watched
+
+
+def ascii_hostname(hostname: str) -> str:
+    """``hostname`` as it goes in the Host header and TLS's server name: an internationalized
+    name in its ASCII (IDNA, "xn--") form, which is also what DNS resolved. Header values
+    must be ASCII, so a raw "bücher.example" would make the request itself fail."""
+    try:
+        return hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        return hostname
 
 
 def _reason(error: Exception) -> str:
@@ -353,13 +470,14 @@ def _reason(error: Exception) -> str:
     return text.split(">: ", 1)[-1] if ">: " in text else text
 
 
-def claim(delivery_id=None, *, now=None, exclude=()) -> Delivery | None:
+def claim(delivery_id=None, *, now=None, exclude=(), exclude_endpoints=()) -> Delivery | None:
     """Take one due pending delivery (the given one, or the oldest due) for this worker, or None.
 
     The delivery gets a lease of ``OMIKEYS_WEBHOOK_LEASE_SECONDS`` and a new ``lease_token``;
     no other worker takes it until the lease ends. ``exclude``: ids to pass over (those a
-    pass has already tried, so a retry due at once waits for the next pass). On PostgreSQL rows other workers are
-    claiming are skipped (``SKIP LOCKED``); SQLite has one writer at a time.
+    pass has already tried, so a retry due at once waits for the next pass); ``exclude_endpoints``:
+    ids of endpoints to pass over. On PostgreSQL rows other workers are claiming are skipped
+    (``SKIP LOCKED``); SQLite has one writer at a time.
     """
     now = now or timezone.now()
     due = Delivery.objects.filter(
@@ -369,6 +487,8 @@ def claim(delivery_id=None, *, now=None, exclude=()) -> Delivery | None:
         due = due.filter(pk=delivery_id)
     if exclude:
         due = due.exclude(pk__in=exclude)
+    if exclude_endpoints:
+        due = due.exclude(endpoint_id__in=exclude_endpoints)
     if connection.features.has_select_for_update_skip_locked:
         due = due.select_for_update(skip_locked=True, of=("self",))
     lease_end = now + datetime.timedelta(seconds=settings.OMIKEYS_WEBHOOK_LEASE_SECONDS)
@@ -396,19 +516,28 @@ def attempt(delivery: Delivery) -> Attempt:
     """Send a claimed delivery once and record the outcome (see the module's docstring)."""
     delivery = Delivery.objects.select_related("event", "endpoint").get(pk=delivery.pk)
     endpoint, event = delivery.endpoint, delivery.event
+    now = timezone.now()
     try:
-        secret = decrypt_secret(endpoint.secret_encrypted)
+        signing = signing_secrets(endpoint, now)
     except SecretUnreadable as error:
         result = Attempt(None, str(error))
     else:
         body = body_of(event)
-        result = post(endpoint.url, body, signed_headers(event, body, secret, timezone.now()))
+        result = post(endpoint.url, body, signed_headers(event, body, signing, now))
     record(delivery, result)
     return result
 
 
+def printable(text: str) -> str:
+    """``text`` with every control or other unprintable character (CR, LF, ESC, NUL, U+2028...)
+    made a space: a receiver's answer goes into the log and the admin, where it must not
+    forge log lines or send terminal escape sequences."""
+    return "".join(character if character.isprintable() else " " for character in text)
+
+
 def record(delivery: Delivery, result: Attempt) -> None:
     """Store an attempt's outcome, if this worker still holds the delivery's lease."""
+    result = Attempt(result.status, printable(result.error))
     now = timezone.now()
     attempts = delivery.attempts + 1
     changes = {
@@ -458,9 +587,16 @@ def record(delivery: Delivery, result: Attempt) -> None:
 
 
 def deliver_event(event_id) -> int:
-    """Attempt each due delivery of one event (the immediate attempt after a change). Returns how many."""
+    """Attempt each due delivery of one event (the immediate attempt after a change). Returns how many.
+
+    Endpoints that are failing (``failing_since`` set) are left to the scheduled pass, which
+    tries each of them once per pass: a receiver that hangs costs every new event up to
+    twice ``OMIKEYS_WEBHOOK_TIMEOUT`` of a worker, which would hold back the deliveries to
+    every other endpoint queued behind it.
+    """
     sent = 0
-    for delivery_id in Delivery.objects.filter(event_id=event_id).values_list("pk", flat=True):
+    deliveries = Delivery.objects.filter(event_id=event_id, endpoint__failing_since__isnull=True)
+    for delivery_id in deliveries.values_list("pk", flat=True):
         delivery = claim(delivery_id)
         if delivery is not None:
             attempt(delivery)
@@ -471,17 +607,53 @@ def deliver_event(event_id) -> int:
 def deliver_due(budget_seconds: float | None = None) -> int:
     """Attempt due deliveries one at a time until none is due or the budget is spent. Returns how many.
 
-    Each delivery is tried at most once per pass.
+    Each delivery is tried at most once per pass, and after an endpoint fails an attempt its
+    other deliveries wait for the next pass (about a minute later): one receiver that hangs
+    or refuses costs a pass one timeout, not one per waiting delivery, so it cannot starve
+    the others. Once it answers, the rest of its backlog follows in the same pass.
     The budget (default: half of ``OMIKEYS_WEBHOOK_LEASE_SECONDS``) bounds the time spent
     starting new attempts, so one pass ends well within the worker's task timeout.
     """
     budget = settings.OMIKEYS_WEBHOOK_LEASE_SECONDS / 2 if budget_seconds is None else budget_seconds
     deadline = time.monotonic() + budget
     tried = []
+    failing = set()
     while time.monotonic() < deadline:
-        delivery = claim(exclude=tried)
+        delivery = claim(exclude=tried, exclude_endpoints=failing)
         if delivery is None:
             break
-        attempt(delivery)
+        if not attempt(delivery).delivered:
+            failing.add(delivery.endpoint_id)
         tried.append(delivery.pk)
     return len(tried)
+
+
+# Retention -------------------------------------------------------------------------------
+
+PRUNE_BATCH = 1000
+
+
+def prune_events(now: datetime.datetime | None = None) -> int:
+    """Delete the outgoing events older than ``OMIKEYS_WEBHOOK_RETENTION_DAYS`` whose deliveries are
+    all done (delivered or failed), with those deliveries. Returns how many events went.
+
+    Without it the outbox grows by an event and a delivery per endpoint for every key change,
+    for ever. An event with a pending delivery stays, whatever its age (a disabled endpoint's
+    waiting deliveries). Deleted in batches of 1,000 so no transaction holds the tables long.
+    The retention is longer than the key.expired pass looks back (7 days), whose events are
+    its memory of what it reported.
+    """
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(days=settings.OMIKEYS_WEBHOOK_RETENTION_DAYS)
+    done = Event.objects.filter(created_at__lt=cutoff).exclude(
+        pk__in=Delivery.objects.filter(status=Delivery.Status.PENDING).values("event_id")
+    )
+    pruned = 0
+    while ids := list(done.values_list("pk", flat=True)[:PRUNE_BATCH]):
+        with transaction.atomic():
+            Delivery.objects.filter(event_id__in=ids).delete()
+            pruned += Event.objects.filter(pk__in=ids).delete()[1].get(Event._meta.label, 0)
+    if pruned:
+        days = settings.OMIKEYS_WEBHOOK_RETENTION_DAYS
+        logger.info("webhook events pruned count=%s older_than_days=%s", pruned, days)
+    return pruned

@@ -365,6 +365,12 @@ OMIKEYS_WEBHOOK_RETRY_SCHEDULE = env_retry_schedule(
 )
 # An endpoint whose every attempt has failed for this many days is disabled (a notice in the admin).
 OMIKEYS_WEBHOOK_DISABLE_AFTER_DAYS = env_int("OMIKEYS_WEBHOOK_DISABLE_AFTER_DAYS", 5, minimum=1, maximum=365)
+# After a signing secret's rotation, the replaced secret keeps signing beside the new one
+# for this many hours (0: it stops at once), so the receiver can switch without failures.
+OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS = env_int("OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS", 24, minimum=0, maximum=168)
+# Outgoing events (and their deliveries) older than this many days are deleted once none is
+# pending. At least 8: the key.expired pass remembers what it reported by its last 7 days of events.
+OMIKEYS_WEBHOOK_RETENTION_DAYS = env_int("OMIKEYS_WEBHOOK_RETENTION_DAYS", 30, minimum=8, maximum=3650)
 # Webhook URLs must resolve to public addresses (no private, loopback, link-local, multicast,
 # reserved or unspecified ones), except in these networks ("127.0.0.0/8, ::1" for development).
 OMIKEYS_WEBHOOK_ALLOWED_NETWORKS = env_networks("OMIKEYS_WEBHOOK_ALLOWED_NETWORKS")

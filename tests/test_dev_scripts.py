@@ -262,6 +262,24 @@ def test_migrations_are_summed_up_in_one_line(tmp_path):
     assert "Running migrations:" not in again.stdout + again.stderr
 
 
+def test_scripts_manage_registers_a_local_receiver_as_scripts_dev_prints(tmp_path):
+    # scripts/dev says: register a receiver with scripts/manage webhookendpoint add URL; its
+    # worker may call loopback, so scripts/manage must accept a loopback URL too.
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'dev.sqlite3'}", "DJANGO_DEBUG": "true"}
+    assert lib("apply_migrations", env, timeout=180).returncode == 0
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OMIKEYS_WEBHOOK_")}
+    result = subprocess.run(
+        ["scripts/manage", "webhookendpoint", "add", "http://127.0.0.1:9/hooks", "--events", "key.created"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Registered webhook endpoint" in result.stdout
+
+
 def test_a_warning_is_printed_once_in_debug_mode():
     code = (
         "import django; django.setup(); from django.test import Client; "

@@ -85,6 +85,9 @@ def test_postgres_and_hosts_come_from_the_environment():
         ),
         ({**REQUIRED, "OMIKEYS_WEBHOOK_ALLOWED_NETWORKS": "intranet"}, "OMIKEYS_WEBHOOK_ALLOWED_NETWORKS must list"),
         ({**REQUIRED, "OMIKEYS_WEBHOOK_ALLOW_HTTP": "sometimes"}, "OMIKEYS_WEBHOOK_ALLOW_HTTP must be one of"),
+        # Shorter than the key.expired pass's 7-day memory: expiries would be reported again.
+        ({**REQUIRED, "OMIKEYS_WEBHOOK_RETENTION_DAYS": "7"}, "OMIKEYS_WEBHOOK_RETENTION_DAYS must be"),
+        ({**REQUIRED, "OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS": "169"}, "OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS must be"),
         (
             {**REQUIRED, "FIREBASE_PROJECT_ID": "omi-prod", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"},
             "must then be a 'demo-' project",

@@ -38,6 +38,21 @@ def production_urls(settings):
         "https://240.0.0.1/hook",  # reserved
         "https://[::ffff:127.0.0.1]/hook",  # loopback in an IPv4-mapped IPv6 address
         "https://[fc00::1]/hook",  # unique local
+        # IPv4 loopback written in the forms inet_aton reads: decimal, hex, octal, short.
+        "https://2130706433/hook",
+        "https://0x7f000001/hook",
+        "https://0177.0.0.1/hook",
+        "https://127.1/hook",
+        # IPv6 addresses that carry or reach a non-public IPv4 address, and other reserved ranges.
+        "https://[::127.0.0.1]/hook",  # IPv4-compatible (deprecated, in ::/8)
+        "https://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 to 169.254.169.254
+        "https://[64:ff9b::10.0.0.5]/hook",  # NAT64 to a private address
+        "https://[64:ff9b:1::a00:5]/hook",  # local-use NAT64 prefix (RFC 8215)
+        "https://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+        "https://[2002:a9fe:a9fe::1]/hook",  # 6to4 of 169.254.169.254
+        "https://[fec0::1]/hook",  # site-local (deprecated)
+        "https://[5f00::1]/hook",  # reserved
+        "https://[::ffff:169.254.169.254]/hook",
     ],
 )
 def test_non_public_addresses_are_refused(production_urls, url):
@@ -65,9 +80,17 @@ def test_other_bad_urls_are_refused_with_a_reason(production_urls, url, message)
     assert message in refused.value.message_dict["url"][0]
 
 
-def test_a_public_address_is_accepted(production_urls):
-    endpoint, _ = webhooks.register_endpoint("https://93.184.216.34/hook", ["key.created"])
-    assert endpoint.url == "https://93.184.216.34/hook"
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://93.184.216.34/hook",
+        "https://[64:ff9b::93.184.216.34]/hook",  # NAT64 of a public address (an IPv6-only network with DNS64)
+        "https://[2606:2800:220:1:248:1893:25c8:1946]/hook",
+    ],
+)
+def test_a_public_address_is_accepted(production_urls, url):
+    endpoint, _ = webhooks.register_endpoint(url, ["key.created"])
+    assert endpoint.url == url
 
 
 def test_unknown_or_no_event_types_are_refused():

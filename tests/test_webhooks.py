@@ -143,6 +143,33 @@ def test_imports_make_no_event(receiver, endpoint):
     assert Event.objects.count() == 0
 
 
+def test_an_import_revoking_a_working_key_sends_key_revoked(receiver, endpoint):
+    generated = crypto.generate_key()
+    owner = make_owner()
+    record = {
+        "key_id": uuid.uuid4(),
+        "source_id": "omi-document-2",
+        "owner": owner,
+        "name": "from Omi",
+        "key_prefix": generated.display_prefix,
+        "key_hash": generated.hashed,
+        "scopes": scopes("memories:read"),
+        "created_at": timezone.now(),
+    }
+    lifecycle.import_keys([lifecycle.ImportedKey(**record)])
+    assert Event.objects.count() == 0  # imported working: no event
+
+    lifecycle.import_keys([lifecycle.ImportedKey(**record, revoke_reason="firebase_deleted")])
+
+    event = Event.objects.get()
+    assert event.type == "key.revoked"
+    assert event.payload["data"]["key_id"] == str(record["key_id"])
+    assert event.payload["data"]["owner_uid"] == owner.firebase_uid
+    assert event.payload["data"]["status"] == "revoked"
+    webhooks.deliver_due()
+    assert [p["type"] for p in receiver.verified(endpoint[1])] == ["key.revoked"]
+
+
 def test_a_rolled_back_change_sends_nothing(receiver, endpoint):
     owner = make_owner()
 
@@ -377,6 +404,48 @@ def test_a_changed_secret_signs_the_next_attempt(receiver, endpoint, now_retries
     assert new != old
 
 
+def test_after_a_rotation_both_secrets_sign_until_the_grace_period_ends(receiver, endpoint, settings, time_machine):
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    settings.OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS = 24
+    row, old = endpoint
+    new = webhooks.rotate_secret(row)
+    issue(make_owner())
+    webhooks.deliver_due()
+
+    [during] = receiver.wait_for(1)
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    Webhook(old).verify(during.body, during.headers)  # a receiver not yet switched still verifies
+    Webhook(new).verify(during.body, during.headers)
+
+    time_machine.move_to(timezone.now() + datetime.timedelta(hours=24, seconds=1))
+    issue(make_owner("later"))
+    webhooks.deliver_due()
+    after = receiver.wait_for(2)[1]
+    Webhook(new).verify(after.body, after.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(after.body, after.headers)
+    # The replaced secret is stored encrypted like the current one.
+    row.refresh_from_db()
+    assert old not in row.previous_secret_encrypted and webhooks.decrypt_secret(row.previous_secret_encrypted) == old
+
+
+def test_a_rotation_without_grace_stops_the_old_secret_at_once(receiver, endpoint):
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    row, old = endpoint
+    new = webhooks.rotate_secret(row, grace_hours=0)
+    issue(make_owner())
+    webhooks.deliver_due()
+
+    [request] = receiver.wait_for(1)
+    Webhook(new).verify(request.body, request.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(request.body, request.headers)
+    with pytest.raises(ValueError, match="between 0 and 168 hours"):
+        webhooks.rotate_secret(row, grace_hours=-1)
+
+
 def test_the_secret_is_stored_encrypted_and_readable_after_a_secret_key_rotation(endpoint, settings):
     row, secret = endpoint
     assert secret.startswith("whsec_")
@@ -525,13 +594,48 @@ def test_two_passes_at_once_send_each_delivery_once(receiver):
     assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
 
 
-def test_the_worker_schedules_both_passes_every_minute():
+def test_the_worker_schedules_its_passes():
     from django_q.models import Schedule
 
     schedules = {s.func: s for s in Schedule.objects.filter(name__startswith="omikeys:")}
-    assert set(schedules) == {"apikeys.tasks.deliver_due", "apikeys.tasks.emit_expired"}
-    for schedule in schedules.values():
-        assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
+    assert {func: (s.schedule_type, s.minutes, s.repeats) for func, s in schedules.items()} == {
+        "apikeys.tasks.deliver_due": (Schedule.MINUTES, 1, -1),
+        "apikeys.tasks.emit_expired": (Schedule.MINUTES, 1, -1),
+        "apikeys.tasks.prune_events": (Schedule.MINUTES, 60, -1),
+    }
+
+
+def test_old_events_whose_deliveries_are_done_are_pruned(receiver, settings, time_machine):
+    settings.OMIKEYS_WEBHOOK_RETENTION_DAYS = 30
+    settings.OMIKEYS_WEBHOOK_RETRY_SCHEDULE = [0]
+    delivered_to = webhooks.register_endpoint(receiver.url, ["key.created", "key.revoked"])[0]
+    key = issue(make_owner()).api_key  # key.created: delivered
+    webhooks.deliver_due()
+    receiver.default = 500
+    lifecycle.revoke_key(key)  # key.revoked: failed after its one retry
+    webhooks.deliver_due()
+    webhooks.deliver_due()
+    assert sorted(Delivery.objects.values_list("status", flat=True)) == ["delivered", "failed"]
+    # A disabled endpoint's delivery waits, pending, however old.
+    waiting = webhooks.register_endpoint("http://127.0.0.1:9/hooks", ["key.rotated"])[0]
+    webhooks.disable_endpoint(waiting, "test")
+    pending_event = events.emit("key.rotated", {"key_id": str(key.pk)}, endpoints=[waiting.pk])
+
+    time_machine.move_to(timezone.now() + datetime.timedelta(days=29))
+    assert webhooks.prune_events() == 0
+    recent = issue(make_owner("recent")).api_key  # a new event, within the retention
+    time_machine.move_to(timezone.now() + datetime.timedelta(days=2))
+
+    assert webhooks.prune_events() == 2
+    assert set(Event.objects.values_list("pk", flat=True)) == {
+        pending_event.pk,
+        Event.objects.get(payload__data__key_id=str(recent.pk)).pk,
+    }
+    # Only the recent key.created is left of the delivered-to endpoint's deliveries.
+    assert list(Delivery.objects.filter(endpoint=delivered_to).values_list("event_id", flat=True)) == [
+        Event.objects.get(payload__data__key_id=str(recent.pk)).pk
+    ]
+    assert webhooks.prune_events() == 0
 
 
 def test_key_changes_read_the_subscriptions_from_the_cache(receiver, endpoint):
@@ -568,3 +672,152 @@ def test_the_service_api_s_user_actions_send_user_events_once(receiver, endpoint
     assert by_type["user.erased"][0] == {**by_type["user.erased"][0], "owner_uid": "uid-banned", "key_ids": []}
     assert len(by_type["key.revoked"]) == 2
     assert "banned@example.com" not in json.dumps(received)
+
+
+class DripReceiver:
+    """A raw TCP receiver that reads the request, then answers one byte every ``interval`` seconds:
+    each read is quick, but the answer never ends (a slow or hostile receiver)."""
+
+    def __init__(self, interval: float = 0.2, seconds: float = 20, answer: bytes | None = None):
+        import socket
+        import threading
+
+        # By default the start of an HTTP answer that never ends.
+        self.answer = answer or (b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"x" * 10_000)
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        self.interval, self.seconds = interval, seconds
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        self.listener.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                deadline = time.monotonic() + self.seconds
+                try:
+                    for byte in self.answer:
+                        if self.stopped.is_set() or time.monotonic() > deadline:
+                            break
+                        conn.sendall(bytes([byte]))
+                        time.sleep(self.interval)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+def test_a_receiver_dripping_its_tls_handshake_is_cut_off_at_the_attempt_s_deadline(settings, now_retries):
+    settings.OMIKEYS_WEBHOOK_TIMEOUT = 1
+    # Bytes of a TLS record header, then more, each well within the per-read timeout: the
+    # handshake never completes. (Python bounds a TLS handshake by the socket's timeout as a
+    # whole, so the connect timeout ends it; this guards that.)
+    handshake_record = b"\x16\x03\x03\x40\x00" + b"\x02\x00\x3f\xfc\x03\x03" + b"\x00" * 10_000
+    drip = DripReceiver(interval=0.2, seconds=20, answer=handshake_record)
+    try:
+        webhooks.register_endpoint(f"https://127.0.0.1:{drip.port}/hooks", ["key.created"])
+        issue(make_owner())
+
+        started = time.monotonic()
+        webhooks.deliver_due()
+        took = time.monotonic() - started
+    finally:
+        drip.stop()
+
+    assert took < 2 * settings.OMIKEYS_WEBHOOK_TIMEOUT + 3
+    delivery = Delivery.objects.get()
+    assert delivery.status == "pending" and delivery.last_response_code is None
+    assert "timed out" in delivery.last_error
+
+
+def test_a_receiver_dripping_its_answer_is_cut_off_at_the_attempt_s_deadline(settings, now_retries):
+    settings.OMIKEYS_WEBHOOK_TIMEOUT = 1
+    drip = DripReceiver(interval=0.2, seconds=20)
+    try:
+        webhooks.register_endpoint(f"http://127.0.0.1:{drip.port}/hooks", ["key.created"])
+        issue(make_owner())
+
+        started = time.monotonic()
+        webhooks.deliver_due()
+        took = time.monotonic() - started
+    finally:
+        drip.stop()
+
+    # Each read answers within the timeout, so only a deadline for the whole attempt ends it:
+    # at most connect + read (twice the timeout), well inside the delivery's lease.
+    assert took < 2 * settings.OMIKEYS_WEBHOOK_TIMEOUT + 3
+    delivery = Delivery.objects.get()
+    assert delivery.status == "pending" and delivery.last_response_code is None
+    assert "timed out" in delivery.last_error
+
+
+def test_a_hanging_endpoint_costs_a_pass_one_attempt_and_holds_back_no_other(receiver, endpoint, settings):
+    settings.OMIKEYS_WEBHOOK_TIMEOUT = 0.5
+    settings.OMIKEYS_WEBHOOK_RETRY_SCHEDULE = [0, 0, 0]
+    hanging = Receiver(default=HOLD)
+    try:
+        webhooks.register_endpoint(hanging.url, ["key.created"])
+        for number in range(4):
+            issue(make_owner(f"owner{number}"))
+
+        webhooks.deliver_due()
+
+        assert len(hanging.received) == 1  # then its other deliveries waited for the next pass
+        assert len(receiver.verified(endpoint[1])) == 4  # the healthy endpoint got every event
+        hanging_endpoint = WebhookEndpoint.objects.get(url=hanging.url)
+        assert hanging_endpoint.failing_since is not None
+
+        # A new change's immediate attempt skips the failing endpoint (the pass tries it).
+        issue(make_owner("later"))
+        later = Event.objects.order_by("-created_at").first()
+        assert webhooks.deliver_event(later.pk) == 1
+        assert len(hanging.received) == 1 and len(receiver.received) == 5
+
+        hanging.default = 200
+        hanging.release()
+        webhooks.deliver_due()  # it answers again: its whole backlog goes in one pass
+        assert len(hanging.received) == 1 + 5
+        assert not Delivery.objects.exclude(status="delivered").exists()
+    finally:
+        hanging.stop()
+
+
+def test_a_receiver_s_answer_cannot_forge_log_lines_or_terminal_escapes(settings, now_retries, project_log):
+    import socket
+    import threading
+
+    body = b"bad\r\n2026-01-01 00:00:00 INFO apikeys.webhooks forged line\x1b[2J\x07\x00end"
+    answer = b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        webhooks.register_endpoint(f"http://127.0.0.1:{listener.getsockname()[1]}/hooks", ["key.created"])
+        issue(make_owner())
+        webhooks.deliver_due()
+    finally:
+        thread.join(5)
+        listener.close()
+
+    error = Delivery.objects.get().last_error
+    assert error.startswith("HTTP 500: bad") and error.endswith("end")
+    assert "forged line" in error
+    assert not any(ord(character) < 32 or character == "\x7f" for character in error)
+    assert not any(ord(character) < 32 and character not in "\n" for character in project_log.text)

@@ -113,7 +113,8 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     f"Disabled, nothing is sent to: {', '.join(disabled)}. Once the receiver is fixed, "
-                    "enable the endpoint again (its waiting deliveries are then sent).",
+                    "enable the endpoint again (its waiting deliveries are then sent; changes made while it is "
+                    "disabled are not).",
                     messages.WARNING,
                 )
         return super().changelist_view(request, extra_context)
@@ -147,7 +148,10 @@ def disabled_notice(endpoint: WebhookEndpoint) -> str:
     """The admin's warning on a disabled endpoint's page."""
     when = endpoint.disabled_at.strftime("%Y-%m-%d %H:%M UTC") if endpoint.disabled_at else "earlier"
     reason = endpoint.disabled_reason or "no reason recorded"
-    return f"This endpoint was disabled at {when}: {reason}. Nothing is sent to it until it is enabled again."
+    return (
+        f"This endpoint was disabled at {when}: {reason}. Nothing is sent to it until it is enabled again, "
+        "and changes made meanwhile are not sent to it then."
+    )
 
 
 class DeliveryAdmin(admin.ModelAdmin):

@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import audit, bulk, crypto
+from .. import events as outgoing
 from ..audit import Actor
 from ..models import ApiKey, KeyEvent, Scope, User, validate_key_name
 
@@ -193,6 +194,13 @@ def import_keys(
         bulk.insert(ApiKey, new_keys)
         bulk.insert_values(ApiKey.scopes.through, LINK_FIELDS, links)
         bulk.insert(KeyEvent, events)
+        # A key that worked here until this import revoked it (its owner was disabled or
+        # deleted at the issuer) is a change receivers must hear of, as any other door's
+        # revocation: key.revoked, in this transaction. Keys imported already revoked never
+        # worked here and send nothing; only these few events are emitted one by one.
+        for event in events:
+            if event.action == KeyEvent.Action.REVOKED:
+                outgoing.emit_for_key_event(event)
     created = sum(result.outcome == ImportOutcome.CREATED for result in results)
     if created and dry_run:
         logger.info("api keys import dry run, nothing written: would create=%s batch=%s", created, len(keys))

@@ -68,13 +68,14 @@ def test_no_event_type_is_refused_on_the_form(admin_client, receiver):
     assert WebhookEndpoint.objects.count() == 0
 
 
-def test_rotating_shows_the_new_secret_once_and_the_old_one_stops(admin_client, receiver):
+def test_rotating_shows_the_new_secret_once_and_until_when_the_old_one_signs(admin_client, receiver):
     endpoint, old = webhooks.register_endpoint(receiver.url, ["key.created"])
 
     response = admin_client.post(ENDPOINTS, {"action": "rotate_secret", "_selected_action": [endpoint.pk]})
 
     new = SECRET_RE.search(response.content.decode()).group(0)
     assert new != old
+    assert "the old one also signs, beside it, until" in response.content.decode()
     issue(make_owner())
     webhooks.deliver_due()
     [request] = receiver.received

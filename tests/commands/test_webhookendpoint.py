@@ -53,6 +53,19 @@ def test_disable_enable_and_rotate():
     assert new != old and webhooks.decrypt_secret(endpoint.secret_encrypted) == new
 
 
+def test_rotate_secret_takes_a_grace_period():
+    endpoint, old = webhooks.register_endpoint("http://127.0.0.1:9/hook", ["key.created"])
+
+    out, _ = run("webhookendpoint", "rotate-secret", str(endpoint.pk))
+    assert "the old one also signs until" in out
+    out, _ = run("webhookendpoint", "rotate-secret", str(endpoint.pk), "--grace-hours", "0")
+    assert "the old one no longer signs" in out
+    endpoint.refresh_from_db()
+    assert endpoint.previous_secret_encrypted == "" and endpoint.previous_secret_expires_at is None
+    with pytest.raises(CommandError, match="between 0 and 168 hours"):
+        run("webhookendpoint", "rotate-secret", str(endpoint.pk), "--grace-hours", "200")
+
+
 def test_an_unknown_id_is_a_clear_error():
     with pytest.raises(CommandError, match="No webhook endpoint has id 999"):
         run("webhookendpoint", "disable", "999")

@@ -33,7 +33,15 @@ class Command(BaseCommand):
             ("enable", "Send to a disabled endpoint again."),
             ("rotate-secret", "Give an endpoint a new signing secret and print it once."),
         ):
-            actions.add_parser(name, help=text).add_argument("endpoint_id", metavar="ID", type=int)
+            parser = actions.add_parser(name, help=text)
+            parser.add_argument("endpoint_id", metavar="ID", type=int)
+        parser.add_argument(
+            "--grace-hours",
+            type=int,
+            default=None,
+            help="Hours the old secret keeps signing beside the new one, 0 to 168 "
+            "(default: OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS, 24).",
+        )
 
     def handle(self, *args, action, **options):
         if action == "add":
@@ -50,8 +58,16 @@ class Command(BaseCommand):
             done = webhooks.enable_endpoint(endpoint)
             self.stdout.write(f"{endpoint.pk}: {'enabled' if done else 'already enabled'} ({endpoint.url}).")
         else:
-            secret = webhooks.rotate_secret(endpoint)
-            self.stdout.write(f"{endpoint.pk}: new signing secret for {endpoint.url} (shown once):\n{secret}")
+            try:
+                secret = webhooks.rotate_secret(endpoint, options["grace_hours"])
+            except ValueError as error:
+                raise CommandError(str(error)) from None
+            if endpoint.previous_secret_expires_at:
+                until = endpoint.previous_secret_expires_at.strftime("%Y-%m-%d %H:%M UTC")
+                old = f"the old one also signs until {until}"
+            else:
+                old = "the old one no longer signs"
+            self.stdout.write(f"{endpoint.pk}: new signing secret for {endpoint.url} ({old}; shown once):\n{secret}")
 
     def add(self, url: str, events: str, description: str) -> None:
         types = [name.strip() for name in events.split(",") if name.strip()]
