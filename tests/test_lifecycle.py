@@ -128,6 +128,19 @@ def test_a_request_token_issues_one_key_however_often_it_is_sent(owner):
     assert ApiKey.objects.count() == 4
 
 
+def test_a_form_sent_again_at_the_limit_gets_its_first_key_not_too_many_keys(owner, settings):
+    """The form's token is checked before the active-key limit: the key it made is what fills the limit."""
+    settings.OMIKEYS_MAX_ACTIVE_KEYS = 1
+    first = lifecycle.issue_key(owner=owner, name="n", request_token="form-token")
+    with pytest.raises(lifecycle.AlreadyIssued) as already:
+        lifecycle.issue_key(owner=owner, name="n", request_token="form-token")
+    assert already.value.api_key == first.api_key
+    assert str(already.value) == f"A key was already issued for this request: {first.api_key.pk}"
+    with pytest.raises(lifecycle.TooManyKeys):
+        lifecycle.issue_key(owner=owner, name="n", request_token="another-form")
+    assert ApiKey.objects.count() == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_token_issue_exactly_one_key(contract_scopes):
     owner = User.objects.for_firebase("uid-race", None)
@@ -489,6 +502,30 @@ def test_mark_used_writes_at_most_once_per_interval(owner, clock, settings, djan
     stale = ApiKey.objects.get(pk=api_key.pk)
     stale.last_used_at = None  # another process's copy, loaded before this write
     assert lifecycle.mark_used(stale) is False
+
+
+def test_mark_used_stamps_only_the_key_it_is_given(owner, clock, settings):
+    settings.OMIKEYS_LAST_USED_INTERVAL = 60
+    used = lifecycle.issue_key(owner=owner, name="used").api_key
+    lifecycle.issue_key(owner=owner, name="never used")
+    long_ago = lifecycle.issue_key(owner=owner, name="used long ago").api_key
+    earlier = NOW - datetime.timedelta(days=3)
+    ApiKey.objects.filter(pk=long_ago.pk).update(last_used_at=earlier)
+
+    assert lifecycle.mark_used(used) is True
+    assert used.last_used_at == NOW
+    stamps = dict(ApiKey.objects.values_list("name", "last_used_at"))
+    assert stamps == {"used": NOW, "never used": None, "used long ago": earlier}
+
+
+def test_mark_used_stamps_a_key_last_used_exactly_one_interval_ago(owner, clock, settings):
+    settings.OMIKEYS_LAST_USED_INTERVAL = 60
+    api_key = lifecycle.issue_key(owner=owner, name="n").api_key
+    then = NOW - datetime.timedelta(seconds=60)
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=then)
+    api_key.last_used_at = then
+    assert lifecycle.mark_used(api_key) is True
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at == NOW
 
 
 # The rules doors read: default scopes and grace periods; the exceptions' family
