@@ -597,3 +597,77 @@ def test_for_firebase_creates_once_and_syncs_email():
     assert first.pk == again.pk
     assert User.objects.get(pk=first.pk).email == "b@example.com"
     assert first.username == "firebase:uid-3"
+
+
+# What operators see: one log line per change, naming the key and its owner, never a secret
+
+
+def lifecycle_lines(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name.startswith("apikeys.lifecycle")]
+
+
+def test_each_change_logs_one_line_naming_the_key_and_its_owner(owner, clock, caplog):
+    caplog.set_level("INFO", logger="apikeys.lifecycle")
+    issued = lifecycle.issue_key(owner=owner, name="logged", scopes=scopes("memories:read"))
+    api_key, prefix = issued.api_key, issued.api_key.key_prefix
+    lifecycle.update_key(api_key, name="renamed", scopes=scopes("goals:read"))
+    lifecycle.update_key(api_key, name="renamed")  # no change: no line
+    rotated = lifecycle.rotate_key(api_key, grace_seconds=60)
+    lifecycle.set_expiry(api_key, NOW + datetime.timedelta(days=1))
+    lifecycle.revoke_key(api_key)
+    lifecycle.revoke_key(api_key)  # already revoked: no line
+    assert lifecycle_lines(caplog) == [
+        f"api key issued id={api_key.pk} owner={owner.pk} prefix={prefix}",
+        f"api key updated id={api_key.pk} owner={owner.pk} changes=renamed,scopes_changed",
+        f"api key rotated id={api_key.pk} owner={owner.pk} grace=60s",
+        f"api key expiry changed id={api_key.pk} owner={owner.pk}",
+        f"api key revoked id={api_key.pk} owner={owner.pk}",
+    ]
+    for secret in (issued.plaintext, rotated.plaintext, crypto.hash_key(issued.plaintext)):
+        assert secret not in caplog.text
+
+
+def test_a_stamp_waits_briefly_for_sqlites_write_lock_then_the_usual_wait_again(owner):
+    """On SQLite the stamp's write waits at most STAMP_LOCK_WAIT_MS for the lock; other writes keep theirs."""
+    api_key = lifecycle.issue_key(owner=owner, name="n").api_key
+    connection.ensure_connection()
+    usual_ms = int(connection.settings_dict["OPTIONS"].get("timeout", 5) * 1000) if connection.vendor == "sqlite" else 0
+
+    def busy_timeout():
+        return connection.connection.execute("PRAGMA busy_timeout").fetchone()[0]
+
+    waits = []
+
+    def watch(execute, sql, params, many, context):
+        if sql.startswith("UPDATE"):
+            waits.append(busy_timeout() if connection.vendor == "sqlite" else None)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        assert lifecycle.mark_used(api_key) is True
+    if connection.vendor == "sqlite":
+        assert waits == [50] and usual_ms > 50
+        assert busy_timeout() == usual_ms
+    else:
+        assert waits == [None]
+
+
+@pytest.mark.django_db(transaction=True)  # as on the verification path: no transaction around the stamp
+def test_a_stamp_the_database_refuses_is_skipped_and_logged(owner, caplog, contract_scopes):
+    """Any database error on the stamp (a lock held elsewhere, say) skips it: the verification stands."""
+    from django.db import OperationalError
+
+    api_key = lifecycle.issue_key(owner=owner, name="n").api_key
+
+    def locked(execute, sql, params, many, context):
+        if sql.startswith("UPDATE"):
+            raise OperationalError("database is locked")
+        return execute(sql, params, many, context)
+
+    caplog.set_level("INFO", logger="apikeys.lifecycle")
+    with connection.execute_wrapper(locked):
+        assert lifecycle.mark_used(api_key) is False
+    assert api_key.last_used_at is None
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at is None
+    assert lifecycle_lines(caplog)[-1] == f"last_used_at of key {api_key.pk} not stamped this time: OperationalError"
+    assert lifecycle.mark_used(api_key) is True  # the next use tries again

@@ -215,6 +215,13 @@ def test_an_unreachable_cache_lets_requests_through_and_is_logged(settings, capl
     assert key_client(issued.plaintext).get("/v1/dev/key").status_code == 200
     assert key_client("omi_dev_" + "7" * 32).get("/v1/dev/key").status_code == 401
     assert "the cache is unavailable" in caplog.text
+    logged = {(r.name, r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records}
+    assert (
+        "apikeys.limits",
+        "ERROR",
+        "throttle 'verify-fail': the cache is unavailable; not throttling",
+        True,
+    ) in logged
 
 
 # --- failed verifications: the example of a fixed window's edge ---------------------------
