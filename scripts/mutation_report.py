@@ -41,8 +41,17 @@ def equivalents() -> set[str]:
     return set(re.findall(r"`(apikeys\.[\w.ǁ]+__mutmut_\d+)`", section))
 
 
+# lifecycle is a package: its files are shown one by one below its line, and may be run one by one.
+LIFECYCLE_FILES = ["errors", "rules", "verification", "issuing", "changes", "importing"]
+PARTS = {f"lifecycle.{part}": f"apikeys.lifecycle.{part}." for part in LIFECYCLE_FILES}
+
+
 def module_of(name: str) -> str | None:
     return next((module for module, prefix in MODULES.items() if name.startswith(prefix)), None)
+
+
+def part_of(name: str) -> str | None:
+    return next((part for part, prefix in PARTS.items() if name.startswith(prefix)), None)
 
 
 def main(argv: list[str]) -> int:
@@ -51,27 +60,35 @@ def main(argv: list[str]) -> int:
     if "--pending" in argv:
         # What a run still has to test: no result yet, or survived (the tests may be stronger now).
         for name, code in codes.items():
-            if module_of(name) in wanted and name not in equivalent and code not in KILLED:
+            if (module_of(name) in wanted or part_of(name) in wanted) and name not in equivalent and code not in KILLED:
                 print(name)
         return 0
-    print(f"{'module':<16}{'mutants':>8}{'killed':>8}{'survived':>9}{'equivalent':>11}{'not run':>8}{'score':>8}")
+    rows = []
+    for module in wanted:
+        rows.append(module)
+        if module == "lifecycle":
+            rows += [f"  {part}" for part in PARTS]
+    print(f"{'module':<24}{'mutants':>8}{'killed':>8}{'survived':>9}{'equivalent':>11}{'not run':>8}{'score':>8}")
     totals = [0, 0, 0, 0, 0]
     survivors = []
-    for module in wanted:
-        names = [name for name in codes if module_of(name) == module]
+    for row in rows:
+        module = row.strip()
+        names = [name for name in codes if module_of(name) == module or part_of(name) == module]
         killed = sum(codes[n] in KILLED for n in names if n not in equivalent)
         same = sum(n in equivalent for n in names)
         not_run = sum(codes[n] is None for n in names if n not in equivalent)
         lived = [n for n in names if n not in equivalent and codes[n] is not None and codes[n] not in KILLED]
-        survivors += lived
         counted = killed + len(lived)
         score = f"{100 * killed / counted:.1f}%" if counted else "-"
-        print(f"{module:<16}{len(names):>8}{killed:>8}{len(lived):>9}{same:>11}{not_run:>8}{score:>8}")
+        print(f"{row:<24}{len(names):>8}{killed:>8}{len(lived):>9}{same:>11}{not_run:>8}{score:>8}")
+        if row.startswith(" "):
+            continue  # a file of lifecycle: counted in its line already
+        survivors += lived
         for i, value in enumerate((len(names), killed, len(lived), same, not_run)):
             totals[i] += value
     counted = totals[1] + totals[2]
     score = f"{100 * totals[1] / counted:.1f}%" if counted else "-"
-    print(f"{'all':<16}{totals[0]:>8}{totals[1]:>8}{totals[2]:>9}{totals[3]:>11}{totals[4]:>8}{score:>8}")
+    print(f"{'all':<24}{totals[0]:>8}{totals[1]:>8}{totals[2]:>9}{totals[3]:>11}{totals[4]:>8}{score:>8}")
     stale = sorted(equivalent - set(codes))
     if stale and len(wanted) == len(MODULES):
         print(f"\nListed as equivalent in docs/testing.md but not a mutant of this code: {', '.join(stale)}")

@@ -671,3 +671,117 @@ def test_a_stamp_the_database_refuses_is_skipped_and_logged(owner, caplog, contr
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at is None
     assert lifecycle_lines(caplog)[-1] == f"last_used_at of key {api_key.pk} not stamped this time: OperationalError"
     assert lifecycle.mark_used(api_key) is True  # the next use tries again
+
+
+# What each refusal says: the doors show these sentences to people as they are
+
+
+def test_every_refusal_of_a_change_says_why_in_words(owner, clock):
+    revoked = lifecycle.issue_key(owner=owner, name="gone").api_key
+    lifecycle.revoke_key(revoked)
+    expired = lifecycle.issue_key(owner=owner, name="old").api_key
+    expire(expired)
+    rotated = lifecycle.issue_key(owner=owner, name="rotated").api_key
+    seen = rotated.key_prefix
+    lifecycle.rotate_key(rotated)
+    cases = {
+        "rename revoked": (
+            lambda: lifecycle.update_key(revoked, name="x"),
+            "This key has been revoked; it cannot change.",
+        ),
+        "rotate revoked": (
+            lambda: lifecycle.rotate_key(revoked),
+            "This key has been revoked; a revoked key cannot be rotated.",
+        ),
+        "expiry of revoked": (
+            lambda: lifecycle.set_expiry(revoked, NOW + datetime.timedelta(days=1)),
+            "This key has been revoked; its expiry cannot change.",
+        ),
+        "rotate expired": (
+            lambda: lifecycle.rotate_key(expired),
+            "This key has expired; an expired key cannot be rotated.",
+        ),
+        "rotated meanwhile": (
+            lambda: lifecycle.rotate_key(rotated, expected_prefix=seen),
+            f"The key {rotated.pk} was rotated already.",
+        ),
+    }
+    said = {}
+    for name, (change, _) in cases.items():
+        with pytest.raises(lifecycle.LifecycleError) as refused:
+            change()
+        said[name] = str(refused.value)
+    assert said == {name: words for name, (_, words) in cases.items()}
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        ("inactive", "This account has been deactivated; it cannot hold API keys."),
+        ("no_firebase_uid", "Only users who sign in with Firebase can hold API keys."),
+        ("firebase_disabled", "This Firebase account has been disabled; it cannot hold API keys."),
+    ],
+)
+def test_an_owner_refused_is_told_why(owner, reason, words):
+    assert str(lifecycle.OwnerNotEligible(owner, reason)) == words
+
+
+def test_each_rule_of_a_field_says_what_is_allowed(owner, clock, settings):
+    settings.OMIKEYS_MAX_KEY_LIFETIME_DAYS = 30
+    cases = {
+        "naive": (datetime.datetime(2027, 7, 1), "Give the expiry with a time zone, for example 2027-01-31T00:00:00Z."),
+        "now": (NOW, "The expiry must be in the future."),
+        "too late": (NOW + datetime.timedelta(days=30, seconds=1), "The expiry must be at most 30 days from now."),
+    }
+    for name, (expires_at, words) in cases.items():
+        with pytest.raises(ValidationError) as refused:
+            lifecycle.issue_key(owner=owner, name="n", expires_at=expires_at)
+        assert refused.value.message_dict == {"expires_at": [words]}, name
+    lifecycle.validate_expiry(NOW + datetime.timedelta(days=30))  # the last moment allowed
+    lifecycle.validate_expiry(NOW + datetime.timedelta(seconds=1))
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.rotate_key(issued.api_key, grace_seconds=lifecycle.MAX_GRACE_SECONDS + 1)
+    assert refused.value.message_dict == {
+        "grace_seconds": ["The grace period must be between 0 and 604800 seconds (7 days)."]
+    }
+    lifecycle.rotate_key(issued.api_key, grace_seconds=lifecycle.MAX_GRACE_SECONDS)  # the longest allowed
+    assert lifecycle.GRACE_PERIODS == {0: "immediately", 3600: "1 hour", 86400: "24 hours", 604800: "7 days"}
+
+
+def verdict_of(plaintext: str) -> tuple:
+    verdict = lifecycle.verify_key(plaintext)
+    return (verdict.api_key is not None, verdict.rejection, verdict.outcome, verdict.secret)
+
+
+def test_every_verdict_of_a_replaced_secret(owner, clock):
+    """A replaced secret verifies during its grace, then says "grace_ended"; if the key's expiry cut the
+    grace short, it says the key expired, as the current secret does."""
+    hour = datetime.timedelta(hours=1)
+    plain = lifecycle.issue_key(owner=owner, name="plain")
+    plain_new = lifecycle.rotate_key(plain.api_key, grace_seconds=3600)
+    short = lifecycle.issue_key(owner=owner, name="short", expires_at=NOW + 2 * hour)
+    short_new = lifecycle.rotate_key(short.api_key, grace_seconds=3 * 3600)  # the grace ends with the key
+    assert verdict_of(plain.plaintext) == (True, None, "valid", "replaced")
+    assert verdict_of(plain_new.plaintext) == (True, None, "valid", "current")
+    during = lifecycle.verify_key(short.plaintext).api_key
+    assert during.replaced_secret_sunset == NOW + 2 * hour
+    assert lifecycle.verify_key(short_new.plaintext).api_key.replaced_secret_sunset is None
+
+    clock.shift(90 * 60)  # the plain key's grace is over; the short key has half an hour left
+    assert verdict_of(plain.plaintext) == (False, lifecycle.Rejection.INVALID, "grace_ended", "replaced")
+    assert verdict_of(short.plaintext) == (True, None, "valid", "replaced")
+
+    clock.shift(datetime.timedelta(hours=1))  # the short key has expired, and its grace with it
+    expired = (False, lifecycle.Rejection.EXPIRED, "expired")
+    assert verdict_of(short.plaintext) == (*expired, "replaced")
+    assert verdict_of(short_new.plaintext) == (*expired, "current")
+    assert lifecycle.Rejection.EXPIRED == "Invalid API Key: this key has expired."
+    assert lifecycle.Rejection.INVALID == "Invalid API Key"
+
+
+def test_a_replaced_secret_of_an_expiring_key_ends_with_its_grace_not_its_expiry(owner, clock):
+    key = lifecycle.issue_key(owner=owner, name="k", expires_at=NOW + datetime.timedelta(days=2))
+    lifecycle.rotate_key(key.api_key, grace_seconds=3600)
+    clock.shift(datetime.timedelta(hours=2))
+    assert verdict_of(key.plaintext) == (False, lifecycle.Rejection.INVALID, "grace_ended", "replaced")
