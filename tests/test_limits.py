@@ -339,3 +339,16 @@ def test_the_rates_are_read_from_the_settings(settings):
 @pytest.mark.parametrize("address", ["", "not an address", "999.1.1.1"])
 def test_an_address_that_is_not_one_is_counted_as_unknown(address):
     assert limits.address_subject(address) == "unknown"
+
+
+def test_a_refused_event_records_the_block_again_if_the_cache_dropped_it(time_machine):
+    """A cache may drop entries before they expire (locmem culls, Redis evicts): the next refusal puts it back."""
+    start = 1_800_000_000.0
+    time_machine.move_to(start, tick=False)
+    throttle = limits.Throttle("culled", limit=1, period=60)
+    assert throttle.hit("a") is None
+    cache.delete("omikeys:throttle:culled:a:blocked")
+    assert throttle.retry_after("a") is None  # the block is gone; the counter is not
+    time_machine.move_to(start + 10, tick=False)
+    assert throttle.hit("a") == 51
+    assert throttle.retry_after("a") == 51
