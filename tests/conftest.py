@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connections
 from django.utils.module_loading import import_string
 from playwright.sync_api import sync_playwright
 from rest_framework.test import APIClient
@@ -69,6 +70,18 @@ def fresh_breakers():
     dependencies.reset()
     yield
     dependencies.reset()
+
+
+@pytest.fixture(autouse=True)
+def fresh_key_lookup():
+    """Each test starts as a new database connection does: with no key-lookup statement built yet.
+
+    ``apikeys.lookup`` builds its statement once per connection and keeps it there; the
+    tests share one connection, so without this only the first test would build it.
+    """
+    for connection in connections.all(initialized_only=True):
+        connection.__dict__.pop("_omikeys_key_lookup", None)
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -49,10 +49,37 @@ class Misconfigured(APIView):
         return Response({})
 
 
+class HalfScoped(APIView):
+    """Handles POST but names scopes only for GET: a configuration error, whoever asks."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasScope]
+    required_scopes = {"GET": ["goals:read"]}
+
+    def get(self, request):
+        return Response({})
+
+    def post(self, request):
+        return Response({}, status=201)
+
+
+class Exports(APIView):
+    """Names scopes for HEAD of its own, stricter than for GET."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasScope]
+    required_scopes = {"GET": ["memories:read"], "HEAD": ["memories:read", "conversations:read"]}
+
+    def get(self, request):
+        return Response({"exports": []})
+
+
 urlpatterns = [
     path("v1/memories", MemoryList.as_view()),
     path("v1/goals", Goals.as_view()),
     path("v1/either", EitherCredential.as_view()),
     path("v1/misconfigured", Misconfigured.as_view()),
+    path("v1/half-scoped", HalfScoped.as_view()),
+    path("v1/exports", Exports.as_view()),
     path("", include("omikeys_project.urls")),
 ]

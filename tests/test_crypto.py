@@ -69,3 +69,12 @@ def test_stored_hash_shape_is_64_lowercase_hex():
     assert not crypto.is_stored_hash("a" * 63)
     assert not crypto.is_stored_hash("a" * 64 + "\n")
     assert not crypto.is_stored_hash(None)
+
+
+def test_a_key_run_into_more_hex_digits_is_still_a_key_in_the_text():
+    """Pasted with a stray digit after it, the key is still all there, and must not be stored in a name."""
+    key = "omi_dev_" + "0123456789abcdef" * 2
+    assert crypto.contains_raw_key(f"prod {key}7")
+    assert crypto.contains_raw_key(f"{key}0123")
+    assert crypto.contains_raw_key(f"{key.replace('omi_dev_', 'OMI_MCP_')}f")
+    assert not crypto.contains_raw_key("prod " + key[:-1])  # 31 hex digits: not a key

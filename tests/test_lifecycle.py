@@ -128,6 +128,19 @@ def test_a_request_token_issues_one_key_however_often_it_is_sent(owner):
     assert ApiKey.objects.count() == 4
 
 
+def test_a_form_sent_again_at_the_limit_gets_its_first_key_not_too_many_keys(owner, settings):
+    """The form's token is checked before the active-key limit: the key it made is what fills the limit."""
+    settings.OMIKEYS_MAX_ACTIVE_KEYS = 1
+    first = lifecycle.issue_key(owner=owner, name="n", request_token="form-token")
+    with pytest.raises(lifecycle.AlreadyIssued) as already:
+        lifecycle.issue_key(owner=owner, name="n", request_token="form-token")
+    assert already.value.api_key == first.api_key
+    assert str(already.value) == f"A key was already issued for this request: {first.api_key.pk}"
+    with pytest.raises(lifecycle.TooManyKeys):
+        lifecycle.issue_key(owner=owner, name="n", request_token="another-form")
+    assert ApiKey.objects.count() == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_token_issue_exactly_one_key(contract_scopes):
     owner = User.objects.for_firebase("uid-race", None)
@@ -491,6 +504,30 @@ def test_mark_used_writes_at_most_once_per_interval(owner, clock, settings, djan
     assert lifecycle.mark_used(stale) is False
 
 
+def test_mark_used_stamps_only_the_key_it_is_given(owner, clock, settings):
+    settings.OMIKEYS_LAST_USED_INTERVAL = 60
+    used = lifecycle.issue_key(owner=owner, name="used").api_key
+    lifecycle.issue_key(owner=owner, name="never used")
+    long_ago = lifecycle.issue_key(owner=owner, name="used long ago").api_key
+    earlier = NOW - datetime.timedelta(days=3)
+    ApiKey.objects.filter(pk=long_ago.pk).update(last_used_at=earlier)
+
+    assert lifecycle.mark_used(used) is True
+    assert used.last_used_at == NOW
+    stamps = dict(ApiKey.objects.values_list("name", "last_used_at"))
+    assert stamps == {"used": NOW, "never used": None, "used long ago": earlier}
+
+
+def test_mark_used_stamps_a_key_last_used_exactly_one_interval_ago(owner, clock, settings):
+    settings.OMIKEYS_LAST_USED_INTERVAL = 60
+    api_key = lifecycle.issue_key(owner=owner, name="n").api_key
+    then = NOW - datetime.timedelta(seconds=60)
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=then)
+    api_key.last_used_at = then
+    assert lifecycle.mark_used(api_key) is True
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at == NOW
+
+
 # The rules doors read: default scopes and grace periods; the exceptions' family
 
 
@@ -560,3 +597,191 @@ def test_for_firebase_creates_once_and_syncs_email():
     assert first.pk == again.pk
     assert User.objects.get(pk=first.pk).email == "b@example.com"
     assert first.username == "firebase:uid-3"
+
+
+# What operators see: one log line per change, naming the key and its owner, never a secret
+
+
+def lifecycle_lines(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name.startswith("apikeys.lifecycle")]
+
+
+def test_each_change_logs_one_line_naming_the_key_and_its_owner(owner, clock, caplog):
+    caplog.set_level("INFO", logger="apikeys.lifecycle")
+    issued = lifecycle.issue_key(owner=owner, name="logged", scopes=scopes("memories:read"))
+    api_key, prefix = issued.api_key, issued.api_key.key_prefix
+    lifecycle.update_key(api_key, name="renamed", scopes=scopes("goals:read"))
+    lifecycle.update_key(api_key, name="renamed")  # no change: no line
+    rotated = lifecycle.rotate_key(api_key, grace_seconds=60)
+    lifecycle.set_expiry(api_key, NOW + datetime.timedelta(days=1))
+    lifecycle.revoke_key(api_key)
+    lifecycle.revoke_key(api_key)  # already revoked: no line
+    assert lifecycle_lines(caplog) == [
+        f"api key issued id={api_key.pk} owner={owner.pk} prefix={prefix}",
+        f"api key updated id={api_key.pk} owner={owner.pk} changes=renamed,scopes_changed",
+        f"api key rotated id={api_key.pk} owner={owner.pk} grace=60s",
+        f"api key expiry changed id={api_key.pk} owner={owner.pk}",
+        f"api key revoked id={api_key.pk} owner={owner.pk}",
+    ]
+    for secret in (issued.plaintext, rotated.plaintext, crypto.hash_key(issued.plaintext)):
+        assert secret not in caplog.text
+
+
+def test_a_stamp_waits_briefly_for_sqlites_write_lock_then_the_usual_wait_again(owner):
+    """On SQLite the stamp's write waits at most STAMP_LOCK_WAIT_MS for the lock; other writes keep theirs."""
+    api_key = lifecycle.issue_key(owner=owner, name="n").api_key
+    connection.ensure_connection()
+    usual_ms = int(connection.settings_dict["OPTIONS"].get("timeout", 5) * 1000) if connection.vendor == "sqlite" else 0
+
+    def busy_timeout():
+        return connection.connection.execute("PRAGMA busy_timeout").fetchone()[0]
+
+    waits = []
+
+    def watch(execute, sql, params, many, context):
+        if sql.startswith("UPDATE"):
+            waits.append(busy_timeout() if connection.vendor == "sqlite" else None)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        assert lifecycle.mark_used(api_key) is True
+    if connection.vendor == "sqlite":
+        assert waits == [50] and usual_ms > 50
+        assert busy_timeout() == usual_ms
+    else:
+        assert waits == [None]
+
+
+@pytest.mark.django_db(transaction=True)  # as on the verification path: no transaction around the stamp
+def test_a_stamp_the_database_refuses_is_skipped_and_logged(owner, caplog, contract_scopes):
+    """Any database error on the stamp (a lock held elsewhere, say) skips it: the verification stands."""
+    from django.db import OperationalError
+
+    api_key = lifecycle.issue_key(owner=owner, name="n").api_key
+
+    def locked(execute, sql, params, many, context):
+        if sql.startswith("UPDATE"):
+            raise OperationalError("database is locked")
+        return execute(sql, params, many, context)
+
+    caplog.set_level("INFO", logger="apikeys.lifecycle")
+    with connection.execute_wrapper(locked):
+        assert lifecycle.mark_used(api_key) is False
+    assert api_key.last_used_at is None
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at is None
+    assert lifecycle_lines(caplog)[-1] == f"last_used_at of key {api_key.pk} not stamped this time: OperationalError"
+    assert lifecycle.mark_used(api_key) is True  # the next use tries again
+
+
+# What each refusal says: the doors show these sentences to people as they are
+
+
+def test_every_refusal_of_a_change_says_why_in_words(owner, clock):
+    revoked = lifecycle.issue_key(owner=owner, name="gone").api_key
+    lifecycle.revoke_key(revoked)
+    expired = lifecycle.issue_key(owner=owner, name="old").api_key
+    expire(expired)
+    rotated = lifecycle.issue_key(owner=owner, name="rotated").api_key
+    seen = rotated.key_prefix
+    lifecycle.rotate_key(rotated)
+    cases = {
+        "rename revoked": (
+            lambda: lifecycle.update_key(revoked, name="x"),
+            "This key has been revoked; it cannot change.",
+        ),
+        "rotate revoked": (
+            lambda: lifecycle.rotate_key(revoked),
+            "This key has been revoked; a revoked key cannot be rotated.",
+        ),
+        "expiry of revoked": (
+            lambda: lifecycle.set_expiry(revoked, NOW + datetime.timedelta(days=1)),
+            "This key has been revoked; its expiry cannot change.",
+        ),
+        "rotate expired": (
+            lambda: lifecycle.rotate_key(expired),
+            "This key has expired; an expired key cannot be rotated.",
+        ),
+        "rotated meanwhile": (
+            lambda: lifecycle.rotate_key(rotated, expected_prefix=seen),
+            f"The key {rotated.pk} was rotated already.",
+        ),
+    }
+    said = {}
+    for name, (change, _) in cases.items():
+        with pytest.raises(lifecycle.LifecycleError) as refused:
+            change()
+        said[name] = str(refused.value)
+    assert said == {name: words for name, (_, words) in cases.items()}
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        ("inactive", "This account has been deactivated; it cannot hold API keys."),
+        ("no_firebase_uid", "Only users who sign in with Firebase can hold API keys."),
+        ("firebase_disabled", "This Firebase account has been disabled; it cannot hold API keys."),
+    ],
+)
+def test_an_owner_refused_is_told_why(owner, reason, words):
+    assert str(lifecycle.OwnerNotEligible(owner, reason)) == words
+
+
+def test_each_rule_of_a_field_says_what_is_allowed(owner, clock, settings):
+    settings.OMIKEYS_MAX_KEY_LIFETIME_DAYS = 30
+    cases = {
+        "naive": (datetime.datetime(2027, 7, 1), "Give the expiry with a time zone, for example 2027-01-31T00:00:00Z."),
+        "now": (NOW, "The expiry must be in the future."),
+        "too late": (NOW + datetime.timedelta(days=30, seconds=1), "The expiry must be at most 30 days from now."),
+    }
+    for name, (expires_at, words) in cases.items():
+        with pytest.raises(ValidationError) as refused:
+            lifecycle.issue_key(owner=owner, name="n", expires_at=expires_at)
+        assert refused.value.message_dict == {"expires_at": [words]}, name
+    lifecycle.validate_expiry(NOW + datetime.timedelta(days=30))  # the last moment allowed
+    lifecycle.validate_expiry(NOW + datetime.timedelta(seconds=1))
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.rotate_key(issued.api_key, grace_seconds=lifecycle.MAX_GRACE_SECONDS + 1)
+    assert refused.value.message_dict == {
+        "grace_seconds": ["The grace period must be between 0 and 604800 seconds (7 days)."]
+    }
+    lifecycle.rotate_key(issued.api_key, grace_seconds=lifecycle.MAX_GRACE_SECONDS)  # the longest allowed
+    assert lifecycle.GRACE_PERIODS == {0: "immediately", 3600: "1 hour", 86400: "24 hours", 604800: "7 days"}
+
+
+def verdict_of(plaintext: str) -> tuple:
+    verdict = lifecycle.verify_key(plaintext)
+    return (verdict.api_key is not None, verdict.rejection, verdict.outcome, verdict.secret)
+
+
+def test_every_verdict_of_a_replaced_secret(owner, clock):
+    """A replaced secret verifies during its grace, then says "grace_ended"; if the key's expiry cut the
+    grace short, it says the key expired, as the current secret does."""
+    hour = datetime.timedelta(hours=1)
+    plain = lifecycle.issue_key(owner=owner, name="plain")
+    plain_new = lifecycle.rotate_key(plain.api_key, grace_seconds=3600)
+    short = lifecycle.issue_key(owner=owner, name="short", expires_at=NOW + 2 * hour)
+    short_new = lifecycle.rotate_key(short.api_key, grace_seconds=3 * 3600)  # the grace ends with the key
+    assert verdict_of(plain.plaintext) == (True, None, "valid", "replaced")
+    assert verdict_of(plain_new.plaintext) == (True, None, "valid", "current")
+    during = lifecycle.verify_key(short.plaintext).api_key
+    assert during.replaced_secret_sunset == NOW + 2 * hour
+    assert lifecycle.verify_key(short_new.plaintext).api_key.replaced_secret_sunset is None
+
+    clock.shift(90 * 60)  # the plain key's grace is over; the short key has half an hour left
+    assert verdict_of(plain.plaintext) == (False, lifecycle.Rejection.INVALID, "grace_ended", "replaced")
+    assert verdict_of(short.plaintext) == (True, None, "valid", "replaced")
+
+    clock.shift(datetime.timedelta(hours=1))  # the short key has expired, and its grace with it
+    expired = (False, lifecycle.Rejection.EXPIRED, "expired")
+    assert verdict_of(short.plaintext) == (*expired, "replaced")
+    assert verdict_of(short_new.plaintext) == (*expired, "current")
+    assert lifecycle.Rejection.EXPIRED == "Invalid API Key: this key has expired."
+    assert lifecycle.Rejection.INVALID == "Invalid API Key"
+
+
+def test_a_replaced_secret_of_an_expiring_key_ends_with_its_grace_not_its_expiry(owner, clock):
+    key = lifecycle.issue_key(owner=owner, name="k", expires_at=NOW + datetime.timedelta(days=2))
+    lifecycle.rotate_key(key.api_key, grace_seconds=3600)
+    clock.shift(datetime.timedelta(hours=2))
+    assert verdict_of(key.plaintext) == (False, lifecycle.Rejection.INVALID, "grace_ended", "replaced")

@@ -5,6 +5,7 @@ import random
 import threading
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
@@ -214,6 +215,13 @@ def test_an_unreachable_cache_lets_requests_through_and_is_logged(settings, capl
     assert key_client(issued.plaintext).get("/v1/dev/key").status_code == 200
     assert key_client("omi_dev_" + "7" * 32).get("/v1/dev/key").status_code == 401
     assert "the cache is unavailable" in caplog.text
+    logged = {(r.name, r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records}
+    assert (
+        "apikeys.limits",
+        "ERROR",
+        "throttle 'verify-fail': the cache is unavailable; not throttling",
+        True,
+    ) in logged
 
 
 # --- failed verifications: the example of a fixed window's edge ---------------------------
@@ -260,3 +268,87 @@ def test_retry_after_is_when_the_client_is_let_in(settings, time_machine, issued
     assert key_client(issued_key.plaintext, **address).get("/v1/dev/key").status_code == 429
     time_machine.move_to(start + datetime.timedelta(seconds=wait), tick=False)
     assert key_client(issued_key.plaintext, **address).get("/v1/dev/key").status_code == 200
+
+
+# --- what the throttle keeps in the cache, and for how long ------------------------------
+
+
+def throttle_entries(throttle: limits.Throttle, subject: str, slots: range) -> dict:
+    """The throttle's cache entries for ``subject`` that are still there: its slot counters and its block."""
+    prefix = f"omikeys:throttle:{throttle.name}:{subject}"
+    names = [f"{prefix}:{slot}" for slot in slots] + [f"{prefix}:blocked"]
+    return {name.removeprefix(prefix + ":"): value for name, value in cache.get_many(names).items()}
+
+
+def test_a_throttles_entries_expire_once_they_no_longer_count(time_machine):
+    """Nothing is kept for ever: a counter lives while its slot is in the period, and a second more."""
+    start = 1_800_000_000.0  # slot 1_800_000_000 of one second
+    time_machine.move_to(start, tick=False)
+    throttle = limits.Throttle("expiring", limit=2, period=60)
+    slots = range(int(start) - 1, int(start) + 120)
+    assert throttle.hit("a") is None
+    assert throttle.hit("a") is None  # fills the limit: blocked until the slot leaves the period
+    assert throttle_entries(throttle, "a", slots) == {str(int(start)): 2, "blocked": start + 61}
+    time_machine.move_to(start + 60.99, tick=False)
+    assert throttle_entries(throttle, "a", slots) == {str(int(start)): 2, "blocked": start + 61}
+    assert throttle.retry_after("a") == 1
+    time_machine.move_to(start + 62.5, tick=False)
+    assert throttle_entries(throttle, "a", slots) == {}
+    assert throttle.retry_after("a") is None
+
+
+def test_a_refusal_in_the_last_second_of_a_wait_still_blocks_for_that_second(time_machine):
+    start = 1_800_000_000.0
+    time_machine.move_to(start, tick=False)
+    throttle = limits.Throttle("last-second", limit=1, period=60)
+    assert throttle.hit("a") is None
+    time_machine.move_to(start + 60.5, tick=False)  # the event leaves the period at start + 61
+    assert throttle.hit("a") == 1
+    assert throttle.retry_after("a") == 1
+    time_machine.move_to(start + 61, tick=False)
+    assert throttle.retry_after("a") is None
+    assert throttle.hit("a") is None
+
+
+def test_a_limit_of_one_lets_each_new_subject_act_once(time_machine):
+    time_machine.move_to(1_800_000_000.5, tick=False)
+    throttle = limits.Throttle("once", limit=1, period=3600)
+    for subject in ("a", "b"):
+        assert throttle.retry_after(subject) is None
+        assert throttle.hit(subject) is None
+        # One-minute slots: the event's slot ends at +59.5 s and leaves the hour an hour later.
+        assert throttle.retry_after(subject) == 3660
+        assert throttle.hit(subject) == 3660
+
+
+def test_a_limit_of_one_failed_verification_refuses_the_second_not_the_first(settings):
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (1, 60)
+    for address in ("203.0.113.20", "203.0.113.21"):
+        bad = key_client("omi_dev_" + "6" * 32, REMOTE_ADDR=address)
+        assert bad.get("/v1/dev/key").status_code == 401
+        assert bad.get("/v1/dev/key").status_code == 429
+
+
+def test_the_rates_are_read_from_the_settings(settings):
+    settings.OMIKEYS_KEY_CREATION_RATE = (7, 120)
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (9, 30)
+    assert limits.key_creation() == limits.Throttle("create", 7, 120)
+    assert limits.failed_verification() == limits.Throttle("verify-fail", 9, 30)
+
+
+@pytest.mark.parametrize("address", ["", "not an address", "999.1.1.1"])
+def test_an_address_that_is_not_one_is_counted_as_unknown(address):
+    assert limits.address_subject(address) == "unknown"
+
+
+def test_a_refused_event_records_the_block_again_if_the_cache_dropped_it(time_machine):
+    """A cache may drop entries before they expire (locmem culls, Redis evicts): the next refusal puts it back."""
+    start = 1_800_000_000.0
+    time_machine.move_to(start, tick=False)
+    throttle = limits.Throttle("culled", limit=1, period=60)
+    assert throttle.hit("a") is None
+    cache.delete("omikeys:throttle:culled:a:blocked")
+    assert throttle.retry_after("a") is None  # the block is gone; the counter is not
+    time_machine.move_to(start + 10, tick=False)
+    assert throttle.hit("a") == 51
+    assert throttle.retry_after("a") == 51

@@ -12,7 +12,7 @@ from apikeys.api.permissions import HasScope
 from apikeys.models import ApiKey
 
 from .helpers import issue, key_client
-from .scoped_urls import Misconfigured
+from .scoped_urls import Goals, HalfScoped, Misconfigured
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.scoped_urls"), pytest.mark.owner("scoped-owner")]
 
@@ -110,3 +110,67 @@ def test_a_key_object_not_from_the_authenticator_is_refused(owner):
             pass
 
     assert HasScope().has_permission(request, View()) is False
+
+
+def test_head_needs_the_scopes_of_get_when_the_view_names_none_for_head(owner):
+    write_only = key_client(issue(owner, scopes=["goals:write"]).plaintext)
+    response = write_only.head("/v1/goals")
+    assert response.status_code == 403
+    response = write_only.get("/v1/goals")
+    assert response.json() == {"detail": "Insufficient permissions. Required scope: goals:read"}
+
+
+def test_head_needs_its_own_scopes_when_the_view_names_them(owner):
+    reader = key_client(issue(owner, scopes=["memories:read"]).plaintext)
+    both = key_client(issue(owner, scopes=["memories:read", "conversations:read"]).plaintext)
+    assert reader.get("/v1/exports").status_code == 200
+    assert reader.head("/v1/exports").status_code == 403
+    assert both.head("/v1/exports").status_code == 200
+
+
+def test_options_without_scopes_of_its_own_is_403_saying_so(owner):
+    reader = key_client(issue(owner, scopes=["goals:read", "goals:write"]).plaintext)
+    response = reader.options("/v1/goals")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "No scope allows OPTIONS here."}
+
+
+def scoped_request(method: str, api_key):
+    request = APIRequestFactory().generic(method, "/v1/anywhere")
+    request.auth = api_key
+    return request
+
+
+def test_a_handled_method_without_scopes_is_a_configuration_error_not_a_403(owner):
+    api_key = lifecycle.verify_key(issue(owner, scopes=["goals:read", "goals:write"]).plaintext).api_key
+    assert HasScope().has_permission(scoped_request("GET", api_key), HalfScoped()) is True
+    with pytest.raises(ImproperlyConfigured) as error:
+        HasScope().has_permission(scoped_request("POST", api_key), HalfScoped())
+    assert str(error.value) == "HalfScoped.required_scopes names no scopes for POST, which it handles."
+
+
+@pytest.mark.parametrize("required", [None, "memories:read"])
+def test_required_scopes_that_are_not_a_list_are_a_configuration_error(owner, required):
+    api_key = lifecycle.verify_key(issue(owner, scopes=["memories:read"]).plaintext).api_key
+    view = Misconfigured()
+    view.required_scopes = required
+    with pytest.raises(ImproperlyConfigured) as error:
+        HasScope().has_permission(scoped_request("GET", api_key), view)
+    assert str(error.value) == (
+        "Misconfigured uses HasScope: set required_scopes to a list of scope codes (or a dict of them by HTTP method)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "scopes"),
+    [
+        ("GET", ["goals:read"]),
+        ("HEAD", ["goals:read"]),
+        ("POST", ["goals:read", "goals:write"]),
+        ("DELETE", []),  # not handled: DRF answers 405
+        ("OPTIONS", None),  # DRF's own OPTIONS, named by no scope: refused
+    ],
+)
+def test_the_scopes_a_request_needs_follow_its_method(method, scopes):
+    view = Goals()
+    assert HasScope.required_scopes(scoped_request(method, None), view) == scopes
