@@ -28,7 +28,6 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .dependencies import DependencyUnavailable
 from .models import EVENT_TYPE_NAMES, ApiKey, Delivery, Event, KeyEvent, User, WebhookEndpoint
 
 logger = logging.getLogger("apikeys.events")
@@ -96,11 +95,12 @@ def subscriptions() -> dict[str, list[int]]:
     change endpoints (``apikeys.webhooks``) forget it, so in this process (with Redis: in
     all of them) a change applies at once; other processes follow within 10 seconds.
     Deliveries made meanwhile for an endpoint just disabled are not sent (the worker skips
-    disabled endpoints). When the cache does not answer, the database is read.
+    disabled endpoints). When the cache does not answer, whatever its backend raises, the
+    database is read: a key change never fails for the cache (as the throttles, ``limits``).
     """
     try:
         table = cache.get(SUBSCRIPTIONS_CACHE_KEY)
-    except DependencyUnavailable:
+    except Exception:  # DependencyUnavailable from ours; redis or memcached errors from others
         table = None
     if table is None:
         table = {}
@@ -109,7 +109,7 @@ def subscriptions() -> dict[str, list[int]]:
                 table.setdefault(event_type, []).append(pk)
         try:
             cache.set(SUBSCRIPTIONS_CACHE_KEY, table, SUBSCRIPTIONS_CACHE_SECONDS)
-        except DependencyUnavailable:
+        except Exception:  # as above
             pass
     return table
 
@@ -120,7 +120,7 @@ def forget_subscriptions() -> None:
     def forget():
         try:
             cache.delete(SUBSCRIPTIONS_CACHE_KEY)
-        except DependencyUnavailable:
+        except Exception:  # as in subscriptions
             pass
 
     forget()

@@ -127,7 +127,9 @@ def test_a_deactivated_account_is_told_so(emulator_user):
     User.objects.filter(firebase_uid=emulator_user.uid).update(is_active=False)
     response = client.get(KEYS_URL)
     assert response.status_code == 401
-    assert response.json() == {"detail": "This account has been deactivated by an administrator."}
+    assert response.json() == {
+        "detail": "This account has been deactivated. Contact support if you think this is a mistake."
+    }
 
 
 def test_a_throttled_address_is_told_how_long_to_wait(settings, time_machine):
