@@ -15,6 +15,8 @@ import re
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -84,6 +86,21 @@ def get(url: str, key: str | None = None, **kwargs) -> tuple[requests.Response, 
     started = time.monotonic()
     response = requests.request(kwargs.pop("method", "GET"), url, headers=headers, timeout=90, **kwargs)
     return response, time.monotonic() - started
+
+
+def create_service_client(env: dict) -> str:
+    """A new service client allowed to verify keys, made by ``manage.py createserviceclient`` with ``env``;
+    its token."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "createserviceclient", f"faults-{time.monotonic_ns()}", "--allow", "verify_keys"],
+        cwd=servers.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return re.search(r"omi_svc_[0-9a-f]{32}", result.stdout + result.stderr).group(0)
 
 
 def new_log(server: servers.Server, since: int) -> str:
@@ -403,6 +420,7 @@ def test_sqlite_write_lock_held_verification_answers_and_creation_is_503(own_dat
     token = servers.emulator_token(emulator)
     try:
         key = create_key(base, token)  # never used: its first verification stamps last_used_at
+        service_token = create_service_client(env)  # never used either: its first call stamps it too
         holder = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=10, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:
@@ -411,6 +429,15 @@ def test_sqlite_write_lock_held_verification_answers_and_creation_is_503(own_dat
                 assert response.status_code == 200, response.text
                 assert took < ANSWER  # was 20 s, then a 500
             assert response.json()["last_used_at"] is None  # the stamp was skipped, not waited for
+            for _ in range(3):  # the service door: its token's stamp and the key's are skipped alike
+                verdict, took = get(
+                    f"{base}/v1/service/keys/verify",
+                    service_token,
+                    method="POST",
+                    json={"key": key, "client_ip": "192.0.2.7"},
+                )
+                assert (verdict.status_code, verdict.json()["code"]) == (200, "VALID"), verdict.text
+                assert took < ANSWER  # was OMIKEYS_DATABASE_TIMEOUT: the token's stamp waited for the lock
             created, took = get(f"{base}/v1/dev/keys", token, method="POST", json={"name": "while locked"})
             assert_unavailable_json(created)
             assert took < 2 + 8  # OMIKEYS_DATABASE_TIMEOUT, with a wide margin

@@ -1,19 +1,17 @@
 """Service clients' tokens: issuing, rotating and revoking them, and finding the client a token belongs to."""
 
-import datetime
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .. import crypto
 from ..models import ServiceClient, validate_key_name
 from .errors import LifecycleError
+from .verification import stamp_last_used
 
 logger = logging.getLogger("apikeys.lifecycle")
 
@@ -113,18 +111,7 @@ def find_service_client(token: str) -> ServiceClient | None:
 
 
 def mark_service_client_used(client: ServiceClient) -> bool:
-    """Stamp ``last_used_at``, at most once per ``OMIKEYS_LAST_USED_INTERVAL`` seconds (as for keys); best-effort:
-    a database error skips it. True when it wrote."""
-    now = timezone.now()
-    interval = datetime.timedelta(seconds=settings.OMIKEYS_LAST_USED_INTERVAL)
-    if client.last_used_at is not None and now - client.last_used_at < interval:
-        return False
-    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - interval)
-    try:
-        written = ServiceClient.objects.filter(stale, pk=client.pk).update(last_used_at=now)
-    except DatabaseError as exc:
-        logger.info("last_used_at of service client %s not stamped this time: %s", client.pk, type(exc).__name__)
-        return False
-    if written:
-        client.last_used_at = now
-    return bool(written)
+    """Stamp ``last_used_at`` as a key's is stamped (``verification.stamp_last_used``): at most once per
+    ``OMIKEYS_LAST_USED_INTERVAL`` seconds, best-effort, never waiting long for SQLite's write lock.
+    True when it wrote."""
+    return stamp_last_used(client, what="service client")

@@ -97,19 +97,25 @@ def mark_used(api_key: ApiKey) -> bool:
     Call it outside a transaction: on PostgreSQL a failed write inside one would
     abort it.
     """
+    return stamp_last_used(api_key, what="key")
+
+
+def stamp_last_used(obj, *, what: str) -> bool:
+    """:func:`mark_used`'s stamp for any row with a ``last_used_at`` (a key, a service client); ``what``
+    names it in the log line. True when it wrote."""
     now = timezone.now()
     interval = datetime.timedelta(seconds=settings.OMIKEYS_LAST_USED_INTERVAL)
-    if api_key.last_used_at is not None and now - api_key.last_used_at < interval:
+    if obj.last_used_at is not None and now - obj.last_used_at < interval:
         return False
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - interval)
     try:
         with _short_lock_wait():
-            written = ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now)
+            written = type(obj)._default_manager.filter(stale, pk=obj.pk).update(last_used_at=now)
     except DatabaseError as exc:
-        logger.info("last_used_at of key %s not stamped this time: %s", api_key.pk, type(exc).__name__)
+        logger.info("last_used_at of %s %s not stamped this time: %s", what, obj.pk, type(exc).__name__)
         return False
     if written:
-        api_key.last_used_at = now
+        obj.last_used_at = now
         return True
     return False
 
