@@ -85,6 +85,16 @@ def sign_in(email: str) -> str:
     return _accounts("signInWithPassword", {"email": email, "password": PASSWORD, "returnSecureToken": True})["idToken"]
 
 
+def change_password(id_token: str, password: str = PASSWORD + "-new") -> str:
+    """Change the password as the signed-in person does; returns the fresh ID token Firebase issues.
+
+    Firebase moves the account's ``validSince`` to now, and the new token keeps the
+    earlier sign-in's ``auth_time``.
+    """
+    body = {"idToken": id_token, "password": password, "returnSecureToken": True}
+    return _accounts("update", body)["idToken"]
+
+
 def unsigned_token(claims: dict) -> str:
     """A token shaped like the emulator's own (``alg: none``) carrying arbitrary claims."""
     return unsigned_token_of_payload(json.dumps(claims).encode())

@@ -27,6 +27,12 @@ MAX_SIGN_IN_AGE_SECONDS = 5 * 60
 # How often a session asks Firebase whether its account is still allowed in
 # (disabled, deleted, or "sign out everywhere"); creating a key always asks.
 RECHECK_SECONDS = 5 * 60
+# The ``iat`` of the ID token that opened the session. Firebase's own revocation rule
+# (firebase-admin's ``verify_id_token(check_revoked=True)``) compares it, not ``auth_time``,
+# with the account's ``validSince``: a password change issues a fresh token whose
+# ``auth_time`` is still the earlier sign-in's.
+TOKEN_ISSUED_AT_KEY = "web:token-iat"
+# Sessions opened by earlier versions hold only the sign-in's ``auth_time``.
 AUTH_TIME_KEY = "web:auth-time"
 CHECKED_AT_KEY = "web:checked-at"
 
@@ -90,7 +96,8 @@ def account_in_good_standing(request) -> firebase.FirebaseUser:
     # decision, made with this same account when a key is issued.
     if account.disabled:
         raise AccountEnded(REFUSALS["disabled"])
-    if account.tokens_valid_after and account.tokens_valid_after > request.session.get(AUTH_TIME_KEY, 0):
+    issued_at = request.session.get(TOKEN_ISSUED_AT_KEY, request.session.get(AUTH_TIME_KEY, 0))
+    if account.tokens_valid_after and account.tokens_valid_after > issued_at:
         raise AccountEnded("Your sessions were ended from another device. Please sign in again.")
     request.session[CHECKED_AT_KEY] = time.time()
     return account
@@ -185,7 +192,7 @@ def sign_in(request, mode="signin"):
         logger.warning("web sign-in refused for staff user=%s", user.pk)
         return refuse("Staff accounts cannot sign in here. Use the admin with your staff username and password.", 403)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    request.session[AUTH_TIME_KEY] = claims["auth_time"]
+    request.session[TOKEN_ISSUED_AT_KEY] = claims["iat"]
     request.session[CHECKED_AT_KEY] = time.time()
     logger.info("web sign-in user=%s", user.pk)
     return redirect(_safe_next(request, next_url))

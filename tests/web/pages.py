@@ -27,7 +27,7 @@ def sign_in(client, account=None) -> Client:
     client.account = account
     client.force_login(client.user)
     session = client.session
-    session[accounts.AUTH_TIME_KEY] = firebase_emulator.decode_claims(account.id_token)["auth_time"]
+    session[accounts.TOKEN_ISSUED_AT_KEY] = firebase_emulator.decode_claims(account.id_token)["iat"]
     session.save()
     return client
 

@@ -10,6 +10,7 @@ from apikeys import firebase
 from apikeys.models import ApiKey
 from apikeys.web import accounts
 
+from .. import firebase_emulator
 from .pages import create_form_token, post_new_key
 
 pytestmark = pytest.mark.django_db
@@ -39,6 +40,32 @@ def test_a_session_ends_when_firebase_sessions_are_revoked(person):
     response = person.get(reverse("web:key-list"))
     assert response.status_code == 302
     assert "Your sessions were ended" in person.get(response["Location"]).content.decode()
+
+
+def test_a_session_opened_before_the_issued_at_was_kept_stands_until_revocation(person):
+    session = person.session
+    session[accounts.AUTH_TIME_KEY] = session.pop(accounts.TOKEN_ISSUED_AT_KEY)
+    session.save()
+    expire_check(person)
+    assert person.get(reverse("web:key-list")).status_code == 200
+    time.sleep(1.1)
+    auth.revoke_refresh_tokens(person.account.uid, app=firebase.get_app())
+    expire_check(person)
+    assert person.get(reverse("web:key-list")).status_code == 302
+
+
+def test_a_session_opened_with_the_token_of_a_password_change_stands(client):
+    person = firebase_emulator.sign_up()
+    time.sleep(1.1)  # Firebase records validSince to the second
+    fresh = firebase_emulator.change_password(person.id_token)
+    claims = firebase_emulator.decode_claims(fresh)
+    valid_since = int(firebase_emulator.lookup(person.uid)["validSince"])
+    assert claims["auth_time"] < valid_since <= claims["iat"]  # the case: signed in before, token issued after
+
+    assert client.post(reverse("web:signin"), {"id_token": fresh}).status_code == 302
+    expire_check(client)
+    assert client.get(reverse("web:key-list")).status_code == 200
+    assert "_auth_user_id" in client.session
 
 
 def test_a_session_ends_when_the_account_is_deleted(person):
