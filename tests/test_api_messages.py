@@ -44,6 +44,11 @@ KEY_DOOR = {
         "This endpoint needs an API key (omi_dev_...), not an MCP key (omi_mcp_...), which is for Omi's MCP "
         f"server. {SEND_A_KEY}",
     ),
+    "a service token": (
+        f"Bearer omi_svc_{SECRET}",
+        "This endpoint needs an API key (omi_dev_...), not a service token (omi_svc_...), which is for the "
+        f"service API under /v1/service/. {SEND_A_KEY}",
+    ),
     "a JWT": (
         "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",
         f"This endpoint needs an API key (omi_dev_...), not a Firebase ID token. {SEND_A_KEY}",
@@ -83,6 +88,11 @@ FIREBASE_DOOR = {
     "an API key in capitals": (
         f"Bearer OMI_DEV_{SECRET}",
         "This endpoint needs a Firebase ID token, not an API key. API keys cannot create, list or revoke keys.",
+    ),
+    "a service token": (
+        f"Bearer omi_svc_{SECRET}",
+        "This endpoint needs a Firebase ID token, not a service token (omi_svc_...), which is for the "
+        "service API under /v1/service/.",
     ),
     "garbage": ("Bearer not-a-token", "The bearer token is not a valid Firebase ID token."),
 }
