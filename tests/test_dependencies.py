@@ -1,5 +1,6 @@
 """Breakers, bounded waits and their answers, in-process: refused connections, a held SQLite lock, /readyz."""
 
+import datetime
 import http.server
 import logging
 import socket
@@ -30,13 +31,26 @@ def connect(port: int) -> None:
 
 
 @pytest.fixture
-def breaker_settings(settings):
+def breaker_settings(settings, time_machine):
+    """Breakers that open after 2 failed calls, for 0.3 s, with the clock stopped.
+
+    pybreaker decides with ``datetime.now`` whether an open breaker's reset time has
+    passed. With the clock running, a busy machine taking 0.3 s over a test's quick calls
+    let a trial call through in the middle of them; stopped, the breaker half-opens only
+    when the test moves the clock (``time_machine.shift``).
+    """
+    time_machine.move_to(datetime.datetime.now(datetime.UTC), tick=False)
     settings.OMIKEYS_BREAKER_FAILURES = 2
     settings.OMIKEYS_BREAKER_RESET_SECONDS = 0.3
     return settings
 
 
-def test_an_outage_is_logged_once_when_it_begins_and_once_when_it_ends(breaker_settings, caplog):
+def past_the_reset(time_machine) -> None:
+    """Move the stopped clock past OMIKEYS_BREAKER_RESET_SECONDS: an open breaker's next call is its trial."""
+    time_machine.shift(datetime.timedelta(seconds=0.35))
+
+
+def test_an_outage_is_logged_once_when_it_begins_and_once_when_it_ends(breaker_settings, caplog, time_machine):
     port = refused_port()
     caplog.set_level(logging.INFO, logger="apikeys.dependencies")
     for _ in range(10):
@@ -45,10 +59,10 @@ def test_an_outage_is_logged_once_when_it_begins_and_once_when_it_ends(breaker_s
         assert raised.value.dependency == "cache"
     assert dependencies.is_open("cache")
     assert dependencies.listener.errors["cache"] == 2  # the rest were refused by the open breaker, not tried
-    time.sleep(0.35)
+    past_the_reset(time_machine)
     with pytest.raises(dependencies.DependencyUnavailable):  # the trial call fails: open again, no new line
         dependencies.guard("cache", connect, port, failures=(OSError,))
-    time.sleep(0.35)
+    past_the_reset(time_machine)
     assert dependencies.guard("cache", lambda: "answered") == "answered"
     lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "apikeys.dependencies"]
     assert len(lines) == 2, lines
@@ -59,7 +73,7 @@ def test_an_outage_is_logged_once_when_it_begins_and_once_when_it_ends(breaker_s
     assert not any(r.exc_info for r in caplog.records)
 
 
-def test_an_outage_shows_in_the_dependency_metrics(breaker_settings):
+def test_an_outage_shows_in_the_dependency_metrics(breaker_settings, time_machine):
     def sample(name):
         return REGISTRY.get_sample_value(name, {"dependency": "cache"}) or 0.0
 
@@ -70,12 +84,12 @@ def test_an_outage_shows_in_the_dependency_metrics(breaker_settings):
             dependencies.guard("cache", connect, port, failures=(OSError,))
     assert sample("omikeys_dependency_errors_total") - errors_before == 2  # calls tried, not those refused while open
     assert sample("omikeys_dependency_breaker_state") == metrics.BreakerState.OPEN
-    time.sleep(0.35)
+    past_the_reset(time_machine)
     assert dependencies.guard("cache", lambda: "answered") == "answered"
     assert sample("omikeys_dependency_breaker_state") == metrics.BreakerState.CLOSED
 
 
-def test_only_one_call_tries_a_half_open_dependency_the_others_fail_fast(breaker_settings):
+def test_only_one_call_tries_a_half_open_dependency_the_others_fail_fast(breaker_settings, time_machine):
     """pybreaker lets every concurrent call through while half-open; the trial gate lets one."""
 
     def refused():
@@ -85,7 +99,7 @@ def test_only_one_call_tries_a_half_open_dependency_the_others_fail_fast(breaker
         with pytest.raises(dependencies.DependencyUnavailable):
             dependencies.guard("cache", refused, failures=(OSError,))
     assert dependencies.is_open("cache")
-    time.sleep(0.4)  # past OMIKEYS_BREAKER_RESET_SECONDS: the next call is the trial
+    past_the_reset(time_machine)
 
     in_flight, release, calls = threading.Event(), threading.Event(), []
 

@@ -150,10 +150,13 @@ def test_a_failed_save_on_exit_is_reported(tmp_path):
     data.mkdir()
     (data / "firebase-export-metadata.json").write_text("{}")
     stamp = tmp_path / "started"
-    result = lib(f"touch -d '+2 seconds' {stamp}; _check_export {data} {stamp} /tmp/emulator.log")
+    # The start stamp two seconds after, then before, the export's own time (touch -r: relative
+    # to it, not to the clock when touch runs, however long the machine takes to get there).
+    saved_at = data / "firebase-export-metadata.json"
+    result = lib(f"touch -r {saved_at} -d '+2 seconds' {stamp}; _check_export {data} {stamp} /tmp/emulator.log")
     assert "did not save its accounts" in result.stderr
     assert "made again with its earlier uid" in result.stderr
-    saved = lib(f"touch -d '-2 seconds' {stamp}; _check_export {data} {stamp} /tmp/emulator.log")
+    saved = lib(f"touch -r {saved_at} -d '-2 seconds' {stamp}; _check_export {data} {stamp} /tmp/emulator.log")
     assert saved.stderr == ""
 
 

@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 ANSWER = 2.0  # seconds: an answer, not a wait on a dependency
 RESET = 2  # OMIKEYS_BREAKER_RESET_SECONDS of the servers under test
 WORKERS = ("--workers", "2")
+LOCK_WAIT = 5  # OMIKEYS_DATABASE_TIMEOUT of the server in the SQLite write-lock test
 
 
 @pytest.fixture(scope="module")
@@ -413,7 +414,9 @@ def test_sqlite_write_lock_held_verification_answers_and_creation_is_503(own_dat
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's row of the fault table runs in the SQLite run of the suite")
     url, _ = own_database
-    env = omikeys_env(url, emulator, OMIKEYS_DATABASE_TIMEOUT="2")
+    # A wait for the lock lasts OMIKEYS_DATABASE_TIMEOUT: well above ANSWER, so that an answer
+    # that waited cannot pass for one that did not (at 2 s, a wait was 2.07 s against 2.0).
+    env = omikeys_env(url, emulator, OMIKEYS_DATABASE_TIMEOUT=str(LOCK_WAIT))
     gunicorn = servers.start_gunicorn(workdir, env, *WORKERS)
     nginx = servers.start_nginx(workdir, gunicorn.address)
     base = nginx.url
@@ -440,7 +443,7 @@ def test_sqlite_write_lock_held_verification_answers_and_creation_is_503(own_dat
                 assert took < ANSWER  # was OMIKEYS_DATABASE_TIMEOUT: the token's stamp waited for the lock
             created, took = get(f"{base}/v1/dev/keys", token, method="POST", json={"name": "while locked"})
             assert_unavailable_json(created)
-            assert took < 2 + 8  # OMIKEYS_DATABASE_TIMEOUT, with a wide margin
+            assert took < LOCK_WAIT + 8  # OMIKEYS_DATABASE_TIMEOUT, with a wide margin
         finally:
             holder.execute("ROLLBACK")
             holder.close()
