@@ -2,6 +2,8 @@
 
 import getpass
 import ipaddress
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -94,17 +96,16 @@ def record(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details) 
     call it inside the transaction that makes the change."""
     event = unsaved(api_key, action, actor, at=at, **details)
     event.save(force_insert=True)
+    count_on_commit([event])
     events.emit_for_key_event(event)
     return event
 
 
 def unsaved(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details) -> KeyEvent:
-    """The event :func:`record` writes, not yet saved: for changes that write many events with one
-    ``bulk_create``, in the transaction that makes them (imports). These make no outgoing
-    webhook event (``apikeys.events`` says why)."""
+    """The event :func:`record` writes, not yet saved and not yet counted: for changes that write many
+    events at once, in the transaction that makes them (imports), which then pass them all to
+    :func:`count_on_commit`. These make no outgoing webhook event (``apikeys.events`` says why)."""
     actor = actor or CODE
-    # Counted when the change commits: a change rolled back never happened.
-    transaction.on_commit(lambda: metrics.record_key_event(action, actor.via))
     return KeyEvent(
         api_key=api_key,
         action=action,
@@ -118,3 +119,11 @@ def unsaved(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details)
         user_agent=actor.user_agent,
         details=details,
     )
+
+
+def count_on_commit(written: Iterable[KeyEvent]) -> None:
+    """Count ``written`` events in ``omikeys_key_events_total`` when the transaction commits: a change
+    rolled back never happened. One commit hook for all of them, whatever their number."""
+    counts = Counter((event.action, event.via) for event in written)
+    if counts:
+        transaction.on_commit(lambda: metrics.record_key_events(counts))

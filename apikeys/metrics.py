@@ -12,6 +12,7 @@ documents each metric.
 """
 
 import time
+from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -111,9 +112,11 @@ def record_scope_refusal() -> None:
     SCOPE_REFUSALS.inc()
 
 
-def record_key_event(action: str, door: str) -> None:
-    """Count one committed lifecycle change: ``action`` a ``KeyEvent.Action``, ``door`` a ``KeyEvent.Via``."""
-    KEY_EVENTS.labels(action, door).inc()
+def record_key_events(counts: Mapping[tuple[str, str], int]) -> None:
+    """Count committed lifecycle changes: ``{(action, door): number}``, ``action`` a ``KeyEvent.Action``
+    and ``door`` a ``KeyEvent.Via``."""
+    for (action, door), number in counts.items():
+        KEY_EVENTS.labels(action, door).inc(number)
 
 
 def record_throttle_refusal(throttle: str) -> None:

@@ -167,6 +167,24 @@ def test_command_and_code_changes_count_through_their_doors(owner, capsys):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_import_counts_each_key_it_imports_and_revokes_once_it_commits(owner):
+    from .test_importing import record
+
+    imported, revoked = events("imported", "command"), events("revoked", "command")
+    actor = Actor.command("importomikeys")
+    first = [record(n, owner) for n in range(1, 4)]
+    assert [r.outcome for r in lifecycle.import_keys(first, actor=actor)] == ["created"] * 3
+    again = [record(1, owner, revoke_reason="firebase_disabled"), record(4, owner)]
+    assert [r.outcome for r in lifecycle.import_keys(again, actor=actor)] == ["updated", "created"]
+    assert (imported.now(), revoked.now()) == (4, 1)
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        lifecycle.import_keys([record(5, owner)], actor=actor)
+        raise RuntimeError("a dry run rolls the batch back")
+    assert imported.now() == 4
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_change_rolled_back_is_not_counted(owner):
     created = events("created", "web")
     with pytest.raises(RuntimeError), transaction.atomic():

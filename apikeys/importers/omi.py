@@ -13,6 +13,7 @@ a temporary SQLite file, not in memory.
 """
 
 import datetime
+import gc
 import gzip
 import io
 import json
@@ -839,6 +840,9 @@ class OmiImporter:
         this one writes: on SQLite the writing is most of the work, and the two overlap.
         """
         started = time.monotonic()
+        # Django's and omikeys' long-lived objects (hundreds of thousands) leave the collector's
+        # view: each batch allocates enough to start full collections, which would walk them all.
+        gc.freeze()
         seen = SeenStore()
         reader = DocumentReader(self.options, frozenset(self.scopes))
         parsed_lines = read_in_process(stream, reader)
@@ -873,6 +877,7 @@ class OmiImporter:
             cache.restore()
             seen.close()
             owners.close()
+            gc.unfreeze()
         self.report.seconds = time.monotonic() - started
         self.progress(self.report)
         return self.report

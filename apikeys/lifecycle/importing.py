@@ -194,6 +194,7 @@ def import_keys(
         bulk.insert(ApiKey, new_keys)
         bulk.insert_values(ApiKey.scopes.through, LINK_FIELDS, links)
         bulk.insert(KeyEvent, events)
+        audit.count_on_commit(events)
         # A key that worked here until this import revoked it (its owner was disabled or
         # deleted at the issuer) is a change receivers must hear of, as any other door's
         # revocation: key.revoked, in this transaction. Keys imported already revoked never

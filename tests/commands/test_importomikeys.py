@@ -1,6 +1,7 @@
 """importomikeys: Omi's exported keys imported, then verified over the HTTP API with their Omi secrets."""
 
 import datetime
+import gc
 import io
 import json
 import uuid
@@ -179,6 +180,26 @@ def test_each_key_records_an_imported_event_with_the_file_and_document(tmp_path)
         assert event.details["line"] == number
         assert event.details["scopes"] == ["conversations:read", "memories:read"]
         assert event.at is not None
+
+
+def test_the_collector_leaves_the_process_objects_alone_during_an_import_and_only_then(tmp_path, monkeypatch):
+    (ann,) = accounts("active")
+    path = write_export(tmp_path / "export.ndjson", [document(omi_key(), ann.uid) for _ in range(3)])
+    frozen_while_writing = []
+    import_keys = lifecycle.import_keys
+
+    def watching(*args, **kwargs):
+        frozen_while_writing.append(gc.get_freeze_count())
+        return import_keys(*args, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "import_keys", watching)
+    before = gc.get_freeze_count()
+
+    report, _ = import_file(path)
+
+    assert report["created"] == 3
+    assert frozen_while_writing and all(count > before for count in frozen_while_writing)
+    assert gc.get_freeze_count() == before
 
 
 def test_a_gzip_file_imports_as_the_plain_one_does(tmp_path, api):
