@@ -487,6 +487,54 @@ def test_an_expired_key_or_an_inactive_owner_does_not_verify(owner):
     )
 
 
+def test_a_key_stored_under_its_legacy_whole_key_hash_verifies_by_either_secret(owner):
+    """Keys issued before omikeys adopted Omi's hash are stored as the tagged hash of the whole key (migration 0007)."""
+    issued = lifecycle.issue_key(owner=owner, name="legacy")
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(key_hash=crypto.legacy_hash_key(issued.plaintext))
+
+    verdict = lifecycle.verify_key(issued.plaintext)
+    assert (verdict.api_key.pk, verdict.outcome, verdict.secret) == (issued.api_key.pk, "valid", "current")
+    rotated = lifecycle.rotate_key(ApiKey.objects.get(pk=issued.api_key.pk), grace_seconds=3600)
+    replaced = lifecycle.verify_key(issued.plaintext)  # now the key's previous_key_hash, still the legacy form
+    assert (replaced.api_key.pk, replaced.outcome, replaced.secret) == (issued.api_key.pk, "valid", "replaced")
+    assert lifecycle.verify_key(rotated.plaintext).secret == "current"
+
+
+# judge_key: the verdict every door gives
+
+
+def test_nothing_usable_presented_is_judged_as_a_malformed_key(settings):
+    """``presented=None`` (a header that cannot hold a key) gets a malformed key's verdict and counts as a failure."""
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (2, 60)
+    verdict = lifecycle.judge_key(None, client_address="203.0.113.30")
+
+    assert (verdict.code, verdict.api_key, verdict.retry_after) == (lifecycle.Code.MALFORMED, None, None)
+    assert verdict.verification == lifecycle.verify_key("not a key")
+    assert verdict.verification.rejection == lifecycle.Rejection.INVALID
+    lifecycle.judge_key(None, client_address="203.0.113.30")  # the second failure fills the limit
+    assert lifecycle.judge_key(None, client_address="203.0.113.30").code == lifecycle.Code.RATE_LIMITED
+
+
+def test_a_failure_over_a_lowered_rate_is_rate_limited_with_what_was_found(owner, clock, settings):
+    """An address already past a rate an operator lowers is refused at its next failed attempt, not let
+    through: the attempt was looked up (its verification is kept) and the wait is when its failures leave
+    the period (one-second slots for a minute: the slot of ``NOW`` leaves at ``NOW`` + 61 s)."""
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (5, 60)
+    address = "203.0.113.31"
+    unknown = "omi_dev_" + "7" * 32
+    codes = [lifecycle.judge_key(unknown, client_address=address).code for _ in range(3)]
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (2, 60)
+
+    over = lifecycle.judge_key(unknown, client_address=address)
+
+    assert codes == [lifecycle.Code.NOT_FOUND] * 3
+    assert (over.code, over.retry_after, over.api_key) == (lifecycle.Code.RATE_LIMITED, 61, None)
+    assert over.verification == lifecycle.Verification(None, lifecycle.Rejection.INVALID, "not_found")
+    valid = lifecycle.issue_key(owner=owner, name="valid").plaintext
+    after = lifecycle.judge_key(valid, client_address=address)  # blocked now: nothing is looked up
+    assert (after.code, after.retry_after, after.verification) == (lifecycle.Code.RATE_LIMITED, 61, None)
+
+
 def test_mark_used_writes_at_most_once_per_interval(owner, clock, settings, django_assert_num_queries):
     settings.OMIKEYS_LAST_USED_INTERVAL = 60
     api_key = lifecycle.issue_key(owner=owner, name="n").api_key
@@ -784,4 +832,6 @@ def test_a_replaced_secret_of_an_expiring_key_ends_with_its_grace_not_its_expiry
     key = lifecycle.issue_key(owner=owner, name="k", expires_at=NOW + datetime.timedelta(days=2))
     lifecycle.rotate_key(key.api_key, grace_seconds=3600)
     clock.shift(datetime.timedelta(hours=2))
+    assert verdict_of(key.plaintext) == (False, lifecycle.Rejection.INVALID, "grace_ended", "replaced")
+    clock.shift(datetime.timedelta(days=3))  # the key has expired since: its replaced secret ended before that
     assert verdict_of(key.plaintext) == (False, lifecycle.Rejection.INVALID, "grace_ended", "replaced")

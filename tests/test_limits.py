@@ -329,6 +329,22 @@ def test_a_limit_of_one_failed_verification_refuses_the_second_not_the_first(set
         assert bad.get("/v1/dev/key").status_code == 429
 
 
+def test_a_failure_over_a_lowered_rate_is_429_with_its_wait(settings, time_machine):
+    """Failures counted under a higher rate still count when an operator lowers it: the next one is 429."""
+    time_machine.move_to(datetime.datetime(2027, 3, 1, 12, 0, 10, tzinfo=datetime.UTC), tick=False)
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (5, 60)
+    bad = key_client("omi_dev_" + "8" * 32, REMOTE_ADDR="203.0.113.22")
+    statuses = [bad.get("/v1/dev/key").status_code for _ in range(3)]
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (2, 60)
+
+    response = bad.get("/v1/dev/key")
+
+    assert statuses == [401] * 3
+    assert response.status_code == 429
+    assert response["Retry-After"] == "61"  # the 12:00:10 slot leaves the minute at 12:01:11
+    assert response.json() == {"detail": "Too many failed API key attempts from this address. Try again in 61 seconds."}
+
+
 def test_the_rates_are_read_from_the_settings(settings):
     settings.OMIKEYS_KEY_CREATION_RATE = (7, 120)
     settings.OMIKEYS_FAILED_VERIFICATION_RATE = (9, 30)

@@ -232,6 +232,23 @@ def test_failed_attempts_are_throttled_per_client_ip_not_per_service(verifier, o
     assert own_address == 200
 
 
+def test_a_failure_over_a_lowered_rate_is_rate_limited_with_its_wait(verifier, clock, settings):
+    """Failures counted under a higher rate still count when an operator lowers it: the next one is refused."""
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (5, 60)
+    bad = "omi_dev_" + "0" * 32
+    codes = [verify(verifier, bad).json()["code"] for _ in range(3)]
+    settings.OMIKEYS_FAILED_VERIFICATION_RATE = (2, 60)
+
+    over = verify(verifier, bad)
+
+    assert codes == ["NOT_FOUND"] * 3
+    assert over.status_code == 200
+    body = over.json()
+    assert (body["valid"], body["code"], body["key_id"]) == (False, "RATE_LIMITED", None)
+    assert body["detail"] == "Too many failed API key attempts from this address."
+    assert body["retry_after"] == 61  # the failures of NOW's one-second slot leave the minute 61 s on
+
+
 def test_ipv6_clients_are_throttled_per_64_network(verifier, settings):
     settings.OMIKEYS_FAILED_VERIFICATION_RATE = (2, 60)
     bad = "omi_dev_" + "0" * 32
