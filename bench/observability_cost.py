@@ -37,7 +37,7 @@ from django.test import Client, override_settings  # noqa: E402
 
 from apikeys import log_format, metrics  # noqa: E402
 
-RECORDERS = ("record_verification", "record_key_event", "record_throttle_refusal", "record_scope_refusal")
+RECORDERS = ("record_verification", "record_key_events", "record_throttle_refusal", "record_scope_refusal")
 MIDDLEWARE_NAME = "apikeys.request_logging.RequestLogMiddleware"
 
 

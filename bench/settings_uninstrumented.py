@@ -18,9 +18,11 @@ def _nothing(*args, **kwargs) -> None:
 for _name in (
     "record_verification",
     "record_scope_refusal",
-    "record_key_event",
+    "record_key_events",
     "record_throttle_refusal",
     "record_dependency_error",
     "set_breaker_state",
 ):
+    if not hasattr(_metrics, _name):  # a recorder renamed in apikeys.metrics must be renamed here too
+        raise ImportError(f"apikeys.metrics has no {_name}: the reference would keep recording")
     setattr(_metrics, _name, _nothing)

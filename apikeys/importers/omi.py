@@ -30,6 +30,7 @@ import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -804,6 +805,25 @@ class _SQLitePageCache:
                 cursor.execute(f"PRAGMA cache_size = {int(self.before)}")
 
 
+@contextmanager
+def collector_frozen() -> Iterator[None]:
+    """Keep the objects the process holds now out of the cyclic garbage collector's passes
+    (``gc.freeze``) until the block ends, however it ends.
+
+    An import allocates enough per batch to start full collections, and each would walk
+    every object Django and omikeys loaded (hundreds of thousands). Process-wide: a freeze
+    the caller made already is left as it is, neither repeated nor undone here.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 class OmiImporter:
     """Imports one export: ``OmiImporter(options, actor).run(stream)`` returns the :class:`Report`.
 
@@ -838,11 +858,14 @@ class OmiImporter:
 
         The lines are read and checked in a child process (:func:`read_in_process`) while
         this one writes: on SQLite the writing is most of the work, and the two overlap.
+        Meanwhile the process's objects are out of the garbage collector's passes
+        (:func:`collector_frozen`).
         """
+        with collector_frozen():
+            return self._run(stream)
+
+    def _run(self, stream) -> Report:
         started = time.monotonic()
-        # Django's and omikeys' long-lived objects (hundreds of thousands) leave the collector's
-        # view: each batch allocates enough to start full collections, which would walk them all.
-        gc.freeze()
         seen = SeenStore()
         reader = DocumentReader(self.options, frozenset(self.scopes))
         parsed_lines = read_in_process(stream, reader)
@@ -877,7 +900,6 @@ class OmiImporter:
             cache.restore()
             seen.close()
             owners.close()
-            gc.unfreeze()
         self.report.seconds = time.monotonic() - started
         self.progress(self.report)
         return self.report

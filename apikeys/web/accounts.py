@@ -32,7 +32,10 @@ RECHECK_SECONDS = 5 * 60
 # with the account's ``validSince``: a password change issues a fresh token whose
 # ``auth_time`` is still the earlier sign-in's.
 TOKEN_ISSUED_AT_KEY = "web:token-iat"
-# Sessions opened by earlier versions hold only the sign-in's ``auth_time``.
+# Sessions opened by earlier versions hold only the sign-in's ``auth_time``; it is still
+# written, so that a server of an earlier version sharing the sessions (a rolling deploy,
+# a rollback) does not end them. Both can go once no such server runs and no session
+# older than the version that added TOKEN_ISSUED_AT_KEY is left (SESSION_COOKIE_AGE).
 AUTH_TIME_KEY = "web:auth-time"
 CHECKED_AT_KEY = "web:checked-at"
 
@@ -193,6 +196,7 @@ def sign_in(request, mode="signin"):
         return refuse("Staff accounts cannot sign in here. Use the admin with your staff username and password.", 403)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     request.session[TOKEN_ISSUED_AT_KEY] = claims["iat"]
+    request.session[AUTH_TIME_KEY] = claims["auth_time"]
     request.session[CHECKED_AT_KEY] = time.time()
     logger.info("web sign-in user=%s", user.pk)
     return redirect(_safe_next(request, next_url))

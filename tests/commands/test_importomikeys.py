@@ -202,6 +202,30 @@ def test_the_collector_leaves_the_process_objects_alone_during_an_import_and_onl
     assert gc.get_freeze_count() == before
 
 
+def test_the_collector_is_given_back_its_view_when_the_import_cannot_start(tmp_path, monkeypatch):
+    (ann,) = accounts("active")
+    path = write_export(tmp_path / "export.ndjson", [document(omi_key(), ann.uid)])
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "no-such-folder"))  # SeenStore's file cannot be made
+    before = gc.get_freeze_count()
+
+    with pytest.raises((OSError, CommandError)):
+        import_file(path)
+
+    assert gc.get_freeze_count() == before
+
+
+def test_a_freeze_the_caller_made_is_neither_repeated_nor_undone(tmp_path):
+    (ann,) = accounts("active")
+    path = write_export(tmp_path / "export.ndjson", [document(omi_key(), ann.uid)])
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert import_file(path)[0]["created"] == 1
+        assert 0 < gc.get_freeze_count() <= frozen  # frozen objects freed meanwhile leave it
+    finally:
+        gc.unfreeze()
+
+
 def test_a_gzip_file_imports_as_the_plain_one_does(tmp_path, api):
     (ann,) = accounts("active")
     key = omi_key()
