@@ -219,6 +219,20 @@ def test_an_owner_who_may_not_hold_keys_is_refused_and_nothing_is_written(make, 
     assert (user in User.objects.key_holders()) is (reason == "firebase_disabled")
 
 
+def test_an_owner_deactivated_after_being_read_gets_no_key_and_the_refusal_names_them(owner):
+    """A door read the owner while active; staff, syncfirebaseusers or an erasure deactivated them before the write."""
+    User.objects.filter(pk=owner.pk).update(is_active=False)
+    assert owner.is_active  # the door's copy, loaded before the deactivation
+
+    with pytest.raises(lifecycle.OwnerNotEligible) as refused:
+        lifecycle.issue_key(owner=owner, name="n")
+
+    assert (refused.value.reason, refused.value.owner) == ("inactive", owner)
+    assert str(refused.value) == "This account has been deactivated; it cannot hold API keys."
+    assert not ApiKey.objects.exists()
+    assert not KeyEvent.objects.exists()
+
+
 # update_key
 
 
