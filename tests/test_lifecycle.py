@@ -92,6 +92,13 @@ def test_issue_key_records_the_scopes_expiry_and_actor(owner, clock):
     assert issued.api_key.expires_at == moment
 
 
+def test_a_key_is_created_at_the_moment_its_created_event_records(owner):
+    """The clock runs here: the key's created_at and its audit event's time are one reading, not two."""
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    (event,) = events(issued.api_key, "created")
+    assert ApiKey.objects.get(pk=issued.api_key.pk).created_at == event.at == issued.api_key.created_at
+
+
 def test_issue_key_collapses_duplicate_scopes(owner):
     read = Scope.objects.get(code="memories:read")
     issued = lifecycle.issue_key(owner=owner, name="n", scopes=[read, read])
