@@ -330,7 +330,10 @@ def test_rotate_key_gives_a_new_secret_and_the_old_one_stops_at_once(owner):
         != crypto.display_prefix(issued.plaintext)
     )
     assert lifecycle.verify_key(rotated.plaintext).api_key == issued.api_key
-    assert lifecycle.verify_key(issued.plaintext).api_key is None
+    # Without a grace period the replaced secret is forgotten: it is as unknown as a secret never issued.
+    assert lifecycle.verify_key(issued.plaintext) == lifecycle.Verification(
+        None, lifecycle.Rejection.INVALID, "not_found"
+    )
     assert events(issued.api_key, "rotated")[0].details == {"grace_seconds": 0, "previous_key_expires_at": None}
 
 
@@ -386,12 +389,12 @@ def test_set_expiry_changes_the_expiry_and_audits_it(owner, clock):
 
     assert lifecycle.set_expiry(api_key, moment) is True
     assert lifecycle.set_expiry(api_key, moment) is False  # nothing changed
-    assert lifecycle.set_expiry(api_key, None) is True
+    assert lifecycle.set_expiry(api_key, None, actor=Actor.command("setapikeyexpiry")) is True
 
     assert ApiKey.objects.get(pk=api_key.pk).expires_at is None
-    assert [event.details for event in reversed(events(api_key, "expiry_changed"))] == [
-        {"expires_at": moment.isoformat(), "previous_expires_at": None},
-        {"expires_at": None, "previous_expires_at": moment.isoformat()},
+    assert [(event.details, event.actor_kind, event.via) for event in reversed(events(api_key, "expiry_changed"))] == [
+        ({"expires_at": moment.isoformat(), "previous_expires_at": None}, "system", "code"),
+        ({"expires_at": None, "previous_expires_at": moment.isoformat()}, "command", "command"),
     ]
 
 
