@@ -461,6 +461,19 @@ def test_revoke_key_revokes_any_owners_key_once(owner):
     assert len(events(api_key, "revoked")) == 1
 
 
+def test_a_revocations_reason_is_kept_in_its_audit_event(owner):
+    erased = lifecycle.issue_key(owner=owner, name="erased").api_key
+    plain = lifecycle.issue_key(owner=owner, name="plain").api_key
+
+    assert lifecycle.revoke_key(erased, reason="account deleted", actor=Actor.command("eraseuser")) is True
+    assert lifecycle.revoke_key(plain) is True
+
+    assert [(event.details, event.actor_kind) for event in events(erased, "revoked")] == [
+        ({"reason": "account deleted"}, "command")
+    ]
+    assert [event.details for event in events(plain, "revoked")] == [{}]
+
+
 # verify_key and mark_used
 
 
