@@ -246,7 +246,9 @@ def test_an_owner_deactivated_after_being_read_gets_no_key_and_the_refusal_names
 def test_update_key_renames_and_rescopes_and_audits_each_change(owner):
     api_key = lifecycle.issue_key(owner=owner, name="Before", scopes=scopes("memories:read")).api_key
 
-    recorded = lifecycle.update_key(api_key, name=" After ", scopes=scopes("goals:read", "memories:read"))
+    recorded = lifecycle.update_key(
+        api_key, name=" After ", scopes=scopes("goals:read", "memories:read"), actor=Actor.command("updateapikey")
+    )
 
     assert recorded == ["renamed", "scopes_changed"]
     stored = ApiKey.objects.get(pk=api_key.pk)
@@ -256,6 +258,11 @@ def test_update_key_renames_and_rescopes_and_audits_each_change(owner):
     assert events(api_key, "scopes_changed")[0].details == {
         "scopes": ["goals:read", "memories:read"],
         "previous_scopes": ["memories:read"],
+    }
+    assert {(event.action, event.actor_kind, event.via) for event in KeyEvent.objects.filter(api_key=api_key)} == {
+        ("created", "system", "code"),
+        ("renamed", "command", "command"),
+        ("scopes_changed", "command", "command"),
     }
     assert lifecycle.update_key(api_key, name="After", scopes=scopes("memories:read", "goals:read")) == []
     assert lifecycle.update_key(api_key) == []
