@@ -92,6 +92,13 @@ def test_issue_key_records_the_scopes_expiry_and_actor(owner, clock):
     assert issued.api_key.expires_at == moment
 
 
+def test_a_key_is_created_at_the_moment_its_created_event_records(owner):
+    """The clock runs here: the key's created_at and its audit event's time are one reading, not two."""
+    issued = lifecycle.issue_key(owner=owner, name="n")
+    (event,) = events(issued.api_key, "created")
+    assert ApiKey.objects.get(pk=issued.api_key.pk).created_at == event.at == issued.api_key.created_at
+
+
 def test_issue_key_collapses_duplicate_scopes(owner):
     read = Scope.objects.get(code="memories:read")
     issued = lifecycle.issue_key(owner=owner, name="n", scopes=[read, read])
@@ -219,13 +226,29 @@ def test_an_owner_who_may_not_hold_keys_is_refused_and_nothing_is_written(make, 
     assert (user in User.objects.key_holders()) is (reason == "firebase_disabled")
 
 
+def test_an_owner_deactivated_after_being_read_gets_no_key_and_the_refusal_names_them(owner):
+    """A door read the owner while active; staff, syncfirebaseusers or an erasure deactivated them before the write."""
+    User.objects.filter(pk=owner.pk).update(is_active=False)
+    assert owner.is_active  # the door's copy, loaded before the deactivation
+
+    with pytest.raises(lifecycle.OwnerNotEligible) as refused:
+        lifecycle.issue_key(owner=owner, name="n")
+
+    assert (refused.value.reason, refused.value.owner) == ("inactive", owner)
+    assert str(refused.value) == "This account has been deactivated; it cannot hold API keys."
+    assert not ApiKey.objects.exists()
+    assert not KeyEvent.objects.exists()
+
+
 # update_key
 
 
 def test_update_key_renames_and_rescopes_and_audits_each_change(owner):
     api_key = lifecycle.issue_key(owner=owner, name="Before", scopes=scopes("memories:read")).api_key
 
-    recorded = lifecycle.update_key(api_key, name=" After ", scopes=scopes("goals:read", "memories:read"))
+    recorded = lifecycle.update_key(
+        api_key, name=" After ", scopes=scopes("goals:read", "memories:read"), actor=Actor.command("updateapikey")
+    )
 
     assert recorded == ["renamed", "scopes_changed"]
     stored = ApiKey.objects.get(pk=api_key.pk)
@@ -235,6 +258,11 @@ def test_update_key_renames_and_rescopes_and_audits_each_change(owner):
     assert events(api_key, "scopes_changed")[0].details == {
         "scopes": ["goals:read", "memories:read"],
         "previous_scopes": ["memories:read"],
+    }
+    assert {(event.action, event.actor_kind, event.via) for event in KeyEvent.objects.filter(api_key=api_key)} == {
+        ("created", "system", "code"),
+        ("renamed", "command", "command"),
+        ("scopes_changed", "command", "command"),
     }
     assert lifecycle.update_key(api_key, name="After", scopes=scopes("memories:read", "goals:read")) == []
     assert lifecycle.update_key(api_key) == []
@@ -309,7 +337,10 @@ def test_rotate_key_gives_a_new_secret_and_the_old_one_stops_at_once(owner):
         != crypto.display_prefix(issued.plaintext)
     )
     assert lifecycle.verify_key(rotated.plaintext).api_key == issued.api_key
-    assert lifecycle.verify_key(issued.plaintext).api_key is None
+    # Without a grace period the replaced secret is forgotten: it is as unknown as a secret never issued.
+    assert lifecycle.verify_key(issued.plaintext) == lifecycle.Verification(
+        None, lifecycle.Rejection.INVALID, "not_found"
+    )
     assert events(issued.api_key, "rotated")[0].details == {"grace_seconds": 0, "previous_key_expires_at": None}
 
 
@@ -365,12 +396,12 @@ def test_set_expiry_changes_the_expiry_and_audits_it(owner, clock):
 
     assert lifecycle.set_expiry(api_key, moment) is True
     assert lifecycle.set_expiry(api_key, moment) is False  # nothing changed
-    assert lifecycle.set_expiry(api_key, None) is True
+    assert lifecycle.set_expiry(api_key, None, actor=Actor.command("setapikeyexpiry")) is True
 
     assert ApiKey.objects.get(pk=api_key.pk).expires_at is None
-    assert [event.details for event in reversed(events(api_key, "expiry_changed"))] == [
-        {"expires_at": moment.isoformat(), "previous_expires_at": None},
-        {"expires_at": None, "previous_expires_at": moment.isoformat()},
+    assert [(event.details, event.actor_kind, event.via) for event in reversed(events(api_key, "expiry_changed"))] == [
+        ({"expires_at": moment.isoformat(), "previous_expires_at": None}, "system", "code"),
+        ({"expires_at": None, "previous_expires_at": moment.isoformat()}, "command", "command"),
     ]
 
 
@@ -435,6 +466,19 @@ def test_revoke_key_revokes_any_owners_key_once(owner):
     assert lifecycle.revoke_key(stale) is False
     assert stale.revoked_at == first
     assert len(events(api_key, "revoked")) == 1
+
+
+def test_a_revocations_reason_is_kept_in_its_audit_event(owner):
+    erased = lifecycle.issue_key(owner=owner, name="erased").api_key
+    plain = lifecycle.issue_key(owner=owner, name="plain").api_key
+
+    assert lifecycle.revoke_key(erased, reason="account deleted", actor=Actor.command("eraseuser")) is True
+    assert lifecycle.revoke_key(plain) is True
+
+    assert [(event.details, event.actor_kind) for event in events(erased, "revoked")] == [
+        ({"reason": "account deleted"}, "command")
+    ]
+    assert [event.details for event in events(plain, "revoked")] == [{}]
 
 
 # verify_key and mark_used
