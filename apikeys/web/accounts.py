@@ -101,7 +101,10 @@ def account_in_good_standing(request) -> firebase.FirebaseUser:
         raise AccountEnded(REFUSALS["disabled"])
     issued_at = request.session.get(TOKEN_ISSUED_AT_KEY, request.session.get(AUTH_TIME_KEY, 0))
     if account.tokens_valid_after and account.tokens_valid_after > issued_at:
-        raise AccountEnded("Your sessions were ended from another device. Please sign in again.")
+        raise AccountEnded(
+            "Your sessions were ended: the password was changed or the account was signed out everywhere. "
+            "Please sign in again."
+        )
     request.session[CHECKED_AT_KEY] = time.time()
     return account
 
