@@ -8,7 +8,8 @@ Once the transaction commits, an immediate attempt is queued for the worker; the
 scheduled pass (``apikeys.tasks``) picks up anything that queueing missed.
 
 Audit action -> event type: created -> key.created, rotated -> key.rotated, revoked ->
-key.revoked, renamed / scopes_changed / expiry_changed -> key.updated. "imported" makes
+key.revoked, disabled -> key.disabled, enabled -> key.enabled,
+renamed / scopes_changed / expiry_changed -> key.updated. "imported" makes
 no event: the importer writes its audit records in bulk, and a first import of Omi's
 existing keys must not queue a million deliveries. A key an import revokes (one imported
 earlier, working here, whose owner is now disabled or deleted at the issuer) sends
@@ -36,6 +37,8 @@ KEY_EVENT_TYPES = {
     KeyEvent.Action.CREATED: "key.created",
     KeyEvent.Action.ROTATED: "key.rotated",
     KeyEvent.Action.REVOKED: "key.revoked",
+    KeyEvent.Action.DISABLED: "key.disabled",
+    KeyEvent.Action.ENABLED: "key.enabled",
     KeyEvent.Action.RENAMED: "key.updated",
     KeyEvent.Action.SCOPES_CHANGED: "key.updated",
     KeyEvent.Action.EXPIRY_CHANGED: "key.updated",

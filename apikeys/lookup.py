@@ -30,7 +30,9 @@ class _Statement:
 AGGREGATES = {"postgresql": "STRING_AGG({}, ',')", "sqlite": "GROUP_CONCAT({}, ',')"}
 # On PostgreSQL the statement is prepared once per database session: planning its join
 # and subquery cost as much again as running it.
-PREPARED_NAME = "omikeys_key_lookup_v2"
+# The name changes with the statement's columns: a pooled session that prepared an older version's
+# statement must not answer this version with the old columns.
+PREPARED_NAME = "omikeys_key_lookup_v3"
 _prepared_sessions: "weakref.WeakSet[object]" = weakref.WeakSet()
 
 

@@ -26,10 +26,21 @@ VERIFICATION_OUTCOMES = (
     "expired",
     "owner_inactive",  # the key's owner was deactivated
     "grace_ended",  # a secret replaced by a rotation, after its grace period
+    "disabled",  # the key is paused (lifecycle.disable_key)
     "throttled",  # refused with 429: too many failed verifications from the client's address
 )
 SECRETS = ("current", "replaced", "none")  # which of a key's secrets matched; "none": no key matched
-KEY_EVENT_ACTIONS = ("created", "rotated", "revoked", "expiry_changed", "renamed", "scopes_changed", "imported")
+KEY_EVENT_ACTIONS = (
+    "created",
+    "rotated",
+    "revoked",
+    "expiry_changed",
+    "renamed",
+    "scopes_changed",
+    "disabled",
+    "enabled",
+    "imported",
+)
 DOORS = ("api", "web", "admin", "command", "code", "service")
 THROTTLES = ("verify-fail", "create", "service-auth-fail")
 DEPENDENCIES = ("database", "cache", "firebase")

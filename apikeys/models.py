@@ -142,8 +142,16 @@ class ApiKeyQuerySet(models.QuerySet):
     """``ApiKey.objects``: the reads the doors share."""
 
     def active(self):
-        """Keys that verify now: not revoked and not expired."""
+        """Live keys: not revoked and not expired, disabled ones included (they count toward the limit)."""
         return self.unrevoked().exclude(expires_at__lte=timezone.now())
+
+    def disabled(self):
+        """Keys paused by ``lifecycle.disable_key`` (any status)."""
+        return self.filter(disabled_at__isnull=False)
+
+    def enabled(self):
+        """Keys not paused (any status)."""
+        return self.filter(disabled_at__isnull=True)
 
     def unrevoked(self):
         """Keys not revoked, expired ones included: what an owner still sees in a list."""
@@ -168,6 +176,7 @@ class ApiKey(models.Model):
         """What a key is now, derived from ``revoked_at`` and ``expires_at``: the one wording every door shows."""
 
         ACTIVE = "active", "Active"
+        DISABLED = "disabled", "Disabled"
         EXPIRED = "expired", "Expired"
         REVOKED = "revoked", "Revoked"
 
@@ -186,6 +195,11 @@ class ApiKey(models.Model):
         null=True, blank=True, editable=False, help_text="After this moment the key no longer verifies. Empty: never."
     )
     rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A paused key (lifecycle.disable_key): it keeps its secret and its place under the active-key limit,
+    # and does not verify until lifecycle.enable_key clears this.
+    disabled_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="While set, the key is paused: it does not verify."
+    )
     # During a rotation's grace period the secret it replaced still verifies, until
     # previous_key_expires_at. Unique, so a hash can only ever name one key.
     previous_key_hash = models.CharField(
@@ -242,16 +256,30 @@ class ApiKey(models.Model):
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
 
     @property
+    def is_disabled(self) -> bool:
+        """True while the key is paused (``disabled_at`` set): it does not verify, and keeps its secret."""
+        return self.disabled_at is not None
+
+    @property
     def is_active(self) -> bool:
-        """True while the key verifies: neither revoked nor expired."""
+        """True while the key is live: neither revoked nor expired. A disabled key is live (it counts toward
+        the active-key limit, and can be rotated and enabled) but does not verify: see :attr:`verifies`."""
         return not self.is_revoked and not self.is_expired()
 
     @property
+    def verifies(self) -> bool:
+        """True while the key's current secret would be accepted (owner aside): live and not disabled."""
+        return self.is_active and not self.is_disabled
+
+    @property
     def status(self) -> "ApiKey.Status":
-        """:class:`ApiKey.Status`: revoked wins over expired; a str, so it compares equal to "active" and so on."""
+        """:class:`ApiKey.Status`: revoked wins over expired, expired over disabled; a str, so it compares
+        equal to "active" and so on."""
         if self.is_revoked:
             return self.Status.REVOKED
-        return self.Status.EXPIRED if self.is_expired() else self.Status.ACTIVE
+        if self.is_expired():
+            return self.Status.EXPIRED
+        return self.Status.DISABLED if self.is_disabled else self.Status.ACTIVE
 
     def previous_secret_works(self, now=None) -> bool:
         """True while the secret replaced by the last rotation is in its grace period."""
@@ -358,6 +386,8 @@ class KeyEvent(models.Model):
         EXPIRY_CHANGED = "expiry_changed", "expiry changed"
         RENAMED = "renamed", "renamed"
         SCOPES_CHANGED = "scopes_changed", "scopes changed"
+        DISABLED = "disabled", "disabled"
+        ENABLED = "enabled", "enabled"
         IMPORTED = "imported", "imported"
 
     class ActorKind(models.TextChoices):
@@ -420,6 +450,8 @@ EVENT_TYPES = (
     ("key.updated", "key.updated: a key's name, scopes or expiry changed"),
     ("key.rotated", "key.rotated: a key got a new secret"),
     ("key.revoked", "key.revoked: a key was revoked"),
+    ("key.disabled", "key.disabled: a key was paused; it does not verify until enabled"),
+    ("key.enabled", "key.enabled: a paused key was enabled again"),
     ("key.expired", "key.expired: a key's expiry passed"),
     ("user.keys_revoked", "user.keys_revoked: all of a user's keys were revoked"),
     ("user.erased", "user.erased: a user's personal data was erased"),
@@ -523,3 +555,90 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event.type} to {self.endpoint.url}"
+
+
+# Notices by email to keys' owners (apikeys.notices), sent by the worker.
+class NotificationSettings(models.Model):
+    """Which notices a user wants by email. No row means the defaults: every notice on.
+
+    The notice that a key was created on the account cannot be turned off: it is how an
+    owner learns that someone else holds their session.
+    """
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, primary_key=True, related_name="notification_settings")
+    changes_by_others = models.BooleanField(
+        "changes made by others",
+        default=True,
+        help_text="A key was revoked, disabled, enabled, rotated or changed by staff or a service.",
+    )
+    expiry_reminders = models.BooleanField(
+        "expiry reminders", default=True, help_text="A key expires in 7 days, and in 1 day."
+    )
+    expired = models.BooleanField("expired keys", default=True, help_text="A key has expired.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "notification settings"
+        verbose_name_plural = "notification settings"
+
+    def __str__(self) -> str:
+        return f"notification settings of {self.user}"
+
+    @classmethod
+    def for_user(cls, user: User) -> "NotificationSettings":
+        """``user``'s settings, or unsaved defaults (everything on) when they never chose."""
+        try:
+            return cls.objects.get(user=user)
+        except cls.DoesNotExist:
+            return cls(user=user)
+
+
+class Notice(models.Model):
+    """One email notice about one key to its owner: written in the change's transaction (or by the
+    expiry pass), sent by the worker. ``dedup_key`` is unique, so each notice exists once per key and
+    milestone however many passes or workers race to write it.
+    """
+
+    class Kind(models.TextChoices):
+        KEY_CREATED = "key_created", "a key was created"
+        CHANGED_BY_OTHER = "changed_by_other", "a key was changed by someone else"
+        EXPIRES_IN_7_DAYS = "expires_7d", "a key expires in 7 days"
+        EXPIRES_IN_1_DAY = "expires_1d", "a key expires in 1 day"
+        EXPIRED = "expired", "a key has expired"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notices")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="notices")
+    key_event = models.ForeignKey(
+        KeyEvent,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="notices",
+        help_text="The audited change this notice tells of, if any.",
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    dedup_key = models.CharField(max_length=200, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # The address and subject as sent (a snapshot); erased with the user's personal data.
+    recipient = models.EmailField(blank=True)
+    subject = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "email notice"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="notice_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} to {self.recipient or self.user}"

@@ -4,8 +4,10 @@ The JSON API, the web pages, the admin and the management commands all call thes
 names (always as ``lifecycle.<name>``), so a key is created, and its plaintext
 handled, one way, and every change is audited in the transaction that makes it.
 
-- writes: :func:`issue_key`, :func:`update_key`, :func:`rotate_key`, :func:`set_expiry`,
-  :func:`revoke_key`, :func:`revoke_user_keys` and :func:`erase_user` (an account that ends),
+- writes: :func:`issue_key`, :func:`change_key` (edit in place; :func:`update_key` and
+  :func:`set_expiry` each change a part), :func:`rotate_key`,
+  :func:`disable_key` and :func:`enable_key` (pause and resume), :func:`revoke_key`,
+  :func:`revoke_user_keys` and :func:`erase_user` (an account that ends),
   :func:`apply_firebase_states` (users deactivated or reactivated as Firebase says),
   :func:`issue_service_client`, :func:`rotate_service_client`, :func:`revoke_service_client`,
   :func:`import_keys` (keys another system issued, as :class:`ImportedKey` values), and
@@ -27,7 +29,7 @@ from .accounts import (
     revoke_user_keys,
     users_to_sync,
 )
-from .changes import revoke_key, rotate_key, set_expiry, update_key
+from .changes import KEEP, change_key, disable_key, enable_key, revoke_key, rotate_key, set_expiry, update_key
 from .errors import (
     AlreadyIssued,
     AlreadyRotated,
@@ -53,6 +55,7 @@ from .service_clients import (
 from .verification import Code, KeyVerdict, Rejection, Verification, judge_key, mark_used, verify_key
 
 __all__ = [
+    "KEEP",
     "AccountChange",
     "GRACE_PERIODS",
     "MAX_GRACE_SECONDS",
@@ -79,7 +82,10 @@ __all__ = [
     "TooManyKeys",
     "Verification",
     "apply_firebase_states",
+    "change_key",
     "default_scopes",
+    "disable_key",
+    "enable_key",
     "erase_user",
     "find_service_client",
     "issue_service_client",

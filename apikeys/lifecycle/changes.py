@@ -1,4 +1,4 @@
-"""Every later write to a key: renaming and rescoping, rotating, changing the expiry, revoking.
+"""Every later write to a key: renaming and rescoping, rotating, changing the expiry, pausing, revoking.
 
 Each change is audited in the transaction that makes it. Bad input raises a
 ``ValidationError`` keyed by field; any other refusal a ``LifecycleError``.
@@ -8,6 +8,7 @@ import datetime
 import logging
 from collections.abc import Iterable
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -58,6 +59,58 @@ def update_key(
         api_key.name = name
     if recorded:
         logger.info("api key updated id=%s owner=%s changes=%s", api_key.pk, api_key.owner_id, ",".join(recorded))
+    return recorded
+
+
+# change_key's default for ``expires_at``: leave the expiry as it is (None means "never").
+KEEP = object()
+
+
+def change_key(
+    api_key: ApiKey,
+    *,
+    name: str | None = None,
+    scopes: Iterable[Scope] | None = None,
+    expires_at: datetime.datetime | None | object = KEEP,
+    actor: Actor | None = None,
+) -> list[str]:
+    """Edit ``api_key`` in place (its secret stays): any of name, scopes and expiry, all or nothing.
+
+    ``name`` and ``scopes`` of ``None`` and ``expires_at`` of :data:`KEEP` leave that part
+    as it is; ``expires_at=None`` means never. Every part is checked before anything is
+    written, under the rules of :func:`issue_key`, and all the refusals are raised together
+    as one ``ValidationError`` keyed "name", "scopes", "expires_at". Then the parts change
+    in one transaction (:func:`update_key`, :func:`set_expiry`): an expired key given a
+    later expiry needs room under the owner's limit (:class:`TooManyKeys`), a revoked key
+    raises :class:`KeyRevoked`, and either leaves every part unchanged. Returns the audit
+    actions recorded ("renamed", "scopes_changed", "expiry_changed"), empty when nothing changed.
+    """
+    errors: dict = {}
+    cleaned_name = chosen = None
+    if name is not None:
+        try:
+            cleaned_name = clean_name(name)
+        except ValidationError as error:
+            errors.update(error.error_dict)
+    if scopes is not None:
+        try:
+            chosen = choose_scopes(scopes)
+        except ValidationError as error:
+            errors.update(error.error_dict)
+    if expires_at is not KEEP:
+        try:
+            with field_errors("expires_at"):
+                validate_expiry(expires_at)
+        except ValidationError as error:
+            errors.update(error.error_dict)
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        if expires_at is not KEEP:
+            lock_owner(api_key.owner_id)  # the owner before the key, as set_expiry locks them
+        recorded = update_key(api_key, name=cleaned_name, scopes=chosen, actor=actor)
+        if expires_at is not KEEP and set_expiry(api_key, expires_at, actor=actor):
+            recorded.append(KeyEvent.Action.EXPIRY_CHANGED)
     return recorded
 
 
@@ -177,4 +230,56 @@ def revoke_key(api_key: ApiKey, *, actor: Actor | None = None, reason: str = "")
         logger.info("api key revoked id=%s owner=%s", api_key.pk, api_key.owner_id)
         return True
     api_key.refresh_from_db(fields=["revoked_at"])
+    return False
+
+
+def disable_key(api_key: ApiKey, *, actor: Actor | None = None, reason: str = "") -> bool:
+    """Pause ``api_key``: it stops verifying at once (401 "this key is disabled", code DISABLED) and
+    keeps its secret, scopes and expiry, and its place under the owner's active-key limit.
+
+    Returns True when this call disabled it, False when it already was (not an error).
+    A revoked key raises :class:`KeyRevoked`. An expired key may be disabled: enabling it
+    later does not make it verify. A ``reason`` is kept in the audit event's details. The
+    caller has decided access. ``api_key.disabled_at`` is up to date afterwards.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        # The guarded update keeps the first pause if two requests race; only that one is audited.
+        disabled = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True, disabled_at__isnull=True).update(
+            disabled_at=now
+        )
+        if disabled:
+            audit.record(api_key, KeyEvent.Action.DISABLED, actor, at=now, **({"reason": reason} if reason else {}))
+    if disabled:
+        api_key.disabled_at = now
+        logger.info("api key disabled id=%s owner=%s", api_key.pk, api_key.owner_id)
+        return True
+    api_key.refresh_from_db(fields=["revoked_at", "disabled_at"])
+    if api_key.is_revoked:
+        raise KeyRevoked("This key has been revoked; it cannot be disabled.")
+    return False
+
+
+def enable_key(api_key: ApiKey, *, actor: Actor | None = None) -> bool:
+    """Resume a paused ``api_key``: its secrets verify again (if it has not expired meanwhile).
+
+    Returns True when this call enabled it, False when it was not disabled (not an error).
+    A revoked key raises :class:`KeyRevoked`: revocation is final. The key kept its place
+    under the limit while paused, so no room is needed. ``api_key.disabled_at`` is up to
+    date afterwards.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        enabled = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True, disabled_at__isnull=False).update(
+            disabled_at=None
+        )
+        if enabled:
+            audit.record(api_key, KeyEvent.Action.ENABLED, actor, at=now)
+    if enabled:
+        api_key.disabled_at = None
+        logger.info("api key enabled id=%s owner=%s", api_key.pk, api_key.owner_id)
+        return True
+    api_key.refresh_from_db(fields=["revoked_at", "disabled_at"])
+    if api_key.is_revoked:
+        raise KeyRevoked("This key has been revoked; it cannot be enabled.")
     return False

@@ -27,6 +27,7 @@ class Rejection:
 
     INVALID = "Invalid API Key"
     EXPIRED = "Invalid API Key: this key has expired."
+    DISABLED = "Invalid API Key: this key is disabled."
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Verification:
     """The verdict of :func:`verify_key`: the key (``api_key``), or ``None`` and the ``rejection``.
 
     ``outcome`` says why, for metrics and logs: "valid", "malformed", "not_found",
-    "revoked", "owner_inactive", "grace_ended" or "expired" (the client is told less:
+    "revoked", "owner_inactive", "grace_ended", "expired" or "disabled" (the client is told less:
     see :class:`Rejection`). ``secret`` is which of the key's secrets matched,
     "current" or "replaced" (by a rotation), or ``None`` when no key matched; ``matched`` is the
     key the secret belongs to, refused or not (``None`` when none matched).
@@ -52,8 +53,9 @@ class Verification:
 def verify_key(plaintext: str) -> Verification:
     """Verify a presented secret with one indexed read and no write.
 
-    A key verifies when it exists, is not revoked, has not expired, and its owner
-    is an active user; the secret replaced by a rotation verifies until its grace
+    A key verifies when it exists, is not revoked, has not expired, is not disabled
+    (paused), and its owner is an active user; an expired key that is also disabled is
+    refused as expired (the lasting reason); the secret replaced by a rotation verifies until its grace
     period ends: then ``api_key.replaced_secret_sunset`` is the moment it stops (the
     grace period's end, or the key's expiry if sooner), else ``None``. Otherwise
     ``api_key`` is ``None`` and ``rejection`` one of :class:`Rejection`'s messages.
@@ -80,6 +82,8 @@ def verify_key(plaintext: str) -> Verification:
             return Verification(None, Rejection.INVALID, "grace_ended", secret, api_key)
     if api_key.is_expired(now):
         return Verification(None, Rejection.EXPIRED, "expired", secret, api_key)
+    if api_key.is_disabled:
+        return Verification(None, Rejection.DISABLED, "disabled", secret, api_key)
     api_key.replaced_secret_sunset = api_key.replaced_secret_works_until(now) if secret == "replaced" else None
     return Verification(api_key, None, "valid", secret, api_key)
 
@@ -150,10 +154,11 @@ class Code:
     REVOKED = "REVOKED"
     EXPIRED = "EXPIRED"  # the key expired, or the replaced secret presented is past its grace period
     OWNER_INACTIVE = "OWNER_INACTIVE"
+    DISABLED = "DISABLED"  # paused by its owner or staff (lifecycle.disable_key); it may be enabled again
     INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"
     RATE_LIMITED = "RATE_LIMITED"
 
-    ALL = (VALID, NOT_FOUND, REVOKED, EXPIRED, OWNER_INACTIVE, INSUFFICIENT_SCOPE, RATE_LIMITED, MALFORMED)
+    ALL = (VALID, NOT_FOUND, REVOKED, EXPIRED, OWNER_INACTIVE, DISABLED, INSUFFICIENT_SCOPE, RATE_LIMITED, MALFORMED)
 
 
 # Verification.outcome -> Code.
@@ -165,6 +170,7 @@ _CODE_OF_OUTCOME = {
     "owner_inactive": Code.OWNER_INACTIVE,
     "grace_ended": Code.EXPIRED,
     "expired": Code.EXPIRED,
+    "disabled": Code.DISABLED,
 }
 
 
