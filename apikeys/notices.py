@@ -295,12 +295,13 @@ def _unlocked(now):
     return Q(locked_until__isnull=True) | Q(locked_until__lte=now)
 
 
-def claim(*, now=None, user_id=None, exclude_users=()) -> list[Notice]:
+def claim(*, now=None, user_id=None, exclude=()) -> list[Notice]:
     """Take the due pending notices of one owner, kind and address (at most :data:`MAX_PER_MAIL`) for
     this worker, oldest first; [] when none is due.
 
     They get a lease of :func:`lease_seconds` and a new ``lease_token``: no other worker takes them
-    until it ends. ``user_id``: only that owner's; ``exclude_users``: owners to pass over. On
+    until it ends. ``user_id``: only that owner's; ``exclude``: ids of notices to pass over (those a
+    pass has tried already, so a retry due at once waits for the next pass). On
     PostgreSQL rows another worker is claiming are skipped (``SKIP LOCKED``); SQLite has one writer
     at a time, and the guarded update takes only rows still free.
     """
@@ -308,8 +309,10 @@ def claim(*, now=None, user_id=None, exclude_users=()) -> list[Notice]:
     due = Notice.objects.filter(status=Notice.Status.PENDING, next_attempt_at__lte=now).filter(_unlocked(now))
     if user_id is not None:
         due = due.filter(user_id=user_id)
+    if exclude:
+        due = due.exclude(pk__in=list(exclude))
     lease_end = now + datetime.timedelta(seconds=lease_seconds())
-    passed = set(exclude_users)
+    passed = set()
     for _ in range(CLAIM_TRIES):
         with transaction.atomic():
             first = (
@@ -362,13 +365,13 @@ def send_due(*, now=None, user_id=None, budget_seconds: float | None = None) -> 
     budget = lease_seconds() if budget_seconds is None else budget_seconds
     deadline = time.monotonic() + budget
     attempted = 0
-    tried_users = set()
+    tried = set()
     while time.monotonic() < deadline:
-        group = claim(now=now, user_id=user_id, exclude_users=tried_users)
+        group = claim(now=now, user_id=user_id, exclude=tried)
         if not group:
             break
         attempted += 1
-        tried_users.add(group[0].user_id)
+        tried.update(notice.pk for notice in group)
         if send(group).outcome == "retry":
             break
     return attempted
