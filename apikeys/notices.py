@@ -381,8 +381,9 @@ def send(group: list[Notice]) -> Outcome:
     """Send a claimed group of notices (one owner, kind and address) as one mail, and record the outcome."""
     now = timezone.now()
     live, stale = [], []
+    choices = NotificationSettings.for_user(group[0].user)  # one owner per group
     for notice in group:
-        (live if still_due(notice, now) else stale).append(notice)
+        (live if still_due(notice, now, choices) else stale).append(notice)
     if stale:
         _record(stale, Outcome("skipped", "No longer true when it was to be sent (the key or the settings changed)."))
     if not live:
@@ -402,14 +403,16 @@ def send(group: list[Notice]) -> Outcome:
     return _record(live, deliver(message), subject)
 
 
-def still_due(notice: Notice, now: datetime.datetime) -> bool:
-    """Whether a claimed notice is still worth sending: its owner active, the kind not turned off since,
-    and an expiry notice still true (the key not revoked, the same expiry, no later milestone reached)."""
+def still_due(notice: Notice, now: datetime.datetime, choices: NotificationSettings | None = None) -> bool:
+    """Whether a claimed notice is still worth sending: its owner active, the kind not turned off since
+    (``choices``: the owner's settings, read if not given), and an expiry notice still true (the key not
+    revoked, the same expiry, no later milestone reached)."""
     user = notice.user
     if not user.is_active or user.is_erased:
         return False
     setting = SETTING_OF.get(notice.kind)
-    if setting and not getattr(NotificationSettings.for_user(user), setting):
+    choices = choices or NotificationSettings.for_user(user)
+    if setting and not getattr(choices, setting):
         return False
     if notice.kind in MILESTONES:
         api_key = notice.api_key
