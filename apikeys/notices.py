@@ -359,10 +359,10 @@ def send_due(*, now=None, user_id=None, budget_seconds: float | None = None) -> 
 
     After a mail the server did not take for a reason that is not the recipient's (a refused
     connection, a timeout, a 4xx), the pass stops: the others wait for the next pass instead of
-    each costing a timeout. ``budget_seconds`` (default: the lease) bounds the time spent
-    starting new mails, so a pass ends well within the worker's task timeout.
+    each costing a timeout. ``budget_seconds`` (default: half the lease) bounds the time spent
+    starting new mails, so a pass ends well within the worker's task timeout (twice the lease).
     """
-    budget = lease_seconds() if budget_seconds is None else budget_seconds
+    budget = lease_seconds() / 2 if budget_seconds is None else budget_seconds
     deadline = time.monotonic() + budget
     attempted = 0
     tried = set()

@@ -431,15 +431,18 @@ if OMIKEYS_SEND_EMAIL and not DEBUG:
 OMIKEYS_NOTICE_RETRY_SCHEDULE = env_retry_schedule("OMIKEYS_NOTICE_RETRY_SCHEDULE", "60,300,1800,7200,21600")
 
 # The worker (manage.py qcluster, django-q2): tasks and schedules in the database, no other service.
+# A task may take twice the longer lease: a webhook delivery's, or a notice's (three times EMAIL_TIMEOUT
+# for a whole mail, and 30 s for the database: apikeys.notices.lease_seconds), as passes bound their work.
+_TASK_TIMEOUT = 2 * max(OMIKEYS_WEBHOOK_LEASE_SECONDS, 3 * EMAIL_TIMEOUT + 30)
 OMIKEYS_WORKER_PROCESSES = env_int("OMIKEYS_WORKER_PROCESSES", 2, minimum=1, maximum=32)
 Q_CLUSTER = {
     "name": "omikeys",
     "orm": "default",
     "workers": OMIKEYS_WORKER_PROCESSES,
     # A task runs at most this long; one not acknowledged is handed out again after "retry".
-    # Deliveries do not depend on it: their leases (above) bring back any that a dead worker held.
-    "timeout": 2 * OMIKEYS_WEBHOOK_LEASE_SECONDS,
-    "retry": 2 * OMIKEYS_WEBHOOK_LEASE_SECONDS + 10,
+    # Deliveries and notices do not depend on it: their leases bring back any that a dead worker held.
+    "timeout": _TASK_TIMEOUT,
+    "retry": _TASK_TIMEOUT + 10,
     "max_attempts": 3,
     "poll": 1,
     "catch_up": False,
