@@ -13,6 +13,7 @@ from firebase_admin import auth
 
 from apikeys import crypto, firebase, lifecycle
 from apikeys.importers import omi
+from apikeys.management.commands.importomikeys import render
 from apikeys.models import ApiKey, KeyEvent, User
 
 from .. import firebase_emulator
@@ -771,3 +772,17 @@ def test_a_dry_run_does_not_log_keys_as_imported(tmp_path, caplog):
     messages = [record.getMessage() for record in caplog.records]
     assert not [message for message in messages if message.startswith("api keys imported")]
     assert "api keys import dry run, nothing written: would create=2 batch=2" in messages
+
+
+@pytest.mark.parametrize(
+    ("documents", "seconds", "closing"),
+    [
+        (1_000_000, 612.34, "Took 612.3 s, 1,633 documents/s."),
+        (6, 0.025, "Took 0.03 s."),  # no rate over less than a second: it would measure start-up
+        (0, 0.0, "Took 0.00 s."),
+    ],
+)
+def test_the_table_report_closes_with_the_time_and_a_rate_only_over_a_second_or_more(documents, seconds, closing):
+    report = omi.Report(documents=documents, seconds=seconds)
+
+    assert render("e.ndjson", report).rstrip().endswith(closing)
