@@ -211,6 +211,7 @@ class KeyEditForm(forms.Form):
             self.initial.setdefault("expires_in", KEEP)
 
     def clean_name(self) -> str:
+        """The name; a changed one must pass ``validate_key_name`` (the create form's messages)."""
         name = self.cleaned_data["name"]
         if name != self.api_key.name:
             validate_key_name(name)
