@@ -197,6 +197,7 @@ def test_events_key_disabled_and_key_enabled_are_sent(user_client, key):
 
     payloads = [event.payload for event in Event.objects.order_by("created_at")]
     assert [payload["type"] for payload in payloads] == ["key.disabled", "key.enabled"]
+    assert [payload["data"]["status"] for payload in payloads] == ["disabled", "active"]
     for payload in payloads:
         assert payload["data"]["key_id"] == key["id"]
         assert payload["data"]["actor"] == {"kind": "user", "via": "api", "uid": user_client.emulator_user.uid}
