@@ -211,6 +211,20 @@ class DevApiKeyRotateSerializer(StrictSerializer):
     )
 
 
+# The statuses of a key the key API shows (never revoked: a revoked key is not listed).
+LISTED_STATUSES = [ApiKey.Status.ACTIVE.value, ApiKey.Status.DISABLED.value, ApiKey.Status.EXPIRED.value]
+
+
+@extend_schema_field({"type": "string", "enum": LISTED_STATUSES}, component_name="ListedKeyStatusEnum")
+class ListedStatusField(serializers.ChoiceField):
+    """A listed key's status, documented as its own component (``ListedKeyStatusEnum``): the service
+    API's statuses are ``KeyStatusEnum`` (all four), and ENUM_NAME_OVERRIDES keeps "StatusEnum" for
+    an older two-value set, so an enum named after the field would collide."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=LISTED_STATUSES, read_only=True, **kwargs)
+
+
 # The fields of every key the API shows: the contract's, with expires_at and status.
 SHOWN_FIELDS = ["id", "name", "key_prefix", "created_at", "last_used_at", "expires_at", "status", "scopes"]
 
@@ -222,9 +236,7 @@ class DevApiKeySerializer(serializers.ModelSerializer):
     # Never null in practice; declared nullable to match Omi's published schema.
     scopes = ScopeListField(read_only=True, allow_null=True)
 
-    status = serializers.ChoiceField(
-        choices=[ApiKey.Status.ACTIVE.value, ApiKey.Status.DISABLED.value, ApiKey.Status.EXPIRED.value],
-        read_only=True,
+    status = ListedStatusField(
         help_text=(
             "active; disabled (paused by its owner or staff: it does not work until enabled); or expired "
             "(it no longer works). An expired key that is also disabled is expired."
