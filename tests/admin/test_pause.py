@@ -228,3 +228,19 @@ def test_a_disabled_key_can_be_edited_and_stays_disabled(admin_client, alice):
     assert response.status_code == 302
     after = ApiKey.objects.get(pk=api_key.pk)
     assert (after.name, after.status) == ("Paused, renamed", "disabled")
+
+
+def test_disabling_in_the_admin_sends_key_disabled_with_the_staff_member(admin_client, admin_user, alice):
+    from apikeys import webhooks
+    from apikeys.models import Event
+
+    webhooks.register_endpoint("http://127.0.0.1:9/hooks", ["key.disabled", "key.enabled"])
+    api_key = issue(alice).api_key
+
+    act(admin_client, "disable_selected", api_key)
+    admin_client.post(pause_url(api_key, "enable"))
+
+    payloads = [event.payload for event in Event.objects.order_by("created_at")]
+    assert [payload["type"] for payload in payloads] == ["key.disabled", "key.enabled"]
+    for payload in payloads:
+        assert payload["data"]["actor"] == {"kind": "staff", "via": "admin", "staff_id": admin_user.pk}

@@ -109,3 +109,19 @@ def test_listapikeys_marks_a_disabled_key(owner):
     assert stdout.splitlines()[-1] == "2 keys (1 active, 1 disabled)."
     listed = {item["name"]: item for item in json.loads(run("listapikeys", "--json")[0])}
     assert listed["paused"]["status"] == "disabled" and listed["paused"]["disabled_at"] is not None
+
+
+def test_the_commands_send_key_disabled_and_key_enabled(owner):
+    from apikeys import webhooks
+    from apikeys.models import Event
+
+    webhooks.register_endpoint("http://127.0.0.1:9/hooks", ["key.disabled", "key.enabled"])
+    api_key = lifecycle.issue_key(owner=owner, name="hooked").api_key
+
+    run("disableapikey", str(api_key.pk))
+    run("enableapikey", str(api_key.pk))
+
+    payloads = [event.payload for event in Event.objects.order_by("created_at")]
+    assert [payload["type"] for payload in payloads] == ["key.disabled", "key.enabled"]
+    assert [payload["data"]["actor"]["kind"] for payload in payloads] == ["command", "command"]
+    assert payloads[0]["data"]["actor"]["label"].startswith("disableapikey (run by ")
