@@ -164,8 +164,9 @@ class KeyListCreateView(KeyAPIView):
         operation_id="listApiKeys",
         summary="List Keys",
         description=(
-            "The caller's keys that are not revoked, newest first: active ones, and expired ones "
-            "(`status: expired`) until they are revoked. The secret is never included."
+            "The caller's keys that are not revoked, newest first: active ones, disabled ones "
+            "(`status: disabled`, with `disabled_at`), and expired ones (`status: expired`) until they are "
+            "revoked. The secret is never included."
         ),
         tags=TAGS,
         responses={200: DevApiKeySerializer(many=True), 401: ERROR_401, 503: ERROR_503},
