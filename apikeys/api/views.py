@@ -303,6 +303,7 @@ PAUSE_RESPONSES = {
     401: ERROR_401,
     404: ERROR_404,
     409: OpenApiResponse(ErrorResponseSerializer, description="The key is revoked; nothing was changed."),
+    413: ERROR_413,
     422: OpenApiResponse(
         HTTPValidationErrorSerializer, description="A body other than none or `{}` (the request takes no fields)."
     ),
