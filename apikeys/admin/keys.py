@@ -169,10 +169,6 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
     def previous_secret_until(self, obj):
         return moment_text(obj.replaced_secret_works_until())
 
-    @admin.display(description="disabled at")
-    def disabled_at(self, obj):
-        return moment_text(obj.disabled_at)
-
     @admin.display(ordering="revoked_at")
     def status(self, obj):
         return key_status(obj)
