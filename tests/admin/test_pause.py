@@ -101,6 +101,9 @@ def test_the_key_page_links_to_disable_and_then_to_enable(admin_client, alice):
     page = admin_client.get(key_url(api_key)).content.decode()
     assert pause_url(api_key, "enable") in page and pause_url(api_key, "disable") not in page
     assert "Disabled" in page
+    assert "Disabled at:" in page  # when, on a disabled key's page only
+    lifecycle.enable_key(api_key)
+    assert "Disabled at:" not in admin_client.get(key_url(api_key)).content.decode()
 
 
 def test_the_disable_page_confirms_then_pauses_with_the_reason(admin_client, admin_user, alice):
