@@ -83,11 +83,11 @@ FIREBASE_DOOR = {
     ),
     "an API key": (
         f"Bearer omi_dev_{SECRET}",
-        "This endpoint needs a Firebase ID token, not an API key. API keys cannot create, list or revoke keys.",
+        "This endpoint needs a Firebase ID token, not an API key. API keys cannot manage keys.",
     ),
     "an API key in capitals": (
         f"Bearer OMI_DEV_{SECRET}",
-        "This endpoint needs a Firebase ID token, not an API key. API keys cannot create, list or revoke keys.",
+        "This endpoint needs a Firebase ID token, not an API key. API keys cannot manage keys.",
     ),
     "a service token": (
         f"Bearer omi_svc_{SECRET}",

@@ -18,8 +18,10 @@ KEY_ID = "00000000-0000-4000-8000-000000000000"
 # Each endpoint, and the methods it does not offer.
 NOT_OFFERED = {
     "/v1/dev/keys": ["put", "patch", "delete", "options"],
-    f"/v1/dev/keys/{KEY_ID}": ["get", "head", "post", "put", "patch", "options"],
+    f"/v1/dev/keys/{KEY_ID}": ["get", "head", "post", "put", "options"],
     f"/v1/dev/keys/{KEY_ID}/rotate": ["get", "head", "put", "patch", "delete", "options"],
+    f"/v1/dev/keys/{KEY_ID}/disable": ["get", "head", "put", "patch", "delete", "options"],
+    f"/v1/dev/keys/{KEY_ID}/enable": ["get", "head", "put", "patch", "delete", "options"],
     "/v1/dev/key": ["post", "put", "patch", "delete", "options"],
 }
 CASES = [(path, method) for path, methods in NOT_OFFERED.items() for method in methods]
@@ -79,6 +81,9 @@ def test_every_key_endpoint_answer_is_no_store(user_client):
         user_client.post("/v1/dev/keys", data="{", content_type="application/json"),  # 422 json_invalid
         user_client.post(f"/v1/dev/keys/{key['id']}/rotate", {"grace_seconds": 60}, format="json"),
         user_client.post(f"/v1/dev/keys/{KEY_ID}/rotate"),  # 404
+        user_client.patch(f"/v1/dev/keys/{key['id']}", {"name": "still cached?"}, format="json"),
+        user_client.post(f"/v1/dev/keys/{key['id']}/disable"),
+        user_client.post(f"/v1/dev/keys/{key['id']}/enable"),
         user_client.put("/v1/dev/keys"),  # 405
         APIClient().get("/v1/dev/keys"),  # 401
         key_client(key["key"]).get("/v1/dev/key"),

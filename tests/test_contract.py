@@ -525,7 +525,10 @@ def test_both_fuzzed_schemas_cover_the_create_operation():
         ("GET", URL),
         ("POST", URL),
         ("DELETE", URL + "/{key_id}"),
+        ("PATCH", URL + "/{key_id}"),
         ("POST", URL + "/{key_id}/rotate"),
+        ("POST", URL + "/{key_id}/disable"),
+        ("POST", URL + "/{key_id}/enable"),
         ("GET", "/v1/dev/key"),
         # The service API (tests/test_service_*.py); fuzzed here with a Firebase token, which it refuses (401).
         ("POST", "/v1/service/keys/verify"),

@@ -37,8 +37,11 @@ def test_it_lists_active_keys_newest_first_without_the_secret(user_client):
 
     assert [item["id"] for item in listed] == [second["id"], first["id"]]
     for item, created in zip(listed, [second, first], strict=True):
-        assert set(item) == {"id", "name", "key_prefix", "created_at", "last_used_at", "expires_at", "status", "scopes"}
-        assert {k: v for k, v in item.items() if k != "created_at"} == {
+        assert set(item) == {
+            "id", "name", "key_prefix", "created_at", "last_used_at", "expires_at", "status", "scopes", "disabled_at",
+        }  # fmt: skip
+        assert item["disabled_at"] is None
+        assert {k: v for k, v in item.items() if k not in ("created_at", "disabled_at")} == {
             k: v for k, v in created.items() if k not in ("key", "created_at")
         }
     assert first["key"] not in json.dumps(listed) and second["key"] not in json.dumps(listed)

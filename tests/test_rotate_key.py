@@ -37,7 +37,7 @@ def test_it_returns_a_new_secret_for_the_same_key(user_client, key):
     body = response.json()
     assert set(body) == {
         "id", "name", "key_prefix", "created_at", "last_used_at", "expires_at", "status", "scopes", "key",
-        "previous_key_expires_at",
+        "previous_key_expires_at", "disabled_at",
     }  # fmt: skip
     assert (body["id"], body["name"], body["scopes"], body["created_at"]) == (
         key["id"],

@@ -16,7 +16,7 @@ def scope_codes(api_key: ApiKey) -> str:
 
 
 def key_status(api_key: ApiKey) -> str:
-    """The label of the key's ApiKey.Status: "Active", "Expired" or "Revoked"."""
+    """The label of the key's ApiKey.Status: "Active", "Disabled", "Expired" or "Revoked"."""
     return api_key.status.label
 
 

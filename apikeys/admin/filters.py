@@ -16,13 +16,18 @@ def touches_a_hash(lookup: str) -> bool:
 
 
 class KeyStatusFilter(admin.SimpleListFilter):
-    """Active, expired or revoked: the three values of ApiKey.status, decided in SQL."""
+    """Active, disabled, expired or revoked: the values of ApiKey.status, decided in SQL.
+
+    "Active" means verifying (live and not disabled), as the status column says; a disabled
+    key that has expired is expired, and a revoked one revoked, as ApiKey.status orders them.
+    """
 
     title = "status"
     parameter_name = "status"
     # Each status narrows a queryset; "now" is read when the filter runs, not at import.
     STATES = {
-        ApiKey.Status.ACTIVE.value: lambda keys: keys.active(),
+        ApiKey.Status.ACTIVE.value: lambda keys: keys.active().enabled(),
+        ApiKey.Status.DISABLED.value: lambda keys: keys.active().disabled(),
         ApiKey.Status.EXPIRED.value: lambda keys: keys.unrevoked().filter(expires_at__lte=timezone.now()),
         ApiKey.Status.REVOKED.value: lambda keys: keys.filter(revoked_at__isnull=False),
     }

@@ -110,6 +110,24 @@ class RotateKeyForm(forms.Form):
     expected_prefix = forms.CharField(max_length=32, widget=forms.HiddenInput)
 
 
+class DisableKeyForm(forms.Form):
+    """The confirmation before a key is paused: why, kept in the audit event (optional)."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Reason",
+        help_text="Optional, kept in the key's audit event: for example, “checking whether it leaked”.",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason.isprintable():
+            raise ValidationError("The reason must be one line of printable text.", code="reason_not_printable")
+        return reason
+
+
 class ScopeAdminForm(forms.ModelForm):
     """A scope's code, description and default flag; a code in use by keys stays as it is."""
 

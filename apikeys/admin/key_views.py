@@ -15,7 +15,7 @@ from django.utils.translation import gettext
 from .. import lifecycle
 from ..audit import Actor
 from ..models import KeyEvent
-from .forms import ApiKeyAddForm, RotateKeyForm
+from .forms import ApiKeyAddForm, DisableKeyForm, RotateKeyForm
 
 
 def staff_actor(request) -> Actor:
@@ -31,8 +31,15 @@ def rotation_message(grace_seconds: int) -> str:
     return f"Rotated the key; the replaced secret stops working {label}."
 
 
+def pause_message(disabled: bool, reason: str = "") -> str:
+    """The admin history's line for a key disabled (with its ``reason``, if any) or enabled."""
+    if not disabled:
+        return "Enabled the key."
+    return f"Disabled the key: {reason}" if reason else "Disabled the key."
+
+
 class KeyViews:
-    """The issue and rotate views of ApiKeyAdmin, in the shape of UserAdmin.user_change_password.
+    """The issue, rotate, disable and enable views of ApiKeyAdmin, in the shape of UserAdmin.user_change_password.
 
     Each is a plain view behind ``admin_site.admin_view``: a form, one call into
     lifecycle, and the plaintext rendered straight into the response to the POST
@@ -40,12 +47,15 @@ class KeyViews:
     """
 
     def key_view_urls(self) -> list:
-        """The add URL (``admin:apikeys_apikey_add``, in place of Django's) and the rotate URL."""
+        """The add URL (``admin:apikeys_apikey_add``, in place of Django's), and the rotate, disable and
+        enable URLs (``admin:apikeys_apikey_rotate`` and so on)."""
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         view = self.admin_site.admin_view
         return [
             path("add/", view(self.issue_view), name=f"{prefix}_add"),
             path("<path:object_id>/rotate/", view(self.rotate_view), name=f"{prefix}_rotate"),
+            path("<path:object_id>/disable/", view(self.disable_view), name=f"{prefix}_disable"),
+            path("<path:object_id>/enable/", view(self.enable_view), name=f"{prefix}_enable"),
         ]
 
     def issue_view(self, request, form_url=""):
@@ -177,3 +187,64 @@ class KeyViews:
             "changelist_url": reverse("admin:apikeys_apikey_changelist"),
         }
         return TemplateResponse(request, "admin/apikeys/apikey/rotate.html", context)
+
+    def disable_view(self, request, object_id):
+        """Confirm (with an optional reason), then pause the key through lifecycle.disable_key."""
+        return self.pause_view(request, object_id, disable=True)
+
+    def enable_view(self, request, object_id):
+        """Confirm, then resume the key through lifecycle.enable_key."""
+        return self.pause_view(request, object_id, disable=False)
+
+    def pause_view(self, request, object_id, *, disable: bool):
+        """The confirmation page of a disable or an enable, and its POST; back to the key's page after.
+
+        Both are idempotent: a key already in the state asked for is left as it is, with a
+        warning. A revoked key cannot change (an error message, nothing done).
+        """
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        api_key = self.get_object(request, unquote(object_id))
+        if api_key is None:
+            raise Http404("No API key with this id.")
+        change_url = reverse("admin:apikeys_apikey_change", args=[api_key.pk])
+        if api_key.is_revoked:
+            self.message_user(request, "This key has been revoked; it cannot change.", messages.ERROR)
+            return redirect(change_url)
+        form = None
+        if disable:
+            form = DisableKeyForm(request.POST) if request.method == "POST" else DisableKeyForm()
+        if request.method == "POST" and (form is None or form.is_valid()):
+            reason = form.cleaned_data["reason"] if form is not None else ""
+            try:
+                with transaction.atomic():
+                    if disable:
+                        changed = lifecycle.disable_key(api_key, actor=staff_actor(request), reason=reason)
+                    else:
+                        changed = lifecycle.enable_key(api_key, actor=staff_actor(request))
+                    if changed:
+                        self.log_change(request, api_key, pause_message(disable, reason))
+            except lifecycle.KeyRevoked as refused:  # revoked while the page was open
+                self.message_user(request, str(refused), messages.ERROR)
+                return redirect(change_url)
+            if changed and disable:
+                message = "The key is disabled: it does not verify until it is enabled again. Its secret is kept."
+            elif changed:
+                message = "The key is enabled: its secret verifies again." + (
+                    "" if api_key.verifies else f" (It is {api_key.status}, so it still does not.)"
+                )
+            else:
+                message = f"The key was already {'disabled' if disable else 'enabled'}; nothing changed."
+            self.message_user(request, message, messages.SUCCESS if changed else messages.WARNING)
+            return redirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Disable API key" if disable else "Enable API key",
+            "opts": self.opts,
+            "original": api_key,
+            "form": form,
+            "disable": disable,
+            "change_url": change_url,
+            "changelist_url": reverse("admin:apikeys_apikey_changelist"),
+        }
+        return TemplateResponse(request, "admin/apikeys/apikey/pause.html", context)

@@ -1,4 +1,4 @@
-"""The admin of API keys: the list staff search and revoke from, and each key's page."""
+"""The admin of API keys: the list staff search, revoke, disable and enable from, and each key's page."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,7 +15,7 @@ from ..templatetags.key_names import key_name
 from .display import day_text, details_summary, events_url, key_status, moment_text, scope_codes
 from .filters import KeyStatusFilter, ScopeFilter, touches_a_hash
 from .forms import ApiKeyChangeForm
-from .key_views import KeyViews, staff_actor
+from .key_views import KeyViews, pause_message, staff_actor
 
 # A key's page lists this many of its newest events; the event log has them all.
 KEY_EVENTS_SHOWN = 20
@@ -26,8 +26,8 @@ class ChangeRefused(Exception):
 
 
 class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
-    """Keys are issued and rotated through lifecycle, renamed, rescoped or given an expiry here,
-    revoked but never deleted.
+    """Keys are issued and rotated through lifecycle, renamed, rescoped or given an expiry here
+    (all at once, through lifecycle.change_key), disabled and enabled, revoked but never deleted.
 
     The hashes (current and replaced secret) are in no field list, no search field
     and no allowed lookup, so no admin page can show them or be used to probe them.
@@ -40,7 +40,7 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
     # An Omi document id is found whole: a key imported from Omi is looked up by the id Omi showed.
     search_fields = ("name", "key_prefix", "owner__email", "owner__firebase_uid", "=omi_document_id")
     autocomplete_fields = ("owner",)
-    actions = ("revoke_selected",)
+    actions = ("revoke_selected", "disable_selected", "enable_selected")
     add_fields = ("owner", "name", "scopes", "expires_at", "form_token")
     change_fields = (
         "name",
@@ -54,6 +54,7 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
         "last_used_at",
         "rotated",
         "status",
+        "disabled_at",
         "revoked_at",
     )
     editable_change_fields = frozenset({"name", "scopes", "expires_at"})
@@ -79,6 +80,8 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
             fields[fields.index("expires_at")] = "expires"  # shown, not editable
         if obj.replaced_secret_works_until():
             fields.insert(fields.index("rotated") + 1, "previous_secret_until")
+        if not obj.is_disabled:
+            fields.remove("disabled_at")
         if obj.is_imported:
             fields.insert(fields.index("key_prefix") + 1, "omi_document_id")  # the key's id in Omi's records
         return fields
@@ -187,6 +190,54 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
             message = ngettext("%(count)d key was already revoked.", "%(count)d keys were already revoked.", already)
             self.message_user(request, message % {"count": already}, messages.WARNING)
 
+    @admin.action(description="Disable selected keys", permissions=["change"])
+    def disable_selected(self, request, queryset):
+        self.pause_selected(request, queryset, disable=True)
+
+    @admin.action(description="Enable selected keys", permissions=["change"])
+    def enable_selected(self, request, queryset):
+        self.pause_selected(request, queryset, disable=False)
+
+    def pause_selected(self, request, queryset, *, disable: bool):
+        """Disable or enable each selected key through lifecycle; say how many changed, and which were skipped."""
+        pause = lifecycle.disable_key if disable else lifecycle.enable_key
+        actor = staff_actor(request)
+        changed = unchanged = revoked = 0
+        for api_key in queryset.prefetch_related(None):
+            if api_key.is_revoked:
+                revoked += 1
+                continue
+            try:
+                done = pause(api_key, actor=actor)
+            except lifecycle.KeyRevoked:  # revoked since the list was read
+                revoked += 1
+                continue
+            if done:
+                changed += 1
+                self.log_change(request, api_key, pause_message(disable))
+            else:
+                unchanged += 1
+        if disable:
+            done_message = ngettext("Disabled %(count)d key.", "Disabled %(count)d keys.", changed)
+            same_message = ngettext(
+                "%(count)d key was already disabled.", "%(count)d keys were already disabled.", unchanged
+            )
+        else:
+            done_message = ngettext("Enabled %(count)d key.", "Enabled %(count)d keys.", changed)
+            same_message = ngettext("%(count)d key was not disabled.", "%(count)d keys were not disabled.", unchanged)
+        revoked_message = ngettext(
+            "%(count)d key was skipped: it is revoked, and cannot change.",
+            "%(count)d keys were skipped: they are revoked, and cannot change.",
+            revoked,
+        )
+        for count, message, level in (
+            (changed, done_message, messages.SUCCESS),
+            (unchanged, same_message, messages.WARNING),
+            (revoked, revoked_message, messages.WARNING),
+        ):
+            if count:
+                self.message_user(request, message % {"count": count}, level)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         try:
             return super().change_view(request, object_id, form_url, extra_context)
@@ -203,7 +254,9 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
             events = list(obj.events.order_by("-at", "-id")[: KEY_EVENTS_SHOWN + 1]) if can_see_events else []
             for event in events:
                 event.details_summary = details_summary(event.details)
-            can_rotate = obj.is_active and self.has_change_permission(request, obj)
+            can_change = self.has_change_permission(request, obj)  # False for a revoked key
+            can_rotate = obj.is_active and can_change
+            pause_url = reverse(f"admin:apikeys_apikey_{'enable' if obj.is_disabled else 'disable'}", args=[obj.pk])
             context.update(
                 show_key_events=can_see_events,
                 key_events=events[:KEY_EVENTS_SHOWN],
@@ -211,19 +264,24 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
                 more_key_events=len(events) > KEY_EVENTS_SHOWN,
                 key_events_url=events_url(obj) if can_see_events else None,
                 rotate_url=reverse("admin:apikeys_apikey_rotate", args=[obj.pk]) if can_rotate else None,
+                # One of the two, for a key that can still change: pausing needs no active key.
+                disable_url=pause_url if can_change and not obj.is_disabled else None,
+                enable_url=pause_url if can_change and obj.is_disabled else None,
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(self, request, obj, form, change):
         # Through lifecycle, never a model save: each change is audited, and a full save
         # would write back every column as loaded, undoing a revocation or rotation since.
-        actor = staff_actor(request)
+        # One call, all or nothing: every part is checked before any is written.
+        data = form.cleaned_data
         try:
-            lifecycle.update_key(obj, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"], actor=actor)
-            lifecycle.set_expiry(obj, form.cleaned_data["expires_at"], actor=actor)
+            lifecycle.change_key(
+                obj, name=data["name"], scopes=data["scopes"], expires_at=data["expires_at"], actor=staff_actor(request)
+            )
         except (ValidationError, lifecycle.NotChangeable, lifecycle.TooManyKeys) as refused:
             message = " ".join(refused.messages) if isinstance(refused, ValidationError) else str(refused)
             raise ChangeRefused(message) from refused
 
     def save_related(self, request, form, formsets, change):
-        pass  # update_key changes the scopes
+        pass  # change_key changes the scopes

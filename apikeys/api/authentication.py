@@ -77,7 +77,7 @@ class FirebaseAuthentication(BearerAuthentication):
             )
         if token[:4].lower() == "omi_":
             raise exceptions.AuthenticationFailed(
-                "This endpoint needs a Firebase ID token, not an API key. API keys cannot create, list or revoke keys."
+                "This endpoint needs a Firebase ID token, not an API key. API keys cannot manage keys."
             )
         try:
             claims = firebase.verify_id_token(token)

@@ -97,6 +97,11 @@ class ScopeListField(serializers.Field):
         "too_long": "List should have at most {max} items.",
     }
 
+    def validate_empty_values(self, data):
+        if data is None and not self.allow_null:  # DRF's own "null" error would be reported as a string error
+            self.fail("list_type")
+        return super().validate_empty_values(data)
+
     def to_internal_value(self, data):
         if not isinstance(data, list):
             self.fail("list_type")
@@ -126,32 +131,72 @@ class ScopeListField(serializers.Field):
         return [scope.code for scope in value.all()]
 
 
-class DevApiKeyCreateSerializer(StrictSerializer):
-    """The create request: a name and, optionally, scopes."""
-
-    name = StrictCharField(
+def name_field(**kwargs) -> StrictCharField:
+    """The ``name`` of a create or change request: the key's name rules (``validate_key_name``)."""
+    return StrictCharField(
         help_text="Descriptive name for the key: 1 to 100 characters after trimming; must not contain a key.",
         validators=[validate_key_name],
         error_messages={"required": "Field required.", "blank": "The name must not be empty."},
+        **kwargs,
     )
+
+
+def expires_at_field(help_text: str) -> "StrictDateTimeField":
+    """The ``expires_at`` of a create or change request: optional, null for never, under ``validate_expiry``."""
+    return StrictDateTimeField(
+        required=False, allow_null=True, validators=[lifecycle.validate_expiry], help_text=help_text
+    )
+
+
+class DevApiKeyCreateSerializer(StrictSerializer):
+    """The create request: a name and, optionally, scopes."""
+
+    name = name_field()
     scopes = ScopeListField(
         required=False,
         allow_null=True,
         help_text="Optional list of scopes. Omitted or null: the read-only default. Duplicates are collapsed.",
     )
-    expires_at = StrictDateTimeField(
-        required=False,
-        allow_null=True,
-        validators=[lifecycle.validate_expiry],
-        help_text=(
-            "Optional moment the key stops working (ISO 8601; UTC if no zone is given). In the future and "
-            "at most a year ahead. Omitted or null: never expires."
-        ),
+    expires_at = expires_at_field(
+        "Optional moment the key stops working (ISO 8601; UTC if no zone is given). In the future and "
+        "at most a year ahead. Omitted or null: never expires."
     )
+
+
+class DevApiKeyChangeSerializer(StrictSerializer):
+    """The change (PATCH) request: any of name, scopes and expiry, under the create request's rules.
+
+    A field left out stays as it is; ``expires_at: null`` means never. A body with none of
+    the three is refused (422 at ``["body"]``, naming them), as are unknown fields.
+    """
+
+    CHANGEABLE = ("name", "scopes", "expires_at")
+
+    name = name_field(required=False)
+    scopes = ScopeListField(
+        required=False,
+        help_text="The key's new scopes, replacing its current ones: at least one. Duplicates are collapsed.",
+    )
+    expires_at = expires_at_field(
+        "The new moment the key stops working (ISO 8601; UTC if no zone is given), in the future and at most a "
+        "year ahead; null: never expires. An expired key given a later expiry works again, so it needs room "
+        "under the active-key limit."
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(
+                f"Nothing to change: send at least one of {', '.join(self.CHANGEABLE)}.", code="missing"
+            )
+        return attrs
 
 
 class DevApiKeyRevokeSerializer(StrictSerializer):
     """The revoke request: no fields. A body may be omitted or ``{}``; any field in it is refused."""
+
+
+class DevApiKeyPauseSerializer(StrictSerializer):
+    """The disable and enable requests: no fields. A body may be omitted or ``{}``; any field in it is refused."""
 
 
 class DevApiKeyRotateSerializer(StrictSerializer):
@@ -166,22 +211,46 @@ class DevApiKeyRotateSerializer(StrictSerializer):
     )
 
 
+# The statuses of a key the key API shows (never revoked: a revoked key is not listed).
+LISTED_STATUSES = [ApiKey.Status.ACTIVE.value, ApiKey.Status.DISABLED.value, ApiKey.Status.EXPIRED.value]
+
+
+@extend_schema_field({"type": "string", "enum": LISTED_STATUSES}, component_name="ListedKeyStatusEnum")
+class ListedStatusField(serializers.ChoiceField):
+    """A listed key's status, documented as its own component (``ListedKeyStatusEnum``): the service
+    API's statuses are ``KeyStatusEnum`` (all four), and ENUM_NAME_OVERRIDES keeps "StatusEnum" for
+    an older two-value set, so an enum named after the field would collide."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=LISTED_STATUSES, read_only=True, **kwargs)
+
+
+# The fields of every key the API shows: the contract's, with expires_at and status.
+SHOWN_FIELDS = ["id", "name", "key_prefix", "created_at", "last_used_at", "expires_at", "status", "scopes"]
+
+
 class DevApiKeySerializer(serializers.ModelSerializer):
-    """A key as listed: everything but the secret."""
+    """A key as listed, changed, disabled or enabled: everything but the secret."""
 
     id = serializers.CharField(read_only=True)
     # Never null in practice; declared nullable to match Omi's published schema.
     scopes = ScopeListField(read_only=True, allow_null=True)
 
-    status = serializers.ChoiceField(
-        choices=[ApiKey.Status.ACTIVE.value, ApiKey.Status.EXPIRED.value],
+    status = ListedStatusField(
+        help_text=(
+            "active; disabled (paused by its owner or staff: it does not work until enabled); or expired "
+            "(it no longer works). An expired key that is also disabled is expired."
+        ),
+    )
+    disabled_at = serializers.DateTimeField(
         read_only=True,
-        help_text="active, or expired (it no longer works).",
+        allow_null=True,
+        help_text="When the key was disabled (paused); null while it is enabled.",
     )
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "key_prefix", "created_at", "last_used_at", "expires_at", "status", "scopes"]
+        fields = [*SHOWN_FIELDS, "disabled_at"]
         read_only_fields = fields
 
 
@@ -190,8 +259,9 @@ class DevApiKeyCreatedSerializer(DevApiKeySerializer):
 
     key = serializers.SerializerMethodField()
 
+    # The contract's shape (and expires_at, status): a key just created is never disabled.
     class Meta(DevApiKeySerializer.Meta):
-        fields = [*DevApiKeySerializer.Meta.fields, "key"]
+        fields = [*SHOWN_FIELDS, "key"]
         read_only_fields = fields
 
     @extend_schema_field({"type": "string"})
@@ -209,7 +279,8 @@ class DevApiKeyRotatedSerializer(DevApiKeyCreatedSerializer):
     )
 
     class Meta(DevApiKeyCreatedSerializer.Meta):
-        fields = [*DevApiKeyCreatedSerializer.Meta.fields, "previous_key_expires_at"]
+        # A disabled key stays disabled when rotated: its status and disabled_at say so.
+        fields = [*DevApiKeyCreatedSerializer.Meta.fields, "previous_key_expires_at", "disabled_at"]
         read_only_fields = fields
 
 
@@ -240,8 +311,9 @@ class CallingApiKeySerializer(DevApiKeySerializer):
         )
     )
 
+    # A disabled key never authenticates a request, so its disabled_at is not shown here.
     class Meta(DevApiKeySerializer.Meta):
-        fields = [*DevApiKeySerializer.Meta.fields, "uid", "secret", "secret_expires_at"]
+        fields = [*SHOWN_FIELDS, "uid", "secret", "secret_expires_at"]
         read_only_fields = fields
 
     @extend_schema_field(STRING_LIST)

@@ -18,8 +18,10 @@ from ..models import ApiKey, KeyEvent
 from .authentication import ApiKeyAuthentication
 from .serializers import (
     CallingApiKeySerializer,
+    DevApiKeyChangeSerializer,
     DevApiKeyCreatedSerializer,
     DevApiKeyCreateSerializer,
+    DevApiKeyPauseSerializer,
     DevApiKeyRevokeSerializer,
     DevApiKeyRotatedSerializer,
     DevApiKeyRotateSerializer,
@@ -34,6 +36,9 @@ ERROR_409 = OpenApiResponse(
     ErrorResponseSerializer,
     description="The active-key limit is reached, or the key has expired and cannot be rotated.",
 )
+ERROR_404 = OpenApiResponse(ErrorResponseSerializer, description="No such key for this user.")
+ERROR_413 = OpenApiResponse(ErrorResponseSerializer, description="The request body is too large.")
+ERROR_422 = OpenApiResponse(HTTPValidationErrorSerializer, description="Validation Error")
 ERROR_429 = OpenApiResponse(ErrorResponseSerializer, description="Too many requests; retry after Retry-After seconds.")
 ERROR_503 = OpenApiResponse(
     ErrorResponseSerializer, description="Firebase could not be reached to check the token; retry after Retry-After."
@@ -51,6 +56,18 @@ CREATE_DESCRIPTION = """Create a new Developer API key with optional scopes.
 The response's `key` is the only time the secret is shown: store it now.
 A user can hold a limited number of active keys (409 beyond it), and creations are
 throttled per user (429 with `Retry-After`).
+"""
+CHANGE_DESCRIPTION = """Change one of the caller's keys in place: its secret stays, so nothing needs redeploying.
+
+Send any of `name`, `scopes` (replacing the key's scopes; at least one) and `expires_at`
+(`null`: never expires), under the create request's rules and with its 422 shapes: every
+field's problems are reported together, and nothing changes unless every field is valid.
+A field left out stays as it is; a body with none of the three is 422, as is an unknown field.
+
+An expired key given a later expiry works again, so it needs room under the active-key
+limit (409 otherwise). A revoked key cannot change (409); unknown ids and other users' keys
+are 404. A scope change applies to the key's next request. Each change is audited and
+reported to webhooks as `key.updated`. The response is the key as the list shows it.
 """
 
 
@@ -113,6 +130,23 @@ IF_MATCH = OpenApiParameter(
 )
 
 
+def changeable_key(request, key_id: str) -> ApiKey:
+    """One of the caller's keys that may still change: 404 for an unknown id or another user's key (as
+    DELETE answers), 409 for a revoked one (revocation is final)."""
+    api_key = own_key(request, key_id, revoked_too=True)
+    if api_key.is_revoked:
+        raise Conflict(REVOKED_CANNOT_CHANGE)
+    return api_key
+
+
+REVOKED_CANNOT_CHANGE = "This key has been revoked; it cannot change. Create a new key instead."
+
+
+def shown_key(api_key: ApiKey) -> Response:
+    """200 with ``api_key`` as the list shows it (never a secret), read again with its scopes."""
+    return Response(DevApiKeySerializer(ApiKey.objects.with_scopes().get(pk=api_key.pk)).data)
+
+
 def api_actor(request) -> Actor:
     """The caller as the audit records them: the key's owner, through the JSON API."""
     return Actor.from_request(request, via=KeyEvent.Via.API)
@@ -130,8 +164,9 @@ class KeyListCreateView(KeyAPIView):
         operation_id="listApiKeys",
         summary="List Keys",
         description=(
-            "The caller's keys that are not revoked, newest first: active ones, and expired ones "
-            "(`status: expired`) until they are revoked. The secret is never included."
+            "The caller's keys that are not revoked, newest first: active ones, disabled ones "
+            "(`status: disabled`, with `disabled_at`), and expired ones (`status: expired`) until they are "
+            "revoked. The secret is never included."
         ),
         tags=TAGS,
         responses={200: DevApiKeySerializer(many=True), 401: ERROR_401, 503: ERROR_503},
@@ -173,7 +208,44 @@ class KeyListCreateView(KeyAPIView):
 
 
 class KeyDetailView(KeyAPIView):
-    """``/v1/dev/keys/<id>``: revoke one of the caller's keys (DELETE)."""
+    """``/v1/dev/keys/<id>``: change one of the caller's keys in place (PATCH), revoke it (DELETE)."""
+
+    @extend_schema(
+        operation_id="updateApiKey",
+        summary="Update Key",
+        description=CHANGE_DESCRIPTION,
+        tags=TAGS,
+        request=DevApiKeyChangeSerializer,
+        responses={
+            200: OpenApiResponse(DevApiKeySerializer, description="The key as changed (no secret)."),
+            401: ERROR_401,
+            404: ERROR_404,
+            409: OpenApiResponse(
+                ErrorResponseSerializer,
+                description=(
+                    "The key is revoked, or it has expired and a later expiry would exceed the active-key limit; "
+                    "nothing was changed."
+                ),
+            ),
+            413: ERROR_413,
+            422: ERROR_422,
+            503: ERROR_503,
+        },
+    )
+    def patch(self, request, key_id: str):
+        data = self.json_object(request)
+        api_key = changeable_key(request, key_id)
+        serializer = DevApiKeyChangeSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        # Everything is checked before anything is written, and written in one transaction: all or nothing.
+        # A ValidationError (an expiry that has passed since it was checked) becomes a 422 in errors.
+        try:
+            lifecycle.change_key(api_key, actor=api_actor(request), **serializer.validated_data)
+        except lifecycle.KeyRevoked:  # revoked while this request ran
+            raise Conflict(REVOKED_CANNOT_CHANGE) from None
+        except lifecycle.TooManyKeys as exc:
+            raise Conflict(no_room_to_extend(exc.limit)) from None
+        return shown_key(api_key)
 
     @extend_schema(
         operation_id="revokeApiKey",
@@ -197,6 +269,90 @@ class KeyDetailView(KeyAPIView):
         DevApiKeyRevokeSerializer(data=self.json_object(request)).is_valid(raise_exception=True)
         lifecycle.revoke_key(own_key(request, key_id, revoked_too=True), actor=api_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def no_room_to_extend(limit: int) -> str:
+    """The 409 message of an expired key given a later expiry while the owner is at the active-key limit."""
+    keys = "key" if limit == 1 else "keys"
+    return (
+        f"Not changed: this key has expired, and a later expiry would make it active again, but you already "
+        f"have {limit} active API {keys}, the most allowed. Revoke a key you no longer use first."
+    )
+
+
+class KeyPauseView(KeyAPIView):
+    """``/v1/dev/keys/<id>/disable`` and ``/enable``: pause one of the caller's keys, or resume it (POST).
+
+    ``pause`` is :func:`lifecycle.disable_key` or :func:`lifecycle.enable_key`; both are idempotent.
+    """
+
+    pause = None  # staticmethod(lifecycle.disable_key or enable_key)
+
+    def post(self, request, key_id: str):
+        DevApiKeyPauseSerializer(data=self.json_object(request)).is_valid(raise_exception=True)
+        api_key = changeable_key(request, key_id)
+        try:
+            self.pause(api_key, actor=api_actor(request))
+        except lifecycle.KeyRevoked:  # revoked while this request ran
+            raise Conflict(REVOKED_CANNOT_CHANGE) from None
+        return shown_key(api_key)
+
+
+PAUSE_RESPONSES = {
+    200: OpenApiResponse(DevApiKeySerializer, description="The key (no secret), with its status and disabled_at."),
+    401: ERROR_401,
+    404: ERROR_404,
+    409: OpenApiResponse(ErrorResponseSerializer, description="The key is revoked; nothing was changed."),
+    413: ERROR_413,
+    422: OpenApiResponse(
+        HTTPValidationErrorSerializer, description="A body other than none or `{}` (the request takes no fields)."
+    ),
+    503: ERROR_503,
+}
+
+
+class KeyDisableView(KeyPauseView):
+    """``POST /v1/dev/keys/<id>/disable``: pause one of the caller's keys."""
+
+    pause = staticmethod(lifecycle.disable_key)
+
+    @extend_schema(
+        operation_id="disableApiKey",
+        summary="Disable Key",
+        description=(
+            "Pause one of the caller's keys without losing its secret: it stops working at once (401 "
+            '`{"detail": "Invalid API Key: this key is disabled."}`) until enabled again, and keeps its name, '
+            "scopes, expiry and its place under the active-key limit. The safe first move while checking "
+            "whether a key leaked. Disabling a disabled key changes nothing and answers 200 again. A revoked "
+            "key is 409; unknown ids and other users' keys are 404. The request takes no body."
+        ),
+        tags=TAGS,
+        request=None,
+        responses=PAUSE_RESPONSES,
+    )
+    def post(self, request, key_id: str):
+        return super().post(request, key_id)
+
+
+class KeyEnableView(KeyPauseView):
+    """``POST /v1/dev/keys/<id>/enable``: resume one of the caller's paused keys."""
+
+    pause = staticmethod(lifecycle.enable_key)
+
+    @extend_schema(
+        operation_id="enableApiKey",
+        summary="Enable Key",
+        description=(
+            "Resume a disabled key: its secret works again at once (unless the key has expired meanwhile). "
+            "Enabling a key that is not disabled changes nothing and answers 200 again. A revoked key is 409; "
+            "unknown ids and other users' keys are 404. The request takes no body."
+        ),
+        tags=TAGS,
+        request=None,
+        responses=PAUSE_RESPONSES,
+    )
+    def post(self, request, key_id: str):
+        return super().post(request, key_id)
 
 
 class KeyRotateView(KeyAPIView):

@@ -484,8 +484,10 @@ class DocumentReader:
         if uid is None:
             raise LineRefused(Refusal.BAD_USER_ID)
         repaired = parsed.repaired
-        if data.get("id") != document_id:
-            repaired.append("document_id")  # the document id is canonical, as in Omi's backend
+        if data.get("id") not in (None, document_id):
+            # The document id is canonical, as in Omi's backend; an inner id that disagrees is overruled.
+            # One that is missing (older records) or null repairs nothing: there is nothing to overrule.
+            repaired.append("document_id")
         name, name_repaired = repaired_name(data.get("name"))
         if name_repaired:
             repaired.append("name")

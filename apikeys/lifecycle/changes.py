@@ -77,7 +77,8 @@ def change_key(
     """Edit ``api_key`` in place (its secret stays): any of name, scopes and expiry, all or nothing.
 
     ``name`` and ``scopes`` of ``None`` and ``expires_at`` of :data:`KEEP` leave that part
-    as it is; ``expires_at=None`` means never. Every part is checked before anything is
+    as it is; ``expires_at=None`` means never, and an ``expires_at`` equal to the key's leaves
+    it too (a past one is not refused). Every part is checked before anything is
     written, under the rules of :func:`issue_key`, and all the refusals are raised together
     as one ``ValidationError`` keyed "name", "scopes", "expires_at". Then the parts change
     in one transaction (:func:`update_key`, :func:`set_expiry`): an expired key given a
@@ -97,6 +98,8 @@ def change_key(
             chosen = choose_scopes(scopes)
         except ValidationError as error:
             errors.update(error.error_dict)
+    if expires_at == api_key.expires_at:
+        expires_at = KEEP  # unchanged: not checked again (a form sends the expiry back as it was, a past one too)
     if expires_at is not KEEP:
         try:
             with field_errors("expires_at"):

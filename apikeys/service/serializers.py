@@ -151,7 +151,15 @@ class ServiceApiKeySerializer(serializers.ModelSerializer):
 
     id = serializers.CharField(read_only=True)
     scopes = serializers.SerializerMethodField()
-    status = serializers.ChoiceField(choices=ApiKey.Status.choices, read_only=True)
+    status = serializers.ChoiceField(
+        choices=ApiKey.Status.choices,
+        read_only=True,
+        help_text="active, disabled (paused: it does not verify until enabled), expired or revoked; "
+        "revoked wins over expired, expired over disabled.",
+    )
+    disabled_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When the key was disabled (paused); null while it is enabled."
+    )
 
     class Meta:
         model = ApiKey
@@ -166,6 +174,7 @@ class ServiceApiKeySerializer(serializers.ModelSerializer):
             "expires_at",
             "revoked_at",
             "rotated_at",
+            "disabled_at",
         ]
         read_only_fields = fields
 
@@ -179,7 +188,13 @@ class UserKeysSerializer(serializers.Serializer):
 
     uid = serializers.CharField()
     is_active = serializers.BooleanField(help_text="False when the user is deactivated: none of their keys works.")
-    active_key_count = serializers.IntegerField(help_text="Keys that work now: neither revoked nor expired.")
+    active_key_count = serializers.IntegerField(
+        help_text="Live keys: neither revoked nor expired, disabled ones included (they count toward the "
+        "active-key limit)."
+    )
+    disabled_key_count = serializers.IntegerField(
+        help_text="Of the live keys, those disabled (paused): they do not verify until enabled."
+    )
     keys = ServiceApiKeySerializer(many=True)
 
 

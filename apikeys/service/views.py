@@ -48,7 +48,7 @@ TOO_LARGE = {413: OpenApiResponse(ErrorResponseSerializer, description="The requ
 MAX_UID_LENGTH = User._meta.get_field("firebase_uid").max_length
 
 # What each verdict says, fit for the service to pass on to its client. A key that matched but does not work
-# (REVOKED, EXPIRED, OWNER_INACTIVE) and one that matched nothing are told what GET /v1/dev/key tells them:
+# (REVOKED, EXPIRED, OWNER_INACTIVE, DISABLED) and one that matched nothing are told what GET /v1/dev/key tells them:
 # the verification's rejection ("Invalid API Key", or that it expired), never whether the key exists, was
 # revoked or belongs to a deactivated account; the code says that to the service alone.
 DETAILS = {
@@ -65,12 +65,13 @@ reached**, so the service decides what to tell its client.
 `code`: `VALID` (the only one with `valid: true`), `MALFORMED` (not shaped like a key: another
 credential, a typo, empty), `NOT_FOUND`, `REVOKED`, `EXPIRED` (the key expired, or the presented
 secret was replaced by a rotation whose grace period is over), `OWNER_INACTIVE` (the owner was
-deactivated: by staff, `syncfirebaseusers`, or an erasure), `INSUFFICIENT_SCOPE` (the key is valid
-but lacks one of `required_scopes`: listed in `missing_scopes`), `RATE_LIMITED` (this `client_ip`
-has too many failed attempts; `retry_after` seconds).
+deactivated: by staff, `syncfirebaseusers`, or an erasure), `DISABLED` (the key is paused by its
+owner or staff and may be enabled again; an expired key is `EXPIRED` even if disabled),
+`INSUFFICIENT_SCOPE` (the key is valid but lacks one of `required_scopes`: listed in
+`missing_scopes`), `RATE_LIMITED` (this `client_ip` has too many failed attempts; `retry_after` seconds).
 
 `key_id`, `uid`, `scopes`, `expires_at`, `secret` and `secret_expires_at` are set whenever the
-secret matched a key (VALID, INSUFFICIENT_SCOPE, REVOKED, EXPIRED, OWNER_INACTIVE), else null.
+secret matched a key (VALID, INSUFFICIENT_SCOPE, REVOKED, EXPIRED, OWNER_INACTIVE, DISABLED), else null.
 `secret` is `previous` for the secret a rotation replaced (accepted until `secret_expires_at`).
 
 Failed attempts (every code but VALID and INSUFFICIENT_SCOPE) count against `client_ip`, the end
@@ -185,7 +186,8 @@ class UserKeysView(ServiceAPIView):
         summary="List a User's Keys",
         description=(
             "Every key of the user with this Firebase uid, newest first, revoked ones included, each with its "
-            "`status` (active, expired, revoked); `active_key_count` and `is_active` give a developer status at a "
+            "`status` (active, disabled, expired, revoked) and `disabled_at`; `active_key_count` (disabled keys "
+            "included: they count toward the limit), `disabled_key_count` and `is_active` give a developer status at a "
             "glance. The secret is never included. 404 for a uid omikeys does not know (a user appears when they "
             "first sign in or get a key). Needs the `read_user_keys` permission."
         ),
@@ -196,14 +198,16 @@ class UserKeysView(ServiceAPIView):
         user = self.local_user(uid)
         keys = ApiKey.objects.for_owner(user).with_scopes()
         now = timezone.now()
-        active = keys.aggregate(
-            n=Count("pk", filter=Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now)))
-        )["n"]
+        live = Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        counts = keys.aggregate(
+            active=Count("pk", filter=live), disabled=Count("pk", filter=live & Q(disabled_at__isnull=False))
+        )
         return Response(
             {
                 "uid": user.firebase_uid,
                 "is_active": user.is_active,
-                "active_key_count": active,
+                "active_key_count": counts["active"],
+                "disabled_key_count": counts["disabled"],
                 "keys": ServiceApiKeySerializer(keys, many=True).data,
             }
         )

@@ -37,5 +37,9 @@ urlpatterns = [
     path("keys/new/", views.key_create, name="key-create"),
     path("keys/<key_id:key_id>/", views.key_detail, name="key-detail"),
     path("keys/<key_id:key_id>/rotate/", views.key_rotate, name="key-rotate"),
+    path("keys/<key_id:key_id>/edit/", views.key_edit, name="key-edit"),
+    path("keys/<key_id:key_id>/disable/", views.key_disable, name="key-disable"),
+    path("keys/<key_id:key_id>/enable/", views.key_enable, name="key-enable"),
     path("keys/<key_id:key_id>/revoke/", views.key_revoke, name="key-revoke"),
+    path("settings/notifications/", views.notification_settings, name="notification-settings"),
 ]

@@ -1,4 +1,5 @@
-"""End-user pages for keys: list, create (shown once), view, rotate and revoke.
+"""End-user pages for keys: list, create (shown once), view, edit, rotate, disable and enable, revoke;
+and the notification settings.
 
 Each view parses input, calls ``lifecycle``, and renders a template; signing in and
 the session's account checks are in ``accounts``.
@@ -9,15 +10,16 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views import csrf as django_csrf
 from django.views.decorators.http import require_GET, require_http_methods
 
 from .. import lifecycle, limits
 from ..audit import Actor
-from ..models import ApiKey, KeyEvent
+from ..models import ApiKey, KeyEvent, NotificationSettings
 from . import accounts, history
 from .accounts import AccountEnded, AccountUnconfirmed, account_in_good_standing, signed_in_required
-from .forms import KeyCreateForm, KeyRotateForm
+from .forms import KeyCreateForm, KeyEditForm, KeyRotateForm, NotificationSettingsForm
 
 # The create form's field for each field the core names in a ValidationError.
 FORM_FIELDS = {"expires_at": "expires_in"}
@@ -231,6 +233,152 @@ def key_revoke(request, key_id):
     lifecycle.revoke_key(api_key, actor=_actor(request))  # _own_key has checked the owner
     messages.success(request, f"Revoked “{api_key.name}” ({api_key.key_prefix}). It no longer works.")
     return redirect("web:key-list")
+
+
+def _render_edit(request, api_key, form, status=200):
+    return render(request, "apikeys/key_edit.html", {"key": api_key, "form": form}, status=status)
+
+
+# What each audited change of lifecycle.change_key is called in the message after an edit, in this order.
+CHANGED_PARTS = {
+    KeyEvent.Action.RENAMED: "name",
+    KeyEvent.Action.SCOPES_CHANGED: "scopes",
+    KeyEvent.Action.EXPIRY_CHANGED: "expiry",
+}
+
+
+def edit_outcome(api_key: ApiKey, recorded: list[str]) -> str:
+    """The message after an edit: which parts changed ("Name, scopes changed."), or "Nothing changed."."""
+    parts = [part for action, part in CHANGED_PARTS.items() if action in recorded]
+    if not parts:
+        return "Nothing changed."
+    message = ", ".join(parts).capitalize() + " changed."
+    if KeyEvent.Action.EXPIRY_CHANGED in recorded:
+        if api_key.expires_at is None:
+            message += " The key never expires."
+        else:
+            message += f" The key expires on {timezone.localtime(api_key.expires_at):%-d %b %Y, %H:%M} UTC."
+    return message + " Its secret stays the same: nothing to update in your apps."
+
+
+@require_http_methods(["GET", "POST"])
+@signed_in_required
+def key_edit(request, key_id):
+    """GET: the key's name, scopes and expiry in a form. POST: change them in place, all or nothing.
+
+    The secret stays the same. ``lifecycle.change_key`` checks every part before
+    writing any: its refusals appear beside their fields together (422), the active-key
+    limit (an expired key given a later expiry) above the form (409). A revoked key
+    cannot change: the page says so, with no form (409). Sending the form again is
+    harmless: it sets the same values.
+    """
+    if redirect_to := _canonical(request, key_id):
+        return redirect_to
+    api_key = _own_key(request, key_id)
+    if api_key.is_revoked:
+        return _render_edit(request, api_key, None, status=409)
+    if request.method == "GET":
+        return _render_edit(request, api_key, KeyEditForm(api_key=api_key))
+
+    form = KeyEditForm(request.POST, api_key=api_key)
+    if not form.is_valid():
+        return _render_edit(request, api_key, form, status=422)
+    try:
+        recorded = lifecycle.change_key(
+            api_key,
+            name=form.changed_name(),
+            scopes=form.changed_scopes(),
+            expires_at=form.expires_at(),
+            actor=_actor(request),
+        )
+    except lifecycle.KeyRevoked:  # revoked while the form was open
+        api_key.refresh_from_db(fields=["revoked_at"])
+        return _render_edit(request, api_key, None, status=409)
+    except lifecycle.TooManyKeys as exc:
+        form.add_error(None, str(exc))
+        form.add_error(
+            None,
+            "Nothing was changed: this key has expired, and a later expiry would make it work again, "
+            "so it needs a place among your active keys.",
+        )
+        return _render_edit(request, api_key, form, status=409)
+    except ValidationError as exc:  # keyed by the core's field names
+        for field, errors in exc.error_dict.items():
+            form.add_error(FORM_FIELDS.get(field, field), errors)
+        return _render_edit(request, api_key, form, status=422)
+    messages.success(request, edit_outcome(api_key, recorded))
+    return redirect("web:key-detail", key_id=api_key.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@signed_in_required
+def key_disable(request, key_id):
+    """POST: pause the key; it stops working at once and keeps its secret. A GET changes nothing and
+    leads to the key's page (where the button is)."""
+    api_key = _own_key(request, key_id)
+    if request.method == "POST":
+        try:
+            disabled = lifecycle.disable_key(api_key, actor=_actor(request))
+        except lifecycle.KeyRevoked:
+            messages.error(request, "This key has been revoked, so it cannot be disabled. It no longer works.")
+        else:
+            if disabled:
+                messages.success(
+                    request,
+                    f"Disabled “{api_key.name}” ({api_key.key_prefix}). It no longer works; enable it again any time.",
+                )
+            else:
+                messages.info(request, "This key was already disabled.")
+    return redirect("web:key-detail", key_id=api_key.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@signed_in_required
+def key_enable(request, key_id):
+    """POST: resume a disabled key; it works again with the same secret, unless it has expired or been
+    revoked meanwhile. A GET changes nothing and leads to the key's page."""
+    api_key = _own_key(request, key_id)
+    if request.method == "POST":
+        try:
+            enabled = lifecycle.enable_key(api_key, actor=_actor(request))
+        except lifecycle.KeyRevoked:
+            messages.error(request, "This key has been revoked, so it cannot be enabled. Create a new key instead.")
+        else:
+            if not enabled:
+                messages.info(request, "This key was not disabled.")
+            elif api_key.is_expired():
+                messages.warning(
+                    request,
+                    f"Enabled “{api_key.name}” ({api_key.key_prefix}), but it has expired, so it still does not "
+                    "work. Edit its expiry to use it again.",
+                )
+            else:
+                messages.success(request, f"Enabled “{api_key.name}” ({api_key.key_prefix}). It works again.")
+    return redirect("web:key-detail", key_id=api_key.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@signed_in_required
+def notification_settings(request):
+    """GET: which email notices the user wants, and where they go. POST: save the choice.
+
+    These are the user's settings, not a key's, so the form saves its row itself. The
+    notice that a key was created on the account is always sent: no input turns it off.
+    """
+    current = NotificationSettings.for_user(request.user)
+    if request.method == "POST":
+        form = NotificationSettingsForm(request.POST, instance=current)
+        if form.is_valid():
+            # update_or_create, not form.save(): two first saves racing each other both end with one row.
+            NotificationSettings.objects.update_or_create(user=request.user, defaults=form.cleaned_data)
+            messages.success(request, "Notification settings saved.")
+            return redirect("web:notification-settings")
+        status = 422
+    else:
+        form = NotificationSettingsForm(instance=current)
+        status = 200
+    context = {"form": form, "email": request.user.email}
+    return render(request, "apikeys/notification_settings.html", context, status=status)
 
 
 def csrf_failure(request, reason=""):

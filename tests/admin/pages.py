@@ -28,6 +28,11 @@ def key_url(api_key, view="change"):
     return reverse(f"admin:apikeys_apikey_{view}", args=[api_key.pk])
 
 
+def pause_url(api_key, view):
+    """The key's disable or enable page (``view``: "disable" or "enable")."""
+    return reverse(f"admin:apikeys_apikey_{view}", args=[api_key.pk])
+
+
 def scope_url(scope, view="change"):
     return reverse(f"admin:apikeys_scope_{view}", args=[scope.pk])
 

@@ -2,10 +2,11 @@
 
 One walk per layout through real Chromium against a live server, as a staff member: sign-in,
 the index, the key list, add (empty, with errors, and the key shown once), a key's page (and
-with errors), rotate (and with an error, and the new secret shown once), revoking from the
-list, the key's events and one event, and the user and scope pages. A key name with no space
-or hyphen is in the data. Labels axe cannot judge are checked by name: the expiry date and
-time inputs, the owner combobox, and the scopes group with its help.
+with errors), rotate (and with an error, and the new secret shown once), disable (and with an
+error) and enable, revoking from the list, the key's events and one event, and the user and
+scope pages. A key name with no space or hyphen is in the data. Labels axe cannot judge are
+checked by name: the expiry date and time inputs, the owner combobox, and the scopes group
+with its help.
 """
 
 import datetime
@@ -28,6 +29,7 @@ from .pages import (
     event_url,
     events_of,
     key_url,
+    pause_url,
     rotate_url,
     scope_url,
     user_url,
@@ -121,6 +123,23 @@ def test_the_admin_key_pages_pass_axe_and_reflow(browser, live_server, layout):
     page.get_by_role("button", name="Rotate key").click()
     expect(page.locator("#issued-key")).to_be_visible()
     findings.check(page, "key rotated, shown once")
+
+    # Disabling (with an error) and enabling again.
+    page.goto(pause_url(long_key, "disable"))
+    findings.check(page, "disable key")
+    page.get_by_label("Reason").fill("a tab\there")
+    page.get_by_role("button", name="Disable key").click()
+    expect(page.locator(".errornote")).to_be_visible()
+    expect(page.get_by_label("Reason")).to_have_attribute("aria-invalid", "true")
+    findings.check(page, "disable key, error")
+    page.get_by_label("Reason").fill("checking a leak")
+    page.get_by_role("button", name="Disable key").click()
+    expect(page.get_by_text("The key is disabled")).to_be_visible()
+    findings.check(page, "key page, disabled")
+    page.goto(pause_url(long_key, "enable"))
+    findings.check(page, "enable key")
+    page.get_by_role("button", name="Enable key").click()
+    expect(page.get_by_text("The key is enabled")).to_be_visible()
 
     # Revoking from the list, then the events, the user and the scope.
     page.goto(KEY_CHANGELIST)

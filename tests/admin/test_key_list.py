@@ -63,7 +63,7 @@ def test_status_filter_separates_active_expired_and_revoked_keys(admin_client, a
 
     changelist = admin_client.get(KEY_CHANGELIST)
     status_filter = next(spec for spec in changelist.context["cl"].filter_specs if spec.title == "status")
-    assert [label for _, label in status_filter.lookup_choices] == ["Active", "Expired", "Revoked"]
+    assert [label for _, label in status_filter.lookup_choices] == ["Active", "Disabled", "Expired", "Revoked"]
     assert listed(admin_client.get(KEY_CHANGELIST, {"status": "active"})) == {active.pk, expiring.pk}
     assert listed(admin_client.get(KEY_CHANGELIST, {"status": "expired"})) == {expired.pk}
     assert listed(admin_client.get(KEY_CHANGELIST, {"status": "revoked"})) == {revoked.pk, expired_then_revoked.pk}
@@ -120,7 +120,7 @@ def test_keys_cannot_be_deleted_from_anywhere_in_the_admin(admin_client, alice):
     assert admin_client.get(key_url(api_key, "delete")).status_code == 403
     assert admin_client.post(key_url(api_key, "delete"), {"post": "yes"}).status_code == 403
     changelist = admin_client.get(KEY_CHANGELIST)
-    assert action_names(changelist) == {"revoke_selected"}
+    assert action_names(changelist) == {"revoke_selected", "disable_selected", "enable_selected"}
     bulk_delete = admin_client.post(
         KEY_CHANGELIST, {"action": "delete_selected", "_selected_action": [str(api_key.pk)], "post": "yes"}, follow=True
     )

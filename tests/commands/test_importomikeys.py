@@ -13,6 +13,7 @@ from firebase_admin import auth
 
 from apikeys import crypto, firebase, lifecycle
 from apikeys.importers import omi
+from apikeys.management.commands.importomikeys import render
 from apikeys.models import ApiKey, KeyEvent, User
 
 from .. import firebase_emulator
@@ -64,7 +65,7 @@ def verifies(plaintext: str, api) -> dict | None:
 
 def test_every_shape_of_omi_record_imports_and_its_secret_verifies_for_its_owner(tmp_path, api):
     ann, ben = accounts("active", "active")
-    keys = [omi_key() for _ in range(12)]
+    keys = [omi_key() for _ in range(14)]
     raw_key_in_name = "prod " + keys[0].plaintext
     auto_id, another_auto_id = firestore_auto_id(), firestore_auto_id()
     lines = [
@@ -106,12 +107,15 @@ def test_every_shape_of_omi_record_imports_and_its_secret_verifies_for_its_owner
         document(keys[9], ann.uid, created_at={"__datatype__": "timestamp", "value": {"_seconds": 1600000000}}),
         document(keys[10], ann.uid, created_at={"__time__": "2021-02-03T04:05:06.789Z"}, name="x" * 150),
         document(keys[11], ann.uid, name="tab\there\nnewline"),
+        # No id field inside, or a null one (older records): nothing to repair, the document id is the id.
+        document(keys[12], ann.uid, id=...),
+        document(keys[13], ann.uid, id=None),
     ]
     path = write_export(tmp_path / "dev_api_keys.ndjson", lines)
 
     report, stderr = import_file(path)
 
-    assert (report["documents_read"], report["created"], report["refused"]) == (12, 12, 0)
+    assert (report["documents_read"], report["created"], report["refused"]) == (14, 14, 0)
     assert report["owners_created"] == 2
     assert report["default_scopes_given"] == 2
     assert report["unknown_scopes"] == {"tasks:read": 1}
@@ -768,3 +772,17 @@ def test_a_dry_run_does_not_log_keys_as_imported(tmp_path, caplog):
     messages = [record.getMessage() for record in caplog.records]
     assert not [message for message in messages if message.startswith("api keys imported")]
     assert "api keys import dry run, nothing written: would create=2 batch=2" in messages
+
+
+@pytest.mark.parametrize(
+    ("documents", "seconds", "closing"),
+    [
+        (1_000_000, 612.34, "Took 612.3 s, 1,633 documents/s."),
+        (6, 0.025, "Took 0.03 s."),  # no rate over less than a second: it would measure start-up
+        (0, 0.0, "Took 0.00 s."),
+    ],
+)
+def test_the_table_report_closes_with_the_time_and_a_rate_only_over_a_second_or_more(documents, seconds, closing):
+    report = omi.Report(documents=documents, seconds=seconds)
+
+    assert render("e.ndjson", report).rstrip().endswith(closing)

@@ -94,6 +94,7 @@ def test_listapikeys_json_lists_every_field_but_the_secret(keys):
         "last_used_at": oldest["last_used_at"],
         "revoked_at": None,
         "expires_at": None,
+        "disabled_at": None,
         "status": "active",
     }
     assert datetime.datetime.fromisoformat(oldest["created_at"]) == keys["oldest"].created_at

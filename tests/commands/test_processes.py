@@ -41,6 +41,8 @@ pytestmark = pytest.mark.django_db
             ],
         ),  # fmt: skip
         ("revokeapikey", ["KEY_ID [KEY_ID ...]", "already revoked"]),
+        ("disableapikey", ["KEY_ID [KEY_ID ...]", "--reason TEXT", "keeps its secret", "already disabled"]),
+        ("enableapikey", ["KEY_ID [KEY_ID ...]", "verify again", "not disabled"]),
         (
             "listapikeys",
             [
@@ -49,6 +51,7 @@ pytestmark = pytest.mark.django_db
                 "--json",
                 "never the key itself or its hash",
                 "marked expired",
+                "marked disabled",
                 "expires_at",
             ],
         ),  # fmt: skip
@@ -68,6 +71,8 @@ def test_every_command_explains_itself_with_help(command, mentions):
         (["createapikey", "--uid", "a", "--email", "a@example.com", "--name", "n"], "not allowed with argument --uid"),
         (["createapikey", "--uid", "a"], "the following arguments are required: --name"),
         (["revokeapikey"], "the following arguments are required: KEY_ID"),
+        (["disableapikey"], "the following arguments are required: KEY_ID"),
+        (["enableapikey", str(uuid.UUID(int=1)), "--reason", "x"], "unrecognized arguments: --reason"),
         (["listapikeys", "--bogus"], "unrecognized arguments: --bogus"),
         (["createapikey", "--uid", "a", "--name", "n", "--expires-in-days", "soon"], "invalid int value: 'soon'"),
         (["rotateapikey"], "the following arguments are required: KEY_ID"),

@@ -2,11 +2,13 @@
 
 One walk per layout through real Chromium against a live server and the Auth Emulator:
 the sign-in and sign-up pages (with their errors), the key list, the create form (with
-errors), the show-once page, a key's page with its history, rotate (with errors) and its
-show-once page, revoke, a revoked and an expired key, and the error pages users see (404,
-the expired-form 403, the 503 and the 500). The data holds a key name with no spaces or hyphens, so a
-page that cannot wrap it scrolls sideways and fails. Error messages are checked to be tied
-to their fields (``aria-invalid``, ``aria-describedby``), which axe cannot judge.
+errors), the show-once page, a key's page with its history (also edited, and disabled),
+edit (with errors; a revoked and an expired key's), the notification settings (and saved),
+rotate (with errors) and its show-once page, revoke, a revoked and an expired key, and the
+error pages users see (404, the expired-form 403, the 503 and the 500). The data holds a key
+name with no spaces or hyphens, so a page that cannot wrap it scrolls sideways and fails.
+Error messages are checked to be tied to their fields (``aria-invalid``,
+``aria-describedby``), which axe cannot judge.
 """
 
 import datetime
@@ -146,6 +148,46 @@ def test_every_user_page_passes_axe_and_reflows(browser, live_server, layout, mo
     outline = history.evaluate("element => getComputedStyle(element).outlineStyle")
     assert outline not in ("none", ""), "the focused history region shows no focus outline"
 
+    # Edit: the form, its errors tied to each control (all or nothing), and the key after a change.
+    page.get_by_role("link", name="Edit key…").click()
+    expect(page.get_by_role("heading", name=re.compile("^Edit "))).to_be_visible()
+    findings.check(page, "edit")
+    page.get_by_label("Name").fill("")
+    page.locator("input[type=checkbox]:checked").evaluate_all("boxes => boxes.forEach(b => b.click())")
+    page.get_by_label(re.compile(r"\b30 days from now")).check()
+    page.get_by_role("button", name="Save changes").click()
+    assert_tied(page, page.get_by_label("Name"), "name-error")
+    expect(page.get_by_label("Name")).to_be_focused()
+    for box in page.locator("input[type=checkbox]").all():
+        assert_tied(page, box, "scopes-error")
+    for radio in page.locator("input[type=radio]").all():
+        assert_not_marked(radio)
+    findings.check(page, "edit, errors")
+    page.get_by_label("Name").fill(LONG_NAME)
+    page.locator("input[value='memories:read']").check()
+    page.get_by_label(re.compile(r"Keep the current expiry")).check()
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_text("Scopes changed.")).to_be_visible()
+    findings.check(page, "key detail, edited")
+
+    # Disable and enable: the disabled key's page, its status explained.
+    page.get_by_role("button", name="Disable key").click()
+    expect(page.locator("#disabled-note")).to_be_visible()
+    findings.check(page, "key detail, disabled")
+    page.get_by_role("button", name="Enable key").click()
+    expect(page.get_by_text("It works again.")).to_be_visible()
+
+    # Notification settings, before and after saving.
+    page.get_by_role("link", name="Notifications").click()
+    expect(page.get_by_role("heading", name="Email notifications")).to_be_visible()
+    findings.check(page, "notification settings")
+    page.get_by_label("A key expires soon").uncheck()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Notification settings saved.")).to_be_visible()
+    expect(page.get_by_label("A key expires soon")).not_to_be_checked()
+    expect(page.get_by_label("A key was created on my account")).to_be_disabled()
+    findings.check(page, "notification settings, saved")
+
     # Rotate: the page, an error tied to the radio buttons, and the new secret shown once.
     page.goto(f"/keys/{long_key.pk}/rotate/")
     findings.check(page, "rotate")
@@ -167,8 +209,12 @@ def test_every_user_page_passes_axe_and_reflows(browser, live_server, layout, mo
     findings.check(page, "key list, revoked message")
     page.goto(f"/keys/{long_key.pk}/")
     findings.check(page, "key detail, revoked")
+    assert page.goto(f"/keys/{long_key.pk}/edit/").status == 409
+    findings.check(page, "edit, revoked")
     page.goto(f"/keys/{expired.pk}/")
     findings.check(page, "key detail, expired")
+    page.goto(f"/keys/{expired.pk}/edit/")
+    findings.check(page, "edit, expired")
 
     # The error pages users see.
     assert page.goto(f"/keys/{uuid.uuid4()}/").status == 404

@@ -419,3 +419,89 @@ def test_expired_keys_and_the_history_on_desktop_and_phone(visit, settings):
     expect(phone.page.get_by_role("heading", name="History")).to_be_visible()
     phone_fits(phone.page)
     phone.shoot("key-detail-history-phone")
+
+
+def test_an_owner_edits_a_key_in_place_all_or_nothing(visit):
+    tab = visit()
+    email = sign_in_as_new_user(tab)
+    owner = User.objects.get(email=email)
+    issued = lifecycle.issue_key(owner=owner, name="Zapier sync", scopes=Scope.objects.filter(code="memories:read"))
+    page = tab.page
+    page.goto(f"/keys/{issued.api_key.pk}/")
+    page.get_by_role("link", name="Edit key…").click()
+    expect(page.get_by_role("heading", name="Edit “Zapier sync”")).to_be_visible()
+    expect(page.get_by_label("Name")).to_have_value("Zapier sync")
+    expect(page.locator("input[type=checkbox]:checked")).to_have_count(1)
+    keep = page.get_by_label(re.compile(r"Keep the current expiry"))
+    expect(keep).to_be_checked()
+    expect(keep.locator("xpath=..")).to_contain_text("never expires")
+    tab.shoot("edit-form")
+
+    # One bad part refuses every part: the messages sit beside their fields, the input is kept.
+    page.get_by_label("Name").fill("omi_dev_" + "b" * 32)
+    page.locator("input[value='memories:read']").uncheck()
+    page.get_by_label(re.compile(r"\b90 days from now")).check()
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator("#name-error")).to_contain_text("looks like it contains an API key")
+    expect(page.locator("#scopes-error")).to_have_text("Choose at least one scope.")
+    expect(page.get_by_label("Name")).to_be_focused()
+    expect(page.get_by_label(re.compile(r"\b90 days from now"))).to_be_checked()
+    tab.shoot("edit-errors")
+    unchanged = ApiKey.objects.get(pk=issued.api_key.pk)
+    assert (unchanged.name, unchanged.expires_at) == ("Zapier sync", None)
+    assert list(unchanged.scopes.values_list("code", flat=True)) == ["memories:read"]
+
+    # Corrected, every part changes at once, and the same secret now carries the new scopes.
+    page.get_by_label("Name").fill("Zapier sync (prod)")
+    page.locator("input[value='memories:read']").check()
+    page.locator("input[value='memories:write']").check()
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("heading", name="Zapier sync (prod)")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("Name, scopes, expiry changed.")
+    api_key = ApiKey.objects.get(pk=issued.api_key.pk)
+    expect(page.locator(".meta")).to_contain_text(f"{api_key.expires_at:%-d %b %Y}")
+    rows = page.locator("table.events tbody tr")
+    expect(rows).to_have_count(4)
+    expect(rows.filter(has_text="Renamed to “Zapier sync (prod)”")).to_have_count(1)
+    expect(rows.filter(has_text="Scopes changed to memories:read, memories:write")).to_have_count(1)
+    expect(rows.filter(has_text="Expiry changed to")).to_have_count(1)
+    tab.shoot("edited")
+    calling = call_with_key(page, issued.plaintext)
+    assert calling.status == 200
+    assert calling.json()["scopes"] == ["memories:read", "memories:write"]
+    assert calling.json()["name"] == "Zapier sync (prod)"
+
+
+def test_an_owner_disables_a_key_and_enables_it_again(visit):
+    tab = visit()
+    email = sign_in_as_new_user(tab)
+    issued = lifecycle.issue_key(owner=User.objects.get(email=email), name="Nightly export")
+    page = tab.page
+    page.goto(f"/keys/{issued.api_key.pk}/")
+    disable = page.get_by_role("button", name="Disable key")
+    expect(disable).to_have_accessible_description(
+        "It stops working at once and keeps its secret; enable it again any time. "
+        "A safe first step if you think the key leaked."
+    )
+    expect(page.get_by_role("button", name="Enable key")).to_have_count(0)
+    disable.click()
+
+    expect(page.get_by_role("status")).to_contain_text("Disabled “Nightly export”")
+    expect(page.locator(".meta .status")).to_have_text("Disabled")
+    expect(page.locator("#disabled-note")).to_contain_text("requests with it are refused")
+    expect(page.get_by_role("link", name="Rotate key…")).to_be_visible()
+    tab.shoot("disabled")
+    refused = call_with_key(page, issued.plaintext)
+    assert refused.status == 401 and refused.json() == {"detail": "Invalid API Key: this key is disabled."}
+    page.get_by_role("link", name="My keys", exact=True).click()
+    expect(page.get_by_role("row", name=re.compile("Nightly export"))).to_contain_text("Disabled")
+
+    page.get_by_role("link", name="Nightly export").click()
+    page.get_by_role("button", name="Enable key").click()
+    expect(page.get_by_role("status")).to_contain_text("It works again.")
+    expect(page.locator(".meta .status")).to_have_text("Active")
+    assert call_with_key(page, issued.plaintext).status == 200
+    rows = page.locator("table.events tbody tr")
+    expect(rows.nth(0)).to_contain_text("Enabled")
+    expect(rows.nth(1)).to_contain_text("Disabled")
+    expect(rows.nth(0)).to_contain_text("you")

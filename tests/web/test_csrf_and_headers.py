@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apikeys import lifecycle
-from apikeys.models import ApiKey
+from apikeys.models import ApiKey, NotificationSettings
 
 from .. import firebase_emulator
 from .pages import sign_in
@@ -25,6 +25,9 @@ def test_every_form_needs_its_csrf_token():
             "grace_seconds": 0,
             "expected_prefix": issued.api_key.key_prefix,
         },
+        reverse("web:key-edit", args=[issued.api_key.pk]): {"name": "changed", "scopes": ["memories:write"]},
+        reverse("web:key-disable", args=[issued.api_key.pk]): {},
+        reverse("web:notification-settings"): {},
         reverse("web:key-revoke", args=[issued.api_key.pk]): {},
         reverse("web:signout"): {},
         reverse("web:signin"): {"id_token": firebase_emulator.sign_up().id_token},
@@ -35,7 +38,32 @@ def test_every_form_needs_its_csrf_token():
         assert "That form has expired" in response.content.decode()
     assert ApiKey.objects.count() == 1 and lifecycle.verify_key(issued.plaintext).api_key is not None
     assert ApiKey.objects.get().rotated_at is None
+    assert ApiKey.objects.get().name == "n" and not ApiKey.objects.get().is_disabled
+    assert not NotificationSettings.objects.exists()
+    lifecycle.disable_key(issued.api_key)
+    assert client.post(reverse("web:key-enable", args=[issued.api_key.pk])).status_code == 403
+    assert ApiKey.objects.get().is_disabled
     assert client.get(reverse("web:key-list")).status_code == 200  # still signed in
+
+
+@pytest.mark.parametrize("page", ["edit", "detail", "settings"])
+def test_the_new_forms_accept_the_csrf_token_from_their_page(page):
+    client = sign_in(Client(enforce_csrf_checks=True))
+    issued = lifecycle.issue_key(owner=client.user, name="n")
+    url, post_to, data = {
+        "edit": (reverse("web:key-edit", args=[issued.api_key.pk]),) * 2 + ({"name": "m", "scopes": ["goals:read"]},),
+        "detail": (
+            reverse("web:key-detail", args=[issued.api_key.pk]),
+            reverse("web:key-disable", args=[issued.api_key.pk]),
+            {},
+        ),
+        "settings": (reverse("web:notification-settings"),) * 2 + ({"expired": "on"},),
+    }[page]
+    html = client.get(url).content.decode().split("<main", 1)[1]
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+    assert client.post(post_to, {"csrfmiddlewaretoken": csrf, **data}).status_code == 302
+    api_key = ApiKey.objects.get()
+    assert (api_key.name, api_key.is_disabled) == {"edit": ("m", False), "detail": ("n", True)}.get(page, ("n", False))
 
 
 def test_admin_csrf_failures_keep_djangos_own_page(admin_user):

@@ -11,7 +11,7 @@ from .pages import KEY_RE, post_new_key, post_rotate, rotate_form_prefix
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["web:key-detail", "web:key-rotate", "web:key-revoke"]
+PAGES = ["web:key-detail", "web:key-edit", "web:key-rotate", "web:key-revoke"]
 
 
 @pytest.fixture

@@ -268,6 +268,8 @@ def render(source_name: str, report: omi.Report) -> str:
     if not (report.created or report.updated or report.revoked):
         verb = "would change" if report.dry_run else "changed"
         lines.append(f"\nNothing {verb}: no key was created, updated or revoked.")
-    rate = f"{report.documents / report.seconds:,.0f} documents/s" if report.seconds else ""
-    lines.append(f"\nTook {report.seconds:.1f} s{', ' + rate if rate else ''}.")
+    # A rate over less than a second says more about start-up than about importing: left out.
+    rate = f"{report.documents / report.seconds:,.0f} documents/s" if report.seconds >= 1 else ""
+    took = f"{report.seconds:.1f}" if report.seconds >= 1 else f"{report.seconds:.2f}"
+    lines.append(f"\nTook {took} s{', ' + rate if rate else ''}.")
     return "\n".join(line for line in lines if line is not None)

@@ -9,16 +9,16 @@ from django.db.models import Q
 from apikeys.models import ApiKey, User
 
 HEADER = ["ID", "PREFIX", "NAME", "OWNER", "SCOPES", "CREATED (UTC)", "LAST USED (UTC)", "EXPIRES (UTC)", "STATUS"]
-STATUSES = ApiKey.Status.values  # "active", "expired", "revoked"
+STATUSES = ApiKey.Status.values  # "active", "disabled", "expired", "revoked"
 
 
 class Command(BaseCommand):
     """``listapikeys [--owner UID_OR_EMAIL] [--all] [--json]``."""
 
     help = (
-        "List API keys, newest first: active and expired ones (marked expired), and revoked ones "
-        "too with --all. Shows each key's id, display prefix, name, owner, scopes, creation, "
-        "last-use and expiry times and status; never the key itself or its hash."
+        "List API keys, newest first: active ones, disabled ones (marked disabled) and expired ones "
+        "(marked expired), and revoked ones too with --all. Shows each key's id, display prefix, name, "
+        "owner, scopes, creation, last-use and expiry times and status; never the key itself or its hash."
     )
 
     def add_arguments(self, parser):
@@ -34,7 +34,8 @@ class Command(BaseCommand):
             dest="as_json",
             help=(
                 "Print a JSON array instead of a table (ISO 8601 times; last_used_at is null if never used, "
-                "expires_at if the key never expires; status is active, expired or revoked)."
+                "expires_at if the key never expires, disabled_at while it is enabled; status is active, disabled, "
+                "expired or revoked)."
             ),
         )
 
@@ -76,6 +77,7 @@ def key_row(api_key: ApiKey) -> dict:
         "last_used_at": api_key.last_used_at,
         "revoked_at": api_key.revoked_at,
         "expires_at": api_key.expires_at,
+        "disabled_at": api_key.disabled_at,
         "status": api_key.status,
     }
 
@@ -117,7 +119,12 @@ def summary(rows: list[dict], include_revoked: bool) -> str:
     counts = {status: sum(row["status"] == status for row in rows) for status in STATUSES}
     if counts["active"] == len(rows) and not include_revoked:
         return f"{plural(len(rows), 'active key')}."
-    shown = ["active", *(["expired"] if counts["expired"] else []), *(["revoked"] if include_revoked else [])]
+    shown = [
+        "active",
+        *(["disabled"] if counts["disabled"] else []),
+        *(["expired"] if counts["expired"] else []),
+        *(["revoked"] if include_revoked else []),
+    ]
     return f"{plural(len(rows), 'key')} ({', '.join(f'{counts[status]} {status}' for status in shown)})."
 
 
