@@ -42,7 +42,7 @@ from django.db import connection, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 
 from . import metrics
@@ -571,16 +571,10 @@ def subject_for(kind: str, names: list[str]) -> str:
     return one.format(name=names[0]) if len(names) == 1 else many.format(count=len(names))
 
 
-def link(name: str, *args, fallback: str | None = None) -> str:
-    """The absolute address (``OMIKEYS_PUBLIC_URL``) of the web page ``name``; ``fallback``'s when
-    ``name`` is not a page of this version. Every page linked requires signing in."""
-    try:
-        path = reverse(name, args=args)
-    except NoReverseMatch:
-        if fallback is None:
-            raise
-        path = reverse(fallback, args=args)
-    return settings.OMIKEYS_PUBLIC_URL + path
+def link(name: str, *args) -> str:
+    """The absolute address (``OMIKEYS_PUBLIC_URL``) of the web page ``name``. Every page linked requires
+    signing in: a mail's link shows or changes nothing by itself."""
+    return settings.OMIKEYS_PUBLIC_URL + reverse(name, args=args)
 
 
 ACTOR_WORDS = {
@@ -656,7 +650,7 @@ def item(notice: Notice) -> dict:
         "name": api_key.name,
         "key_prefix": api_key.key_prefix,
         "key_url": link("web:key-detail", api_key.pk),
-        "edit_url": link("web:key-edit", api_key.pk, fallback="web:key-detail"),
+        "edit_url": link("web:key-edit", api_key.pk),
         "rotate_url": link("web:key-rotate", api_key.pk),
         "expires": _format(api_key.expires_at),
     }
@@ -698,7 +692,7 @@ def render(notices: list[Notice]) -> tuple[str, str, str]:
         "count": len(items),
         "days": MILESTONES[kind].days if kind in MILESTONES else None,
         "keys_url": link("web:key-list"),
-        "settings_url": link("web:notification-settings", fallback="web:key-list"),
+        "settings_url": link("web:notification-settings"),
         "can_turn_off": kind in SETTING_OF,
     }
     subject = context["subject"] = subject_for(kind, [entry["name"] for entry in items])

@@ -126,7 +126,8 @@ def test_every_link_in_a_mail_goes_to_a_page_that_asks_to_sign_in(smtp):
     for mail in mails:
         links |= set(re.findall(r'href="([^"]+)"', mail.html))
         links |= set(re.findall(r"https://\S+", mail.text))
-    assert f"{PUBLIC_URL}/keys/{api_key.pk}/" in links
+    assert {f"{PUBLIC_URL}/keys/{api_key.pk}/", f"{PUBLIC_URL}/keys/{api_key.pk}/edit/"} <= links
+    assert f"{PUBLIC_URL}/settings/notifications/" in links
     anonymous = Client()
     for href in links:
         assert href.startswith(PUBLIC_URL + "/"), href
@@ -223,6 +224,7 @@ def test_a_change_by_staff_is_mailed_to_the_owner(smtp, change, expected):
         assert expected in part.replace("&ldquo;", "“").replace("&rdquo;", "”")
         assert "Omi staff" in part and api_key.key_prefix[:12] in part
     assert_clean(mail)
+    assert f"{PUBLIC_URL}/settings/notifications/" in mail.html
     if "revoked" in expected:
         assert "Reason given: leaked in a public repository" in mail.text
 
@@ -378,8 +380,9 @@ def test_expiry_notices_come_once_per_milestone_with_a_link_to_extend(smtp, cloc
     assert tasks.write_expiry_notices() == 0
     mails = smtp.wait_for(2)
     assert mails[1].subject == "Your Omi API key “expiring” expires in 7 days"
-    edit = f"{PUBLIC_URL}/keys/{api_key.pk}/"
-    assert edit in mails[1].text and "2027-06-11 12:00 UTC" in mails[1].text
+    edit = f"{PUBLIC_URL}/keys/{api_key.pk}/edit/"
+    assert edit in mails[1].text and edit in mails[1].html
+    assert f"{PUBLIC_URL}/settings/notifications/" in mails[1].text and "2027-06-11 12:00 UTC" in mails[1].text
     assert f"{PUBLIC_URL}/keys/{api_key.pk}/rotate/" in mails[1].html
     assert_clean(mails[1])
 
