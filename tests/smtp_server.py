@@ -118,3 +118,60 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class SlowServer:
+    """A mail server that answers every step of the conversation, each a little under ``delay`` seconds late:
+    no single wait reaches a per-step timeout, and the whole mail still takes many times it."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.completed = 0  # messages it answered "250" to after their data
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(connection,), daemon=True).start()
+
+    def _say(self, connection, line: str) -> None:
+        time.sleep(self.delay)
+        connection.sendall(line.encode() + b"\r\n")
+
+    def _talk(self, connection):
+        reader = connection.makefile("rb")
+        try:
+            self._say(connection, "220 slow.example ESMTP")
+            in_data = False
+            for raw in reader:
+                line = raw.decode("ascii", "replace").rstrip("\r\n")
+                if in_data:
+                    if line == ".":
+                        in_data = False
+                        self._say(connection, "250 queued")
+                        self.completed += 1
+                    continue
+                verb = line.split(" ", 1)[0].upper()
+                if verb == "DATA":
+                    in_data = True
+                    self._say(connection, "354 go ahead")
+                elif verb == "QUIT":
+                    self._say(connection, "221 bye")
+                    return
+                else:
+                    self._say(connection, "250 ok")
+        except OSError:
+            return
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.sock.close()

@@ -17,7 +17,7 @@ from apikeys.audit import Actor
 from apikeys.models import ApiKey, KeyEvent, Notice, NotificationSettings, User
 
 from .helpers import NOW, issue, make_owner, scopes, service
-from .smtp_server import SilentServer, SmtpServer
+from .smtp_server import SilentServer, SlowServer, SmtpServer
 
 PUBLIC_URL = "https://keys.example.com"
 HASH_LIKE = re.compile(r"[0-9a-f]{40,}")  # a SHA-256 or other digest; key ids (UUIDs, in links) are fine
@@ -336,6 +336,24 @@ def test_a_mail_server_that_never_answers_costs_a_bounded_wait(smtp, settings):
     smtp.wait_for(1)
     notice.refresh_from_db()
     assert notice.status == "sent"
+
+
+@pytest.mark.django_db
+def test_a_mail_server_answering_each_step_just_in_time_is_cut_off_at_three_timeouts(smtp, settings):
+    slow = SlowServer(delay=0.8)  # under EMAIL_TIMEOUT (1 s) per step; about 6 s for the whole mail
+    settings.EMAIL_PORT = slow.port
+    try:
+        issue(make_owner(), "dripping")
+        started = time.monotonic()
+        assert tasks.send_due_notices() == 1
+        took = time.monotonic() - started
+    finally:
+        slow.stop()
+    assert took < 5, f"the whole mail was not cut off: {took:.1f} s"
+    notice = Notice.objects.get()
+    assert (notice.status, notice.attempts) == ("pending", 1)
+    assert "timed out after 3 s for the whole mail" in notice.last_error
+    assert slow.completed == 0
 
 
 @pytest.mark.django_db
