@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from . import events, metrics
+from . import events, metrics, notices
 from .models import USER_AGENT_MAX_LENGTH, ApiKey, KeyEvent, ServiceClient, User
 
 
@@ -92,12 +92,13 @@ CODE = Actor(kind=KeyEvent.ActorKind.SYSTEM, via=KeyEvent.Via.CODE, label="Pytho
 
 
 def record(api_key: ApiKey, action: str, actor: Actor | None, *, at, **details) -> KeyEvent:
-    """Write one audit event, and its outgoing event for webhooks (``apikeys.events``);
-    call it inside the transaction that makes the change."""
+    """Write one audit event, its outgoing event for webhooks (``apikeys.events``) and its email notice to the
+    key's owner (``apikeys.notices``); call it inside the transaction that makes the change."""
     event = unsaved(api_key, action, actor, at=at, **details)
     event.save(force_insert=True)
     count_on_commit([event])
     events.emit_for_key_event(event)
+    notices.for_key_event(event)
     return event
 
 

@@ -174,3 +174,25 @@ def record_webhook_delivery(outcome: str) -> None:
     if outcome not in WEBHOOK_OUTCOMES:
         raise ValueError(f"unknown webhook outcome {outcome!r}; one of {', '.join(WEBHOOK_OUTCOMES)}")
     WEBHOOK_DELIVERIES.labels(outcome).inc()
+
+
+NOTICE_KINDS = ("key_created", "changed_by_other", "expires_7d", "expires_1d", "expired")
+# sent: the mail server took it; retry: it did not, another attempt is scheduled; failed: refused for
+# good or out of attempts; skipped: never sent (no address, mail not configured, no longer true).
+NOTICE_OUTCOMES = ("sent", "retry", "failed", "skipped")
+NOTICES = Counter(
+    "omikeys_notices",
+    "Email notices to keys' owners by kind and outcome (sent, retry, failed, skipped), one per notice.",
+    ["kind", "outcome"],
+)
+for _kind in NOTICE_KINDS:
+    for _outcome in NOTICE_OUTCOMES:
+        NOTICES.labels(_kind, _outcome)
+
+
+def record_notice(kind: str, outcome: str) -> None:
+    """Count one notice's outcome: ``kind`` one of :data:`NOTICE_KINDS`, ``outcome`` of :data:`NOTICE_OUTCOMES`,
+    else ``ValueError``."""
+    if kind not in NOTICE_KINDS or outcome not in NOTICE_OUTCOMES:
+        raise ValueError(f"unknown notice kind or outcome {kind!r}, {outcome!r}")
+    NOTICES.labels(kind, outcome).inc()

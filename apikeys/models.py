@@ -609,7 +609,8 @@ class Notice(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
+        FAILED = "failed", "Failed"  # the mail server refused it for good, or every attempt failed
+        SKIPPED = "skipped", "Skipped"  # never sent: no address to send to, or mail not configured
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notices")
@@ -631,6 +632,8 @@ class Notice(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     locked_until = models.DateTimeField(null=True, blank=True)
+    # The worker holding the lease: its outcome is recorded only while this is still its token.
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
     last_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)

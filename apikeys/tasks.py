@@ -1,13 +1,13 @@
 """What the worker runs (``manage.py qcluster``, django-q2): each task a thin call into the core.
 
 The periodic passes are registered as django-q2 schedules after every ``migrate``
-(:func:`ensure_schedules`): deliveries and key.expired about once a minute, the outbox's
-retention (``webhooks.prune_events``) once an hour.
+(:func:`ensure_schedules`): deliveries, key.expired and email notices about once a minute,
+expiry notices every five minutes, the outbox's retention (``webhooks.prune_events``) once an hour.
 """
 
 from django_q.models import Schedule
 
-from . import events, webhooks
+from . import events, notices, webhooks
 
 # name: (task, minutes between runs)
 SCHEDULES = {
@@ -17,6 +17,10 @@ SCHEDULES = {
     "omikeys: emit key.expired events": ("apikeys.tasks.emit_expired", 1),
     # Outgoing events past OMIKEYS_WEBHOOK_RETENTION_DAYS, once all their deliveries are done.
     "omikeys: prune old webhook events": ("apikeys.tasks.prune_events", 60),
+    # Email notices that are due: retries, and first attempts whose immediate task was lost.
+    "omikeys: send due notices": ("apikeys.tasks.send_due_notices", 1),
+    # Expiry reminders (7 days, 1 day) and expired notices, once per key, milestone and expiry.
+    "omikeys: write expiry notices": ("apikeys.tasks.write_expiry_notices", 5),
 }
 
 
@@ -38,6 +42,24 @@ def emit_expired() -> int:
 def prune_events() -> int:
     """The hourly pass that deletes old outgoing events whose deliveries are done."""
     return webhooks.prune_events()
+
+
+def send_notices(user_id) -> int:
+    """The immediate sending of a user's notices, queued when the change that wrote them commits."""
+    return notices.send_due(user_id=user_id)
+
+
+def send_due_notices() -> int:
+    """The scheduled pass over due notices."""
+    return notices.send_due()
+
+
+def write_expiry_notices() -> int:
+    """The scheduled pass that writes expiry notices, then sends those due."""
+    written = notices.write_expiry_notices()
+    if written:
+        notices.send_due()
+    return written
 
 
 def ensure_schedules(using: str = "default") -> None:

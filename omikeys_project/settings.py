@@ -9,6 +9,7 @@ import datetime
 import ipaddress
 import zlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.checks.security.base import (
@@ -377,16 +378,71 @@ OMIKEYS_WEBHOOK_ALLOWED_NETWORKS = env_networks("OMIKEYS_WEBHOOK_ALLOWED_NETWORK
 # Plain http:// webhook URLs: refused unless this is on (default: only with DJANGO_DEBUG).
 OMIKEYS_WEBHOOK_ALLOW_HTTP = env_bool("OMIKEYS_WEBHOOK_ALLOW_HTTP", default=DEBUG)
 
+# Email notices to keys' owners (docs/notifications.md), sent by the worker. EMAIL_URL in
+# django-environ's form: smtp://user:password@host:25, smtp+tls://... (STARTTLS, port 587),
+# smtp+ssl://... (TLS from the start, port 465), consolemail:// (printed to the worker's log).
+# Unset: no mail is sent, and each notice is recorded as skipped; DJANGO_DEBUG prints them.
+EMAIL_URL = env.str("EMAIL_URL", default="").strip() or ("consolemail://" if DEBUG else "")
+OMIKEYS_SEND_EMAIL = bool(EMAIL_URL)
+if EMAIL_URL:
+    try:
+        _email = env.email_url_config(EMAIL_URL)
+    except Exception as error:  # django-environ raises KeyError/ValueError for an unknown scheme or a bad URL
+        raise ImproperlyConfigured(
+            f"EMAIL_URL must look like smtp://user:password@host:port, smtp+tls://..., smtp+ssl://... or "
+            f"consolemail:// ({error})."
+        ) from None
+    # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS/SSL.
+    globals().update({name: value for name, value in _email.items() if value not in (None, "")})
+# Each step of talking to the mail server (connect, every command) waits at most this long, and a
+# whole message at most three times it: a server that hangs delays the mail, never the worker.
+EMAIL_TIMEOUT = env_seconds("EMAIL_TIMEOUT", 10, minimum=0.1, maximum=60)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="").strip() or "omikeys@localhost"
+# The address of the web pages, for the links in notices ("https://keys.example.com"): a mail has
+# no request to take its host from. Development defaults to scripts/dev's server.
+OMIKEYS_PUBLIC_URL = env.str("OMIKEYS_PUBLIC_URL", default="").strip().rstrip("/")
+if not OMIKEYS_PUBLIC_URL and DEBUG:
+    OMIKEYS_PUBLIC_URL = "http://127.0.0.1:8000"
+if OMIKEYS_PUBLIC_URL:
+    _public = urlsplit(OMIKEYS_PUBLIC_URL)
+    _loopback = _public.hostname in ("localhost", "127.0.0.1", "::1")
+    if _public.scheme not in ("http", "https") or not _public.hostname or _public.query or _public.fragment:
+        raise ImproperlyConfigured(
+            f"OMIKEYS_PUBLIC_URL must be the web pages' address such as https://keys.example.com, "
+            f"not {OMIKEYS_PUBLIC_URL!r}."
+        )
+    if _public.scheme != "https" and not (DEBUG or _loopback):
+        raise ImproperlyConfigured(
+            f"OMIKEYS_PUBLIC_URL must start with https:// (links in mail must not be sent over plain http), "
+            f"not {OMIKEYS_PUBLIC_URL!r}."
+        )
+if OMIKEYS_SEND_EMAIL and not DEBUG:
+    for _name, _value in (
+        ("OMIKEYS_PUBLIC_URL", OMIKEYS_PUBLIC_URL),
+        ("DEFAULT_FROM_EMAIL", env.str("DEFAULT_FROM_EMAIL", default="").strip()),
+    ):
+        if not _value:
+            raise ImproperlyConfigured(
+                f"EMAIL_URL is set, so {_name} is required too (the links in notices and their sender); "
+                "see docs/notifications.md."
+            )
+# The waits before each retry of a notice the mail server did not take (timeouts, refused
+# connections, 4xx answers): 1 min, 5 min, 30 min, 2 h, 6 h; then it is failed.
+OMIKEYS_NOTICE_RETRY_SCHEDULE = env_retry_schedule("OMIKEYS_NOTICE_RETRY_SCHEDULE", "60,300,1800,7200,21600")
+
 # The worker (manage.py qcluster, django-q2): tasks and schedules in the database, no other service.
+# A task may take twice the longer lease: a webhook delivery's, or a notice's (three times EMAIL_TIMEOUT
+# for a whole mail, and 30 s for the database: apikeys.notices.lease_seconds), as passes bound their work.
+_TASK_TIMEOUT = 2 * max(OMIKEYS_WEBHOOK_LEASE_SECONDS, 3 * EMAIL_TIMEOUT + 30)
 OMIKEYS_WORKER_PROCESSES = env_int("OMIKEYS_WORKER_PROCESSES", 2, minimum=1, maximum=32)
 Q_CLUSTER = {
     "name": "omikeys",
     "orm": "default",
     "workers": OMIKEYS_WORKER_PROCESSES,
     # A task runs at most this long; one not acknowledged is handed out again after "retry".
-    # Deliveries do not depend on it: their leases (above) bring back any that a dead worker held.
-    "timeout": 2 * OMIKEYS_WEBHOOK_LEASE_SECONDS,
-    "retry": 2 * OMIKEYS_WEBHOOK_LEASE_SECONDS + 10,
+    # Deliveries and notices do not depend on it: their leases bring back any that a dead worker held.
+    "timeout": _TASK_TIMEOUT,
+    "retry": _TASK_TIMEOUT + 10,
     "max_attempts": 3,
     "poll": 1,
     "catch_up": False,

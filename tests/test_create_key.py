@@ -274,6 +274,6 @@ def test_a_first_request_creates_the_user_in_a_bounded_number_of_queries(user_cl
 def test_create_runs_a_bounded_number_of_queries(user_client, django_assert_max_num_queries):
     post(user_client, {"name": "warm-up"})  # first sight of the user creates it
     # user, scopes; then in one transaction (2 statements): owner lock, active-key count,
-    # key insert, scope links, audit event; then the response's scopes.
-    with django_assert_max_num_queries(10):
+    # key insert, scope links, audit event, the owner's "key created" email notice; then the response's scopes.
+    with django_assert_max_num_queries(11):
         assert post(user_client, {"name": "n", "scopes": ALL_SCOPES}).status_code == 200

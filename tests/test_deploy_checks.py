@@ -21,6 +21,9 @@ PRODUCTION = {
     "DJANGO_SECURE_HSTS_SECONDS": "31536000",
     "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
     "DJANGO_SECURE_HSTS_PRELOAD": "true",
+    "EMAIL_URL": "smtp+tls://omikeys:choose-a-password@smtp.example.com:587",
+    "DEFAULT_FROM_EMAIL": "Omi API keys <keys@example.com>",
+    "OMIKEYS_PUBLIC_URL": "https://keys.example.com",
 }
 
 
@@ -29,7 +32,7 @@ def python(env: dict, *args: str) -> subprocess.CompletedProcess:
     base = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "DATABASE_URL", "FIREBASE_", "OMIKEYS_", "CACHE_URL"))
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "FIREBASE_", "OMIKEYS_", "CACHE_URL", "EMAIL_", "DEFAULT_FROM"))
     }
     return subprocess.run(
         [sys.executable, *args],

@@ -9,6 +9,7 @@ from django.contrib import admin
 from ..models import ApiKey, Delivery, Event, KeyEvent, Scope, ServiceClient, User, WebhookEndpoint
 from .events import KeyEventAdmin
 from .keys import ApiKeyAdmin
+from .notices import NoticeAdmin  # noqa: F401  (registers the notices' read-only list)
 from .scopes import ScopeAdmin
 from .service_clients import ServiceClientAdmin
 from .users import OmikeysUserAdmin

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import events
+from .. import events, notices
 from ..audit import Actor
 from ..models import ApiKey, KeyEvent, User
 from .changes import revoke_key
@@ -119,7 +119,8 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
     details (a key's previous name), and in the admin's history of the user and their keys; a
     username that is not ``firebase:<uid>`` (one staff typed, perhaps the email) becomes it; the
     admin's records of sign-in attempts made with the email or username are deleted (they hold the
-    address and user agent of whoever tried). Idempotent: erasing again
+    address and user agent of whoever tried); their email notices not sent yet are deleted, and the
+    others lose their address, subject and last error (``notices.erase_for_user``). Idempotent: erasing again
     reports nothing more to erase. A ``user.erased`` event is written in the same transaction
     when this call erased, revoked or deactivated anything (a repeated erasure sends none).
 
@@ -188,7 +189,10 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
                 api_key.name = _without_email(api_key.name, email)[:max_length]
             key_names = ApiKey.objects.bulk_update(named, ["name"])
         admin_records = _erase_from_admin_records(current, email, username)
-        if revoked or deactivated or email_erased or names_erased or scrubbed_pks or key_names or admin_records:
+        # Notices not sent yet (those of the revocations above among them) are deleted; sent ones lose the address.
+        notices_erased = notices.erase_for_user(current)
+        anything = revoked or deactivated or email_erased or names_erased or scrubbed_pks or key_names
+        if anything or admin_records or notices_erased:
             events.emit_user_event("user.erased", current, actor=actor, key_ids=[key.pk for key in revoked])
     for name in ("username", "email", "first_name", "last_name", "is_active", "deactivation_reason", "deactivated_at"):
         setattr(user, name, getattr(current, name))

@@ -19,6 +19,7 @@ def test_the_index_groups_keys_scopes_events_service_clients_users_and_webhooks_
     assert app["name"] == "omikeys"
     assert [model["object_name"] for model in app["models"]] == [
         "ApiKey",
+        "Notice",
         "KeyEvent",
         "Event",
         "Scope",

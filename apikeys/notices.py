@@ -1,0 +1,716 @@
+"""Email notices to keys' owners: the one place a change becomes a notice, and the worker's sending of them.
+
+What is sent when (docs/notifications.md says it for users and operators):
+
+- ``key_created``: every key issued (not imported), whoever issued it; it cannot be turned off.
+- ``changed_by_other``: a key revoked, disabled, enabled, rotated, renamed, rescoped or given another
+  expiry by anyone but its owner (staff, a service client, a command, Python code); the owner's
+  ``NotificationSettings.changes_by_others``. Keys an import revokes send none: the import writes
+  its records in bulk, and their owner's account was disabled or deleted at the issuer.
+- ``expires_7d``, ``expires_1d``, ``expired``: a scheduled pass (:func:`write_expiry_notices`),
+  for the latest milestone a key has reached, unless it had already passed when the expiry was set
+  (a key made to expire in 2 days gets no 7-day notice); ``expired`` only for expiries of the last
+  :data:`EXPIRED_LOOKBACK`. ``expiry_reminders`` and ``expired`` settings.
+
+Notices go to active owners only (never to a deactivated or erased account), at the email address
+Firebase gave (``User.email``), copied into the notice when it is written; an owner without one gets
+a notice recorded as skipped. Each notice has a unique ``dedup_key`` (the audited change's id, or the
+key, milestone and expiry), so however many passes or workers run, each is written once.
+
+Sending (:func:`send_due`): notices are written in the change's transaction (``audit.record`` calls
+:func:`for_key_event`); when it commits, an immediate task is queued for the worker, and a scheduled
+pass every minute picks up what it missed. A worker claims the due notices of one owner and kind with a
+lease (``locked_until``, ``lease_token``) and sends them as one mail (so revoking fifty keys at once is
+one mail listing fifty, not fifty mails); the lease keeps any other worker off them. A mail server that
+refuses the connection, times out (``EMAIL_TIMEOUT``) or answers 4xx leaves them pending, tried again
+after the waits of ``OMIKEYS_NOTICE_RETRY_SCHEDULE``, then failed; a permanent refusal (5xx for the
+recipient or the message) fails them at once.
+"""
+
+import datetime
+import logging
+import smtplib
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import connection, transaction
+from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from . import metrics
+from .events import rfc3339
+from .models import ApiKey, KeyEvent, Notice, NotificationSettings, User
+
+logger = logging.getLogger("apikeys.notices")
+
+Kind = Notice.Kind
+
+# The audited actions that, made by someone other than the owner, are worth a mail.
+CHANGE_ACTIONS = frozenset(
+    {
+        KeyEvent.Action.REVOKED,
+        KeyEvent.Action.DISABLED,
+        KeyEvent.Action.ENABLED,
+        KeyEvent.Action.ROTATED,
+        KeyEvent.Action.RENAMED,
+        KeyEvent.Action.SCOPES_CHANGED,
+        KeyEvent.Action.EXPIRY_CHANGED,
+    }
+)
+# How long before its expiry each reminder is due; "expired" at the expiry itself.
+MILESTONES = {
+    Kind.EXPIRES_IN_7_DAYS: datetime.timedelta(days=7),
+    Kind.EXPIRES_IN_1_DAY: datetime.timedelta(days=1),
+    Kind.EXPIRED: datetime.timedelta(0),
+}
+# How far back the expiry pass looks for expiries to report: no mail about keys that expired
+# long ago (such as every old key when this feature is first deployed).
+EXPIRED_LOOKBACK = datetime.timedelta(days=7)
+# Which NotificationSettings field lets an owner turn each kind off (key_created: none, always sent).
+SETTING_OF = {
+    Kind.CHANGED_BY_OTHER: "changes_by_others",
+    Kind.EXPIRES_IN_7_DAYS: "expiry_reminders",
+    Kind.EXPIRES_IN_1_DAY: "expiry_reminders",
+    Kind.EXPIRED: "expired",
+}
+MAX_PER_MAIL = 50  # notices of one owner and kind put in one mail; more wait for the next mail
+CLAIM_TRIES = 5
+ERROR_MAX_LENGTH = 300
+NO_ADDRESS = "The owner has no email address on record."
+MAIL_OFF = "Mail is not configured (EMAIL_URL), so notices are not sent."
+
+
+def lease_seconds() -> float:
+    """How long a worker holds the notices it is sending: the whole-mail deadline (three times
+    ``EMAIL_TIMEOUT``) and half a minute for the database around it."""
+    return 3 * settings.EMAIL_TIMEOUT + 30
+
+
+# Writing -------------------------------------------------------------------------------------
+
+
+def for_key_event(key_event: KeyEvent) -> Notice | None:
+    """The notice of one audited key change, written now (inside the change's transaction), or None.
+
+    key_created for "created"; changed_by_other for the :data:`CHANGE_ACTIONS` when the actor is
+    not the key's owner acting as a user, unless the owner turned those off; None for anything
+    else, and for an owner who is inactive or erased. The worker is asked to send it when the
+    transaction commits.
+    """
+    api_key = key_event.api_key
+    if key_event.action == KeyEvent.Action.CREATED:
+        kind = Kind.KEY_CREATED
+        owner = api_key.owner  # the issuing code holds it: no query
+        recipient, active, erased = owner.email, owner.is_active, owner.is_erased
+    elif key_event.action in CHANGE_ACTIONS:
+        if key_event.actor_kind == KeyEvent.ActorKind.USER and key_event.actor_id == api_key.owner_id:
+            return None
+        kind = Kind.CHANGED_BY_OTHER
+        row = (
+            User.objects.filter(pk=api_key.owner_id)
+            .values("email", "is_active", "deactivation_reason", "notification_settings__changes_by_others")
+            .first()
+        )
+        if row is None or row["notification_settings__changes_by_others"] is False:
+            return None
+        recipient, active = row["email"], row["is_active"]
+        erased = row["deactivation_reason"] == User.Deactivation.ERASED
+    else:
+        return None
+    if not active or erased:
+        return None
+    notice = _unsaved(
+        kind,
+        user_id=api_key.owner_id,
+        api_key=api_key,
+        key_event=key_event,
+        dedup_key=f"{kind}:{key_event.pk}",
+        recipient=recipient,
+        subject=subject_for(kind, [api_key.name]),
+        at=key_event.at,
+    )
+    notice.save(force_insert=True)
+    if notice.status == Notice.Status.PENDING:
+        queue_on_commit(notice.user_id)
+    else:
+        transaction.on_commit(lambda: metrics.record_notice(kind, "skipped"))
+    return notice
+
+
+def _unsaved(kind, *, user_id, api_key, dedup_key, recipient, subject, at, key_event=None) -> Notice:
+    """A notice not yet saved: pending and due at once, or skipped (no address, mail off) with the reason."""
+    status, reason = Notice.Status.PENDING, ""
+    if not recipient:
+        status, reason = Notice.Status.SKIPPED, NO_ADDRESS
+    elif not settings.OMIKEYS_SEND_EMAIL:
+        status, reason = Notice.Status.SKIPPED, MAIL_OFF
+    return Notice(
+        kind=kind,
+        user_id=user_id,
+        api_key=api_key,
+        key_event=key_event,
+        dedup_key=dedup_key,
+        recipient=recipient or "",
+        subject=subject[:200],
+        status=status,
+        last_error=reason,
+        next_attempt_at=at if status == Notice.Status.PENDING else None,
+        created_at=at,
+    )
+
+
+def milestone(expires_at: datetime.datetime, set_at: datetime.datetime, now: datetime.datetime) -> str | None:
+    """The expiry notice a key is due now: the latest milestone reached (expired, 1 day, 7 days ahead),
+    or None when none is reached, or the one reached had already passed when the expiry was set."""
+    for kind in (Kind.EXPIRED, Kind.EXPIRES_IN_1_DAY, Kind.EXPIRES_IN_7_DAYS):
+        moment = expires_at - MILESTONES[kind]
+        if now >= moment:
+            return kind if set_at < moment else None
+    return None
+
+
+def expiry_dedup_key(kind: str, key_id, expires_at: datetime.datetime) -> str:
+    """The dedup key of an expiry notice: one per key, milestone and expiry (a new expiry, new notices)."""
+    return f"{kind}:{key_id}:{rfc3339(expires_at)}"
+
+
+def write_expiry_notices(now: datetime.datetime | None = None) -> int:
+    """Write the expiry notices due now (see the module's docstring); returns how many this call wrote.
+
+    A key's expiry was "set" when it was created or at its last "expiry_changed" event. Safe to run
+    twice, or in two workers at once: the unique ``dedup_key`` makes every insert after the first do
+    nothing (``bulk_create(ignore_conflicts=True)``: ON CONFLICT DO NOTHING on both databases).
+    """
+    now = now or timezone.now()
+    last_change = (
+        KeyEvent.objects.filter(api_key=OuterRef("pk"), action=KeyEvent.Action.EXPIRY_CHANGED)
+        .order_by("-at")
+        .values("at")[:1]
+    )
+    candidates = (
+        ApiKey.objects.unrevoked()
+        .filter(
+            owner__is_active=True,
+            expires_at__gt=now - EXPIRED_LOOKBACK,
+            expires_at__lte=now + MILESTONES[Kind.EXPIRES_IN_7_DAYS],
+        )
+        .annotate(expiry_set_at=Coalesce(Subquery(last_change), F("created_at")))
+        .values(
+            "pk",
+            "name",
+            "owner_id",
+            "expires_at",
+            "expiry_set_at",
+            "owner__email",
+            "owner__notification_settings__expiry_reminders",
+            "owner__notification_settings__expired",
+        )
+    )
+    wanted = {}
+    for row in candidates.iterator(chunk_size=2000):
+        kind = milestone(row["expires_at"], row["expiry_set_at"], now)
+        if kind is None or row[f"owner__notification_settings__{SETTING_OF[kind]}"] is False:
+            continue
+        dedup_key = expiry_dedup_key(kind, row["pk"], row["expires_at"])
+        wanted[dedup_key] = _unsaved(
+            kind,
+            user_id=row["owner_id"],
+            api_key=ApiKey(pk=row["pk"]),
+            dedup_key=dedup_key,
+            recipient=row["owner__email"],
+            subject=subject_for(kind, [row["name"]]),
+            at=now,
+        )
+    written = 0
+    keys = list(wanted)
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        known = set(Notice.objects.filter(dedup_key__in=chunk).values_list("dedup_key", flat=True))
+        new = [wanted[key] for key in chunk if key not in known]
+        # Another pass may write some of these between the read and the insert: theirs stand.
+        Notice.objects.bulk_create(new, ignore_conflicts=True)
+        written += len(new)
+        for notice in new:
+            if notice.status == Notice.Status.SKIPPED:
+                metrics.record_notice(notice.kind, "skipped")
+    if written:
+        logger.info("expiry notices written count=%s", written)
+    return written
+
+
+# Queueing ------------------------------------------------------------------------------------
+
+
+class _SendOnCommit:
+    """The one commit hook of a transaction that wrote notices: queues one task per owner, however many
+    notices (revoking all of a user's keys writes one per key)."""
+
+    def __init__(self):
+        self.user_ids = []
+
+    def __call__(self):
+        for user_id in self.user_ids:
+            queue_sending(user_id)
+
+
+def queue_on_commit(user_id) -> None:
+    """Queue the sending of ``user_id``'s notices when the current transaction commits (at once outside one)."""
+    conn = transaction.get_connection()
+    if conn.in_atomic_block:
+        # Django keeps the hooks of the transaction as (savepoint ids, callable, robust); a hook of a
+        # savepoint rolled back is gone from it, so a new one is registered then.
+        for _, hook, _ in conn.run_on_commit:
+            if isinstance(hook, _SendOnCommit):
+                if user_id not in hook.user_ids:
+                    hook.user_ids.append(user_id)
+                return
+    hook = _SendOnCommit()
+    hook.user_ids.append(user_id)
+    transaction.on_commit(hook)
+
+
+def queue_sending(user_id) -> None:
+    """Ask the worker to send ``user_id``'s due notices now; if the queue cannot be reached, the
+    scheduled pass sends them within a minute, so this only logs: a change never fails for it."""
+    from django_q.tasks import async_task
+
+    try:
+        async_task("apikeys.tasks.send_notices", user_id, task_name=f"notices of user {user_id}")
+    except Exception:
+        logger.warning("could not queue the sending of user %s's notices; the scheduled pass will send them", user_id)
+
+
+# Sending -------------------------------------------------------------------------------------
+
+
+def _unlocked(now):
+    return Q(locked_until__isnull=True) | Q(locked_until__lte=now)
+
+
+def claim(*, now=None, user_id=None, exclude=()) -> list[Notice]:
+    """Take the due pending notices of one owner, kind and address (at most :data:`MAX_PER_MAIL`) for
+    this worker, oldest first; [] when none is due.
+
+    They get a lease of :func:`lease_seconds` and a new ``lease_token``: no other worker takes them
+    until it ends. ``user_id``: only that owner's; ``exclude``: ids of notices to pass over (those a
+    pass has tried already, so a retry due at once waits for the next pass). On
+    PostgreSQL rows another worker is claiming are skipped (``SKIP LOCKED``); SQLite has one writer
+    at a time, and the guarded update takes only rows still free.
+    """
+    now = now or timezone.now()
+    due = Notice.objects.filter(status=Notice.Status.PENDING, next_attempt_at__lte=now).filter(_unlocked(now))
+    if user_id is not None:
+        due = due.filter(user_id=user_id)
+    if exclude:
+        due = due.exclude(pk__in=list(exclude))
+    lease_end = now + datetime.timedelta(seconds=lease_seconds())
+    passed = set()
+    for _ in range(CLAIM_TRIES):
+        with transaction.atomic():
+            first = (
+                due.exclude(user_id__in=passed)
+                .order_by("next_attempt_at", "created_at", "id")
+                .values_list("user_id", "kind", "recipient")
+                .first()
+            )
+            if first is None:
+                return []
+            owner, kind, recipient = first
+            group = due.filter(user_id=owner, kind=kind, recipient=recipient).order_by("created_at", "id")
+            if connection.features.has_select_for_update_skip_locked:
+                group = group.select_for_update(skip_locked=True)
+            ids = list(group.values_list("pk", flat=True)[:MAX_PER_MAIL])
+            token = uuid.uuid4()
+            taken = (
+                Notice.objects.filter(pk__in=ids)
+                .filter(_unlocked(now))
+                .update(locked_until=lease_end, lease_token=token)
+            )
+        if taken:
+            return list(
+                Notice.objects.filter(lease_token=token)
+                .select_related("api_key", "key_event", "user")
+                .order_by("created_at", "id")
+            )
+        passed.add(owner)
+    return []
+
+
+@dataclass
+class Outcome:
+    """What sending one mail came to: "sent", "retry", "failed" or "skipped", and why not sent."""
+
+    outcome: str
+    error: str = ""
+    notices: list = field(default_factory=list)
+
+
+def send_due(*, now=None, user_id=None, budget_seconds: float | None = None) -> int:
+    """Send due notices, one mail per owner and kind, until none is due or the budget is spent.
+    Returns how many mails were attempted.
+
+    After a mail the server did not take for a reason that is not the recipient's (a refused
+    connection, a timeout, a 4xx), the pass stops: the others wait for the next pass instead of
+    each costing a timeout. ``budget_seconds`` (default: half the lease) bounds the time spent
+    starting new mails, so a pass ends well within the worker's task timeout (twice the lease).
+    """
+    budget = lease_seconds() / 2 if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    attempted = 0
+    tried = set()
+    while time.monotonic() < deadline:
+        group = claim(now=now, user_id=user_id, exclude=tried)
+        if not group:
+            break
+        attempted += 1
+        tried.update(notice.pk for notice in group)
+        if send(group).outcome == "retry":
+            break
+    return attempted
+
+
+def send(group: list[Notice]) -> Outcome:
+    """Send a claimed group of notices (one owner, kind and address) as one mail, and record the outcome."""
+    now = timezone.now()
+    live, stale = [], []
+    choices = NotificationSettings.for_user(group[0].user)  # one owner per group
+    for notice in group:
+        (live if still_due(notice, now, choices) else stale).append(notice)
+    if stale:
+        _record(stale, Outcome("skipped", "No longer true when it was to be sent (the key or the settings changed)."))
+    if not live:
+        return Outcome("skipped")
+    if not settings.OMIKEYS_SEND_EMAIL:
+        return _record(live, Outcome("skipped", MAIL_OFF))
+    subject, text, html = render(live)
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[live[0].recipient],
+        # RFC 3834: an automatic message; mail servers and clients send no auto-replies to it.
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+    message.attach_alternative(html, "text/html")
+    return _record(live, deliver(message), subject)
+
+
+def still_due(notice: Notice, now: datetime.datetime, choices: NotificationSettings | None = None) -> bool:
+    """Whether a claimed notice is still worth sending: its owner active, the kind not turned off since
+    (``choices``: the owner's settings, read if not given), and an expiry notice still true (the key not
+    revoked, the same expiry, no later milestone reached)."""
+    user = notice.user
+    if not user.is_active or user.is_erased:
+        return False
+    setting = SETTING_OF.get(notice.kind)
+    choices = choices or NotificationSettings.for_user(user)
+    if setting and not getattr(choices, setting):
+        return False
+    if notice.kind in MILESTONES:
+        api_key = notice.api_key
+        if api_key.is_revoked or api_key.expires_at is None:
+            return False
+        if notice.dedup_key != expiry_dedup_key(notice.kind, api_key.pk, api_key.expires_at):
+            return False
+        next_one = {Kind.EXPIRES_IN_7_DAYS: Kind.EXPIRES_IN_1_DAY, Kind.EXPIRES_IN_1_DAY: Kind.EXPIRED}
+        later = next_one.get(notice.kind)
+        if later is not None and now >= api_key.expires_at - MILESTONES[later]:
+            return False  # a later milestone is reached: its own notice says what is true now
+    return True
+
+
+def deliver(message: EmailMultiAlternatives) -> Outcome:
+    """Hand ``message`` to the mail server (``EMAIL_URL``) once; never raises for the server's trouble.
+
+    Every step waits at most ``EMAIL_TIMEOUT`` (Django's SMTP backend), and the whole mail at most
+    three times it: a server that answers a byte at a time would otherwise hold the worker for ever.
+    At the deadline the socket is shut down from a timer thread, which ends any read blocked on it.
+    "sent"; "failed" for a permanent refusal (5xx for the recipient or the message); "retry" otherwise.
+    """
+    seconds = settings.EMAIL_TIMEOUT
+    backend = get_connection(fail_silently=False, timeout=seconds)
+    cut_off = threading.Event()
+
+    def stop_at_deadline():
+        cut_off.set()
+        sock = getattr(getattr(backend, "connection", None), "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(3 * seconds, stop_at_deadline)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        backend.send_messages([message])
+    except Exception as error:
+        if cut_off.is_set():
+            return Outcome("retry", f"timed out after {3 * seconds:g} s for the whole mail")
+        return classify(error)
+    finally:
+        watchdog.cancel()
+        try:
+            backend.close()
+        except Exception:
+            pass
+    if cut_off.is_set():
+        return Outcome("retry", f"timed out after {3 * seconds:g} s for the whole mail")
+    return Outcome("sent")
+
+
+def classify(error: Exception) -> Outcome:
+    """A sending error as "failed" (the server refused this recipient or message for good: 5xx) or
+    "retry" (anything else: the server down, slow, busy, or refusing our credentials or sender,
+    which staff can fix), with a short printable description."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+        answers = "; ".join(f"{code} {_text(message)}" for code, message in error.recipients.values())
+        permanent = bool(codes) and all(code >= 500 for code in codes)
+        return Outcome("failed" if permanent else "retry", f"recipient refused: {answers}")
+    if isinstance(error, smtplib.SMTPResponseException):
+        answer = f"{error.smtp_code} {_text(error.smtp_error)}"
+        permanent = isinstance(error, smtplib.SMTPDataError) and error.smtp_code >= 500
+        return Outcome("failed" if permanent else "retry", f"{type(error).__name__}: {answer}")
+    if isinstance(error, TimeoutError | socket.timeout):
+        return Outcome("retry", f"timed out after {settings.EMAIL_TIMEOUT:g} s")
+    if isinstance(error, ConnectionRefusedError):
+        return Outcome("retry", "could not connect: connection refused")
+    return Outcome("retry", f"{type(error).__name__}: {error}")
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def printable(text: str) -> str:
+    """``text`` with every unprintable character made a space: a server's answer goes to the log and admin."""
+    return "".join(character if character.isprintable() else " " for character in text)
+
+
+def _record(notices: list[Notice], result: Outcome, subject: str | None = None) -> Outcome:
+    """Store the outcome of the mail of ``notices`` (and the ``subject`` it had), for those whose lease
+    this worker still holds."""
+    now = timezone.now()
+    error = printable(result.error)[:ERROR_MAX_LENGTH]
+    attempts = max(notice.attempts for notice in notices) + 1
+    outcome = result.outcome
+    schedule = settings.OMIKEYS_NOTICE_RETRY_SCHEDULE
+    if outcome == "retry" and attempts > len(schedule):
+        outcome = "failed"
+    changes = {"locked_until": None, "lease_token": None, "last_error": error}
+    if subject is not None:
+        changes["subject"] = subject[:200]
+    if outcome == "sent":
+        changes.update(status=Notice.Status.SENT, sent_at=now, next_attempt_at=None, attempts=F("attempts") + 1)
+    elif outcome == "skipped":
+        changes.update(status=Notice.Status.SKIPPED, next_attempt_at=None)
+    elif outcome == "failed":
+        changes.update(status=Notice.Status.FAILED, next_attempt_at=None, attempts=F("attempts") + 1)
+    else:
+        wait = datetime.timedelta(seconds=schedule[attempts - 1])
+        changes.update(next_attempt_at=now + wait, attempts=F("attempts") + 1)
+    kept = 0
+    for token in {notice.lease_token for notice in notices}:
+        pks = [notice.pk for notice in notices if notice.lease_token == token]
+        kept += Notice.objects.filter(pk__in=pks, lease_token=token).update(**changes)
+    if kept < len(notices):
+        lost = len(notices) - kept
+        logger.warning("notices: %s of %s leases lost before the outcome was recorded", lost, len(notices))
+    for notice in notices:
+        metrics.record_notice(notice.kind, outcome)
+    log = logger.info if outcome in ("sent", "skipped") else logger.warning
+    log(
+        "notice mail %s kind=%s user=%s notices=%s attempt=%s %s",
+        outcome,
+        notices[0].kind,
+        notices[0].user_id,
+        len(notices),
+        attempts,
+        error,
+    )
+    return Outcome(outcome, error, notices)
+
+
+# Rendering -----------------------------------------------------------------------------------
+
+
+SUBJECTS = {  # (one key, several keys)
+    Kind.KEY_CREATED: (
+        "A new API key “{name}” was created on your Omi account",
+        "{count} new API keys were created on your Omi account",
+    ),
+    Kind.CHANGED_BY_OTHER: (
+        "Your Omi API key “{name}” was changed by someone else",
+        "{count} changes were made to your Omi API keys by someone else",
+    ),
+    Kind.EXPIRES_IN_7_DAYS: (
+        "Your Omi API key “{name}” expires in 7 days",
+        "{count} of your Omi API keys expire in 7 days",
+    ),
+    Kind.EXPIRES_IN_1_DAY: (
+        "Your Omi API key “{name}” expires within a day",
+        "{count} of your Omi API keys expire within a day",
+    ),
+    Kind.EXPIRED: ("Your Omi API key “{name}” has expired", "{count} of your Omi API keys have expired"),
+}
+
+
+def subject_for(kind: str, names: list[str]) -> str:
+    """The subject of a mail about the keys named ``names`` (one, or several of the same kind)."""
+    one, many = SUBJECTS[kind]
+    return one.format(name=names[0]) if len(names) == 1 else many.format(count=len(names))
+
+
+def link(name: str, *args) -> str:
+    """The absolute address (``OMIKEYS_PUBLIC_URL``) of the web page ``name``. Every page linked requires
+    signing in: a mail's link shows or changes nothing by itself."""
+    return settings.OMIKEYS_PUBLIC_URL + reverse(name, args=args)
+
+
+ACTOR_WORDS = {
+    KeyEvent.ActorKind.STAFF: "Omi staff",
+    KeyEvent.ActorKind.COMMAND: "an Omi administrator",
+    KeyEvent.ActorKind.SYSTEM: "Omi's systems",
+    KeyEvent.ActorKind.USER: "another account",
+}
+
+
+def actor_words(key_event: KeyEvent) -> str:
+    """Who made a change, as the owner reads it: never a staff member's name or address."""
+    if key_event.actor_kind == KeyEvent.ActorKind.SERVICE:
+        name = key_event.service_client.name if key_event.service_client_id else ""
+        return f"an Omi service ({name})" if name else "an Omi service"
+    return ACTOR_WORDS.get(key_event.actor_kind, "someone else")
+
+
+def _moment(value) -> datetime.datetime | None:
+    if isinstance(value, str):
+        try:
+            return datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return value
+
+
+def change_lines(key_event: KeyEvent) -> list[str]:
+    """What one change did, in a few plain sentences (the same in the text and HTML parts)."""
+    details = key_event.details or {}
+    action = key_event.action
+    when = lambda value: _format(_moment(value)) if value else "never"  # noqa: E731
+    if action == KeyEvent.Action.REVOKED:
+        lines = ["It was revoked: it no longer works, and cannot be used again."]
+    elif action == KeyEvent.Action.DISABLED:
+        lines = ["It was disabled: requests with it are refused until it is enabled again."]
+    elif action == KeyEvent.Action.ENABLED:
+        lines = ["It was enabled again: requests with it work again."]
+    elif action == KeyEvent.Action.ROTATED:
+        until = details.get("previous_key_expires_at")
+        lines = [
+            "It was given a new secret: the old one "
+            + (f"keeps working until {when(until)}." if until else "stopped working at once.")
+        ]
+    elif action == KeyEvent.Action.RENAMED:
+        lines = [f"It was renamed from “{details.get('previous_name', '')}” to “{details.get('name', '')}”."]
+    elif action == KeyEvent.Action.SCOPES_CHANGED:
+        before = ", ".join(details.get("previous_scopes", [])) or "none"
+        after = ", ".join(details.get("scopes", [])) or "none"
+        lines = [f"Its scopes were changed from {before} to {after}."]
+    elif action == KeyEvent.Action.EXPIRY_CHANGED:
+        lines = [
+            f"Its expiry was changed from {when(details.get('previous_expires_at'))} "
+            f"to {when(details.get('expires_at'))}."
+        ]
+    else:
+        lines = [f"It was {key_event.get_action_display()}."]
+    if details.get("reason"):
+        lines.append(f"Reason given: {details['reason']}")
+    return lines
+
+
+def _format(moment: datetime.datetime | None) -> str:
+    if moment is None:
+        return "never"
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def item(notice: Notice) -> dict:
+    """The facts of one notice the templates show: the key, and the change or the expiry."""
+    api_key, key_event = notice.api_key, notice.key_event
+    data = {
+        "name": api_key.name,
+        "key_prefix": api_key.key_prefix,
+        "key_url": link("web:key-detail", api_key.pk),
+        "edit_url": link("web:key-edit", api_key.pk),
+        "rotate_url": link("web:key-rotate", api_key.pk),
+        "expires": _format(api_key.expires_at),
+    }
+    if key_event is not None:
+        details = key_event.details or {}
+        data.update(
+            at=_format(key_event.at),
+            ip_address=key_event.ip_address or "not known",
+            user_agent=key_event.user_agent or "not known",
+            door=key_event.get_via_display(),
+            by=actor_words(key_event),
+            by_owner=key_event.actor_kind == KeyEvent.ActorKind.USER and key_event.actor_id == api_key.owner_id,
+            changes=change_lines(key_event),
+            scopes=", ".join(details.get("scopes", [])),
+        )
+        if key_event.action == KeyEvent.Action.CREATED:
+            data["expires"] = _format(_moment(details.get("expires_at")))
+    return data
+
+
+TEMPLATES = {
+    Kind.KEY_CREATED: "key_created",
+    Kind.CHANGED_BY_OTHER: "changed_by_other",
+    Kind.EXPIRES_IN_7_DAYS: "expires_soon",
+    Kind.EXPIRES_IN_1_DAY: "expires_soon",
+    Kind.EXPIRED: "expired",
+}
+
+
+def render(notices: list[Notice]) -> tuple[str, str, str]:
+    """(subject, plain text, HTML) of the mail of ``notices`` (one owner and kind), from
+    ``templates/notices/<kind>.txt`` and ``.html``. No secret, no hash: a key's display prefix at most;
+    every link goes to a page that requires signing in."""
+    kind = notices[0].kind
+    items = [item(notice) for notice in notices]
+    context = {
+        "kind": kind,
+        "items": items,
+        "count": len(items),
+        "days": MILESTONES[kind].days if kind in MILESTONES else None,
+        "keys_url": link("web:key-list"),
+        "settings_url": link("web:notification-settings"),
+        "can_turn_off": kind in SETTING_OF,
+    }
+    subject = context["subject"] = subject_for(kind, [entry["name"] for entry in items])
+    name = TEMPLATES[kind]
+    text = render_to_string(f"notices/{name}.txt", context)
+    html = render_to_string(f"notices/{name}.html", context)
+    return subject, text, html
+
+
+# Erasure -------------------------------------------------------------------------------------
+
+
+def erase_for_user(user: User) -> int:
+    """Forget ``user``'s notices when their personal data is erased (``lifecycle.erase_user``): every
+    notice not sent yet is deleted (an erased user is mailed nothing), and those kept, as a record that
+    a mail went out, lose their address, subject (a key's name) and the server's last answer (which
+    may quote the address). Returns how many notices were deleted or scrubbed."""
+    notices = Notice.objects.filter(user=user)
+    deleted = notices.filter(status=Notice.Status.PENDING).delete()[0]
+    scrubbed = notices.exclude(recipient="", subject="", last_error="").update(recipient="", subject="", last_error="")
+    return deleted + scrubbed
