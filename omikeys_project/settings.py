@@ -542,7 +542,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "omikeys: Omi Developer API keys",
     "DESCRIPTION": (
-        "Create, list, rotate and revoke Omi Developer API keys with "
+        "Create, list, change, pause, rotate and revoke Omi Developer API keys with "
         "`Authorization: Bearer <Firebase ID token>`, and check a key with "
         "`GET /v1/dev/key` and `Authorization: Bearer <API key>`. Other services verify keys and act on "
         "users through the service API (`/v1/service/`) with `Authorization: Bearer <service token>`."
