@@ -146,6 +146,12 @@ def test_bad_values_are_refused_as_create_refuses_them(user_client, key, body, l
     assert entry["msg"]
 
 
+def test_an_empty_scope_list_is_told_a_key_needs_a_scope_not_to_send_null(user_client, key):
+    response = patch(user_client, key["id"], {"scopes": []})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == "List should have at least 1 item: a key needs at least one scope."
+
+
 def test_an_expiry_beyond_the_longest_lifetime_is_refused(user_client, key, settings):
     settings.OMIKEYS_MAX_KEY_LIFETIME_DAYS = 30
     response = patch(user_client, key["id"], {"expires_at": later(31)})

@@ -698,14 +698,19 @@ def lifecycle_lines(caplog) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.name.startswith("apikeys.lifecycle")]
 
 
-def test_each_change_logs_one_line_naming_the_key_and_its_owner(owner, clock, caplog):
+def test_each_change_logs_one_line_naming_the_key_and_its_owner(
+    owner, clock, caplog, django_capture_on_commit_callbacks
+):
     caplog.set_level("INFO", logger="apikeys.lifecycle")
     issued = lifecycle.issue_key(owner=owner, name="logged", scopes=scopes("memories:read"))
     api_key, prefix = issued.api_key, issued.api_key.key_prefix
-    lifecycle.update_key(api_key, name="renamed", scopes=scopes("goals:read"))
-    lifecycle.update_key(api_key, name="renamed")  # no change: no line
+    # Changes are logged once committed: each call here commits (the test's own transaction aside).
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.update_key(api_key, name="renamed", scopes=scopes("goals:read"))
+        lifecycle.update_key(api_key, name="renamed")  # no change: no line
     rotated = lifecycle.rotate_key(api_key, grace_seconds=60)
-    lifecycle.set_expiry(api_key, NOW + datetime.timedelta(days=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.set_expiry(api_key, NOW + datetime.timedelta(days=1))
     lifecycle.revoke_key(api_key)
     lifecycle.revoke_key(api_key)  # already revoked: no line
     assert lifecycle_lines(caplog) == [

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
@@ -178,10 +179,12 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
         selected = list(queryset.prefetch_related(None))
         actor = staff_actor(request)
         revoked = 0
-        for api_key in selected:
-            if lifecycle.revoke_key(api_key, actor=actor):
-                revoked += 1
-                self.log_change(request, api_key, "Revoked the key.")
+        # One transaction: its commit queues one notice mail per owner (apikeys.notices), not one per key.
+        with transaction.atomic():
+            for api_key in selected:
+                if lifecycle.revoke_key(api_key, actor=actor):
+                    revoked += 1
+                    self.log_change(request, api_key, "Revoked the key.")
         already = len(selected) - revoked
         if revoked:
             message = ngettext("Revoked %(count)d key.", "Revoked %(count)d keys.", revoked)
@@ -203,20 +206,22 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
         pause = lifecycle.disable_key if disable else lifecycle.enable_key
         actor = staff_actor(request)
         changed = unchanged = revoked = 0
-        for api_key in queryset.prefetch_related(None):
-            if api_key.is_revoked:
-                revoked += 1
-                continue
-            try:
-                done = pause(api_key, actor=actor)
-            except lifecycle.KeyRevoked:  # revoked since the list was read
-                revoked += 1
-                continue
-            if done:
-                changed += 1
-                self.log_change(request, api_key, pause_message(disable))
-            else:
-                unchanged += 1
+        # One transaction: its commit queues one notice mail per owner (apikeys.notices), not one per key.
+        with transaction.atomic():
+            for api_key in queryset.prefetch_related(None):
+                if api_key.is_revoked:
+                    revoked += 1
+                    continue
+                try:
+                    done = pause(api_key, actor=actor)
+                except lifecycle.KeyRevoked:  # revoked since the list was read
+                    revoked += 1
+                    continue
+                if done:
+                    changed += 1
+                    self.log_change(request, api_key, pause_message(disable))
+                else:
+                    unchanged += 1
         if disable:
             done_message = ngettext("Disabled %(count)d key.", "Disabled %(count)d keys.", changed)
             same_message = ngettext(

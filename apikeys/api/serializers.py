@@ -94,6 +94,8 @@ class ScopeListField(serializers.Field):
     default_error_messages = {
         "list_type": "Input should be a valid list of scope strings.",
         "too_short": "List should have at least 1 item. Omit scopes (or send null) for the read-only default.",
+        # Where null is refused (a change replaces the scopes: there is no default to fall back on).
+        "too_short_replacing": "List should have at least 1 item: a key needs at least one scope.",
         "too_long": "List should have at most {max} items.",
     }
 
@@ -106,6 +108,8 @@ class ScopeListField(serializers.Field):
         if not isinstance(data, list):
             self.fail("list_type")
         if not data:
+            if not self.allow_null:
+                raise serializers.ValidationError(self.error_messages["too_short_replacing"], code="too_short")
             self.fail("too_short")
         if len(data) > MAX_SCOPES_IN_REQUEST:
             self.fail("too_long", max=MAX_SCOPES_IN_REQUEST)

@@ -58,7 +58,9 @@ def update_key(
     if name is not None:
         api_key.name = name
     if recorded:
-        logger.info("api key updated id=%s owner=%s changes=%s", api_key.pk, api_key.owner_id, ",".join(recorded))
+        # Logged once the change is committed: inside change_key's transaction it may still roll back.
+        line = ("api key updated id=%s owner=%s changes=%s", api_key.pk, api_key.owner_id, ",".join(recorded))
+        transaction.on_commit(lambda: logger.info(*line))
     return recorded
 
 
@@ -108,12 +110,19 @@ def change_key(
             errors.update(error.error_dict)
     if errors:
         raise ValidationError(errors)
-    with transaction.atomic():
-        if expires_at is not KEEP:
-            lock_owner(api_key.owner_id)  # the owner before the key, as set_expiry locks them
-        recorded = update_key(api_key, name=cleaned_name, scopes=chosen, actor=actor)
-        if expires_at is not KEEP and set_expiry(api_key, expires_at, actor=actor):
-            recorded.append(KeyEvent.Action.EXPIRY_CHANGED)
+    # update_key and set_expiry bring ``api_key`` up to date as they go: put it back if a later part
+    # is refused and the transaction rolls back, so the caller never shows a change that was not made.
+    before = (api_key.name, api_key.expires_at)
+    try:
+        with transaction.atomic():
+            if expires_at is not KEEP:
+                lock_owner(api_key.owner_id)  # the owner before the key, as set_expiry locks them
+            recorded = update_key(api_key, name=cleaned_name, scopes=chosen, actor=actor)
+            if expires_at is not KEEP and set_expiry(api_key, expires_at, actor=actor):
+                recorded.append(KeyEvent.Action.EXPIRY_CHANGED)
+    except BaseException:
+        api_key.name, api_key.expires_at = before
+        raise
     return recorded
 
 
@@ -207,7 +216,8 @@ def set_expiry(api_key: ApiKey, expires_at: datetime.datetime | None, *, actor: 
             previous_expires_at=iso(previous),
         )
     api_key.expires_at = expires_at
-    logger.info("api key expiry changed id=%s owner=%s", api_key.pk, api_key.owner_id)
+    line = ("api key expiry changed id=%s owner=%s", api_key.pk, api_key.owner_id)
+    transaction.on_commit(lambda: logger.info(*line))  # as update_key's line
     return True
 
 

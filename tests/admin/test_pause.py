@@ -247,3 +247,21 @@ def test_disabling_in_the_admin_sends_key_disabled_with_the_staff_member(admin_c
     assert [payload["type"] for payload in payloads] == ["key.disabled", "key.enabled"]
     for payload in payloads:
         assert payload["data"]["actor"] == {"kind": "staff", "via": "admin", "staff_id": admin_user.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["disable_selected", "enable_selected", "revoke_selected"])
+def test_a_bulk_action_queues_one_notice_mail_per_owner_not_one_per_key(admin_client, alice, bob, settings, action):
+    from django_q.models import OrmQ
+
+    settings.OMIKEYS_SEND_EMAIL = True
+    keys = [issue(alice, f"alice {n}").api_key for n in range(3)] + [issue(bob, "bob").api_key]
+    if action == "enable_selected":
+        for api_key in keys:
+            lifecycle.disable_key(api_key)
+    OrmQ.objects.all().delete()
+
+    act(admin_client, action, *keys)
+
+    assert KeyEvent.objects.filter(action__in=["disabled", "enabled", "revoked"], actor_kind="staff").count() == 4
+    assert OrmQ.objects.count() == 2  # one sending task for each of the two owners

@@ -125,3 +125,21 @@ def test_the_commands_send_key_disabled_and_key_enabled(owner):
     assert [payload["type"] for payload in payloads] == ["key.disabled", "key.enabled"]
     assert [payload["data"]["actor"]["kind"] for payload in payloads] == ["command", "command"]
     assert payloads[0]["data"]["actor"]["label"].startswith("disableapikey (run by ")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("command", ["disableapikey", "revokeapikey"])
+def test_several_keys_at_once_queue_one_notice_mail_per_owner_not_one_per_key(settings, command):
+    from django_q.models import OrmQ
+
+    from ..helpers import issue, make_owner
+
+    settings.OMIKEYS_SEND_EMAIL = True
+    ann, ben = make_owner("uid-ann", "ann@example.com"), make_owner("uid-ben", "ben@example.com")
+    keys = [issue(ann, f"ann {n}").api_key for n in range(3)] + [issue(ben, "ben").api_key]
+    OrmQ.objects.all().delete()
+
+    call_command(command, *[str(api_key.pk) for api_key in keys], stdout=io.StringIO())
+
+    assert KeyEvent.objects.filter(action__in=["disabled", "revoked"], actor_kind="command").count() == 4
+    assert OrmQ.objects.count() == 2  # one sending task for each of the two owners

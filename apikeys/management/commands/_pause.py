@@ -3,6 +3,7 @@
 import uuid
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from apikeys import lifecycle
 from apikeys.audit import Actor
@@ -44,34 +45,36 @@ class PauseCommand(BaseCommand):
 
         actor = Actor.command(self.__module__.rpartition(".")[2])  # the command's name, as typed
         failed = changed = unchanged = 0
-        for raw, key_id in requested.items():
-            api_key = found.get(key_id)
-            if key_id is None:
-                failed += 1
-                self.stderr.write(f"{raw!r}: not a key id. Key ids are UUIDs such as {uuid.UUID(int=0)}.")
-                continue
-            if api_key is None:
-                failed += 1
-                self.stderr.write(f"{key_id}: no API key has this id.")
-                continue
-            try:
-                if self.disable:
-                    done = lifecycle.disable_key(api_key, actor=actor, reason=reason)
+        # One transaction: its commit queues one notice mail per owner (apikeys.notices), not one per key.
+        with transaction.atomic():
+            for raw, key_id in requested.items():
+                api_key = found.get(key_id)
+                if key_id is None:
+                    failed += 1
+                    self.stderr.write(f"{raw!r}: not a key id. Key ids are UUIDs such as {uuid.UUID(int=0)}.")
+                    continue
+                if api_key is None:
+                    failed += 1
+                    self.stderr.write(f"{key_id}: no API key has this id.")
+                    continue
+                try:
+                    if self.disable:
+                        done = lifecycle.disable_key(api_key, actor=actor, reason=reason)
+                    else:
+                        done = lifecycle.enable_key(api_key, actor=actor)
+                except lifecycle.KeyRevoked:
+                    failed += 1
+                    revoked_at = api_key.revoked_at.isoformat(timespec="seconds")
+                    self.stderr.write(
+                        f"{key_id}: revoked at {revoked_at}; a revoked key cannot change ({describe(api_key)})."
+                    )
+                    continue
+                if done:
+                    changed += 1
+                    self.stdout.write(f"{key_id}: {self.verb} ({describe(api_key)}).{self.afterword(api_key)}")
                 else:
-                    done = lifecycle.enable_key(api_key, actor=actor)
-            except lifecycle.KeyRevoked:
-                failed += 1
-                revoked_at = api_key.revoked_at.isoformat(timespec="seconds")
-                self.stderr.write(
-                    f"{key_id}: revoked at {revoked_at}; a revoked key cannot change ({describe(api_key)})."
-                )
-                continue
-            if done:
-                changed += 1
-                self.stdout.write(f"{key_id}: {self.verb} ({describe(api_key)}).{self.afterword(api_key)}")
-            else:
-                unchanged += 1
-                self.stdout.write(f"{key_id}: already {self.verb} ({describe(api_key)}).")
+                    unchanged += 1
+                    self.stdout.write(f"{key_id}: already {self.verb} ({describe(api_key)}).")
 
         if failed == len(requested):
             which = "the id" if failed == 1 else f"all {failed} ids"

@@ -3,6 +3,7 @@
 import uuid
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from apikeys import lifecycle
 from apikeys.audit import Actor
@@ -39,21 +40,23 @@ class Command(BaseCommand):
 
         actor = Actor.command("revokeapikey")
         failed = revoked = already = 0
-        for raw, key_id in requested.items():
-            api_key = found.get(key_id)
-            if key_id is None:
-                failed += 1
-                self.stderr.write(f"{raw!r}: not a key id. Key ids are UUIDs such as {uuid.UUID(int=0)}.")
-            elif api_key is None:
-                failed += 1
-                self.stderr.write(f"{key_id}: no API key has this id.")
-            elif lifecycle.revoke_key(api_key, actor=actor):
-                revoked += 1
-                self.stdout.write(f"{key_id}: revoked ({describe(api_key)}).")
-            else:
-                already += 1
-                revoked_at = api_key.revoked_at.isoformat(timespec="seconds")
-                self.stdout.write(f"{key_id}: already revoked at {revoked_at} ({describe(api_key)}).")
+        # One transaction: its commit queues one notice mail per owner (apikeys.notices), not one per key.
+        with transaction.atomic():
+            for raw, key_id in requested.items():
+                api_key = found.get(key_id)
+                if key_id is None:
+                    failed += 1
+                    self.stderr.write(f"{raw!r}: not a key id. Key ids are UUIDs such as {uuid.UUID(int=0)}.")
+                elif api_key is None:
+                    failed += 1
+                    self.stderr.write(f"{key_id}: no API key has this id.")
+                elif lifecycle.revoke_key(api_key, actor=actor):
+                    revoked += 1
+                    self.stdout.write(f"{key_id}: revoked ({describe(api_key)}).")
+                else:
+                    already += 1
+                    revoked_at = api_key.revoked_at.isoformat(timespec="seconds")
+                    self.stdout.write(f"{key_id}: already revoked at {revoked_at} ({describe(api_key)}).")
 
         if failed == len(requested):
             raise CommandError(f"No key was revoked: {'the id' if failed == 1 else f'all {failed} ids'} failed.")
