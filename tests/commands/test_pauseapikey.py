@@ -143,3 +143,11 @@ def test_several_keys_at_once_queue_one_notice_mail_per_owner_not_one_per_key(se
 
     assert KeyEvent.objects.filter(action__in=["disabled", "revoked"], actor_kind="command").count() == 4
     assert OrmQ.objects.count() == 2  # one sending task for each of the two owners
+
+
+@pytest.mark.parametrize("command", ["disableapikey", "enableapikey"])
+def test_a_malformed_id_is_refused_without_a_query(django_assert_num_queries, command):
+    stderr = io.StringIO()
+    with django_assert_num_queries(0), pytest.raises(CommandError, match="No key was"):
+        call_command(command, "not-a-uuid", stdout=io.StringIO(), stderr=stderr)
+    assert "'not-a-uuid': not a key id" in stderr.getvalue()

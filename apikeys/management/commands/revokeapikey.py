@@ -1,5 +1,6 @@
 """revokeapikey: revoke keys by id, whoever owns them, one line of outcome per key."""
 
+import contextlib
 import uuid
 
 from django.core.management.base import BaseCommand, CommandError
@@ -41,7 +42,8 @@ class Command(BaseCommand):
         actor = Actor.command("revokeapikey")
         failed = revoked = already = 0
         # One transaction: its commit queues one notice mail per owner (apikeys.notices), not one per key.
-        with transaction.atomic():
+        # None when no id names a key: nothing to write, and no query at all for malformed ids.
+        with transaction.atomic() if found else contextlib.nullcontext():
             for raw, key_id in requested.items():
                 api_key = found.get(key_id)
                 if key_id is None:
