@@ -15,18 +15,20 @@ What is sent when (docs/notifications.md says it for users and operators):
   :data:`EXPIRED_LOOKBACK`. ``expiry_reminders`` and ``expired`` settings.
 
 Notices go to active owners only (never to a deactivated or erased account), at the email address
-Firebase gave (``User.email``), copied into the notice when it is written; an owner without one gets
-a notice recorded as skipped. Each notice has a unique ``dedup_key`` (the audited change's id, or the
-key, milestone and expiry), so however many passes or workers run, each is written once.
+Firebase gave (``User.email``) as it is when the mail is sent (the notice records the address used);
+an owner without one gets a notice recorded as skipped. Each notice has a unique ``dedup_key`` (the
+audited change's id, or the key, milestone and expiry), so however many passes or workers run, each
+is written once.
 
 Sending (:func:`send_due`): notices are written in the change's transaction (``audit.record`` calls
 :func:`for_key_event`); when it commits, an immediate task is queued for the worker, and a scheduled
 pass every minute picks up what it missed. A worker claims the due notices of one owner and kind with a
 lease (``locked_until``, ``lease_token``) and sends them as one mail (so revoking fifty keys at once is
 one mail listing fifty, not fifty mails); the lease keeps any other worker off them. A mail server that
-refuses the connection, times out (``EMAIL_TIMEOUT``) or answers 4xx leaves them pending, tried again
-after the waits of ``OMIKEYS_NOTICE_RETRY_SCHEDULE``, then failed; a permanent refusal (5xx for the
-recipient or the message) fails them at once.
+refuses the connection, times out (``EMAIL_TIMEOUT`` a step, three times it for the whole exchange)
+or answers 4xx leaves them pending, tried again after the waits of ``OMIKEYS_NOTICE_RETRY_SCHEDULE``,
+then failed; a permanent refusal (5xx for the recipient or the message) fails them at once. A mail
+the server answered 2xx to its data is sent, whatever happens after.
 """
 
 import datetime
