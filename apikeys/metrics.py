@@ -176,7 +176,7 @@ def record_webhook_delivery(outcome: str) -> None:
     WEBHOOK_DELIVERIES.labels(outcome).inc()
 
 
-NOTICE_KINDS = ("key_created", "changed_by_other", "expires_7d", "expires_1d", "expired")
+NOTICE_KINDS = ("key_created", "key_rotated", "changed_by_other", "expires_7d", "expires_1d", "expired")
 # sent: the mail server took it; retry: it did not, another attempt is scheduled; failed: refused for
 # good or out of attempts; skipped: never sent (no address, mail not configured, no longer true).
 NOTICE_OUTCOMES = ("sent", "retry", "failed", "skipped")

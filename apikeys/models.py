@@ -569,7 +569,7 @@ class NotificationSettings(models.Model):
     changes_by_others = models.BooleanField(
         "changes made by others",
         default=True,
-        help_text="A key was revoked, disabled, enabled, rotated or changed by staff or a service.",
+        help_text="A key was revoked, disabled, enabled or changed by staff or a service.",
     )
     expiry_reminders = models.BooleanField(
         "expiry reminders", default=True, help_text="A key expires in 7 days, and in 1 day."
@@ -601,6 +601,7 @@ class Notice(models.Model):
 
     class Kind(models.TextChoices):
         KEY_CREATED = "key_created", "a key was created"
+        KEY_ROTATED = "key_rotated", "a key was given a new secret"
         CHANGED_BY_OTHER = "changed_by_other", "a key was changed by someone else"
         EXPIRES_IN_7_DAYS = "expires_7d", "a key expires in 7 days"
         EXPIRES_IN_1_DAY = "expires_1d", "a key expires in 1 day"

@@ -3,7 +3,9 @@
 What is sent when (docs/notifications.md says it for users and operators):
 
 - ``key_created``: every key issued (not imported), whoever issued it; it cannot be turned off.
-- ``changed_by_other``: a key revoked, disabled, enabled, rotated, renamed, rescoped or given another
+- ``key_rotated``: every new secret issued for a key (a rotation), whoever rotated it, the owner
+  included (a stolen session could otherwise mint a working secret unnoticed); it cannot be turned off.
+- ``changed_by_other``: a key revoked, disabled, enabled, renamed, rescoped or given another
   expiry by anyone but its owner (staff, a service client, a command, Python code); the owner's
   ``NotificationSettings.changes_by_others``. Keys an import revokes send none: the import writes
   its records in bulk, and their owner's account was disabled or deleted at the issuer.
@@ -13,18 +15,20 @@ What is sent when (docs/notifications.md says it for users and operators):
   :data:`EXPIRED_LOOKBACK`. ``expiry_reminders`` and ``expired`` settings.
 
 Notices go to active owners only (never to a deactivated or erased account), at the email address
-Firebase gave (``User.email``), copied into the notice when it is written; an owner without one gets
-a notice recorded as skipped. Each notice has a unique ``dedup_key`` (the audited change's id, or the
-key, milestone and expiry), so however many passes or workers run, each is written once.
+Firebase gave (``User.email``) as it is when the mail is sent (the notice records the address used);
+an owner without one gets a notice recorded as skipped. Each notice has a unique ``dedup_key`` (the
+audited change's id, or the key, milestone and expiry), so however many passes or workers run, each
+is written once.
 
 Sending (:func:`send_due`): notices are written in the change's transaction (``audit.record`` calls
 :func:`for_key_event`); when it commits, an immediate task is queued for the worker, and a scheduled
 pass every minute picks up what it missed. A worker claims the due notices of one owner and kind with a
 lease (``locked_until``, ``lease_token``) and sends them as one mail (so revoking fifty keys at once is
 one mail listing fifty, not fifty mails); the lease keeps any other worker off them. A mail server that
-refuses the connection, times out (``EMAIL_TIMEOUT``) or answers 4xx leaves them pending, tried again
-after the waits of ``OMIKEYS_NOTICE_RETRY_SCHEDULE``, then failed; a permanent refusal (5xx for the
-recipient or the message) fails them at once.
+refuses the connection, times out (``EMAIL_TIMEOUT`` a step, three times it for the whole exchange)
+or answers 4xx leaves them pending, tried again after the waits of ``OMIKEYS_NOTICE_RETRY_SCHEDULE``,
+then failed; a permanent refusal (5xx for the recipient or the message) fails them at once. A mail
+the server answered 2xx to its data is sent, whatever happens after.
 """
 
 import datetime
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SmtpEmailBackend
 from django.db import connection, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -59,7 +64,6 @@ CHANGE_ACTIONS = frozenset(
         KeyEvent.Action.REVOKED,
         KeyEvent.Action.DISABLED,
         KeyEvent.Action.ENABLED,
-        KeyEvent.Action.ROTATED,
         KeyEvent.Action.RENAMED,
         KeyEvent.Action.SCOPES_CHANGED,
         KeyEvent.Action.EXPIRY_CHANGED,
@@ -74,7 +78,8 @@ MILESTONES = {
 # How far back the expiry pass looks for expiries to report: no mail about keys that expired
 # long ago (such as every old key when this feature is first deployed).
 EXPIRED_LOOKBACK = datetime.timedelta(days=7)
-# Which NotificationSettings field lets an owner turn each kind off (key_created: none, always sent).
+# Which NotificationSettings field lets an owner turn each kind off (key_created, key_rotated: none,
+# always sent).
 SETTING_OF = {
     Kind.CHANGED_BY_OTHER: "changes_by_others",
     Kind.EXPIRES_IN_7_DAYS: "expiry_reminders",
@@ -86,12 +91,14 @@ CLAIM_TRIES = 5
 ERROR_MAX_LENGTH = 300
 NO_ADDRESS = "The owner has no email address on record."
 MAIL_OFF = "Mail is not configured (EMAIL_URL), so notices are not sent."
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 
 
 def lease_seconds() -> float:
-    """How long a worker holds the notices it is sending: the whole-mail deadline (three times
-    ``EMAIL_TIMEOUT``) and half a minute for the database around it."""
-    return 3 * settings.EMAIL_TIMEOUT + 30
+    """How long a worker holds the notices it is sending, in seconds: twice the longest a mail can take
+    (:func:`longest_delivery_seconds`, four times ``EMAIL_TIMEOUT``) and a minute for the database
+    around it, so a lease never ends while its mail may still be under way."""
+    return 2 * longest_delivery_seconds() + 60
 
 
 # Writing -------------------------------------------------------------------------------------
@@ -100,26 +107,27 @@ def lease_seconds() -> float:
 def for_key_event(key_event: KeyEvent) -> Notice | None:
     """The notice of one audited key change, written now (inside the change's transaction), or None.
 
-    key_created for "created"; changed_by_other for the :data:`CHANGE_ACTIONS` when the actor is
-    not the key's owner acting as a user, unless the owner turned those off; None for anything
-    else, and for an owner who is inactive or erased. The worker is asked to send it when the
-    transaction commits.
+    key_created for "created" and key_rotated for "rotated", whoever acted; changed_by_other for the
+    :data:`CHANGE_ACTIONS` when the actor is not the key's owner acting as a user, unless the owner
+    turned those off; None for anything else, and for an owner who is inactive or erased. The worker
+    is asked to send it when the transaction commits.
     """
     api_key = key_event.api_key
     if key_event.action == KeyEvent.Action.CREATED:
         kind = Kind.KEY_CREATED
         owner = api_key.owner  # the issuing code holds it: no query
         recipient, active, erased = owner.email, owner.is_active, owner.is_erased
-    elif key_event.action in CHANGE_ACTIONS:
-        if key_event.actor_kind == KeyEvent.ActorKind.USER and key_event.actor_id == api_key.owner_id:
+    elif key_event.action == KeyEvent.Action.ROTATED or key_event.action in CHANGE_ACTIONS:
+        rotated = key_event.action == KeyEvent.Action.ROTATED
+        if not rotated and by_owner(key_event, api_key.owner_id):
             return None
-        kind = Kind.CHANGED_BY_OTHER
+        kind = Kind.KEY_ROTATED if rotated else Kind.CHANGED_BY_OTHER
         row = (
             User.objects.filter(pk=api_key.owner_id)
             .values("email", "is_active", "deactivation_reason", "notification_settings__changes_by_others")
             .first()
         )
-        if row is None or row["notification_settings__changes_by_others"] is False:
+        if row is None or (not rotated and row["notification_settings__changes_by_others"] is False):
             return None
         recipient, active = row["email"], row["is_active"]
         erased = row["deactivation_reason"] == User.Deactivation.ERASED
@@ -143,6 +151,12 @@ def for_key_event(key_event: KeyEvent) -> Notice | None:
     else:
         transaction.on_commit(lambda: metrics.record_notice(kind, "skipped"))
     return notice
+
+
+def by_owner(key_event: KeyEvent, owner_id) -> bool:
+    """Whether the key's owner (``owner_id``) made this change themselves, signed in as a user (their own
+    session): only then does a mail show the address and client it came from."""
+    return key_event.actor_kind == KeyEvent.ActorKind.USER and key_event.actor_id == owner_id
 
 
 def _unsaved(kind, *, user_id, api_key, dedup_key, recipient, subject, at, key_event=None) -> Notice:
@@ -226,7 +240,7 @@ def write_expiry_notices(now: datetime.datetime | None = None) -> int:
             api_key=ApiKey(pk=row["pk"]),
             dedup_key=dedup_key,
             recipient=row["owner__email"],
-            subject=subject_for(kind, [row["name"]]),
+            subject=subject_for(kind, [row["name"]], time_left(row["expires_at"], now)),
             at=now,
         )
     written = 0
@@ -296,7 +310,7 @@ def _unlocked(now):
 
 
 def claim(*, now=None, user_id=None, exclude=()) -> list[Notice]:
-    """Take the due pending notices of one owner, kind and address (at most :data:`MAX_PER_MAIL`) for
+    """Take the due pending notices of one owner and kind (at most :data:`MAX_PER_MAIL`) for
     this worker, oldest first; [] when none is due.
 
     They get a lease of :func:`lease_seconds` and a new ``lease_token``: no other worker takes them
@@ -318,13 +332,13 @@ def claim(*, now=None, user_id=None, exclude=()) -> list[Notice]:
             first = (
                 due.exclude(user_id__in=passed)
                 .order_by("next_attempt_at", "created_at", "id")
-                .values_list("user_id", "kind", "recipient")
+                .values_list("user_id", "kind")
                 .first()
             )
             if first is None:
                 return []
-            owner, kind, recipient = first
-            group = due.filter(user_id=owner, kind=kind, recipient=recipient).order_by("created_at", "id")
+            owner, kind = first
+            group = due.filter(user_id=owner, kind=kind).order_by("created_at", "id")
             if connection.features.has_select_for_update_skip_locked:
                 group = group.select_for_update(skip_locked=True)
             ids = list(group.values_list("pk", flat=True)[:MAX_PER_MAIL])
@@ -351,6 +365,7 @@ class Outcome:
     outcome: str
     error: str = ""
     notices: list = field(default_factory=list)
+    recipient_only: bool = False  # "retry" because the server refused only this recipient for now
 
 
 def send_due(*, now=None, user_id=None, budget_seconds: float | None = None) -> int:
@@ -358,8 +373,9 @@ def send_due(*, now=None, user_id=None, budget_seconds: float | None = None) -> 
     Returns how many mails were attempted.
 
     After a mail the server did not take for a reason that is not the recipient's (a refused
-    connection, a timeout, a 4xx), the pass stops: the others wait for the next pass instead of
-    each costing a timeout. ``budget_seconds`` (default: half the lease) bounds the time spent
+    connection, a timeout, a 4xx to anything but the recipient), the pass stops: the others wait for
+    the next pass instead of each costing a timeout. A 4xx for the recipient alone (452: mailbox full)
+    reschedules that mail and the pass goes on. ``budget_seconds`` (default: half the lease) bounds the time spent
     starting new mails, so a pass ends well within the worker's task timeout (twice the lease).
     """
     budget = lease_seconds() / 2 if budget_seconds is None else budget_seconds
@@ -372,13 +388,15 @@ def send_due(*, now=None, user_id=None, budget_seconds: float | None = None) -> 
             break
         attempted += 1
         tried.update(notice.pk for notice in group)
-        if send(group).outcome == "retry":
+        result = send(group)
+        if result.outcome == "retry" and not result.recipient_only:
             break
     return attempted
 
 
 def send(group: list[Notice]) -> Outcome:
-    """Send a claimed group of notices (one owner, kind and address) as one mail, and record the outcome."""
+    """Send a claimed group of notices (one owner and kind) as one mail to the owner's address of now,
+    and record the outcome."""
     now = timezone.now()
     live, stale = [], []
     choices = NotificationSettings.for_user(group[0].user)  # one owner per group
@@ -390,17 +408,22 @@ def send(group: list[Notice]) -> Outcome:
         return Outcome("skipped")
     if not settings.OMIKEYS_SEND_EMAIL:
         return _record(live, Outcome("skipped", MAIL_OFF))
-    subject, text, html = render(live)
+    # The owner's address now (claim() read the user with the notices): it may have changed since
+    # the notices were written; the notices record the one used.
+    recipient = live[0].user.email
+    if not recipient:
+        return _record(live, Outcome("skipped", NO_ADDRESS), recipient="")
+    subject, text, html = render(live, now)
     message = EmailMultiAlternatives(
         subject=subject,
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[live[0].recipient],
+        to=[recipient],
         # RFC 3834: an automatic message; mail servers and clients send no auto-replies to it.
         headers={"Auto-Submitted": "auto-generated"},
     )
     message.attach_alternative(html, "text/html")
-    return _record(live, deliver(message), subject)
+    return _record(live, deliver(message), subject, recipient=recipient)
 
 
 def still_due(notice: Notice, now: datetime.datetime, choices: NotificationSettings | None = None) -> bool:
@@ -427,45 +450,120 @@ def still_due(notice: Notice, now: datetime.datetime, choices: NotificationSetti
     return True
 
 
+class _Deadline:
+    """The whole-mail deadline of one :func:`deliver`: every socket the SMTP client opens is watched (a
+    duplicate of it kept), and at the deadline each is shut down, which ends any connect, read or TLS
+    handshake blocked on it; a socket opened after the deadline is refused."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.passed = threading.Event()
+        self.sockets = []
+
+    def watch(self, sock: socket.socket) -> None:
+        """Keep a duplicate of ``sock`` to shut it at the deadline; TimeoutError if it passed already."""
+        with self.lock:
+            if self.passed.is_set():
+                raise TimeoutError("the whole-mail deadline passed while connecting")
+            self.sockets.append(sock.dup())
+
+    def cut(self) -> None:
+        """The deadline: shut every watched socket (both ways)."""
+        with self.lock:
+            self.passed.set()
+            for sock in self.sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        """Close the duplicates (the SMTP client closes its own sockets)."""
+        with self.lock:
+            for sock in self.sockets:
+                sock.close()
+            self.sockets = []
+
+
+class DeadlineEmailBackend(SmtpEmailBackend):
+    """Django's SMTP backend whose connections are watched by a :class:`_Deadline` from the moment their
+    socket exists: before the greeting, STARTTLS and AUTH, which Django's ``open()`` does before it
+    assigns ``self.connection``. ``deadline``: the :class:`_Deadline` to report sockets to."""
+
+    def __init__(self, *args, deadline: _Deadline, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    @property
+    def connection_class(self):
+        base = super().connection_class
+        deadline = self.deadline
+
+        class Watched(base):
+            def _get_socket(self, host, port, timeout):
+                # smtplib's own, but the plain socket is watched before anything is read from it
+                # (for SMTP_SSL, before the TLS handshake).
+                sock = socket.create_connection((host, port), timeout, self.source_address)
+                try:
+                    deadline.watch(sock)
+                except TimeoutError:
+                    sock.close()
+                    raise
+                if isinstance(self, smtplib.SMTP_SSL):
+                    sock = self.context.wrap_socket(sock, server_hostname=self._host)
+                return sock
+
+        return Watched
+
+
+def longest_delivery_seconds() -> float:
+    """The longest :func:`deliver` can take, in seconds: the whole-mail deadline (three times
+    ``EMAIL_TIMEOUT``), and one more ``EMAIL_TIMEOUT`` for a connection attempt under way at it (refused
+    once it ends)."""
+    return 4 * settings.EMAIL_TIMEOUT
+
+
 def deliver(message: EmailMultiAlternatives) -> Outcome:
     """Hand ``message`` to the mail server (``EMAIL_URL``) once; never raises for the server's trouble.
 
-    Every step waits at most ``EMAIL_TIMEOUT`` (Django's SMTP backend), and the whole mail at most
-    three times it: a server that answers a byte at a time would otherwise hold the worker for ever.
-    At the deadline the socket is shut down from a timer thread, which ends any read blocked on it.
-    "sent"; "failed" for a permanent refusal (5xx for the recipient or the message); "retry" otherwise.
+    Every step waits at most ``EMAIL_TIMEOUT`` (Django's SMTP backend), and the whole exchange, from
+    the connection through the greeting, STARTTLS, AUTH and the message to QUIT, at most three times
+    it (:class:`DeadlineEmailBackend`): a server that answers a byte at a time would otherwise hold the
+    worker for ever. "sent" once the server answered the message's data with 2xx, whatever happens
+    after (a deadline or an error at QUIT does not make it send again); "failed" for a permanent
+    refusal (5xx for the recipient or the message); "retry" otherwise, with ``recipient_only`` set
+    when the server refused only this recipient for now (a 4xx to RCPT, such as a full mailbox).
     """
     seconds = settings.EMAIL_TIMEOUT
-    backend = get_connection(fail_silently=False, timeout=seconds)
-    cut_off = threading.Event()
-
-    def stop_at_deadline():
-        cut_off.set()
-        sock = getattr(getattr(backend, "connection", None), "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    watchdog = threading.Timer(3 * seconds, stop_at_deadline)
+    deadline = _Deadline()
+    options = {"fail_silently": False, "timeout": seconds}
+    if settings.EMAIL_BACKEND == SMTP_BACKEND:
+        backend = DeadlineEmailBackend(deadline=deadline, **options)
+    else:  # the console backend (development), or a test's
+        backend = get_connection(**options)
+    watchdog = threading.Timer(3 * seconds, deadline.cut)
     watchdog.daemon = True
     watchdog.start()
+    taken = 0
     try:
-        backend.send_messages([message])
+        backend.open()
+        taken = backend.send_messages([message])  # the connection is open: it stays open after
     except Exception as error:
-        if cut_off.is_set():
+        if deadline.passed.is_set():
             return Outcome("retry", f"timed out after {3 * seconds:g} s for the whole mail")
         return classify(error)
     finally:
         watchdog.cancel()
         try:
-            backend.close()
+            backend.close()  # QUIT: nothing said here changes what the server took
         except Exception:
             pass
-    if cut_off.is_set():
+        deadline.close()
+    if taken:
+        return Outcome("sent")
+    if deadline.passed.is_set():
         return Outcome("retry", f"timed out after {3 * seconds:g} s for the whole mail")
-    return Outcome("sent")
+    return Outcome("retry", "the mail server did not take the message")
 
 
 def classify(error: Exception) -> Outcome:
@@ -476,7 +574,9 @@ def classify(error: Exception) -> Outcome:
         codes = [code for code, _ in error.recipients.values()]
         answers = "; ".join(f"{code} {_text(message)}" for code, message in error.recipients.values())
         permanent = bool(codes) and all(code >= 500 for code in codes)
-        return Outcome("failed" if permanent else "retry", f"recipient refused: {answers}")
+        # 421 closes the whole session: the server's trouble, not the recipient's.
+        mine = bool(codes) and all(400 <= code < 500 and code != 421 for code in codes)
+        return Outcome("failed" if permanent else "retry", f"recipient refused: {answers}", recipient_only=mine)
     if isinstance(error, smtplib.SMTPResponseException):
         answer = f"{error.smtp_code} {_text(error.smtp_error)}"
         permanent = isinstance(error, smtplib.SMTPDataError) and error.smtp_code >= 500
@@ -497,9 +597,9 @@ def printable(text: str) -> str:
     return "".join(character if character.isprintable() else " " for character in text)
 
 
-def _record(notices: list[Notice], result: Outcome, subject: str | None = None) -> Outcome:
-    """Store the outcome of the mail of ``notices`` (and the ``subject`` it had), for those whose lease
-    this worker still holds."""
+def _record(notices: list[Notice], result: Outcome, subject: str | None = None, *, recipient=None) -> Outcome:
+    """Store the outcome of the mail of ``notices`` (and the ``subject`` and ``recipient`` address it
+    had), for those whose lease this worker still holds."""
     now = timezone.now()
     error = printable(result.error)[:ERROR_MAX_LENGTH]
     attempts = max(notice.attempts for notice in notices) + 1
@@ -510,6 +610,8 @@ def _record(notices: list[Notice], result: Outcome, subject: str | None = None) 
     changes = {"locked_until": None, "lease_token": None, "last_error": error}
     if subject is not None:
         changes["subject"] = subject[:200]
+    if recipient is not None:
+        changes["recipient"] = recipient
     if outcome == "sent":
         changes.update(status=Notice.Status.SENT, sent_at=now, next_attempt_at=None, attempts=F("attempts") + 1)
     elif outcome == "skipped":
@@ -538,7 +640,7 @@ def _record(notices: list[Notice], result: Outcome, subject: str | None = None) 
         attempts,
         error,
     )
-    return Outcome(outcome, error, notices)
+    return Outcome(outcome, error, notices, result.recipient_only and outcome == "retry")
 
 
 # Rendering -----------------------------------------------------------------------------------
@@ -549,26 +651,44 @@ SUBJECTS = {  # (one key, several keys)
         "A new API key “{name}” was created on your Omi account",
         "{count} new API keys were created on your Omi account",
     ),
+    Kind.KEY_ROTATED: (
+        "A new secret was issued for your Omi API key “{name}”",
+        "New secrets were issued for {count} of your Omi API keys",
+    ),
     Kind.CHANGED_BY_OTHER: (
         "Your Omi API key “{name}” was changed by someone else",
         "{count} changes were made to your Omi API keys by someone else",
     ),
+    # One key: the time actually left ("in 2 days", "in 35 hours"): a pass may reach a key after its
+    # milestone's moment (the first run, a worker down, an imported key). Several: the milestone's bound.
     Kind.EXPIRES_IN_7_DAYS: (
-        "Your Omi API key “{name}” expires in 7 days",
-        "{count} of your Omi API keys expire in 7 days",
+        "Your Omi API key “{name}” expires {left}",
+        "{count} of your Omi API keys expire within 7 days",
     ),
     Kind.EXPIRES_IN_1_DAY: (
-        "Your Omi API key “{name}” expires within a day",
+        "Your Omi API key “{name}” expires {left}",
         "{count} of your Omi API keys expire within a day",
     ),
     Kind.EXPIRED: ("Your Omi API key “{name}” has expired", "{count} of your Omi API keys have expired"),
 }
 
 
-def subject_for(kind: str, names: list[str]) -> str:
-    """The subject of a mail about the keys named ``names`` (one, or several of the same kind)."""
+def subject_for(kind: str, names: list[str], left: str = "") -> str:
+    """The subject of a mail about the keys named ``names`` (one, or several of the same kind); ``left``:
+    the one key's :func:`time_left`, for the expiry reminders."""
     one, many = SUBJECTS[kind]
-    return one.format(name=names[0]) if len(names) == 1 else many.format(count=len(names))
+    return one.format(name=names[0], left=left) if len(names) == 1 else many.format(count=len(names))
+
+
+def time_left(expires_at: datetime.datetime, now: datetime.datetime) -> str:
+    """How long until ``expires_at``, as a reminder says it: "in N days" (rounded) from two days on,
+    "in N hours" below, "within the hour", or "now" when it has passed."""
+    hours = (expires_at - now).total_seconds() / 3600
+    if hours >= 47.5:
+        return f"in {round(hours / 24)} days"
+    if hours >= 1.5:
+        return f"in {round(hours)} hours"
+    return "within the hour" if hours > 0 else "now"
 
 
 def link(name: str, *args) -> str:
@@ -643,8 +763,10 @@ def _format(moment: datetime.datetime | None) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def item(notice: Notice) -> dict:
-    """The facts of one notice the templates show: the key, and the change or the expiry."""
+def item(notice: Notice, now: datetime.datetime) -> dict:
+    """The facts of one notice the templates show: the key, and the change or the expiry (with the time
+    left at ``now``). The address and client a change came from only when the owner made it: never a
+    staff member's or a service's."""
     api_key, key_event = notice.api_key, notice.key_event
     data = {
         "name": api_key.name,
@@ -653,16 +775,18 @@ def item(notice: Notice) -> dict:
         "edit_url": link("web:key-edit", api_key.pk),
         "rotate_url": link("web:key-rotate", api_key.pk),
         "expires": _format(api_key.expires_at),
+        "left": time_left(api_key.expires_at, now) if api_key.expires_at else "",
     }
     if key_event is not None:
         details = key_event.details or {}
+        mine = by_owner(key_event, api_key.owner_id)
         data.update(
             at=_format(key_event.at),
-            ip_address=key_event.ip_address or "not known",
-            user_agent=key_event.user_agent or "not known",
+            ip_address=(key_event.ip_address or "not known") if mine else None,
+            user_agent=(key_event.user_agent or "not known") if mine else None,
             door=key_event.get_via_display(),
             by=actor_words(key_event),
-            by_owner=key_event.actor_kind == KeyEvent.ActorKind.USER and key_event.actor_id == api_key.owner_id,
+            by_owner=mine,
             changes=change_lines(key_event),
             scopes=", ".join(details.get("scopes", [])),
         )
@@ -673,6 +797,7 @@ def item(notice: Notice) -> dict:
 
 TEMPLATES = {
     Kind.KEY_CREATED: "key_created",
+    Kind.KEY_ROTATED: "key_rotated",
     Kind.CHANGED_BY_OTHER: "changed_by_other",
     Kind.EXPIRES_IN_7_DAYS: "expires_soon",
     Kind.EXPIRES_IN_1_DAY: "expires_soon",
@@ -680,12 +805,13 @@ TEMPLATES = {
 }
 
 
-def render(notices: list[Notice]) -> tuple[str, str, str]:
+def render(notices: list[Notice], now: datetime.datetime | None = None) -> tuple[str, str, str]:
     """(subject, plain text, HTML) of the mail of ``notices`` (one owner and kind), from
     ``templates/notices/<kind>.txt`` and ``.html``. No secret, no hash: a key's display prefix at most;
     every link goes to a page that requires signing in."""
     kind = notices[0].kind
-    items = [item(notice) for notice in notices]
+    now = now or timezone.now()
+    items = [item(notice, now) for notice in notices]
     context = {
         "kind": kind,
         "items": items,
@@ -695,7 +821,7 @@ def render(notices: list[Notice]) -> tuple[str, str, str]:
         "settings_url": link("web:notification-settings"),
         "can_turn_off": kind in SETTING_OF,
     }
-    subject = context["subject"] = subject_for(kind, [entry["name"] for entry in items])
+    subject = context["subject"] = subject_for(kind, [entry["name"] for entry in items], items[0]["left"])
     name = TEMPLATES[kind]
     text = render_to_string(f"notices/{name}.txt", context)
     html = render_to_string(f"notices/{name}.html", context)

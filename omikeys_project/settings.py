@@ -7,6 +7,7 @@ turns debugging on explicitly (see `scripts/dev`).
 
 import datetime
 import ipaddress
+import math
 import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -431,9 +432,10 @@ if OMIKEYS_SEND_EMAIL and not DEBUG:
 OMIKEYS_NOTICE_RETRY_SCHEDULE = env_retry_schedule("OMIKEYS_NOTICE_RETRY_SCHEDULE", "60,300,1800,7200,21600")
 
 # The worker (manage.py qcluster, django-q2): tasks and schedules in the database, no other service.
-# A task may take twice the longer lease: a webhook delivery's, or a notice's (three times EMAIL_TIMEOUT
-# for a whole mail, and 30 s for the database: apikeys.notices.lease_seconds), as passes bound their work.
-_TASK_TIMEOUT = 2 * max(OMIKEYS_WEBHOOK_LEASE_SECONDS, 3 * EMAIL_TIMEOUT + 30)
+# A task may take twice the longer lease: a webhook delivery's, or a notice's (twice the longest mail,
+# four times EMAIL_TIMEOUT, and a minute for the database: apikeys.notices.lease_seconds), as passes
+# bound their work.
+_TASK_TIMEOUT = 2 * max(OMIKEYS_WEBHOOK_LEASE_SECONDS, math.ceil(2 * 4 * EMAIL_TIMEOUT + 60))  # whole seconds: SIGALRM
 OMIKEYS_WORKER_PROCESSES = env_int("OMIKEYS_WORKER_PROCESSES", 2, minimum=1, maximum=32)
 Q_CLUSTER = {
     "name": "omikeys",

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 @dataclass
@@ -58,17 +59,29 @@ class SmtpServer:
     """aiosmtpd on 127.0.0.1 (a free port, or ``port``); ``refuse`` maps a recipient to the answer it gets
     (such as "550 5.1.1 No such user"). Stop it and start it again on the same port to model an outage."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, credentials: tuple[str, str] | None = None):
         self.port = port or _free_port()
+        self.credentials = credentials  # (user, password): AUTH required, as a relay asks
+        self.logins: list[str] = []
         self.mails: list[Mail] = []
         self.refuse: dict[str, str] = {}
         self.lock = threading.Lock()
         self.controller = None
 
     def start(self) -> "SmtpServer":
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, ready_timeout=10)
+        auth = {}
+        if self.credentials:
+            auth = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, ready_timeout=10, **auth)
         self.controller.start()
         return self
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        login = _text(auth_data.login), _text(auth_data.password)
+        if login == self.credentials:
+            self.logins.append(login[0])
+            return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
 
     def stop(self) -> None:
         if self.controller is not None:
@@ -114,6 +127,10 @@ class SilentServer:
             connection.close()
 
 
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -124,14 +141,18 @@ class SlowServer:
     """A mail server that answers every step of the conversation, each a little under ``delay`` seconds late:
     no single wait reaches a per-step timeout, and the whole mail still takes many times it."""
 
-    def __init__(self, delay: float):
+    def __init__(self, delay: float, *, quit_delay: float | None = None, greeting_drip: float | None = None):
         self.delay = delay
+        self.quit_delay = delay if quit_delay is None else quit_delay  # the wait before "221 bye"
+        # When set: a greeting that never ends, one "220-" line every greeting_drip seconds.
+        self.greeting_drip = greeting_drip
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.completed = 0  # messages it answered "250" to after their data
+        self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -142,13 +163,15 @@ class SlowServer:
                 return
             threading.Thread(target=self._talk, args=(connection,), daemon=True).start()
 
-    def _say(self, connection, line: str) -> None:
-        time.sleep(self.delay)
+    def _say(self, connection, line: str, delay: float | None = None) -> None:
+        time.sleep(self.delay if delay is None else delay)
         connection.sendall(line.encode() + b"\r\n")
 
     def _talk(self, connection):
         reader = connection.makefile("rb")
         try:
+            while self.greeting_drip is not None and not self.stopped:
+                self._say(connection, "220-still greeting", self.greeting_drip)
             self._say(connection, "220 slow.example ESMTP")
             in_data = False
             for raw in reader:
@@ -164,7 +187,7 @@ class SlowServer:
                     in_data = True
                     self._say(connection, "354 go ahead")
                 elif verb == "QUIT":
-                    self._say(connection, "221 bye")
+                    self._say(connection, "221 bye", self.quit_delay)
                     return
                 else:
                     self._say(connection, "250 ok")
@@ -174,4 +197,5 @@ class SlowServer:
             connection.close()
 
     def stop(self) -> None:
+        self.stopped = True
         self.sock.close()

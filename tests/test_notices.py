@@ -28,16 +28,21 @@ SECRET_LIKE = re.compile(r"omi_dev_[0-9a-f]{32}")
 def smtp(settings):
     """aiosmtpd on a free port, and the settings that send notices to it (EMAIL_TIMEOUT 1 s)."""
     server = SmtpServer().start()
+    send_to(settings, server.port)
+    yield server
+    server.stop()
+
+
+def send_to(settings, port: int) -> None:
+    """The settings that send notices to the SMTP server on 127.0.0.1:``port`` (EMAIL_TIMEOUT 1 s)."""
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     settings.EMAIL_TIMEOUT = 1
     settings.OMIKEYS_SEND_EMAIL = True
     settings.OMIKEYS_PUBLIC_URL = PUBLIC_URL
     settings.DEFAULT_FROM_EMAIL = "Omi keys <keys@example.com>"
-    yield server
-    server.stop()
 
 
 def staff_actor() -> Actor:
@@ -180,16 +185,21 @@ def test_without_mail_configured_notices_are_recorded_as_skipped(settings):
 
 
 @pytest.mark.django_db
-def test_changes_by_the_owner_send_no_notice(smtp):
+def test_changes_by_the_owner_send_no_notice_but_a_rotation_always_does(smtp):
     owner = make_owner()
     api_key = issue(owner, "mine").api_key
     me = owner_actor(owner)
     lifecycle.change_key(api_key, name="still mine", scopes=scopes("memories:write"), actor=me)
     lifecycle.disable_key(api_key, actor=me)
     lifecycle.enable_key(api_key, actor=me)
-    lifecycle.rotate_key(api_key, actor=me)
+    lifecycle.set_expiry(api_key, timezone.now() + datetime.timedelta(days=30), actor=me)
     lifecycle.revoke_key(api_key, actor=me)
     assert list(Notice.objects.values_list("kind", flat=True)) == ["key_created"]
+    # A new secret is told even when the owner's own session asked for it: a stolen session could
+    # otherwise mint a working secret for an existing key unnoticed.
+    rotated = issue(owner, "rotated").api_key
+    lifecycle.rotate_key(rotated, actor=me)
+    assert sorted(Notice.objects.values_list("kind", flat=True)) == ["key_created", "key_created", "key_rotated"]
 
 
 @pytest.mark.django_db
@@ -198,7 +208,6 @@ def test_changes_by_the_owner_send_no_notice(smtp):
     [
         (lambda key, actor: lifecycle.revoke_key(key, actor=actor, reason="leaked in a public repository"), "revoked"),
         (lambda key, actor: lifecycle.disable_key(key, actor=actor), "disabled"),
-        (lambda key, actor: lifecycle.rotate_key(key, actor=actor), "new secret"),
         (lambda key, actor: lifecycle.change_key(key, name="renamed by staff", actor=actor), "renamed from “ci”"),
         (
             lambda key, actor: lifecycle.change_key(key, scopes=scopes("goals:read"), actor=actor),
@@ -411,7 +420,7 @@ def test_expiry_notices_come_once_per_milestone_with_a_link_to_extend(smtp, cloc
     assert tasks.write_expiry_notices() == 0
     mails = smtp.wait_for(4)
     assert [mail.subject for mail in mails[2:]] == [
-        "Your Omi API key “expiring” expires within a day",
+        "Your Omi API key “expiring” expires in 23 hours",
         "Your Omi API key “expiring” has expired",
     ]
     assert list(Notice.objects.order_by("created_at").values_list("kind", "status")) == [

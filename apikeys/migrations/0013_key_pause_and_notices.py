@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
                     "changes_by_others",
                     models.BooleanField(
                         default=True,
-                        help_text="A key was revoked, disabled, enabled, rotated or changed by staff or a service.",
+                        help_text="A key was revoked, disabled, enabled or changed by staff or a service.",
                         verbose_name="changes made by others",
                     ),
                 ),
@@ -105,6 +105,7 @@ class Migration(migrations.Migration):
                     models.CharField(
                         choices=[
                             ("key_created", "a key was created"),
+                            ("key_rotated", "a key was given a new secret"),
                             ("changed_by_other", "a key was changed by someone else"),
                             ("expires_7d", "a key expires in 7 days"),
                             ("expires_1d", "a key expires in 1 day"),
