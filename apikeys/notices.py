@@ -3,8 +3,11 @@
 What is sent when (docs/notifications.md says it for users and operators):
 
 - ``key_created``: every key issued (not imported), whoever issued it; it cannot be turned off.
+  Worded for who acted: the owner's own session gets the "if this was not you, revoke it" warning;
+  a key staff, a command or a service created says so and advises no revocation (:func:`item`).
 - ``key_rotated``: every new secret issued for a key (a rotation), whoever rotated it, the owner
   included (a stolen session could otherwise mint a working secret unnoticed); it cannot be turned off.
+  A rotation by anyone else tells the owner to rotate the key themselves (:func:`rotated_for_you`).
 - ``changed_by_other``: a key revoked, disabled, enabled, renamed, rescoped or given another
   expiry by anyone but its owner (staff, a service client, a command, Python code); the owner's
   ``NotificationSettings.changes_by_others``. Keys an import revokes send none: the import writes
@@ -13,6 +16,9 @@ What is sent when (docs/notifications.md says it for users and operators):
   for the latest milestone a key has reached, unless it had already passed when the expiry was set
   (a key made to expire in 2 days gets no 7-day notice); ``expired`` only for expiries of the last
   :data:`EXPIRED_LOOKBACK`. ``expiry_reminders`` and ``expired`` settings.
+
+A mail shows one block per key (:func:`by_key`), with a line per notice of it, and its subject counts
+keys, never notices.
 
 Notices go to active owners only (never to a deactivated or erased account), at the email address
 Firebase gave (``User.email``) as it is when the mail is sent (the notice records the address used);
