@@ -3,8 +3,11 @@
 What is sent when (docs/notifications.md says it for users and operators):
 
 - ``key_created``: every key issued (not imported), whoever issued it; it cannot be turned off.
+  Worded for who acted: the owner's own session gets the "if this was not you, revoke it" warning;
+  a key staff, a command or a service created says so and advises no revocation (:func:`item`).
 - ``key_rotated``: every new secret issued for a key (a rotation), whoever rotated it, the owner
   included (a stolen session could otherwise mint a working secret unnoticed); it cannot be turned off.
+  A rotation by anyone else tells the owner to rotate the key themselves (:func:`rotated_for_you`).
 - ``changed_by_other``: a key revoked, disabled, enabled, renamed, rescoped or given another
   expiry by anyone but its owner (staff, a service client, a command, Python code); the owner's
   ``NotificationSettings.changes_by_others``. Keys an import revokes send none: the import writes
@@ -13,6 +16,9 @@ What is sent when (docs/notifications.md says it for users and operators):
   for the latest milestone a key has reached, unless it had already passed when the expiry was set
   (a key made to expire in 2 days gets no 7-day notice); ``expired`` only for expiries of the last
   :data:`EXPIRED_LOOKBACK`. ``expiry_reminders`` and ``expired`` settings.
+
+A mail shows one block per key (:func:`by_key`), with a line per notice of it, and its subject counts
+keys, never notices.
 
 Notices go to active owners only (never to a deactivated or erased account), at the email address
 Firebase gave (``User.email``) as it is when the mail is sent (the notice records the address used);
@@ -657,7 +663,7 @@ SUBJECTS = {  # (one key, several keys)
     ),
     Kind.CHANGED_BY_OTHER: (
         "Your Omi API key “{name}” was changed by someone else",
-        "{count} changes were made to your Omi API keys by someone else",
+        "{count} of your Omi API keys were changed by someone else",
     ),
     # One key: the time actually left ("in 2 days", "in 35 hours"): a pass may reach a key after its
     # milestone's moment (the first run, a worker down, an imported key). Several: the milestone's bound.
@@ -671,13 +677,25 @@ SUBJECTS = {  # (one key, several keys)
     ),
     Kind.EXPIRED: ("Your Omi API key “{name}” has expired", "{count} of your Omi API keys have expired"),
 }
+# One key with several notices of a kind in one mail (staff renamed it, rescoped it and moved its expiry
+# in one save): the subject still names the one key.
+SEVERAL_OF_ONE_KEY = {
+    Kind.CHANGED_BY_OTHER: "Changes were made to your Omi API key “{name}” by someone else",
+    Kind.KEY_ROTATED: "New secrets were issued for your Omi API key “{name}”",
+}
 
 
-def subject_for(kind: str, names: list[str], left: str = "") -> str:
-    """The subject of a mail about the keys named ``names`` (one, or several of the same kind); ``left``:
-    the one key's :func:`time_left`, for the expiry reminders."""
+def subject_for(kind: str, names: list[str], left: str = "", notices: int = 1) -> str:
+    """The subject of a mail about the keys named ``names`` (one name a key, however many notices of it
+    the mail holds; one key, or several, of the same kind); ``notices``: how many notices the mail holds
+    in all (several of one key: :data:`SEVERAL_OF_ONE_KEY`); ``left``: the one key's :func:`time_left`,
+    for the expiry reminders. The subject counts keys, never changes."""
     one, many = SUBJECTS[kind]
-    return one.format(name=names[0], left=left) if len(names) == 1 else many.format(count=len(names))
+    if len(names) > 1:
+        return many.format(count=len(names))
+    if notices > 1 and kind in SEVERAL_OF_ONE_KEY:
+        return SEVERAL_OF_ONE_KEY[kind].format(name=names[0])
+    return one.format(name=names[0], left=left)
 
 
 def time_left(expires_at: datetime.datetime, now: datetime.datetime) -> str:
@@ -722,8 +740,61 @@ def _moment(value) -> datetime.datetime | None:
     return value
 
 
-def change_lines(key_event: KeyEvent) -> list[str]:
-    """What one change did, in a few plain sentences (the same in the text and HTML parts)."""
+def old_secret_words(details: dict) -> str:
+    """The replaced secret as its owner recognises it: "the secret you had (omi_dev_abcd...wxyz)" when the
+    rotation's audit details hold its display prefix (``previous_key_prefix``), else "the secret you had"."""
+    prefix = details.get("previous_key_prefix")
+    return f"the secret you had ({prefix})" if prefix else "the secret you had"
+
+
+def rotation_lines(details: dict, disabled: bool) -> list[str]:
+    """What a rotation did to the secret the owner had (``details``: the "rotated" event's): stopped at
+    once, or accepted until ``previous_key_expires_at``. ``disabled``: the key is disabled now, so no
+    secret of it works: the old one is then accepted until that time only once the key is enabled."""
+    until = _moment(details.get("previous_key_expires_at"))
+    old = old_secret_words(details)
+    if until is None:
+        return [f"It was given a new secret: {old} stopped working at once."]
+    if disabled:
+        return [
+            "It was given a new secret. The key is disabled, so no secret of it works now; "
+            f"if it is enabled before {_format(until)}, {old} is accepted until then."
+        ]
+    return [f"It was given a new secret: {old} keeps working until {_format(until)}."]
+
+
+def rotated_for_you(key_event: KeyEvent, by: str, disabled: bool) -> list[str]:
+    """What the owner must do after someone else (staff, a command, a service: ``by``) rotated their key:
+    that secret was never shown to them, so their apps stop when the old one does unless they rotate the
+    key themselves, which also stops the old one at once (only the newest replaced secret is kept:
+    ``lifecycle.rotate_key``). ``disabled``: the key is disabled now."""
+    details = key_event.details or {}
+    until = _moment(details.get("previous_key_expires_at"))
+    old = old_secret_words(details)
+    lines = [f"{by[0].upper()}{by[1:]} issued the new secret, and only they saw it: it was not sent to you."]
+    if disabled:
+        lines.append(
+            "Before you use this key again, rotate it yourself to get a secret you hold, and put that secret "
+            "in your apps."
+        )
+    elif until is None:
+        lines.append(
+            f"Apps that use {old} stopped working at once. Rotate this key yourself to get a secret you hold, "
+            "and put it in your apps."
+        )
+    else:
+        lines.append(
+            f"Apps that use {old} stop working at {_format(until)} unless they get a new secret. Before then, "
+            "rotate this key yourself to get a secret you hold, and put it in your apps: rotating stops "
+            "the secret you had at once."
+        )
+    lines.append("If you did not expect this rotation, contact Omi's support.")
+    return lines
+
+
+def change_lines(key_event: KeyEvent, disabled: bool = False) -> list[str]:
+    """What one change did, in a few plain sentences (the same in the text and HTML parts); ``disabled``:
+    the key is disabled now (a rotation's old secret then works only once it is enabled)."""
     details = key_event.details or {}
     action = key_event.action
     when = lambda value: _format(_moment(value)) if value else "never"  # noqa: E731
@@ -734,11 +805,7 @@ def change_lines(key_event: KeyEvent) -> list[str]:
     elif action == KeyEvent.Action.ENABLED:
         lines = ["It was enabled again: requests with it work again."]
     elif action == KeyEvent.Action.ROTATED:
-        until = details.get("previous_key_expires_at")
-        lines = [
-            "It was given a new secret: the old one "
-            + (f"keeps working until {when(until)}." if until else "stopped working at once.")
-        ]
+        lines = rotation_lines(details, disabled)
     elif action == KeyEvent.Action.RENAMED:
         lines = [f"It was renamed from “{details.get('previous_name', '')}” to “{details.get('name', '')}”."]
     elif action == KeyEvent.Action.SCOPES_CHANGED:
@@ -766,9 +833,12 @@ def _format(moment: datetime.datetime | None) -> str:
 def item(notice: Notice, now: datetime.datetime) -> dict:
     """The facts of one notice the templates show: the key, and the change or the expiry (with the time
     left at ``now``). The address and client a change came from only when the owner made it: never a
-    staff member's or a service's."""
+    staff member's or a service's. ``advice``: what the owner should do about a key created or rotated
+    by someone else (staff, a command, a service), in plain sentences; empty when the owner's own
+    session acted (the mail then warns that it may have been someone holding their session)."""
     api_key, key_event = notice.api_key, notice.key_event
     data = {
+        "key_id": api_key.pk,
         "name": api_key.name,
         "key_prefix": api_key.key_prefix,
         "key_url": link("web:key-detail", api_key.pk),
@@ -780,19 +850,47 @@ def item(notice: Notice, now: datetime.datetime) -> dict:
     if key_event is not None:
         details = key_event.details or {}
         mine = by_owner(key_event, api_key.owner_id)
+        by = actor_words(key_event)
+        advice = []
+        if not mine and key_event.action == KeyEvent.Action.CREATED:
+            advice = [
+                f"{by[0].upper()}{by[1:]} created this key for you. "
+                "If you did not expect it, contact Omi's support before using it."
+            ]
+        elif not mine and key_event.action == KeyEvent.Action.ROTATED:
+            advice = rotated_for_you(key_event, by, api_key.is_disabled)
         data.update(
             at=_format(key_event.at),
             ip_address=(key_event.ip_address or "not known") if mine else None,
             user_agent=(key_event.user_agent or "not known") if mine else None,
             door=key_event.get_via_display(),
-            by=actor_words(key_event),
+            by=by,
             by_owner=mine,
-            changes=change_lines(key_event),
+            advice=advice,
+            changes=change_lines(key_event, api_key.is_disabled),
             scopes=", ".join(details.get("scopes", [])),
         )
         if key_event.action == KeyEvent.Action.CREATED:
             data["expires"] = _format(_moment(details.get("expires_at")))
     return data
+
+
+def by_key(items: list[dict]) -> list[dict]:
+    """The :func:`item` facts of a mail grouped by key, in the order of each key's first notice: one
+    dict a key, with the key's facts from its latest notice (its name and prefix now) and ``events``,
+    its notices' facts in order; ``same_origin`` when they were all made at one moment, by the same
+    actor, through the same door (one staff save that renamed, rescoped and moved the expiry): the
+    mail then says when and by whom once."""
+    groups: dict = {}
+    for entry in items:
+        group = groups.setdefault(entry["key_id"], {"events": []})
+        group.update(entry)
+        group["events"].append(entry)
+    for group in groups.values():
+        origins = {(event.get("at"), event.get("by"), event.get("door")) for event in group["events"]}
+        group["same_origin"] = len(origins) == 1
+        group["lines"] = [line for event in group["events"] for line in event.get("changes", [])]
+    return list(groups.values())
 
 
 TEMPLATES = {
@@ -812,16 +910,23 @@ def render(notices: list[Notice], now: datetime.datetime | None = None) -> tuple
     kind = notices[0].kind
     now = now or timezone.now()
     items = [item(notice, now) for notice in notices]
+    keys = by_key(items)
     context = {
         "kind": kind,
         "items": items,
-        "count": len(items),
+        "keys": keys,
+        "count": len(keys),
+        "notices": len(items),
+        "by_owner": any(entry.get("by_owner") for entry in items),
+        "by_others": any(entry.get("by_owner") is False for entry in items),
         "days": MILESTONES[kind].days if kind in MILESTONES else None,
         "keys_url": link("web:key-list"),
         "settings_url": link("web:notification-settings"),
         "can_turn_off": kind in SETTING_OF,
     }
-    subject = context["subject"] = subject_for(kind, [entry["name"] for entry in items], items[0]["left"])
+    subject = context["subject"] = subject_for(
+        kind, [group["name"] for group in keys], items[0]["left"], notices=len(items)
+    )
     name = TEMPLATES[kind]
     text = render_to_string(f"notices/{name}.txt", context)
     html = render_to_string(f"notices/{name}.html", context)

@@ -252,7 +252,7 @@ def test_a_service_revoking_all_keys_sends_one_mail_listing_them(smtp):
 
     assert tasks.send_due_notices() == 1
     [mail] = smtp.wait_for(1)
-    assert mail.subject == "4 changes were made to your Omi API keys by someone else"
+    assert mail.subject == "4 of your Omi API keys were changed by someone else"
     for api_key in keys:
         assert api_key.name in mail.text and api_key.name in mail.html
     assert "an Omi service (omi-moderation)" in mail.text
@@ -533,5 +533,5 @@ def test_a_committed_change_queues_one_task_per_owner_and_a_rolled_back_one_none
     assert tasks.send_notices(owner.pk) == 2  # the keys' creation, then their revocation: one mail each
     created, revoked = smtp.wait_for(2)
     assert created.subject == "3 new API keys were created on your Omi account"
-    assert revoked.subject == "3 changes were made to your Omi API keys by someone else"
+    assert revoked.subject == "3 of your Omi API keys were changed by someone else"
     assert all(api_key.name in revoked.text for api_key in keys)
