@@ -2,6 +2,8 @@
 
 from django.core.management.base import CommandError
 
+from apikeys import crypto, lifecycle
+
 from ._pause import PauseCommand
 
 MAX_REASON_LENGTH = 200
@@ -25,7 +27,8 @@ class Command(PauseCommand):
             "--reason",
             metavar="TEXT",
             default="",
-            help=f"Why, kept in each key's audit event (one line, at most {MAX_REASON_LENGTH} characters).",
+            help="Why: shown to the key's owner in the email notice and kept in the audit record (one line, "
+            f"at most {MAX_REASON_LENGTH} characters, never the key itself).",
         )
 
     def handle(self, *args, reason, **options):
@@ -34,4 +37,6 @@ class Command(PauseCommand):
             raise CommandError(f"--reason must be at most {MAX_REASON_LENGTH} characters.")
         if not reason.isprintable():
             raise CommandError("--reason must be one line of printable text.")
+        if crypto.contains_raw_key(reason):  # lifecycle.validate_reason's rule, refused before any key changes
+            raise CommandError(f"--reason: {lifecycle.SECRET_IN_REASON}")
         return super().handle(*args, reason=reason, **options)
