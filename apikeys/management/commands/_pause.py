@@ -1,5 +1,6 @@
 """What disableapikey and enableapikey share: pause or resume keys by id, one line of outcome per key."""
 
+import contextlib
 import uuid
 
 from django.core.management.base import BaseCommand, CommandError
@@ -46,7 +47,8 @@ class PauseCommand(BaseCommand):
         actor = Actor.command(self.__module__.rpartition(".")[2])  # the command's name, as typed
         failed = changed = unchanged = 0
         # One transaction: its commit queues one notice mail per owner (apikeys.notices), not one per key.
-        with transaction.atomic():
+        # No valid id: no transaction either, so a run of typos never opens the database.
+        with transaction.atomic() if any(requested.values()) else contextlib.nullcontext():
             for raw, key_id in requested.items():
                 api_key = found.get(key_id)
                 if key_id is None:

@@ -1,5 +1,6 @@
 """revokeapikey: revoke keys by id, whoever owns them, one line of outcome per key."""
 
+import contextlib
 import uuid
 
 from django.core.management.base import BaseCommand, CommandError
@@ -41,7 +42,8 @@ class Command(BaseCommand):
         actor = Actor.command("revokeapikey")
         failed = revoked = already = 0
         # One transaction: its commit queues one notice mail per owner (apikeys.notices), not one per key.
-        with transaction.atomic():
+        # No valid id: no transaction either, so a run of typos never opens the database.
+        with transaction.atomic() if any(requested.values()) else contextlib.nullcontext():
             for raw, key_id in requested.items():
                 api_key = found.get(key_id)
                 if key_id is None:
