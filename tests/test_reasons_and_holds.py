@@ -187,13 +187,30 @@ def test_the_service_api_refuses_a_reason_holding_a_secret_with_422(owner, reaso
     assert ApiKey.objects.get(pk=api_key.pk).revoked_at is None
 
 
+@pytest.mark.parametrize("command", ["disableapikey", "revokeapikey"])
 @pytest.mark.parametrize("reason", reasons_with_secrets())
-def test_disableapikey_refuses_a_reason_holding_a_secret(owner, reason):
+def test_the_commands_refuse_a_reason_holding_a_secret(owner, command, reason):
     api_key = issue(owner).api_key
     with pytest.raises(CommandError) as refused:
-        run("disableapikey", str(api_key.pk), "--reason", reason)
+        run(command, str(api_key.pk), "--reason", reason)
     assert str(refused.value) == f"--reason: {SECRET_IN_REASON}"
-    assert ApiKey.objects.get(pk=api_key.pk).disabled_at is None
+    stored = ApiKey.objects.get(pk=api_key.pk)
+    assert (stored.disabled_at, stored.revoked_at) == (None, None)
+
+
+def test_revokeapikey_keeps_its_reason(owner):
+    api_key = issue(owner).api_key
+    out, _ = run("revokeapikey", str(api_key.pk), "--reason", "  found in a public gist ")
+    assert out.startswith(f"{api_key.pk}: revoked")
+    assert KeyEvent.objects.get(api_key=api_key, action="revoked").details == {"reason": "found in a public gist"}
+
+
+@pytest.mark.parametrize("reason", ["two\nlines", "x" * 201])
+def test_revokeapikey_refuses_a_bad_reason_before_anything_changes(owner, reason):
+    api_key = issue(owner).api_key
+    with pytest.raises(CommandError, match="--reason must be"):
+        run("revokeapikey", str(api_key.pk), "--reason", reason)
+    assert ApiKey.objects.get(pk=api_key.pk).revoked_at is None
 
 
 def test_enableapikey_lifts_a_hold(owner, admin_user):
@@ -203,8 +220,9 @@ def test_enableapikey_lifts_a_hold(owner, admin_user):
     assert "enabled" in out and ApiKey.objects.get(pk=api_key.pk).disabled_at is None
 
 
-def test_disableapikey_help_says_the_owner_is_shown_the_reason():
-    from apikeys.management.commands.disableapikey import Command
+@pytest.mark.parametrize("command", ["disableapikey", "revokeapikey"])
+def test_the_commands_help_says_the_owner_is_shown_the_reason(command):
+    from django.core.management import load_command_class
 
-    out = Command().create_parser("manage.py", "disableapikey").format_help()
+    out = load_command_class("apikeys", command).create_parser("manage.py", command).format_help()
     assert "shown to the key's owner in the email notice" in " ".join(out.split())
