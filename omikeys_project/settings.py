@@ -8,6 +8,7 @@ turns debugging on explicitly (see `scripts/dev`).
 import datetime
 import ipaddress
 import math
+import sys
 import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -572,6 +573,8 @@ if LOG_FORMAT not in {"plain", "json"}:
 # One line per request (logger omikeys.requests), and whether to take X-Request-ID from the proxy.
 OMIKEYS_REQUEST_LOG = env_bool("OMIKEYS_REQUEST_LOG", default=False)
 OMIKEYS_TRUST_REQUEST_ID = env_bool("OMIKEYS_TRUST_REQUEST_ID", default=False)
+_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_WORKER_PROCESS = sys.argv[1:2] == ["qcluster"]  # manage.py qcluster: the worker, whose log is its activity
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -587,7 +590,13 @@ LOGGING = {
     # Django's default logging gives the "django" logger a console handler of its own (in
     # DEBUG) and lets it propagate to the root's as well: every warning printed twice.
     # Its records go through the root handler only (redacted, with the request id).
-    "loggers": {"django": {"handlers": [], "propagate": True}},
+    "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        # django-q logs "Enqueued [omikeys] 35" at INFO whenever a change queues a notice or a delivery:
+        # noise on an operator's terminal (a management command's stderr) and in the web server's log.
+        # The worker (manage.py qcluster) keeps LOG_LEVEL, so its log still shows what it does.
+        "django-q": {"level": LOG_LEVEL if _WORKER_PROCESS else max(LOG_LEVEL, "WARNING", key=_LEVELS.index)},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 # Dependency outages are logged once each by apikeys.dependencies; the same error caught

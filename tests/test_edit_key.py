@@ -275,3 +275,22 @@ def test_the_key_list_shows_the_change(user_client, key):
     (listed,) = user_client.get(URL).json()
     assert listed["name"] == "listed"
     assert set(listed) == SHOWN
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            {"scopes": None},
+            "Input should be a valid list of scope strings; null is not accepted here: leave scopes out to keep them.",
+        ),
+        ({"name": None}, "Input should be a valid string; null is not accepted here: leave name out to keep it."),
+    ],
+)
+def test_null_for_a_field_that_refuses_it_says_to_leave_the_field_out(user_client, key, body, message):
+    response = patch(user_client, key["id"], body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == message
+    # On create, null scopes still mean the read-only default.
+    created = user_client.post(URL, {"name": "defaults", "scopes": None}, format="json")
+    assert created.status_code == 200, created.content

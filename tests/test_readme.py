@@ -21,6 +21,15 @@ def readme_session() -> str:
     return sessions[0]
 
 
+def readme_output() -> list[str]:
+    """The lines the README says the session prints: the plain block right after the session."""
+    text = (ROOT / "README.md").read_text()
+    after = text.split(readme_session(), 1)[1].split("```", 1)[1]  # past the session's closing fence
+    match = re.search(r"^```\n(.*?)^```$", after, flags=re.DOTALL | re.MULTILINE)
+    assert match, "the README should show what the session prints, in a ``` block after it"
+    return match.group(1).splitlines()
+
+
 def test_the_session_takes_base_and_token_from_the_environment():
     session = readme_session()
     assert "BASE=${BASE:-http://127.0.0.1:8000}\n" in session
@@ -40,6 +49,20 @@ def test_the_readme_curl_session_runs_as_written(live_server, emulator_user, con
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     used, listed, used_new, old_during_grace, revoked, refused = result.stdout.splitlines()
+
+    # The README shows the same lines: every JSON answer with the same fields, in the same order.
+    shown = readme_output()
+    assert len(shown) == len(result.stdout.splitlines())
+    for real, sample in zip(result.stdout.splitlines(), shown, strict=True):
+        if real.startswith(("{", "[")) and not real.startswith('{"detail"'):
+            real_value, sample_value = json.loads(real), json.loads(sample)
+            real_fields = [list(item) for item in real_value] if isinstance(real_value, list) else list(real_value)
+            shown_fields = (
+                [list(item) for item in sample_value] if isinstance(sample_value, list) else list(sample_value)
+            )
+            assert shown_fields == real_fields, sample
+        else:
+            assert sample == real
 
     # Create, then use the key: GET /v1/dev/key describes it and names its owner.
     key = json.loads(used)

@@ -111,13 +111,15 @@ class RotateKeyForm(forms.Form):
 
 
 class DisableKeyForm(forms.Form):
-    """The confirmation before a key is paused: why, kept in the audit event (optional)."""
+    """The confirmation before a key is paused: why (optional), shown to the owner in the email notice and
+    kept in the audit event; never a secret (``lifecycle.validate_reason``)."""
 
     reason = forms.CharField(
         required=False,
         max_length=200,
         label="Reason",
-        help_text="Optional, kept in the key's audit event: for example, “checking whether it leaked”.",
+        help_text="Optional. Shown to the key's owner in the email notice and kept in the audit record: for "
+        "example, “checking whether it leaked”. Never paste the key itself.",
         widget=forms.TextInput(attrs={"class": "vTextField"}),
     )
 
@@ -125,6 +127,12 @@ class DisableKeyForm(forms.Form):
         reason = self.cleaned_data["reason"].strip()
         if not reason.isprintable():
             raise ValidationError("The reason must be one line of printable text.", code="reason_not_printable")
+        try:
+            lifecycle.validate_reason(reason)
+        except ValidationError as refused:  # keyed "reason" by the lifecycle: the field's own error here
+            self.data = self.data.copy()  # the page shown again does not carry the secret back
+            self.data["reason"] = ""
+            raise ValidationError(lifecycle.SECRET_IN_REASON, code="secret_in_reason") from refused
         return reason
 
 

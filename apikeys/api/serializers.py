@@ -96,12 +96,15 @@ class ScopeListField(serializers.Field):
         "too_short": "List should have at least 1 item. Omit scopes (or send null) for the read-only default.",
         # Where null is refused (a change replaces the scopes: there is no default to fall back on).
         "too_short_replacing": "List should have at least 1 item: a key needs at least one scope.",
+        "null_replacing": "Input should be a valid list of scope strings; null is not accepted here: "
+        "leave scopes out to keep them.",
         "too_long": "List should have at most {max} items.",
     }
 
     def validate_empty_values(self, data):
         if data is None and not self.allow_null:  # DRF's own "null" error would be reported as a string error
-            self.fail("list_type")
+            # Where null is refused (a change): say why, and what to send instead. Typed as any non-list.
+            raise serializers.ValidationError(self.error_messages["null_replacing"], code="list_type")
         return super().validate_empty_values(data)
 
     def to_internal_value(self, data):
@@ -135,12 +138,16 @@ class ScopeListField(serializers.Field):
         return [scope.code for scope in value.all()]
 
 
-def name_field(**kwargs) -> StrictCharField:
-    """The ``name`` of a create or change request: the key's name rules (``validate_key_name``)."""
+def name_field(*, changing: bool = False, **kwargs) -> StrictCharField:
+    """The ``name`` of a create or change request (``changing``: a PATCH, where null says to leave the field
+    out to keep the name): the key's name rules (``validate_key_name``)."""
+    messages = {"required": "Field required.", "blank": "The name must not be empty."}
+    if changing:
+        messages["null"] = "Input should be a valid string; null is not accepted here: leave name out to keep it."
     return StrictCharField(
         help_text="Descriptive name for the key: 1 to 100 characters after trimming; must not contain a key.",
         validators=[validate_key_name],
-        error_messages={"required": "Field required.", "blank": "The name must not be empty."},
+        error_messages=messages,
         **kwargs,
     )
 
@@ -176,7 +183,7 @@ class DevApiKeyChangeSerializer(StrictSerializer):
 
     CHANGEABLE = ("name", "scopes", "expires_at")
 
-    name = name_field(required=False)
+    name = name_field(changing=True, required=False)
     scopes = ScopeListField(
         required=False,
         help_text="The key's new scopes, replacing its current ones: at least one. Duplicates are collapsed.",

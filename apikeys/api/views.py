@@ -295,6 +295,8 @@ class KeyPauseView(KeyAPIView):
             self.pause(api_key, actor=api_actor(request))
         except lifecycle.KeyRevoked:  # revoked while this request ran
             raise Conflict(REVOKED_CANNOT_CHANGE) from None
+        except lifecycle.DisabledByStaff as held:  # a staff hold: only staff, commands and services enable it
+            raise Conflict(str(held)) from None
         return shown_key(api_key)
 
 
@@ -302,7 +304,11 @@ PAUSE_RESPONSES = {
     200: OpenApiResponse(DevApiKeySerializer, description="The key (no secret), with its status and disabled_at."),
     401: ERROR_401,
     404: ERROR_404,
-    409: OpenApiResponse(ErrorResponseSerializer, description="The key is revoked; nothing was changed."),
+    409: OpenApiResponse(
+        ErrorResponseSerializer,
+        description="The key is revoked, or (enable) it was disabled by Omi staff and only they can enable it; "
+        "nothing was changed.",
+    ),
     413: ERROR_413,
     422: OpenApiResponse(
         HTTPValidationErrorSerializer, description="A body other than none or `{}` (the request takes no fields)."
@@ -345,7 +351,10 @@ class KeyEnableView(KeyPauseView):
         description=(
             "Resume a disabled key: its secret works again at once (unless the key has expired meanwhile). "
             "Enabling a key that is not disabled changes nothing and answers 200 again. A revoked key is 409; "
-            "unknown ids and other users' keys are 404. The request takes no body."
+            "so is a key disabled by Omi staff (in the admin, by a command or a service) rather than by its "
+            'owner: `{"detail": "This key was disabled by Omi staff; only they can enable it. Contact support."}` '
+            "(its owner may still rotate, edit or revoke it). "
+            "Unknown ids and other users' keys are 404. The request takes no body."
         ),
         tags=TAGS,
         request=None,

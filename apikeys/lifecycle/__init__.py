@@ -6,7 +6,8 @@ handled, one way, and every change is audited in the transaction that makes it.
 
 - writes: :func:`issue_key`, :func:`change_key` (edit in place; :func:`update_key` and
   :func:`set_expiry` each change a part), :func:`rotate_key`,
-  :func:`disable_key` and :func:`enable_key` (pause and resume), :func:`revoke_key`,
+  :func:`disable_key` and :func:`enable_key` (pause and resume; :func:`staff_hold` says whether
+  the owner may enable a key), :func:`revoke_key`,
   :func:`revoke_user_keys` and :func:`erase_user` (an account that ends),
   :func:`apply_firebase_states` (users deactivated or reactivated as Firebase says),
   :func:`issue_service_client`, :func:`rotate_service_client`, :func:`revoke_service_client`,
@@ -14,10 +15,10 @@ handled, one way, and every change is audited in the transaction that makes it.
   :func:`mark_used` on the verification path;
 - reads: :func:`verify_key` (the :class:`Verification` of a presented secret), and :func:`judge_key`
   (the :class:`KeyVerdict` every door gives: throttle, verification, usage stamp, scopes);
-- rules doors may check early: :func:`validate_expiry`, :func:`ensure_may_hold_keys`,
+- rules doors may check early: :func:`validate_expiry`, :func:`validate_reason`, :func:`ensure_may_hold_keys`,
   :func:`default_scopes`, :data:`GRACE_PERIODS`, :data:`MAX_GRACE_SECONDS`;
 - refusals: ``ValidationError`` keyed by field ("name", "scopes", "expires_at",
-  "grace_seconds"), and :class:`LifecycleError` for everything else.
+  "grace_seconds", "reason"), and :class:`LifecycleError` for everything else.
 """
 
 from .accounts import (
@@ -29,10 +30,21 @@ from .accounts import (
     revoke_user_keys,
     users_to_sync,
 )
-from .changes import KEEP, change_key, disable_key, enable_key, revoke_key, rotate_key, set_expiry, update_key
+from .changes import (
+    KEEP,
+    change_key,
+    disable_key,
+    enable_key,
+    revoke_key,
+    rotate_key,
+    set_expiry,
+    staff_hold,
+    update_key,
+)
 from .errors import (
     AlreadyIssued,
     AlreadyRotated,
+    DisabledByStaff,
     KeyRevoked,
     LifecycleError,
     NotChangeable,
@@ -42,7 +54,15 @@ from .errors import (
 )
 from .importing import ImportConflict, ImportedKey, ImportOutcome, ImportRefusal, ImportResult, import_keys
 from .issuing import IssuedKey, issue_key
-from .rules import GRACE_PERIODS, MAX_GRACE_SECONDS, default_scopes, ensure_may_hold_keys, validate_expiry
+from .rules import (
+    GRACE_PERIODS,
+    MAX_GRACE_SECONDS,
+    SECRET_IN_REASON,
+    default_scopes,
+    ensure_may_hold_keys,
+    validate_expiry,
+    validate_reason,
+)
 from .service_clients import (
     IssuedServiceClient,
     ServiceClientRevoked,
@@ -61,6 +81,8 @@ __all__ = [
     "MAX_GRACE_SECONDS",
     "AlreadyIssued",
     "AlreadyRotated",
+    "DisabledByStaff",
+    "SECRET_IN_REASON",
     "ErasureReport",
     "IssuedServiceClient",
     "ServiceClientRevoked",
@@ -101,8 +123,10 @@ __all__ = [
     "revoke_key",
     "rotate_key",
     "set_expiry",
+    "staff_hold",
     "update_key",
     "users_to_sync",
     "validate_expiry",
+    "validate_reason",
     "verify_key",
 ]

@@ -17,6 +17,7 @@ from ..audit import Actor
 from ..models import ApiKey, KeyEvent, User
 from .changes import revoke_key
 from .errors import LifecycleError
+from .rules import validate_reason
 
 logger = logging.getLogger("apikeys.lifecycle")
 
@@ -45,8 +46,10 @@ def revoke_user_keys(user: User, *, reason: str, actor: Actor | None) -> list[Ap
     ``reason`` in its details, such as "account deleted") in one transaction. Idempotent: a
     second call revokes nothing and returns ``[]``. Keys revoked concurrently by another request
     are not counted twice. When it revoked any, a ``user.keys_revoked`` event (with their ids) is
-    written in the same transaction, besides each key's ``key.revoked``.
+    written in the same transaction, besides each key's ``key.revoked``. A reason that holds a
+    secret raises a ``ValidationError`` keyed "reason" (``validate_reason``) and nothing is revoked.
     """
+    validate_reason(reason)
     revoked = []
     with transaction.atomic():
         for api_key in ApiKey.objects.for_owner(user).unrevoked().select_for_update().order_by("created_at", "id"):

@@ -15,9 +15,9 @@ from django.utils import timezone
 from .. import audit, crypto
 from ..audit import Actor
 from ..models import ApiKey, KeyEvent, Scope
-from .errors import AlreadyRotated, KeyRevoked, NotRotatable
+from .errors import AlreadyRotated, DisabledByStaff, KeyRevoked, NotRotatable
 from .issuing import IssuedKey, check_room_for_one_more, choose_scopes, clean_name, field_errors, iso, lock_owner
-from .rules import validate_expiry, validate_grace
+from .rules import validate_expiry, validate_grace, validate_reason
 
 logger = logging.getLogger("apikeys.lifecycle")
 
@@ -227,8 +227,10 @@ def revoke_key(api_key: ApiKey, *, actor: Actor | None = None, reason: str = "")
     (such as "account deleted") is kept in the audit event's details.
 
     Returns True when this call revoked it, False when it was already revoked (not
-    an error). ``api_key.revoked_at`` is up to date afterwards either way.
+    an error). ``api_key.revoked_at`` is up to date afterwards either way. A reason that holds
+    a secret raises a ``ValidationError`` keyed "reason" (:func:`validate_reason`), before anything changes.
     """
+    validate_reason(reason)
     if api_key.revoked_at is not None:
         return False
     now = timezone.now()
@@ -253,8 +255,11 @@ def disable_key(api_key: ApiKey, *, actor: Actor | None = None, reason: str = ""
     Returns True when this call disabled it, False when it already was (not an error).
     A revoked key raises :class:`KeyRevoked`. An expired key may be disabled: enabling it
     later does not make it verify. A ``reason`` is kept in the audit event's details. The
-    caller has decided access. ``api_key.disabled_at`` is up to date afterwards.
+    caller has decided access. ``api_key.disabled_at`` is up to date afterwards. A reason that
+    holds a secret raises a ``ValidationError`` keyed "reason" (:func:`validate_reason`), before
+    anything changes.
     """
+    validate_reason(reason)
     now = timezone.now()
     with transaction.atomic():
         # The guarded update keeps the first pause if two requests race; only that one is audited.
@@ -280,9 +285,19 @@ def enable_key(api_key: ApiKey, *, actor: Actor | None = None) -> bool:
     A revoked key raises :class:`KeyRevoked`: revocation is final. The key kept its place
     under the limit while paused, so no room is needed. ``api_key.disabled_at`` is up to
     date afterwards.
+
+    A staff hold: when ``actor`` is the key's owner (kind "user", through the API or the web) and
+    the key was disabled by anyone else (:func:`staff_hold`), :class:`DisabledByStaff` is raised and
+    nothing changes; staff, commands and services may enable it.
     """
     now = timezone.now()
     with transaction.atomic():
+        if actor is not None and actor.kind == KeyEvent.ActorKind.USER:
+            # Locked first: a hold set by a concurrent disable_key is seen here, never undone.
+            locked = ApiKey.objects.select_for_update().filter(pk=api_key.pk).first()
+            hold = staff_hold(locked) if locked is not None else None
+            if hold is not None:
+                raise DisabledByStaff(api_key, hold)
         enabled = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True, disabled_at__isnull=False).update(
             disabled_at=None
         )
@@ -296,3 +311,21 @@ def enable_key(api_key: ApiKey, *, actor: Actor | None = None) -> bool:
     if api_key.is_revoked:
         raise KeyRevoked("This key has been revoked; it cannot be enabled.")
     return False
+
+
+def staff_hold(api_key: ApiKey) -> KeyEvent | None:
+    """The "disabled" audit event that holds ``api_key`` paused against its owner, or ``None``.
+
+    A disabled, unrevoked key is held when its last "disabled" event was not made by its owner
+    (``KeyEvent.actor`` is someone else, or no person at all: a command, a service, code); the
+    owner cannot enable it (:func:`enable_key` raises :class:`DisabledByStaff`). A key the owner
+    paused themselves, or with no "disabled" event, is not held. One query, only for a disabled key.
+    """
+    if api_key.disabled_at is None or api_key.revoked_at is not None:
+        return None
+    event = (
+        KeyEvent.objects.filter(api_key_id=api_key.pk, action=KeyEvent.Action.DISABLED).order_by("-at", "-pk").first()
+    )
+    if event is None or event.actor_id == api_key.owner_id:
+        return None
+    return event

@@ -61,6 +61,21 @@ class KeyRevoked(NotChangeable):
     """A revoked key never changes again."""
 
 
+class DisabledByStaff(NotChangeable):
+    """The owner tried to enable a key that someone else disabled (staff in the admin, a command, a
+    service): only they can enable it, so a stolen session cannot undo a hold set while checking a leak.
+
+    ``event`` is the key's last "disabled" ``KeyEvent`` (``event.details.get("reason")`` says why, if given).
+    """
+
+    MESSAGE = "This key was disabled by Omi staff; only they can enable it. Contact support."
+
+    def __init__(self, api_key, event):
+        super().__init__(self.MESSAGE)
+        self.api_key = api_key
+        self.event = event
+
+
 class NotRotatable(NotChangeable):
     """An expired key cannot be given a new secret (a revoked one raises :class:`KeyRevoked`)."""
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from .. import crypto
 from ..firebase import FirebaseUser
 from ..models import Scope, User
 from .errors import OwnerNotEligible
@@ -21,6 +22,22 @@ GRACE_PERIODS = {
     7 * 24 * 60 * 60: "7 days",
 }
 MAX_GRACE_SECONDS = max(GRACE_PERIODS)
+
+
+# The message every door shows for a reason that holds a secret (it would be stored and emailed).
+SECRET_IN_REASON = "The reason looks like it contains an API key; describe where it was found instead."
+
+
+def validate_reason(reason: str) -> None:
+    """A reason for a change (disable, revoke) must hold no secret: it is kept in the audit event's
+    details and shown to the key's owner in the email notice.
+
+    Refuses what the key-name rule refuses (``crypto.contains_raw_key``: developer keys, MCP keys,
+    service tokens, disguised or not) with a ``ValidationError`` keyed "reason" (code "secret_in_reason").
+    An empty reason is valid.
+    """
+    if reason and crypto.contains_raw_key(reason):
+        raise ValidationError({"reason": ValidationError(SECRET_IN_REASON, code="secret_in_reason")})
 
 
 def default_scopes() -> list[Scope]:

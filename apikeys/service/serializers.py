@@ -5,7 +5,7 @@ import ipaddress
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .. import crypto
+from .. import crypto, lifecycle
 from ..jsonapi.serializers import StrictCharField, StrictSerializer
 from ..lifecycle import Code
 from ..models import ApiKey, Scope
@@ -103,13 +103,17 @@ class RevokeUserKeysRequestSerializer(StrictSerializer):
 
     reason = StrictCharField(
         max_length=MAX_REASON_LENGTH,
-        help_text="Why (such as 'account deleted' or 'banned'), 1 to 200 characters; kept in each key's audit event.",
+        help_text="Why (such as 'account deleted' or 'banned'), 1 to 200 characters, one line, never a secret (an "
+        "API key or token in it is refused); shown to the key's owner in the email notice and kept in the audit "
+        "record of each key.",
         error_messages={"required": "Field required.", "blank": "The reason must not be empty."},
     )
 
     def validate_reason(self, value: str) -> str:
         if any(ch in value for ch in "\r\n\x00") or not value.isprintable():
             raise serializers.ValidationError("The reason must be one line of printable text.", code="string_pattern")
+        if crypto.contains_raw_key(value):  # lifecycle.validate_reason's rule, answered as a 422 at "reason"
+            raise serializers.ValidationError(lifecycle.SECRET_IN_REASON, code="secret_in_reason")
         return value
 
 

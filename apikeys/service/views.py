@@ -224,7 +224,9 @@ class RevokeUserKeysView(ServiceAPIView):
         description=(
             "Revoke every key of the user at once (account deleted, banned): they stop working immediately. "
             "Each key gets its own audit event, with this service client as the actor and `reason` in its "
-            "details. Idempotent: keys already revoked are left as they are, and a repeat answers "
+            "details; the reason is also shown to the key's owner in the email notice, so one that looks like it "
+            "holds an API key or token is refused (422). Idempotent: keys already revoked are left as they are, "
+            "and a repeat answers "
             "`revoked_count: 0`. The user stays active (new keys may be issued); to stop the user too, erase "
             "them. Needs the `act_on_users` permission."
         ),

@@ -129,13 +129,20 @@ def _already_issued(request, api_key: ApiKey):
 @require_GET
 @signed_in_required
 def key_detail(request, key_id):
-    """The key's details, what can be done with it, and its history, newest first."""
+    """The key's details, what can be done with it, and its history, newest first.
+
+    A key disabled by Omi staff (``lifecycle.staff_hold``) is shown as such, with their reason, and
+    without the Enable button: only staff can enable it; its owner may still edit, rotate or revoke it.
+    """
     if redirect_to := _canonical(request, key_id):
         return redirect_to
     api_key = _own_key(request, key_id)
     events = list(api_key.events.order_by("-at", "-id")[: history.HISTORY_LENGTH + 1])
+    hold = lifecycle.staff_hold(api_key)  # disabled by staff: the page says so and offers no Enable button
     context = {
         "key": api_key,
+        "hold": hold,
+        "hold_reason": hold.details.get("reason", "") if hold is not None else "",
         "events": history.event_rows(events[: history.HISTORY_LENGTH], request.user),
         "more_events": len(events) > history.HISTORY_LENGTH,
         "history_length": history.HISTORY_LENGTH,
@@ -336,13 +343,16 @@ def key_disable(request, key_id):
 @signed_in_required
 def key_enable(request, key_id):
     """POST: resume a disabled key; it works again with the same secret, unless it has expired or been
-    revoked meanwhile. A GET changes nothing and leads to the key's page."""
+    revoked meanwhile. A key disabled by Omi staff stays disabled (``lifecycle.DisabledByStaff``: an
+    error message says only they can enable it). A GET changes nothing and leads to the key's page."""
     api_key = _own_key(request, key_id)
     if request.method == "POST":
         try:
             enabled = lifecycle.enable_key(api_key, actor=_actor(request))
         except lifecycle.KeyRevoked:
             messages.error(request, "This key has been revoked, so it cannot be enabled. Create a new key instead.")
+        except lifecycle.DisabledByStaff as held:  # the page offers no button; a form sent anyway lands here
+            messages.error(request, str(held))
         else:
             if not enabled:
                 messages.info(request, "This key was not disabled.")

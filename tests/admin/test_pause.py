@@ -8,6 +8,7 @@ from django.contrib.admin.models import LogEntry
 from django.utils import timezone
 
 from apikeys import lifecycle
+from apikeys.audit import Actor
 from apikeys.models import ApiKey, KeyEvent
 
 from ..helpers import issue
@@ -265,3 +266,32 @@ def test_a_bulk_action_queues_one_notice_mail_per_owner_not_one_per_key(admin_cl
 
     assert KeyEvent.objects.filter(action__in=["disabled", "enabled", "revoked"], actor_kind="staff").count() == 4
     assert OrmQ.objects.count() == 2  # one sending task for each of the two owners
+
+
+def test_a_reason_holding_a_key_is_refused_and_not_echoed(admin_client, alice):
+    api_key = issue(alice).api_key
+    secret = issue(alice).plaintext
+    for reason in (f"found {secret} in a public gist", "token omi_svc_" + "0f" * 16):
+        response = admin_client.post(pause_url(api_key, "disable"), {"reason": reason})
+        page = response.content.decode()
+        assert response.status_code == 200
+        assert "The reason looks like it contains an API key; describe where it was found instead." in page
+        assert reason.split()[1] not in page
+    assert ApiKey.objects.get(pk=api_key.pk).disabled_at is None
+
+
+def test_the_reason_field_says_the_owner_is_shown_it(admin_client, alice):
+    page = admin_client.get(pause_url(issue(alice).api_key, "disable")).content.decode()
+    assert "Shown to the key&#x27;s owner in the email notice and kept in the audit record" in page
+
+
+def test_a_key_disabled_here_is_held_against_its_owner_and_staff_can_enable_it(admin_client, alice):
+    api_key = issue(alice).api_key
+    admin_client.post(pause_url(api_key, "disable"), {"reason": "checking a leak"})
+    owner = Actor(kind="user", via="api", user=alice, label=alice.label)
+
+    with pytest.raises(lifecycle.DisabledByStaff):
+        lifecycle.enable_key(api_key, actor=owner)
+
+    admin_client.post(pause_url(api_key, "enable"))
+    assert ApiKey.objects.get(pk=api_key.pk).disabled_at is None

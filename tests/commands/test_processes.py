@@ -205,3 +205,30 @@ def test_a_real_createapikey_for_an_unverified_address_exits_1_and_names_the_fla
     )  # fmt: skip
     assert allowed.returncode == 0, allowed.stderr
     assert crypto.is_well_formed(allowed.stdout.strip())
+
+
+def test_a_real_run_that_queues_notice_mail_prints_no_worker_queue_lines(scratch_database, emulator_user):
+    # createapikey queues the "key created" notice, disableapikey and revokeapikey the "changed by
+    # someone else" one: django-q's "Enqueued [omikeys] 35" lines are no business of the operator's.
+    # Mail on (the worker is not running: the notices wait in the queue).
+    env = {
+        "DATABASE_URL": scratch_database,
+        "EMAIL_URL": "smtp://127.0.0.1:1",
+        "DEFAULT_FROM_EMAIL": "keys@example.com",
+        "OMIKEYS_PUBLIC_URL": "https://keys.example.com",
+    }
+    firebase_emulator.update_account(emulator_user.uid, emailVerified=True)
+    created = manage("createapikey", "--email", emulator_user.email, "--name", "quiet", **env)
+    assert created.returncode == 0, created.stderr
+    listed = manage("listapikeys", "--json", "--owner", emulator_user.uid, **env)
+    key_id = next(key["id"] for key in json.loads(listed.stdout) if key["name"] == "quiet")
+    disabled = manage("disableapikey", key_id, "--reason", "checking a leak", **env)
+    revoked = manage("revokeapikey", key_id, **env)
+    queued = manage("shell", "-c", "from django_q.models import OrmQ; print(OrmQ.objects.count())", **env)
+    # The mail was queued each time, so django-q had cause to log its line.
+    assert int(queued.stdout.split()[-1]) >= 3, queued.stderr
+
+    for result in (created, disabled, revoked):
+        assert result.returncode == 0, result.stderr
+        assert "Enqueued" not in result.stderr and "django-q" not in result.stderr, result.stderr
+    assert disabled.stdout.startswith(f"{key_id}: disabled")

@@ -177,6 +177,14 @@ def test_every_user_page_passes_axe_and_reflows(browser, live_server, layout, mo
     page.get_by_role("button", name="Enable key").click()
     expect(page.get_by_text("It works again.")).to_be_visible()
 
+    # A key Omi staff disabled: who and why, and no Enable button.
+    key_id = re.search(r"/keys/([0-9a-f-]{36})/", page.url).group(1)
+    lifecycle.disable_key(ApiKey.objects.get(pk=key_id), actor=Actor.command("disableapikey"), reason="checking a leak")
+    page.reload()
+    expect(page.locator("#disabled-note")).to_contain_text("Disabled by Omi staff: “checking a leak”.")
+    expect(page.get_by_role("button", name="Enable key")).to_have_count(0)
+    findings.check(page, "key detail, disabled by staff")
+
     # Notification settings, before and after saving.
     page.get_by_role("link", name="Notifications").click()
     expect(page.get_by_role("heading", name="Email notifications")).to_be_visible()

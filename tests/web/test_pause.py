@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from apikeys import lifecycle
+from apikeys.audit import Actor
 from apikeys.models import ApiKey, KeyEvent
 
 from ..helpers import expire, in_days, key_client
@@ -86,9 +87,14 @@ def test_a_get_changes_nothing_and_leads_to_the_key(person):
     assert lifecycle.verify_key(issued.plaintext).api_key is not None
 
 
+def by_owner(person) -> Actor:
+    """The person themselves, as the key page's Disable button acts (a pause they may lift again)."""
+    return Actor(kind=KeyEvent.ActorKind.USER, via=KeyEvent.Via.WEB, user=person.user, label=person.user.label)
+
+
 def test_a_rotated_disabled_key_stays_disabled(person):
     issued = lifecycle.issue_key(owner=person.user, name="n")
-    lifecycle.disable_key(issued.api_key)
+    lifecycle.disable_key(issued.api_key, actor=by_owner(person))
     response = post_rotate(person, issued.api_key.pk)
     assert response.status_code == 200
     new_secret = re.search(r"omi_dev_[0-9a-f]{32}", response.content.decode()).group(0)
@@ -117,7 +123,7 @@ def test_an_expired_key_offers_no_disable_and_enabling_it_says_it_still_does_not
     page = person.get(detail_url(issued.api_key)).content.decode()
     assert "Disable key" not in page and "Enable key" not in page
 
-    lifecycle.disable_key(issued.api_key)  # staff may pause an expired key
+    lifecycle.disable_key(issued.api_key, actor=by_owner(person))  # as through the API, which pauses expired keys
     words = text(person.get(detail_url(issued.api_key)))
     assert "Expired" in words and "(also disabled)" in words and "It is also disabled." in words
     response = person.post(reverse("web:key-enable", args=[issued.api_key.pk]))

@@ -1,10 +1,7 @@
 """disableapikey: pause keys by id, whoever owns them; they keep their secrets until enabled again."""
 
-from django.core.management.base import CommandError
-
 from ._pause import PauseCommand
-
-MAX_REASON_LENGTH = 200
+from ._reason import add_reason_argument, clean_reason
 
 
 class Command(PauseCommand):
@@ -14,24 +11,15 @@ class Command(PauseCommand):
     help = (
         "Disable (pause) API keys by id, whoever owns them: a disabled key stops verifying at once "
         "(401 'this key is disabled') and keeps its secret, scopes, expiry and its place under the "
-        "active-key limit until enableapikey resumes it. The safe first move while checking whether a key "
+        "active-key limit until enableapikey resumes it; its owner cannot enable it (a staff hold). "
+        "The safe first move while checking whether a key "
         "leaked. Prints one line per key; a key already disabled is reported, not an error. Exits "
         "non-zero if any id is malformed, unknown or revoked, after disabling all the others."
     )
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument(
-            "--reason",
-            metavar="TEXT",
-            default="",
-            help=f"Why, kept in each key's audit event (one line, at most {MAX_REASON_LENGTH} characters).",
-        )
+        add_reason_argument(parser)
 
     def handle(self, *args, reason, **options):
-        reason = reason.strip()
-        if len(reason) > MAX_REASON_LENGTH:
-            raise CommandError(f"--reason must be at most {MAX_REASON_LENGTH} characters.")
-        if not reason.isprintable():
-            raise CommandError("--reason must be one line of printable text.")
-        return super().handle(*args, reason=reason, **options)
+        return super().handle(*args, reason=clean_reason(reason), **options)

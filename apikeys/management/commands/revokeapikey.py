@@ -10,14 +10,17 @@ from apikeys import lifecycle
 from apikeys.audit import Actor
 from apikeys.models import ApiKey
 
+from ._reason import add_reason_argument, clean_reason
+
 
 class Command(BaseCommand):
-    """``revokeapikey KEY_ID [KEY_ID ...]``: revoke keys by id through lifecycle.revoke_key."""
+    """``revokeapikey KEY_ID [KEY_ID ...] [--reason TEXT]``: revoke keys by id through lifecycle.revoke_key."""
 
     help = (
         "Revoke API keys by id, whoever owns them; a revoked key stops working at once. "
         "Prints one line per key. A key that is already revoked is reported, not an error. "
-        "Exits non-zero if any id is malformed or unknown, after revoking all the valid ones."
+        "Exits non-zero if any id is malformed or unknown, after revoking all the valid ones. "
+        "--reason tells the owner why, in the email notice they get."
     )
 
     def add_arguments(self, parser):
@@ -27,8 +30,10 @@ class Command(BaseCommand):
             metavar="KEY_ID",
             help="Id of a key to revoke (a UUID, as shown by listapikeys). Give several to revoke several.",
         )
+        add_reason_argument(parser)
 
-    def handle(self, *args, key_ids, **options):
+    def handle(self, *args, key_ids, reason="", **options):
+        reason = clean_reason(reason)
         requested = {}  # raw id -> UUID, or None when malformed; in the order given
         for raw in key_ids:
             key_id = parse_key_id(raw)
@@ -52,7 +57,7 @@ class Command(BaseCommand):
                 elif api_key is None:
                     failed += 1
                     self.stderr.write(f"{key_id}: no API key has this id.")
-                elif lifecycle.revoke_key(api_key, actor=actor):
+                elif lifecycle.revoke_key(api_key, actor=actor, reason=reason):
                     revoked += 1
                     self.stdout.write(f"{key_id}: revoked ({describe(api_key)}).")
                 else:
