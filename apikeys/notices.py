@@ -801,7 +801,11 @@ def change_lines(key_event: KeyEvent, disabled: bool = False) -> list[str]:
     if action == KeyEvent.Action.REVOKED:
         lines = ["It was revoked: it no longer works, and cannot be used again."]
     elif action == KeyEvent.Action.DISABLED:
-        lines = ["It was disabled: requests with it are refused until it is enabled again."]
+        # Only changes by others are mailed, so this is a staff hold: the owner cannot enable it (enable_key).
+        lines = [
+            "It was disabled: requests with it are refused until Omi staff enable it again. "
+            "If you did not expect this, contact Omi's support."
+        ]
     elif action == KeyEvent.Action.ENABLED:
         lines = ["It was enabled again: requests with it work again."]
     elif action == KeyEvent.Action.ROTATED:

@@ -341,7 +341,11 @@ def test_rotate_key_gives_a_new_secret_and_the_old_one_stops_at_once(owner):
     assert lifecycle.verify_key(issued.plaintext) == lifecycle.Verification(
         None, lifecycle.Rejection.INVALID, "not_found"
     )
-    assert events(issued.api_key, "rotated")[0].details == {"grace_seconds": 0, "previous_key_expires_at": None}
+    assert events(issued.api_key, "rotated")[0].details == {
+        "grace_seconds": 0,
+        "previous_key_expires_at": None,
+        "previous_key_prefix": crypto.display_prefix(issued.plaintext),
+    }
 
 
 def test_during_a_grace_period_both_secrets_verify(owner, clock):

@@ -207,7 +207,8 @@ def test_changes_by_the_owner_send_no_notice_but_a_rotation_always_does(smtp):
     ("change", "expected"),
     [
         (lambda key, actor: lifecycle.revoke_key(key, actor=actor, reason="leaked in a public repository"), "revoked"),
-        (lambda key, actor: lifecycle.disable_key(key, actor=actor), "disabled"),
+        # A key disabled by others is held: only staff can enable it (lifecycle.enable_key).
+        (lambda key, actor: lifecycle.disable_key(key, actor=actor), "refused until Omi staff enable it again"),
         (lambda key, actor: lifecycle.change_key(key, name="renamed by staff", actor=actor), "renamed from “ci”"),
         (
             lambda key, actor: lifecycle.change_key(key, scopes=scopes("goals:read"), actor=actor),

@@ -166,6 +166,7 @@ def rotate_key(
         grace_ends = now + datetime.timedelta(seconds=grace_seconds) if grace_seconds else None
         if grace_ends and current.expires_at and current.expires_at < grace_ends:
             grace_ends = current.expires_at  # the replaced secret cannot outlive the key
+        replaced_prefix = current.key_prefix
         current.previous_key_hash = current.key_hash if grace_ends else None
         current.previous_key_expires_at = grace_ends
         current.key_hash = generated.hashed
@@ -179,6 +180,8 @@ def rotate_key(
             at=now,
             grace_seconds=grace_seconds,
             previous_key_expires_at=iso(grace_ends),
+            # The replaced secret's display prefix: how the owner recognises it in a notice (apikeys.notices).
+            previous_key_prefix=replaced_prefix,
         )
     for field in ROTATED_FIELDS:
         setattr(api_key, field, getattr(current, field))

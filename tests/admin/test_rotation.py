@@ -108,7 +108,11 @@ def test_rotating_shows_the_new_secret_once_and_the_old_one_stops_at_once(admin_
     assert (after.name, list(after.scopes.values_list("code", flat=True))) == ("Reporting", ["memories:read"])
     event = the_event(api_key, "rotated")
     assert_made_by_staff(event, admin_user)
-    assert event.details == {"grace_seconds": 0, "previous_key_expires_at": None}
+    assert event.details == {
+        "grace_seconds": 0,
+        "previous_key_expires_at": None,
+        "previous_key_prefix": api_key.key_prefix,
+    }
     log = LogEntry.objects.get()
     assert (log.action_flag, log.object_id) == (CHANGE, str(api_key.pk))
     assert log.get_change_message() == "Rotated the key; the replaced secret stopped working at once."

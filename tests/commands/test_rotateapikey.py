@@ -40,7 +40,7 @@ def test_rotateapikey_prints_only_the_new_key_and_the_old_one_stops_at_once(owne
     assert plaintext not in stderr and plaintext not in caplog.text
     (event,) = KeyEvent.objects.filter(api_key=api_key, action="rotated")
     assert_made_by_command(event, "rotateapikey")
-    assert event.details == {"grace_seconds": 0, "previous_key_expires_at": None}
+    assert event.details == {"grace_seconds": 0, "previous_key_expires_at": None, "previous_key_prefix": old_prefix}
 
 
 def test_rotateapikey_with_grace_keeps_the_old_secret_working_for_that_long(owner):
