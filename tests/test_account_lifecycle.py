@@ -223,13 +223,13 @@ def test_a_typed_username_is_replaced_and_sign_in_attempts_made_with_it_deleted(
 
 def test_a_key_name_made_longer_by_the_erasure_is_cut_to_the_longest_name():
     user = make_owner("short-mail", "a@b.co")
-    name = "x" * 94 + "a@b.co"
+    name = "x" * 93 + " a@b.co"  # 100 characters, the longest name
     api_key = issue(user, name=name).api_key
 
     report = lifecycle.erase_user(user, actor=None)
 
     assert report.key_names_scrubbed == 1
-    assert ApiKey.objects.get(pk=api_key.pk).name == ("x" * 94 + "(erased)")[:100]
+    assert ApiKey.objects.get(pk=api_key.pk).name == ("x" * 93 + " (erased)")[:100]
 
 
 def test_only_the_admins_history_of_the_user_and_their_keys_loses_the_email():
@@ -440,3 +440,38 @@ def erase_counting_queries(uid: str, size: int) -> int:
 def test_an_erasure_reads_each_kind_of_record_at_once_whatever_their_number():
     erase_counting_queries("warm-up", 1)  # the content types, cached after their first reading
     assert erase_counting_queries("short-history", 1) == erase_counting_queries("long-history", 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("bob@example.com", "(erased)"),
+        ("Bob@Example.COM wrote to ann@example.com", "(erased) wrote to ann@example.com"),
+        ("ask <bob@example.com>, (bob@example.com) or bob@example.com.", "ask <(erased)>, ((erased)) or (erased)."),
+        ("laptop of bob@example.com", "laptop of (erased)"),
+        # Other people's addresses that contain it: left alone.
+        ("jimbob@example.com", "jimbob@example.com"),
+        ("jim.bob@example.com and jim+bob@example.com", "jim.bob@example.com and jim+bob@example.com"),
+        ("bob@example.com.au", "bob@example.com.au"),
+        ("bob@example.community", "bob@example.community"),
+        ("bob@example.com-mail.net", "bob@example.com-mail.net"),
+    ],
+)
+def test_the_email_is_erased_as_a_whole_address_never_from_inside_another(text, expected):
+    from apikeys.lifecycle.accounts import _without_email
+
+    assert _without_email(text, "bob@example.com") == expected
+
+
+def test_erasing_a_user_leaves_the_staff_label_holding_a_longer_address_alone():
+    bob = make_owner("uid-bob", "bob@example.com")
+    jimbob = User.objects.create_user("jimbob", "jimbob@example.com", "x", is_staff=True)
+    api_key = issue(bob, "bob's key").api_key
+    staff = Actor(kind=KeyEvent.ActorKind.STAFF, via=KeyEvent.Via.ADMIN, user=jimbob, label=jimbob.email)
+    lifecycle.change_key(api_key, name="renamed for bob@example.com", actor=staff)
+
+    lifecycle.erase_user(bob, actor=None)
+
+    renamed = KeyEvent.objects.get(api_key=api_key, action="renamed")
+    assert renamed.actor_label == "jimbob@example.com"
+    assert renamed.details == {"name": "renamed for (erased)", "previous_name": "bob's key"}

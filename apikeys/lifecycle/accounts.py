@@ -89,11 +89,23 @@ class ErasureReport:
     admin_records_scrubbed: int = 0
 
 
+# Characters that may stand right before an address's local part, or right after its domain, and belong
+# to it (RFC 5322 atext, and the domain's letters, digits and hyphens): an occurrence of the address next
+# to one of them is part of another address (jimbob@example.com, bob@example.com.au) and stays.
+_LOCAL_PART_CHARACTERS = r"\w.!#$%&'*+/=?^`{|}~-"
+_BEFORE_ADDRESS = rf"(?<![{_LOCAL_PART_CHARACTERS}])"
+_AFTER_ADDRESS = r"(?![\w-]|\.[\w-])"  # a full stop ending a sentence is not part of the domain
+
+
 def _without_email(value, email: str):
-    """``value`` (text, or JSON made of dicts, lists and text) with every occurrence of ``email``, in any case,
-    replaced by :data:`ERASED_TEXT`; other values as they are."""
+    """``value`` (text, or JSON made of dicts, lists and text) with every occurrence of ``email`` as a whole
+    address, in any case, replaced by :data:`ERASED_TEXT`; other values as they are. Another address that
+    contains it (``jimbob@example.com`` for ``bob@example.com``) is left alone."""
     if isinstance(value, str):
-        return re.sub(re.escape(email), ERASED_TEXT, value, flags=re.IGNORECASE) if email else value
+        if not email:
+            return value
+        pattern = _BEFORE_ADDRESS + re.escape(email) + _AFTER_ADDRESS
+        return re.sub(pattern, ERASED_TEXT, value, flags=re.IGNORECASE)
     if isinstance(value, list):
         return [_without_email(item, email) for item in value]
     if isinstance(value, dict):
@@ -118,8 +130,9 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
     ``User.objects.for_firebase``); and in every key event of their keys, and every event they
     made themselves (on any key), the IP address and user agent erased, and the actor label of
     their own events (their email) replaced by "(erased user)". The email wherever else it was
-    written down is replaced by "(erased)": in the names of their keys, in those events' labels and
-    details (a key's previous name), and in the admin's history of the user and their keys; a
+    written down, as a whole address (never inside another one), is replaced by "(erased)": in the
+    names of their keys, in those events' labels and details (a key's previous name), and in the
+    admin's history of the user and their keys; a
     username that is not ``firebase:<uid>`` (one staff typed, perhaps the email) becomes it; the
     admin's records of sign-in attempts made with the email or username are deleted (they hold the
     address and user agent of whoever tried); their email notices not sent yet are deleted, and the
