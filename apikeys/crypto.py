@@ -57,7 +57,8 @@ KEY_RE = re.compile(
 )
 # What a scanner looks for in text, published in docs/key-format.md and the rule files of
 # deploy/scanners/ (RE2: no lookarounds; the checksum is checked apart).
-SCANNER_RE = re.compile(rf"\b{re.escape(KEY_PREFIX)}[0-9A-Za-z]{{{RANDOM_LENGTH}}}[0-9A-Za-z]{{{CHECKSUM_LENGTH}}}\b")
+SCANNER_RE = re.compile(r"\b(omi_dev_[0-9A-Za-z]{30}[0-9A-Za-z]{6})\b")
+HEX_SCANNER_RE = re.compile(r"\b(omi_dev_[0-9a-f]{32})\b")
 # Anything that looks like a raw Omi secret (developer or MCP key, or a service token, in the hex
 # format; a developer key in the checksum format, whether its checksum holds or not), in any case,
 # anywhere in a text. Used to stop secrets being pasted into names and reasons.
