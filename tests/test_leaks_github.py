@@ -343,3 +343,16 @@ def test_the_notice_cannot_be_turned_off(github, signer):
     post(body, signer.headers(body))
     notice = Notice.objects.get(kind=Notice.Kind.KEY_LEAKED)
     assert notices.still_due(notice, timezone.now() + datetime.timedelta(seconds=1))
+
+
+def test_the_key_s_history_shows_where_it_was_found(github, signer):
+    from apikeys.web.history import event_rows
+
+    issued = issue(make_owner("uid-history"))
+    body = alert(issued.plaintext)
+    post(body, signer.headers(body))
+    rows = event_rows(list(issued.api_key.events.all()), issued.api_key.owner)
+    leaked = next(row for row in rows if row.action == KeyEvent.Action.LEAKED)
+    assert leaked.what == f"Reported found in public at {FOUND_AT}"
+    assert leaked.who == "Omi (GitHub secret scanning)"
+    assert leaked.via == "leak reports"
