@@ -305,6 +305,21 @@ def test_errors_nginx_makes_on_the_api_are_json(stack, request_bytes, expected):
     assert not headers["content-type"].startswith("application/json")
 
 
+def test_github_leak_alerts_may_be_larger_than_other_bodies_up_to_1_mb(stack):
+    """deploy/nginx gives POST /v1/leaks/github its own body limit (1 MB, OMIKEYS_LEAK_BODY_MAX_BYTES' default)."""
+    body = b"[" + b" " * 200_000 + b"]"
+    head = b"POST /v1/leaks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    status, headers, answer = raw_request(
+        stack["nginx"].address, head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+    )
+    assert_api_error(status, headers, answer, 401)  # omikeys' own answer: the alert is not signed
+    status, headers, answer = raw_request(
+        stack["nginx"].address, head + b"Content-Length: 1100000\r\nConnection: close\r\n\r\n"
+    )
+    assert_api_error(status, headers, answer, 413)
+    assert json.loads(answer)["detail"] == "The request body is too large: 1 MB at most."
+
+
 def test_a_worker_killed_for_timing_out_is_503_json_and_gunicorn_recovers(workdir, emulator):
     env = omikeys_env(database_url(), emulator, OMIKEYS_FIREBASE_TIMEOUT="20")
     gunicorn = servers.start_gunicorn(workdir, env, *WORKERS, "--timeout", "2")
