@@ -89,12 +89,12 @@ def base62(number: int, width: int = CHECKSUM_LENGTH) -> str:
     """
     if number < 0:
         raise ValueError("base62 encodes numbers >= 0")
+    if number >= 62**width:
+        raise ValueError(f"{number} needs more than {width} base62 digits")
     digits = []
     while number:
         number, digit = divmod(number, 62)
         digits.append(BASE62_ALPHABET[digit])
-    if len(digits) > width:
-        raise ValueError(f"{number} needs more than {width} base62 digits")
     return "".join(reversed(digits)).rjust(width, "0")
 
 
