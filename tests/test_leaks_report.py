@@ -136,6 +136,7 @@ def test_reports_are_throttled_per_address(settings):
         ({"key": "x" * 201}, "string_too_long"),
         ({"key": "x", "extra": 1}, "extra_forbidden"),
         ({"key": "x", "note": "two\nlines"}, "string_pattern"),
+        ({"key": "x", "url": "javascript:alert(1)"}, "url_scheme"),
         ([], "model_attributes_type"),
     ],
 )

@@ -55,7 +55,7 @@ class LeakReportRequestSerializer(StrictSerializer):
         required=False,
         default="",
         allow_blank=True,
-        help_text=f"Where it was found, at most {URL_MAX_LENGTH} characters; told to the key's owner.",
+        help_text=f"Where it was found: an http(s) URL, at most {URL_MAX_LENGTH} characters; told to the key's owner.",
     )
     note = StrictCharField(
         max_length=NOTE_MAX_LENGTH,
@@ -66,10 +66,19 @@ class LeakReportRequestSerializer(StrictSerializer):
     )
 
     def validate_url(self, value: str) -> str:
-        return one_line(value)
+        return web_address(value)
 
     def validate_note(self, value: str) -> str:
         return one_line(value)
+
+
+def web_address(value: str) -> str:
+    """``value`` if it is empty or an http(s) URL on one line; a 422 otherwise (the owner is shown it: it must say
+    where, and be nothing a mail client would run)."""
+    one_line(value)
+    if value and not value.lower().startswith(("https://", "http://")):
+        raise serializers.ValidationError("URL scheme should be 'http' or 'https'.", code="url_scheme")
+    return value
 
 
 class LeakReportAcceptedSerializer(serializers.Serializer):
