@@ -1,12 +1,20 @@
 """Key format, generation and hashing. Standard library only, no Django imports.
 
-A key is ``omi_dev_`` followed by 32 lowercase hex characters (128 bits from
-``secrets``), the format Omi's own service issues.
+A key is ``omi_dev_`` followed by either
 
-Only a SHA-256 digest is stored: Omi's own scheme, the hex SHA-256 of the 32-hex
-secret after ``omi_dev_``, so a hash Omi stored verifies here unchanged. Keys issued
-before omikeys used that scheme were hashed over the whole key; their stored hashes
-carry :data:`LEGACY_HASH_TAG` and keep verifying (:func:`candidate_hashes`).
+- 30 base62 random characters and a 6-character base62 CRC32 checksum (the "checksum" format,
+  issued by default; docs/key-format.md), built like GitHub's tokens (``ghp_`` + 30 base62 +
+  CRC32 in 6 base62) so that a secret scanner can tell a real key from random text offline
+  (:func:`has_valid_checksum`); or
+- 32 lowercase hex characters (128 bits from ``secrets``), the format Omi's own service issues
+  (the "hex" format: keys issued so, and Omi's imported keys, keep working, and
+  ``OMIKEYS_KEY_FORMAT=hex`` keeps issuing it for clients that cannot take the other).
+
+Only a SHA-256 digest is stored: Omi's own scheme, the hex SHA-256 of the secret after
+``omi_dev_`` (the 32 hex characters, or the 36 base62 characters with the checksum), so a
+hash Omi stored verifies here unchanged. Keys issued before omikeys used that scheme were
+hashed over the whole key; their stored hashes carry :data:`LEGACY_HASH_TAG` and keep
+verifying (:func:`candidate_hashes`).
 
 A slow password hash (PBKDF2,
 bcrypt, argon2) exists to make guessing low-entropy human passwords expensive;
@@ -19,6 +27,7 @@ stretching.
 import hashlib
 import re
 import secrets
+import zlib
 from dataclasses import dataclass
 
 from .text import skeleton
@@ -33,10 +42,31 @@ HASH_HEX_LENGTH = 64
 STORED_HASH_MAX_LENGTH = len(LEGACY_HASH_TAG) + HASH_HEX_LENGTH
 HASH_RE = re.compile(rf"[0-9a-f]{{{HASH_HEX_LENGTH}}}")
 
-KEY_RE = re.compile(rf"^{re.escape(KEY_PREFIX)}[0-9a-f]{{{SECRET_HEX_LENGTH}}}$")
-# Anything that looks like a raw Omi secret (developer or MCP key, or a service token), in any case,
-# anywhere in a text. Used to stop secrets being pasted into names.
-RAW_KEY_IN_TEXT_RE = re.compile(rf"omi_(?:dev|mcp|svc)_[0-9a-f]{{{SECRET_HEX_LENGTH}}}", re.IGNORECASE)
+# The checksum format (docs/key-format.md): omi_dev_ + 30 random base62 + a 6-base62 CRC32.
+BASE62_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # digit values 0..61
+_BASE62_VALUE = {char: value for value, char in enumerate(BASE62_ALPHABET)}
+RANDOM_LENGTH = 30  # 30 * log2(62) = 178.6 random bits
+CHECKSUM_LENGTH = 6  # 62**6 > 2**32: any CRC32 fits
+CHECKSUM_SECRET_LENGTH = RANDOM_LENGTH + CHECKSUM_LENGTH
+KEY_FORMATS = ("checksum", "hex")
+
+HEX_KEY_RE = re.compile(rf"^{re.escape(KEY_PREFIX)}[0-9a-f]{{{SECRET_HEX_LENGTH}}}$")
+CHECKSUM_KEY_RE = re.compile(rf"^{re.escape(KEY_PREFIX)}[0-9A-Za-z]{{{CHECKSUM_SECRET_LENGTH}}}$")
+# Either format's shape (a checksum-format key also needs its checksum to hold: is_well_formed).
+KEY_RE = re.compile(
+    rf"^{re.escape(KEY_PREFIX)}(?:[0-9a-f]{{{SECRET_HEX_LENGTH}}}|[0-9A-Za-z]{{{CHECKSUM_SECRET_LENGTH}}})$"
+)
+# What a scanner looks for in text, published in docs/key-format.md and the rule files of
+# deploy/scanners/ (RE2: no lookarounds; the checksum is checked apart).
+SCANNER_RE = re.compile(r"\b(omi_dev_[0-9A-Za-z]{30}[0-9A-Za-z]{6})\b")
+HEX_SCANNER_RE = re.compile(r"\b(omi_dev_[0-9a-f]{32})\b")
+# Anything that looks like a raw Omi secret (developer or MCP key, or a service token, in the hex
+# format; a developer key in the checksum format, whether its checksum holds or not), in any case,
+# anywhere in a text. Used to stop secrets being pasted into names and reasons.
+RAW_KEY_IN_TEXT_RE = re.compile(
+    rf"omi_(?:dev|mcp|svc)_[0-9a-f]{{{SECRET_HEX_LENGTH}}}|omi_dev_[0-9a-z]{{{CHECKSUM_SECRET_LENGTH}}}",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -51,14 +81,66 @@ class GeneratedKey:
         return f"GeneratedKey(display_prefix={self.display_prefix!r})"
 
 
-def generate_key() -> GeneratedKey:
-    """Return a fresh key with its display prefix and hash, computed together."""
-    plaintext = KEY_PREFIX + secrets.token_hex(SECRET_BYTES)
+def base62(number: int, width: int = CHECKSUM_LENGTH) -> str:
+    """``number`` (>= 0) in base 62 with :data:`BASE62_ALPHABET` (``0``-``9``, ``A``-``Z``, ``a``-``z``:
+    digit values 0 to 61, most significant first), left-padded with ``0`` to ``width`` characters.
+
+    Raises ``ValueError`` for a negative number or one that needs more than ``width`` digits.
+    """
+    if number < 0:
+        raise ValueError("base62 encodes numbers >= 0")
+    if number >= 62**width:
+        raise ValueError(f"{number} needs more than {width} base62 digits")
+    digits = []
+    while number:
+        number, digit = divmod(number, 62)
+        digits.append(BASE62_ALPHABET[digit])
+    return "".join(reversed(digits)).rjust(width, "0")
+
+
+def checksum(body: str) -> str:
+    """The 6 base62 checksum characters that end a key whose first 38 characters are ``body``.
+
+    ``body`` is ``omi_dev_`` and the 30 random characters; the checksum is the CRC-32 (ISO-HDLC,
+    as ``zlib.crc32`` and Go's ``crc32.ChecksumIEEE``: polynomial 0x04C11DB7 reflected, initial and
+    final XOR 0xFFFFFFFF) of its ASCII bytes, as an unsigned number in :func:`base62`, padded to 6.
+    Covering the prefix too means a secret copied under another prefix fails the check.
+    """
+    return base62(zlib.crc32(body.encode("ascii")))
+
+
+def has_valid_checksum(text: str) -> bool:
+    """True when ``text`` is ``omi_dev_`` + 36 base62 characters whose last 6 are the :func:`checksum` of
+    the rest. No database: a scanner (or a leak report) tells a real key from lookalikes with this alone."""
+    if not isinstance(text, str) or not CHECKSUM_KEY_RE.fullmatch(text):
+        return False
+    # Decoding the 6 characters costs less than encoding the CRC (this runs on every verification);
+    # a value over 2**32 - 1 can equal no CRC. The checksum is no secret: a plain comparison will do.
+    value = 0
+    for char in text[-CHECKSUM_LENGTH:]:
+        value = value * 62 + _BASE62_VALUE[char]
+    return value == zlib.crc32(text[:-CHECKSUM_LENGTH].encode("ascii"))
+
+
+def generate_key(key_format: str = "checksum") -> GeneratedKey:
+    """Return a fresh key with its display prefix and hash, computed together.
+
+    ``key_format``: "checksum" (``omi_dev_`` + 30 random base62 + 6 base62 of CRC32, see
+    :func:`checksum`) or "hex" (``omi_dev_`` + 32 hex, Omi's format); ``ValueError`` for anything else.
+    """
+    if key_format == "checksum":
+        body = KEY_PREFIX + "".join(secrets.choice(BASE62_ALPHABET) for _ in range(RANDOM_LENGTH))
+        plaintext = body + checksum(body)
+    elif key_format == "hex":
+        plaintext = KEY_PREFIX + secrets.token_hex(SECRET_BYTES)
+    else:
+        raise ValueError(f"unknown key format {key_format!r}; one of {', '.join(KEY_FORMATS)}")
     return GeneratedKey(plaintext=plaintext, display_prefix=display_prefix(plaintext), hashed=hash_key(plaintext))
 
 
 def hash_key(plaintext: str) -> str:
-    """The stored hash of a key: SHA-256, hex, of its secret part (the 32 hex characters after ``omi_dev_``).
+    """The stored hash of a key: SHA-256, hex, of its secret part (everything after ``omi_dev_``: the
+    32 hex characters, or the 36 base62 characters of the checksum format, checksum included).
 
     Omi's scheme (its ``hashed_key``: ``sha256(secret_part)``), so Omi's stored hashes verify unchanged.
     """
@@ -91,26 +173,35 @@ def is_stored_hash(text: str) -> bool:
 def display_prefix(plaintext: str) -> str:
     """``omi_dev_abcd...wxyz``: recognisable to its owner, useless to anyone else.
 
-    Eight of the 32 hex characters are shown (32 bits), leaving 96 bits secret.
+    Eight characters of the secret are shown: of a hex key, 32 of its 128 bits, leaving 96 secret; of a
+    checksum-format key, the first 4 random characters (23.8 bits, leaving 154.8 of the 178.6) and the
+    last 4 of the checksum, which carries no secret of its own.
     """
     secret = plaintext[len(KEY_PREFIX) :]
     return f"{KEY_PREFIX}{secret[:DISPLAY_CHARS]}...{secret[-DISPLAY_CHARS:]}"
 
 
 def is_well_formed(text: str) -> bool:
-    """True when text has exactly the shape of an omikeys key."""
-    return bool(KEY_RE.fullmatch(text))
+    """True when text is exactly an omikeys key: ``omi_dev_`` + 32 lowercase hex, or ``omi_dev_`` + 36
+    base62 whose checksum holds (:func:`has_valid_checksum`). No database is asked either way."""
+    if not isinstance(text, str):
+        return False
+    return bool(HEX_KEY_RE.fullmatch(text)) or has_valid_checksum(text)
 
 
 # A key's shape whatever its prefix says: two short words joined by "_" or "-" (omi_dev_,
-# omi-mcp-, a prefix with a lookalike letter), then exactly 32 hex digits. Matched in a skeleton.
+# omi-mcp-, a prefix with a lookalike letter), then exactly 32 hex digits; or omi_dev_ (with
+# either separator) and 36 letters and digits, the checksum format (case-folded, so its checksum
+# cannot be checked here). Matched in a skeleton.
 SECRET_AFTER_PREFIX_RE = re.compile(
     rf"[^\W\d_]{{2,4}}[_-][^\W\d_]{{2,4}}[_-][0-9a-f]{{{SECRET_HEX_LENGTH}}}(?![0-9a-f])"
+    rf"|omi[_-]dev[_-][0-9a-z]{{{CHECKSUM_SECRET_LENGTH}}}(?![0-9a-z])"
 )
 
 
 def contains_raw_key(text: str) -> bool:
-    """True when text contains something that looks like a raw Omi secret (developer or MCP key).
+    """True when text contains something that looks like a raw Omi secret (developer or MCP key, in
+    either key format).
 
     Also when the secret is disguised (matched in ``text.skeleton``): written in fullwidth or
     other compatibility forms, in upper case, with Cyrillic or Greek lookalikes in its prefix,

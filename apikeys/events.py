@@ -9,7 +9,8 @@ scheduled pass (``apikeys.tasks``) picks up anything that queueing missed.
 
 Audit action -> event type: created -> key.created, rotated -> key.rotated, revoked ->
 key.revoked, disabled -> key.disabled, enabled -> key.enabled,
-renamed / scopes_changed / expiry_changed -> key.updated. "imported" makes
+renamed / scopes_changed / expiry_changed -> key.updated, leaked -> key.leaked (with
+``data.leak``: source, url and action; a revocation for a leak also sends key.revoked). "imported" makes
 no event: the importer writes its audit records in bulk, and a first import of Omi's
 existing keys must not queue a million deliveries. A key an import revokes (one imported
 earlier, working here, whose owner is now disabled or deleted at the issuer) sends
@@ -42,6 +43,7 @@ KEY_EVENT_TYPES = {
     KeyEvent.Action.RENAMED: "key.updated",
     KeyEvent.Action.SCOPES_CHANGED: "key.updated",
     KeyEvent.Action.EXPIRY_CHANGED: "key.updated",
+    KeyEvent.Action.LEAKED: "key.leaked",
 }
 # What a key.updated event says changed, by audit action.
 CHANGED_FIELDS = {
@@ -190,6 +192,13 @@ def emit_for_key_event(key_event: KeyEvent):
         data["changed"] = [CHANGED_FIELDS[key_event.action]]
     data["actor"] = actor_data(key_event.actor_kind, key_event.via, key_event.actor, key_event.actor_label)
     data["door"] = key_event.via
+    if key_event.action == KeyEvent.Action.LEAKED:
+        details = key_event.details or {}
+        data["leak"] = {
+            "source": details.get("source", ""),
+            "url": details.get("url", ""),
+            "action": details.get("response", ""),
+        }
     return emit(event_type, data, at=key_event.at, endpoints=endpoints)
 
 

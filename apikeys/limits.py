@@ -174,6 +174,18 @@ def count_key_issued(user) -> Refusal | None:
     return Refusal(wait, f"Too many keys created or rotated recently. Try again in {wait_message(wait)}.")
 
 
+def count_leak_report(address: str | None) -> Refusal | None:
+    """Count one leak report (``POST /v1/leaks/report``) from ``address`` (per :func:`address_subject`);
+    a :class:`Refusal` when over ``OMIKEYS_LEAK_REPORT_RATE``."""
+    limit, period = settings.OMIKEYS_LEAK_REPORT_RATE
+    throttle = Throttle("leak-report", limit, period)
+    wait = throttle.hit(address_subject(address))
+    if wait is None:
+        return None
+    metrics.record_throttle_refusal(throttle.name)
+    return Refusal(wait, f"Too many reports from this address. Try again in {wait_message(wait)}.")
+
+
 def failed_verification() -> Throttle:
     """Failed API-key verifications per client address."""
     limit, period = settings.OMIKEYS_FAILED_VERIFICATION_RATE

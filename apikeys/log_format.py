@@ -15,7 +15,7 @@ from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("omikeys_request_id", default=None)
 
 REDACTED = "[redacted]"
-# What a log line must never hold, whatever logged it: an API key (omi_dev_ + hex; the
+# What a log line must never hold, whatever logged it: an API key (omi_dev_ + hex or base62; the
 # display prefix "omi_dev_e1f8...7aab" is not one) or a service token (omi_svc_ + hex), a
 # JSON Web Token (Firebase ID tokens and session cookies), a 64-hex-digit SHA-256 (a stored
 # key hash), the credential of an Authorization header, and the value of a session or CSRF cookie.

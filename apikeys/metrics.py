@@ -40,9 +40,10 @@ KEY_EVENT_ACTIONS = (
     "disabled",
     "enabled",
     "imported",
+    "leaked",
 )
-DOORS = ("api", "web", "admin", "command", "code", "service")
-THROTTLES = ("verify-fail", "create", "service-auth-fail")
+DOORS = ("api", "web", "admin", "command", "code", "service", "leak")
+THROTTLES = ("verify-fail", "create", "service-auth-fail", "leak-report")
 DEPENDENCIES = ("database", "cache", "firebase")
 
 
@@ -176,7 +177,7 @@ def record_webhook_delivery(outcome: str) -> None:
     WEBHOOK_DELIVERIES.labels(outcome).inc()
 
 
-NOTICE_KINDS = ("key_created", "key_rotated", "changed_by_other", "expires_7d", "expires_1d", "expired")
+NOTICE_KINDS = ("key_created", "key_rotated", "changed_by_other", "expires_7d", "expires_1d", "expired", "key_leaked")
 # sent: the mail server took it; retry: it did not, another attempt is scheduled; failed: refused for
 # good or out of attempts; skipped: never sent (no address, mail not configured, no longer true).
 NOTICE_OUTCOMES = ("sent", "retry", "failed", "skipped")

@@ -389,6 +389,9 @@ class KeyEvent(models.Model):
         DISABLED = "disabled", "disabled"
         ENABLED = "enabled", "enabled"
         IMPORTED = "imported", "imported"
+        # Found where others can see it (GitHub secret scanning, a person's report): details hold the
+        # source, the URL where it was found, and what was done ("revoked" or "notified").
+        LEAKED = "leaked", "reported leaked"
 
     class ActorKind(models.TextChoices):
         USER = "user", "the key's owner"
@@ -404,6 +407,7 @@ class KeyEvent(models.Model):
         COMMAND = "command", "command line"
         CODE = "code", "Python code"
         SERVICE = "service", "service API"
+        LEAK_REPORT = "leak", "leak reports"
 
     # No index of its own: keyevent_key_at_idx leads with it.
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="events", db_index=False)
@@ -453,6 +457,7 @@ EVENT_TYPES = (
     ("key.disabled", "key.disabled: a key was paused; it does not verify until enabled"),
     ("key.enabled", "key.enabled: a paused key was enabled again"),
     ("key.expired", "key.expired: a key's expiry passed"),
+    ("key.leaked", "key.leaked: a key was reported found in public (GitHub secret scanning, a report)"),
     ("user.keys_revoked", "user.keys_revoked: all of a user's keys were revoked"),
     ("user.erased", "user.erased: a user's personal data was erased"),
 )
@@ -606,6 +611,7 @@ class Notice(models.Model):
         EXPIRES_IN_7_DAYS = "expires_7d", "a key expires in 7 days"
         EXPIRES_IN_1_DAY = "expires_1d", "a key expires in 1 day"
         EXPIRED = "expired", "a key has expired"
+        KEY_LEAKED = "key_leaked", "a key was found in public"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

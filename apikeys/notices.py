@@ -12,6 +12,9 @@ What is sent when (docs/notifications.md says it for users and operators):
   expiry by anyone but its owner (staff, a service client, a command, Python code); the owner's
   ``NotificationSettings.changes_by_others``. Keys an import revokes send none: the import writes
   its records in bulk, and their owner's account was disabled or deleted at the issuer.
+- ``key_leaked``: a key reported found in public (GitHub secret scanning, a person's report:
+  ``lifecycle.handle_leak``), with where it was found and whether it was revoked; it cannot be turned
+  off. The revocation that follows it sends no ``changed_by_other`` of its own.
 - ``expires_7d``, ``expires_1d``, ``expired``: a scheduled pass (:func:`write_expiry_notices`),
   for the latest milestone a key has reached, unless it had already passed when the expiry was set
   (a key made to expire in 2 days gets no 7-day notice); ``expired`` only for expiries of the last
@@ -113,13 +116,20 @@ def lease_seconds() -> float:
 def for_key_event(key_event: KeyEvent) -> Notice | None:
     """The notice of one audited key change, written now (inside the change's transaction), or None.
 
-    key_created for "created" and key_rotated for "rotated", whoever acted; changed_by_other for the
+    key_created for "created", key_rotated for "rotated" and key_leaked for "leaked", whoever acted (none of
+    them can be turned off); changed_by_other for the
     :data:`CHANGE_ACTIONS` when the actor is not the key's owner acting as a user, unless the owner
     turned those off; None for anything else, and for an owner who is inactive or erased. The worker
     is asked to send it when the transaction commits.
     """
     api_key = key_event.api_key
-    if key_event.action == KeyEvent.Action.CREATED:
+    if key_event.action == KeyEvent.Action.REVOKED and (key_event.details or {}).get("leak"):
+        return None  # the key_leaked notice of the same report says it was revoked
+    if key_event.action == KeyEvent.Action.LEAKED:
+        kind = Kind.KEY_LEAKED
+        owner = api_key.owner  # handle_leak holds it: no query
+        recipient, active, erased = owner.email, owner.is_active, owner.is_erased
+    elif key_event.action == KeyEvent.Action.CREATED:
         kind = Kind.KEY_CREATED
         owner = api_key.owner  # the issuing code holds it: no query
         recipient, active, erased = owner.email, owner.is_active, owner.is_erased
@@ -676,6 +686,10 @@ SUBJECTS = {  # (one key, several keys)
         "{count} of your Omi API keys expire within a day",
     ),
     Kind.EXPIRED: ("Your Omi API key “{name}” has expired", "{count} of your Omi API keys have expired"),
+    Kind.KEY_LEAKED: (
+        "Your Omi API key “{name}” was found in public",
+        "{count} of your Omi API keys were found in public",
+    ),
 }
 # One key with several notices of a kind in one mail (staff renamed it, rescoped it and moved its expiry
 # in one save): the subject still names the one key.
@@ -816,6 +830,8 @@ def change_lines(key_event: KeyEvent, disabled: bool = False) -> list[str]:
         before = ", ".join(details.get("previous_scopes", [])) or "none"
         after = ", ".join(details.get("scopes", [])) or "none"
         lines = [f"Its scopes were changed from {before} to {after}."]
+    elif action == KeyEvent.Action.LEAKED:
+        lines = leak_lines(details)
     elif action == KeyEvent.Action.EXPIRY_CHANGED:
         lines = [
             f"Its expiry was changed from {when(details.get('previous_expires_at'))} "
@@ -825,6 +841,31 @@ def change_lines(key_event: KeyEvent, disabled: bool = False) -> list[str]:
         lines = [f"It was {key_event.get_action_display()}."]
     if details.get("reason"):
         lines.append(f"Reason given: {details['reason']}")
+    return lines
+
+
+LEAK_SOURCE_WORDS = {"github": "GitHub's secret scanning", "report": "someone who found it"}
+
+
+def leak_lines(details: dict) -> list[str]:
+    """What a "leaked" event says (``details``: source, url, secret, response, note): who reported it, where it
+    was found, what was done, and what the owner should do now."""
+    source = LEAK_SOURCE_WORDS.get(details.get("source"), "a report")
+    where = f" at {details['url']}" if details.get("url") else ""
+    which = "A secret this key had before its last rotation" if details.get("secret") == "replaced" else "It"
+    lines = [f"{which} was found in public{where}, as reported by {source}."]
+    if details.get("note"):
+        lines.append(f"The report says: {details['note']}")
+    if details.get("response") == "revoked":
+        lines.append(
+            "The key was revoked at once: it no longer works. Create a new key, put it in your apps, and "
+            "remove the old one from where it was found (and from that place's history)."
+        )
+    else:
+        lines.append(
+            "The key still works. Anyone who saw it can use it: rotate or revoke it now, and remove it from "
+            "where it was found (and from that place's history)."
+        )
     return lines
 
 
@@ -904,6 +945,7 @@ TEMPLATES = {
     Kind.EXPIRES_IN_7_DAYS: "expires_soon",
     Kind.EXPIRES_IN_1_DAY: "expires_soon",
     Kind.EXPIRED: "expired",
+    Kind.KEY_LEAKED: "key_leaked",
 }
 
 

@@ -7,7 +7,7 @@ expiry notices every five minutes, the outbox's retention (``webhooks.prune_even
 
 from django_q.models import Schedule
 
-from . import events, notices, webhooks
+from . import events, lifecycle, notices, webhooks
 
 # name: (task, minutes between runs)
 SCHEDULES = {
@@ -60,6 +60,15 @@ def write_expiry_notices() -> int:
     if written:
         notices.send_due()
     return written
+
+
+def handle_leak_report(key_hash: str, legacy_hash: str, well_formed: bool, url: str = "", note: str = "") -> bool:
+    """A person's leak report (``POST /v1/leaks/report``), queued by the view so that its answer and timing
+    say nothing of the key: the report's key travels as its two candidate hashes (``crypto.candidate_hashes``),
+    never as plaintext. True when it acted on a live key."""
+    if not well_formed:
+        return False
+    return lifecycle.handle_leak((key_hash, legacy_hash), source="report", url=url, note=note).acted
 
 
 def ensure_schedules(using: str = "default") -> None:

@@ -320,6 +320,29 @@ OMIKEYS_MAX_KEY_LIFETIME_DAYS = env_int("OMIKEYS_MAX_KEY_LIFETIME_DAYS", 365, mi
 OMIKEYS_LAST_USED_INTERVAL = env_int("OMIKEYS_LAST_USED_INTERVAL", 60, minimum=0, maximum=86400)
 OMIKEYS_KEY_CREATION_RATE = env_rate("OMIKEYS_KEY_CREATION_RATE", "20/hour")
 OMIKEYS_FAILED_VERIFICATION_RATE = env_rate("OMIKEYS_FAILED_VERIFICATION_RATE", "30/minute")
+# The format of new keys and rotated secrets (docs/key-format.md): "checksum" (omi_dev_ + 30 base62
+# + a CRC32 in 6 base62, recognisable by secret scanners) or "hex" (omi_dev_ + 32 hex, Omi's format,
+# for clients that cannot take the other). Keys of both formats verify whatever this says.
+OMIKEYS_KEY_FORMAT = env.str("OMIKEYS_KEY_FORMAT", default="checksum").strip().lower()
+if OMIKEYS_KEY_FORMAT not in ("checksum", "hex"):
+    raise ImproperlyConfigured(f"OMIKEYS_KEY_FORMAT is checksum or hex, not {OMIKEYS_KEY_FORMAT!r}.")
+# Leaked keys (docs/leaks.md): what a report of a live key does ("revoke" it, or only "notify" its owner),
+# where GitHub publishes the keys that sign its secret-scanning alerts, how long they are kept, how long
+# a fetch may take, the largest alert taken, and how many reports one address may make.
+OMIKEYS_LEAK_ACTION = env.str("OMIKEYS_LEAK_ACTION", default="revoke").strip().lower()
+if OMIKEYS_LEAK_ACTION not in ("revoke", "notify"):
+    raise ImproperlyConfigured(f"OMIKEYS_LEAK_ACTION is revoke or notify, not {OMIKEYS_LEAK_ACTION!r}.")
+OMIKEYS_GITHUB_KEYS_URL = env.str(
+    "OMIKEYS_GITHUB_KEYS_URL", default="https://api.github.com/meta/public_keys/secret_scanning"
+)
+if not OMIKEYS_GITHUB_KEYS_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(f"OMIKEYS_GITHUB_KEYS_URL must be an http(s) URL, not {OMIKEYS_GITHUB_KEYS_URL!r}.")
+OMIKEYS_GITHUB_KEYS_CACHE_SECONDS = env_int("OMIKEYS_GITHUB_KEYS_CACHE_SECONDS", 3600, minimum=1, maximum=86400)
+OMIKEYS_GITHUB_KEYS_TIMEOUT = env_seconds("OMIKEYS_GITHUB_KEYS_TIMEOUT", 5, minimum=0.1, maximum=30)
+OMIKEYS_LEAK_BODY_MAX_BYTES = env_int(
+    "OMIKEYS_LEAK_BODY_MAX_BYTES", 1024 * 1024, minimum=16 * 1024, maximum=16 * 1024 * 1024
+)
+OMIKEYS_LEAK_REPORT_RATE = env_rate("OMIKEYS_LEAK_REPORT_RATE", "10/hour")
 # How many proxies in front of omikeys append to X-Forwarded-For. 0: the client's
 # address is the connection's. Used for the audit log and per-address throttles.
 OMIKEYS_NUM_PROXIES = env_int("OMIKEYS_NUM_PROXIES", 0, maximum=10)

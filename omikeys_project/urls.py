@@ -1,5 +1,5 @@
-"""Top-level routes: the key API, the service API and their docs, the end-user pages, the admin, health and readiness
-checks, metrics."""
+"""Top-level routes: the key API, the service API, the leak reports and their docs, the end-user pages, the
+admin, health and readiness checks, metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -10,6 +10,7 @@ from apikeys import views as apikeys_views
 urlpatterns = [
     path("", include("apikeys.api.urls")),
     path("", include("apikeys.service.urls")),
+    path("", include("apikeys.leaks.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("healthz", apikeys_views.health, name="health"),

@@ -239,6 +239,7 @@ def worker_pids(gunicorn: Server) -> list[int]:
 
 NGINX_CONF = """\
 daemon off;
+{user_line}
 worker_processes 1;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -274,8 +275,13 @@ def start_nginx(workdir: Path, upstream: str) -> Server:
     conf = prefix / "nginx.conf"
     proxy_conf = ROOT / "deploy" / "nginx" / "omikeys-proxy.conf"
     log_conf = ROOT / "deploy" / "nginx" / "omikeys-log.conf"
+    # Started as root, nginx's workers would run as nobody, who cannot write request bodies larger than its
+    # memory buffer (GitHub's leak alerts) under this test's private temporary directory.
+    user_line = "user root;" if os.geteuid() == 0 else ""
     conf.write_text(
-        NGINX_CONF.format(prefix=prefix, upstream=upstream, port=port, proxy_conf=proxy_conf, log_conf=log_conf)
+        NGINX_CONF.format(
+            prefix=prefix, upstream=upstream, port=port, proxy_conf=proxy_conf, log_conf=log_conf, user_line=user_line
+        )
     )
     log = prefix / "error.log"
     server = Server("nginx", _popen([binary, "-c", str(conf), "-p", str(prefix)], prefix / "stdout.log"), log)

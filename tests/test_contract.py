@@ -507,12 +507,24 @@ def wsgi_db(db):
     request_finished.connect(close_old_connections)
 
 
+@pytest.fixture(scope="module")
+def github_keys():
+    """GitHub's key list served locally, so fuzzed alerts are checked against it (401 for any fuzzed signature)
+    rather than waiting on api.github.com (tests/test_leaks_github.py covers it being down: 503)."""
+    from .github_keys_server import GitHubKeysServer, GitHubSigner
+
+    server = GitHubKeysServer(GitHubSigner())
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def bearer(emulator_user, wsgi_db, settings):
+def bearer(emulator_user, wsgi_db, settings, github_keys):
     # Hundreds of creations in a row: lift the creation throttle and the active-key limit,
     # whose 429 and 409 the contract does not list (tests/test_limits.py covers them).
     settings.OMIKEYS_KEY_CREATION_RATE = (10**9, 3600)
     settings.OMIKEYS_MAX_ACTIVE_KEYS = 10**9
+    settings.OMIKEYS_GITHUB_KEYS_URL = github_keys.url
     return {"Authorization": f"Bearer {emulator_user.id_token}"}
 
 
@@ -535,6 +547,9 @@ def test_both_fuzzed_schemas_cover_the_create_operation():
         ("GET", "/v1/service/users/{uid}/keys"),
         ("POST", "/v1/service/users/{uid}/keys/revoke"),
         ("POST", "/v1/service/users/{uid}/erase"),
+        # The leak reports (tests/test_leaks_*.py): no credentials; GitHub's alerts refuse an unsigned body (401).
+        ("POST", "/v1/leaks/github"),
+        ("POST", "/v1/leaks/report"),
     }
 
 

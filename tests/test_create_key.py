@@ -55,7 +55,8 @@ def test_it_creates_a_key_with_the_read_only_default(user_client):
     }
     assert body["expires_at"] is None and body["status"] == "active"
     assert body["name"] == "My integration"
-    assert re.fullmatch(r"omi_dev_[0-9a-f]{32}", body["key"])
+    assert re.fullmatch(r"omi_dev_[0-9A-Za-z]{36}", body["key"])  # the checksum format (docs/key-format.md)
+    assert crypto.has_valid_checksum(body["key"])
     assert body["key_prefix"] == f"omi_dev_{body['key'][8:12]}...{body['key'][-4:]}"
     assert body["last_used_at"] is None
     assert body["scopes"] == DEFAULT_SCOPES

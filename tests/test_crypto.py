@@ -3,11 +3,13 @@
 import hashlib
 import re
 
+import pytest
+
 from apikeys import crypto
 
 
-def test_keys_have_omis_format_and_128_random_bits():
-    keys = {crypto.generate_key().plaintext for _ in range(1000)}
+def test_hex_keys_have_omis_format_and_128_random_bits():
+    keys = {crypto.generate_key("hex").plaintext for _ in range(1000)}
     assert len(keys) == 1000
     assert all(re.fullmatch(r"omi_dev_[0-9a-f]{32}", key) for key in keys)
     assert all(crypto.is_well_formed(key) for key in keys)
@@ -17,16 +19,22 @@ def test_prefix_and_hash_are_computed_together():
     generated = crypto.generate_key()
     secret = generated.plaintext[8:]
     assert generated.display_prefix == f"omi_dev_{secret[:4]}...{secret[-4:]}"
-    # Omi's scheme: the SHA-256 of the 32-hex secret, without "omi_dev_".
+    # Omi's scheme: the SHA-256 of the secret, without "omi_dev_".
     assert generated.hashed == hashlib.sha256(secret.encode()).hexdigest()
     assert generated.hashed == crypto.hash_key(generated.plaintext)
 
 
-def test_the_display_prefix_reveals_a_quarter_of_the_secret_at_most():
-    generated = crypto.generate_key()
+@pytest.mark.parametrize("key_format", ["checksum", "hex"])
+def test_the_display_prefix_reveals_a_quarter_of_the_secret_at_most(key_format):
+    generated = crypto.generate_key(key_format)
     shown = generated.display_prefix.removeprefix("omi_dev_").replace("...", "")
     assert len(shown) == 8
     assert generated.plaintext[8:] not in generated.display_prefix
+
+
+def test_an_unknown_key_format_is_refused():
+    with pytest.raises(ValueError):
+        crypto.generate_key("base64")
 
 
 def test_well_formed_rejects_near_misses():

@@ -24,6 +24,8 @@ def test_the_openapi_document_is_served_as_json(api):
         "/v1/service/users/{uid}/keys",
         "/v1/service/users/{uid}/keys/revoke",
         "/v1/service/users/{uid}/erase",
+        "/v1/leaks/github",
+        "/v1/leaks/report",
     }
     assert document["components"]["securitySchemes"]["firebaseBearer"]["scheme"] == "bearer"
     assert document["components"]["securitySchemes"]["apiKeyBearer"]["scheme"] == "bearer"

@@ -95,7 +95,7 @@ def test_no_log_line_holds_a_secret(log_format, project_log, settings, monkeypat
         assert response.status_code == 302
         secrets.append(browser.cookies["sessionid"].value)
         page = post_new_key(browser, name="from the web", follow=True)
-        (web_key,) = set(re.findall(r"omi_dev_[0-9a-f]{32}", page.content.decode()))
+        (web_key,) = set(re.findall(r"omi_dev_(?:[0-9A-Za-z]{36}|[0-9a-f]{32})", page.content.decode()))
         browser.post(reverse("web:signout"))
 
         # The admin: a key added by staff, on its show-once page.

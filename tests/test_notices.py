@@ -21,7 +21,7 @@ from .smtp_server import SilentServer, SlowServer, SmtpServer
 
 PUBLIC_URL = "https://keys.example.com"
 HASH_LIKE = re.compile(r"[0-9a-f]{40,}")  # a SHA-256 or other digest; key ids (UUIDs, in links) are fine
-SECRET_LIKE = re.compile(r"omi_dev_[0-9a-f]{32}")
+SECRET_LIKE = re.compile(r"omi_dev_(?:[0-9A-Za-z]{36}|[0-9a-f]{32})")
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ handled, one way, and every change is audited in the transaction that makes it.
   :func:`revoke_user_keys` and :func:`erase_user` (an account that ends),
   :func:`apply_firebase_states` (users deactivated or reactivated as Firebase says),
   :func:`issue_service_client`, :func:`rotate_service_client`, :func:`revoke_service_client`,
-  :func:`import_keys` (keys another system issued, as :class:`ImportedKey` values), and
+  :func:`import_keys` (keys another system issued, as :class:`ImportedKey` values),
+  :func:`handle_leak` and :func:`handle_leaked_token` (a key reported found in public), and
   :func:`mark_used` on the verification path;
 - reads: :func:`verify_key` (the :class:`Verification` of a presented secret), and :func:`judge_key`
   (the :class:`KeyVerdict` every door gives: throttle, verification, usage stamp, scopes);
@@ -54,6 +55,7 @@ from .errors import (
 )
 from .importing import ImportConflict, ImportedKey, ImportOutcome, ImportRefusal, ImportResult, import_keys
 from .issuing import IssuedKey, issue_key
+from .leaks import LEAK_ACTIONS, LEAK_SOURCES, LeakFinding, handle_leak, handle_leaked_token
 from .rules import (
     GRACE_PERIODS,
     MAX_GRACE_SECONDS,
@@ -76,6 +78,11 @@ from .verification import Code, KeyVerdict, Rejection, Verification, judge_key, 
 
 __all__ = [
     "KEEP",
+    "LEAK_ACTIONS",
+    "LEAK_SOURCES",
+    "LeakFinding",
+    "handle_leak",
+    "handle_leaked_token",
     "AccountChange",
     "GRACE_PERIODS",
     "MAX_GRACE_SECONDS",

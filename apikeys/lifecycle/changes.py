@@ -8,6 +8,7 @@ import datetime
 import logging
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -153,7 +154,7 @@ def rotate_key(
     :class:`NotRotatable`. The caller decides access.
     """
     validate_grace(grace_seconds)
-    generated = crypto.generate_key()
+    generated = crypto.generate_key(settings.OMIKEYS_KEY_FORMAT)
     with transaction.atomic():
         current = ApiKey.objects.select_for_update().get(pk=api_key.pk)
         now = timezone.now()

@@ -102,7 +102,7 @@ def issue_key(
     with field_errors("expires_at"):
         validate_expiry(expires_at, now)
     chosen = choose_scopes(scopes)
-    generated = crypto.generate_key()
+    generated = crypto.generate_key(settings.OMIKEYS_KEY_FORMAT)
     try:
         with transaction.atomic():
             if not lock_owner(owner.pk):

@@ -53,7 +53,10 @@ MAX_UID_LENGTH = User._meta.get_field("firebase_uid").max_length
 # revoked or belongs to a deactivated account; the code says that to the service alone.
 DETAILS = {
     Code.VALID: "The key is valid.",
-    Code.MALFORMED: "Invalid API Key: not an Omi Developer API key (omi_dev_ followed by 32 hex characters).",
+    Code.MALFORMED: (
+        "Invalid API Key: not an Omi Developer API key (omi_dev_ followed by 36 letters and digits ending in "
+        "a valid checksum, or by 32 hex characters)."
+    ),
     Code.INSUFFICIENT_SCOPE: "Insufficient permissions.",
     Code.RATE_LIMITED: "Too many failed API key attempts from this address.",
 }

@@ -101,6 +101,10 @@ def _what(event: KeyEvent) -> tuple[str, datetime.datetime | None]:
         return (format_html("Renamed to “{}”", key_name(details.get("name", ""))), None)
     if event.action == KeyEvent.Action.SCOPES_CHANGED:
         return ("Scopes changed to " + (", ".join(details.get("scopes") or []) or "none"), None)
+    if event.action == KeyEvent.Action.LEAKED:
+        where = details.get("url")
+        what = format_html("Reported found in public at {}", where) if where else "Reported found in public"
+        return (what, None)
     return (event.get_action_display().capitalize(), None)
 
 

@@ -16,7 +16,7 @@ SCOPE_CHANGELIST = reverse("admin:apikeys_scope_changelist")
 USER_CHANGELIST = reverse("admin:apikeys_user_changelist")
 EVENT_CHANGELIST = reverse("admin:apikeys_keyevent_changelist")
 EVENT_ADD = reverse("admin:apikeys_keyevent_add")
-PLAINTEXT_RE = re.compile(r"omi_dev_[0-9a-f]{32}")
+PLAINTEXT_RE = re.compile(r"omi_dev_(?:[0-9A-Za-z]{36}|[0-9a-f]{32})")
 # Where the staff member's requests come from, so events can be checked for them.
 STAFF_IP = "203.0.113.9"
 STAFF_AGENT = "StaffBrowser/1.0 (omikeys tests)"

@@ -31,7 +31,7 @@ def test_add_all_subscribes_to_every_type():
     run("webhookendpoint", "add", "http://127.0.0.1:9/hook", "--events", "all")
     assert WebhookEndpoint.objects.get().event_types == [
         "key.created", "key.updated", "key.rotated", "key.revoked", "key.disabled", "key.enabled", "key.expired",
-        "user.keys_revoked", "user.erased",
+        "key.leaked", "user.keys_revoked", "user.erased",
     ]  # fmt: skip
 
 

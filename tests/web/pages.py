@@ -12,7 +12,7 @@ from apikeys.web import accounts
 from .. import firebase_emulator
 from ..helpers import make_owner
 
-KEY_RE = re.compile(r"omi_dev_[0-9a-f]{32}")
+KEY_RE = re.compile(r"omi_dev_(?:[0-9A-Za-z]{36}|[0-9a-f]{32})")
 
 
 def firebase_user(uid=None, email=None) -> User:

@@ -23,7 +23,7 @@ from apikeys.models import ApiKey, KeyEvent, Scope, User
 from .. import firebase_emulator
 
 SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
-KEY_RE = re.compile(r"^omi_dev_[0-9a-f]{32}$")
+KEY_RE = re.compile(r"^omi_dev_(?:[0-9A-Za-z]{36}|[0-9a-f]{32})$")
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("contract_scopes")]
 

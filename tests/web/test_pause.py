@@ -97,7 +97,7 @@ def test_a_rotated_disabled_key_stays_disabled(person):
     lifecycle.disable_key(issued.api_key, actor=by_owner(person))
     response = post_rotate(person, issued.api_key.pk)
     assert response.status_code == 200
-    new_secret = re.search(r"omi_dev_[0-9a-f]{32}", response.content.decode()).group(0)
+    new_secret = re.search(r"omi_dev_(?:[0-9A-Za-z]{36}|[0-9a-f]{32})", response.content.decode()).group(0)
     refused = key_client(new_secret).get("/v1/dev/key")
     assert refused.status_code == 401 and refused.json() == DISABLED_DETAIL
     person.post(reverse("web:key-enable", args=[issued.api_key.pk]))

@@ -1,0 +1,118 @@
+"""Leaked keys: what happens to a key reported found in public (GitHub secret scanning, a person's report)."""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .. import audit, crypto
+from ..audit import Actor
+from ..models import ApiKey, KeyEvent
+
+logger = logging.getLogger("apikeys.lifecycle")
+
+LEAK_SOURCES = ("github", "report")
+LEAK_ACTIONS = ("revoke", "notify")
+# Kept in the "revoked" event's details: the key_leaked notice tells the owner, so no second mail.
+LEAK_REVOCATION_REASON = "found in public (reported leaked)"
+URL_MAX_LENGTH = 2000
+NOTE_MAX_LENGTH = 500
+
+GITHUB = Actor(kind=KeyEvent.ActorKind.SYSTEM, via=KeyEvent.Via.LEAK_REPORT, label="GitHub secret scanning")
+REPORT = Actor(kind=KeyEvent.ActorKind.SYSTEM, via=KeyEvent.Via.LEAK_REPORT, label="a leak report")
+ACTORS = {"github": GITHUB, "report": REPORT}
+
+
+@dataclass(frozen=True)
+class LeakFinding:
+    """What a leak report found for one token.
+
+    ``genuine``: the token is a secret of a key issued here (its current one, or one a rotation replaced),
+    whatever the key's state: GitHub's "true_positive". ``acted``: this report recorded a "leaked" event (the
+    key was live and the report new); ``revoked``: this report revoked the key (``OMIKEYS_LEAK_ACTION=revoke``).
+    ``key_id`` is None when no key matched.
+    """
+
+    genuine: bool
+    acted: bool = False
+    revoked: bool = False
+    key_id: object = None
+
+
+def report_fingerprint(key_hash: str, source: str, url: str) -> str:
+    """Identifies one report of one secret from one source at one URL (hex SHA-256): a report sent again
+    (GitHub retries; the same person reporting twice) finds the event the first one recorded."""
+    return hashlib.sha256(f"{key_hash}\n{source}\n{url}".encode()).hexdigest()
+
+
+def handle_leak(candidate_hashes: tuple[str, str], *, source: str, url: str = "", note: str = "") -> LeakFinding:
+    """Act on a secret reported found in public, given by its ``crypto.candidate_hashes`` (the plaintext is not
+    needed here, so it never has to travel to the worker).
+
+    For a live key (not revoked; for a secret replaced by a rotation, one still in its grace period), once per
+    :func:`report_fingerprint`, in one transaction: a "leaked" audit event with ``source`` ("github" or
+    "report"), ``url`` and ``note`` (cut to :data:`URL_MAX_LENGTH` and :data:`NOTE_MAX_LENGTH` characters;
+    one that holds a raw key is kept as :data:`WITHHELD`), ``secret`` ("current" or "replaced") and
+    ``response`` ("revoked" or "notified"), which mails the owner (notice key_leaked, cannot be turned
+    off) and sends ``key.leaked``; then, with
+    ``OMIKEYS_LEAK_ACTION=revoke`` (the default), the key is revoked (a "revoked" event, ``key.revoked``; no
+    second mail). A report of a key already revoked, or of one already reported from the same place, changes
+    nothing. Raises ``ValueError`` for an unknown ``source``.
+    """
+    if source not in ACTORS:
+        raise ValueError(f"unknown leak source {source!r}; one of {', '.join(LEAK_SOURCES)}")
+    url, note = _no_secret(url[:URL_MAX_LENGTH]), _no_secret(note[:NOTE_MAX_LENGTH])
+    hashes = list(candidate_hashes)
+    match = ApiKey.objects.filter(Q(key_hash__in=hashes) | Q(previous_key_hash__in=hashes)).first()
+    if match is None:
+        return LeakFinding(genuine=False)
+    now = timezone.now()
+    with transaction.atomic():
+        api_key = ApiKey.objects.select_for_update().select_related("owner").get(pk=match.pk)
+        replaced = api_key.key_hash not in hashes
+        live = not api_key.is_revoked and (not replaced or api_key.previous_secret_works(now))
+        fingerprint = report_fingerprint(api_key.key_hash if not replaced else api_key.previous_key_hash, source, url)
+        if not live or api_key.events.filter(action=KeyEvent.Action.LEAKED, details__fingerprint=fingerprint).exists():
+            return LeakFinding(genuine=True, key_id=api_key.pk)
+        revoke = settings.OMIKEYS_LEAK_ACTION == "revoke"
+        actor = ACTORS[source]
+        details = {
+            "source": source,
+            "url": url,
+            "fingerprint": fingerprint,
+            "secret": "replaced" if replaced else "current",
+            "response": "revoked" if revoke else "notified",
+        }
+        if note:
+            details["note"] = note
+        audit.record(api_key, KeyEvent.Action.LEAKED, actor, at=now, **details)
+        revoked = False
+        if revoke:
+            # As lifecycle.revoke_key, with the leak's details (so notices write no second mail).
+            revoked = bool(ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now))
+            if revoked:
+                audit.record(api_key, KeyEvent.Action.REVOKED, actor, at=now, reason=LEAK_REVOCATION_REASON, leak=True)
+    logger.warning(
+        "api key reported leaked id=%s owner=%s source=%s revoked=%s", api_key.pk, api_key.owner_id, source, revoked
+    )
+    return LeakFinding(genuine=True, acted=True, revoked=revoked, key_id=api_key.pk)
+
+
+WITHHELD = "(withheld: it holds an API key)"
+
+
+def _no_secret(text: str) -> str:
+    """``text``, or :data:`WITHHELD` when it holds a raw key: a URL or note is kept and mailed, a secret never."""
+    return WITHHELD if text and crypto.contains_raw_key(text) else text
+
+
+def handle_leaked_token(token: str, *, source: str, url: str = "", note: str = "") -> LeakFinding:
+    """:func:`handle_leak` for a presented token: one that is not a well-formed key (either format; a
+    checksum-format key whose checksum fails) is not genuine, without asking the database."""
+    if not isinstance(token, str) or not crypto.is_well_formed(token):
+        return LeakFinding(genuine=False)
+    return handle_leak(crypto.candidate_hashes(token), source=source, url=url, note=note)

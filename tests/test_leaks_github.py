@@ -1,0 +1,358 @@
+"""POST /v1/leaks/github: GitHub's secret-scanning alerts, signed by keys a real local server publishes."""
+
+import datetime
+import hashlib
+import json
+import time
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from apikeys import crypto, lifecycle, notices, tasks, webhooks
+from apikeys.models import ApiKey, KeyEvent, Notice
+
+from .github_keys_server import GitHubKeysServer, GitHubSigner
+from .helpers import issue, key_client, make_owner
+from .smtp_server import SmtpServer
+from .test_notices import send_to
+from .webhook_receiver import Receiver
+
+pytestmark = pytest.mark.django_db
+
+URL = "/v1/leaks/github"
+FOUND_AT = "https://github.com/octocat/Hello-World/blob/12345600b9cbe38a219f39a9941c9319b600c002/foo/bar.txt"
+
+
+@pytest.fixture
+def signer():
+    return GitHubSigner()
+
+
+@pytest.fixture
+def github(settings, signer):
+    server = GitHubKeysServer(signer)
+    settings.OMIKEYS_GITHUB_KEYS_URL = server.url
+    settings.OMIKEYS_GITHUB_KEYS_TIMEOUT = 1
+    yield server
+    server.stop()
+
+
+def alert(*tokens: str, url: str = FOUND_AT) -> bytes:
+    return json.dumps(
+        [{"token": t, "type": "omi_developer_api_key", "url": url, "source": "content"} for t in tokens]
+    ).encode()
+
+
+def post(body: bytes, headers: dict | None = None):
+    return Client().post(URL, data=body, content_type="application/json", **(headers or {}))
+
+
+def lookalike() -> str:
+    """``omi_dev_`` and 36 base62 characters whose checksum fails."""
+    good = crypto.generate_key("checksum").plaintext
+    last = good[-1]
+    return good[:-1] + ("0" if last != "0" else "1")
+
+
+def works(plaintext: str) -> bool:
+    return key_client(plaintext).get("/v1/dev/key").status_code == 200
+
+
+def feedback(token: str, label: str) -> dict:
+    return {
+        "token_hash": hashlib.sha256(token.encode()).hexdigest(),
+        "token_type": "omi_developer_api_key",
+        "label": label,
+    }
+
+
+def test_a_signed_alert_revokes_live_keys_and_answers_in_github_s_feedback_format(github, signer):
+    owner = make_owner("uid-leak", "leak@example.com")
+    new = issue(owner, "pushed to GitHub").plaintext
+    other = issue(owner, "not in the alert").plaintext
+    assert crypto.CHECKSUM_KEY_RE.fullmatch(new)
+    bad = lookalike()
+    unknown = crypto.generate_key().plaintext
+    body = alert(new, bad, unknown)
+
+    response = post(body, signer.headers(body))
+
+    assert response.status_code == 200, response.content
+    assert response.json() == [
+        feedback(new, "true_positive"),
+        feedback(bad, "false_positive"),
+        feedback(unknown, "false_positive"),
+    ]
+    assert not works(new)
+    key = ApiKey.objects.get(key_hash=crypto.hash_key(new))
+    assert key.revoked_at is not None
+    leaked = key.events.get(action=KeyEvent.Action.LEAKED)
+    assert leaked.details["url"] == FOUND_AT
+    assert leaked.details["source"] == "github"
+    assert leaked.details["response"] == "revoked"
+    assert leaked.actor_label == "GitHub secret scanning"
+    revoked = key.events.get(action=KeyEvent.Action.REVOKED)
+    assert revoked.details["reason"] == lifecycle.leaks.LEAK_REVOCATION_REASON
+    # One mail for the leak, none more for the revocation it caused.
+    assert [n.kind for n in Notice.objects.filter(api_key=key).exclude(kind=Notice.Kind.KEY_CREATED)] == [
+        Notice.Kind.KEY_LEAKED
+    ]
+    assert works(other)
+
+
+def test_old_format_keys_are_recognised_and_revoked_too(settings, github, signer):
+    settings.OMIKEYS_KEY_FORMAT = "hex"
+    plaintext = issue(make_owner("uid-hex-leak")).plaintext
+    assert crypto.HEX_KEY_RE.fullmatch(plaintext)
+    body = alert(plaintext)
+
+    response = post(body, signer.headers(body))
+
+    assert response.json() == [feedback(plaintext, "true_positive")]
+    assert not works(plaintext)
+
+
+def test_an_alert_sent_again_changes_nothing_more(github, signer):
+    plaintext = issue(make_owner("uid-again")).plaintext
+    body = alert(plaintext)
+
+    first = post(body, signer.headers(body))
+    second = post(body, signer.headers(body))
+
+    assert first.json() == second.json() == [feedback(plaintext, "true_positive")]
+    key = ApiKey.objects.get(key_hash=crypto.hash_key(plaintext))
+    assert key.events.filter(action=KeyEvent.Action.LEAKED).count() == 1
+    assert key.events.filter(action=KeyEvent.Action.REVOKED).count() == 1
+    assert Notice.objects.filter(api_key=key, kind=Notice.Kind.KEY_LEAKED).count() == 1
+
+
+def test_notify_only_leaves_the_key_working_and_tells_the_owner_once_per_place(settings, github, signer):
+    settings.OMIKEYS_LEAK_ACTION = "notify"
+    plaintext = issue(make_owner("uid-notify")).plaintext
+    body = alert(plaintext)
+
+    post(body, signer.headers(body))
+    post(body, signer.headers(body))
+    elsewhere = alert(plaintext, url="https://github.com/someone/else/blob/main/.env")
+    post(elsewhere, signer.headers(elsewhere))
+
+    assert works(plaintext)
+    key = ApiKey.objects.get(key_hash=crypto.hash_key(plaintext))
+    leaks = key.events.filter(action=KeyEvent.Action.LEAKED).order_by("at")
+    assert [e.details["response"] for e in leaks] == ["notified", "notified"]
+    assert Notice.objects.filter(api_key=key, kind=Notice.Kind.KEY_LEAKED).count() == 2
+
+
+def test_a_secret_replaced_by_a_rotation_is_acted_on_while_it_still_works(github, signer):
+    owner = make_owner("uid-rotated")
+    issued = issue(owner)
+    lifecycle.rotate_key(issued.api_key, grace_seconds=3600)
+    body = alert(issued.plaintext)
+
+    assert post(body, signer.headers(body)).json() == [feedback(issued.plaintext, "true_positive")]
+
+    key = ApiKey.objects.get(pk=issued.api_key.pk)
+    assert key.revoked_at is not None
+    assert key.events.get(action=KeyEvent.Action.LEAKED).details["secret"] == "replaced"
+
+
+def test_a_revoked_key_is_a_true_positive_and_nothing_changes(github, signer):
+    issued = issue(make_owner("uid-revoked"))
+    lifecycle.revoke_key(issued.api_key)
+    body = alert(issued.plaintext)
+
+    assert post(body, signer.headers(body)).json() == [feedback(issued.plaintext, "true_positive")]
+    assert not issued.api_key.events.filter(action=KeyEvent.Action.LEAKED).exists()
+    assert issued.api_key.events.filter(action=KeyEvent.Action.REVOKED).count() == 1
+
+
+def _refused(response, plaintext):
+    assert response.status_code == 401, response.content
+    assert set(response.json()) == {"detail"}
+    assert works(plaintext)
+    assert not KeyEvent.objects.filter(action=KeyEvent.Action.LEAKED).exists()
+    assert not Notice.objects.filter(kind=Notice.Kind.KEY_LEAKED).exists()
+
+
+def test_an_unsigned_alert_changes_nothing(github):
+    plaintext = issue(make_owner("uid-unsigned")).plaintext
+    _refused(post(alert(plaintext)), plaintext)
+
+
+def test_an_alert_signed_by_another_key_changes_nothing(github, signer):
+    plaintext = issue(make_owner("uid-forged")).plaintext
+    body = alert(plaintext)
+    forged = GitHubSigner()
+    headers = {
+        "HTTP_GITHUB_PUBLIC_KEY_IDENTIFIER": signer.identifier,
+        "HTTP_GITHUB_PUBLIC_KEY_SIGNATURE": forged.sign(body),
+    }
+    _refused(post(body, headers), plaintext)
+
+
+def test_an_alert_under_an_unknown_key_identifier_changes_nothing(github, signer):
+    plaintext = issue(make_owner("uid-unknown-id")).plaintext
+    body = alert(plaintext)
+    stranger = GitHubSigner()  # signs properly, but GitHub does not publish its key
+    _refused(post(body, stranger.headers(body)), plaintext)
+
+
+def test_an_altered_body_changes_nothing(github, signer):
+    plaintext = issue(make_owner("uid-altered")).plaintext
+    signed = alert(crypto.generate_key().plaintext)
+    altered = alert(plaintext)
+    _refused(post(altered, signer.headers(signed)), plaintext)
+
+
+@pytest.mark.parametrize("signature", ["not base64!", "", "QUJD", "A" * 600])
+def test_a_garbled_signature_changes_nothing(github, signer, signature):
+    plaintext = issue(make_owner("uid-garbled")).plaintext
+    body = alert(plaintext)
+    headers = {"HTTP_GITHUB_PUBLIC_KEY_IDENTIFIER": signer.identifier, "HTTP_GITHUB_PUBLIC_KEY_SIGNATURE": signature}
+    _refused(post(body, headers), plaintext)
+
+
+def test_the_public_keys_are_fetched_once_then_again_for_a_new_identifier(github, signer):
+    body = alert(crypto.generate_key().plaintext)
+    for _ in range(3):
+        assert post(body, signer.headers(body)).status_code == 200
+    assert github.fetches == 1
+
+    rotated = GitHubSigner()  # GitHub publishes a new key and signs with it
+    github.signers.append(rotated)
+    assert post(body, rotated.headers(body)).status_code == 200
+    assert github.fetches == 2
+
+
+def test_made_up_identifiers_do_not_make_omikeys_fetch_on_every_request(github, signer):
+    body = alert(crypto.generate_key().plaintext)
+    assert post(body, signer.headers(body)).status_code == 200
+    for _ in range(5):
+        assert post(body, GitHubSigner().headers(body)).status_code == 401
+    assert github.fetches == 2  # the first fetch, and one refetch for the first unknown identifier
+
+
+def test_with_github_s_keys_down_the_answer_is_503_with_retry_after_and_nothing_changes(github, signer):
+    plaintext = issue(make_owner("uid-down")).plaintext
+    github.stop()
+    body = alert(plaintext)
+
+    started = time.monotonic()
+    response = post(body, signer.headers(body))
+
+    assert time.monotonic() - started < 10
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) > 0
+    assert set(response.json()) == {"detail"}
+    assert works(plaintext)
+
+
+def test_a_slow_key_server_is_given_up_on_after_the_timeout(settings, github, signer):
+    settings.OMIKEYS_GITHUB_KEYS_TIMEOUT = 0.5
+    github.hold.set()
+    body = alert(crypto.generate_key().plaintext)
+
+    started = time.monotonic()
+    response = post(body, signer.headers(body))
+
+    assert time.monotonic() - started < 10
+    assert response.status_code == 503
+    assert "Retry-After" in response
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error_type"),
+    [
+        (b"[{", 422, "json_invalid"),
+        (b'{"token": "x"}', 422, "list_type"),
+        (b'[{"type": "x"}]', 422, "missing"),
+        (b'[{"token": 5}]', 422, "string_type"),
+        (b"[NaN]", 422, "json_invalid"),
+        (b"\xff\xfe", 422, "json_invalid"),
+        (b"[" * 100000 + b"]" * 100000, 422, "json_invalid"),
+    ],
+)
+def test_signed_malformed_bodies_get_the_documented_error(github, signer, body, status, error_type):
+    response = post(body, signer.headers(body))
+    assert response.status_code == status, response.content
+    assert response.json()["detail"][0]["type"] == error_type
+
+
+def test_a_body_over_the_cap_is_413_before_anything_is_checked(settings, github, signer):
+    settings.OMIKEYS_LEAK_BODY_MAX_BYTES = 16 * 1024
+    body = alert(*(crypto.generate_key().plaintext for _ in range(400)))
+    assert len(body) > 16 * 1024
+    response = post(body, signer.headers(body))
+    assert response.status_code == 413
+    assert github.fetches == 0
+
+
+def test_an_alert_larger_than_the_key_api_s_body_limit_is_taken(github, signer):
+    tokens = [crypto.generate_key().plaintext for _ in range(300)]
+    body = alert(*tokens)
+    assert len(body) > 16 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE
+    response = post(body, signer.headers(body))
+    assert response.status_code == 200
+    assert len(response.json()) == 300
+
+
+def test_only_post_is_offered(github):
+    assert Client().get(URL).status_code == 405
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_owner_is_mailed_and_the_webhook_sent(settings, github, signer):
+    smtp = SmtpServer().start()
+    receiver = Receiver()
+    try:
+        send_to(settings, smtp.port)
+        _, secret = webhooks.register_endpoint(receiver.url, ["key.leaked", "key.revoked"], "leaks")
+        plaintext = issue(make_owner("uid-mailed", "mailed@example.com"), "CI deploy").plaintext
+        key_id = str(ApiKey.objects.get(key_hash=crypto.hash_key(plaintext)).pk)
+        body = alert(plaintext)
+
+        assert post(body, signer.headers(body)).status_code == 200
+        tasks.send_due_notices()
+        webhooks.deliver_due()
+
+        mails = [m for m in smtp.wait_for(2) if "found in public" in m.subject]
+        [mail] = mails
+        assert mail.rcpt_tos == ["mailed@example.com"]
+        assert mail.subject == "Your Omi API key “CI deploy” was found in public"
+        assert FOUND_AT in mail.text and "GitHub's secret scanning" in mail.text
+        assert "revoked at once" in mail.text
+        assert plaintext not in mail.text and plaintext not in mail.html
+        assert plaintext[8:] not in mail.text
+        payloads = {p["type"]: p for p in receiver.verified(secret)}
+        assert set(payloads) == {"key.leaked", "key.revoked"}
+        assert payloads["key.leaked"]["data"]["key_id"] == key_id
+        assert payloads["key.leaked"]["data"]["leak"] == {"source": "github", "url": FOUND_AT, "action": "revoked"}
+    finally:
+        smtp.stop()
+        receiver.stop()
+
+
+def test_the_notice_cannot_be_turned_off(github, signer):
+    owner = make_owner("uid-settings")
+    from apikeys.models import NotificationSettings
+
+    NotificationSettings.objects.create(user=owner, changes_by_others=False, expiry_reminders=False, expired=False)
+    plaintext = issue(owner).plaintext
+    body = alert(plaintext)
+    post(body, signer.headers(body))
+    notice = Notice.objects.get(kind=Notice.Kind.KEY_LEAKED)
+    assert notices.still_due(notice, timezone.now() + datetime.timedelta(seconds=1))
+
+
+def test_the_key_s_history_shows_where_it_was_found(github, signer):
+    from apikeys.web.history import event_rows
+
+    issued = issue(make_owner("uid-history"))
+    body = alert(issued.plaintext)
+    post(body, signer.headers(body))
+    rows = event_rows(list(issued.api_key.events.all()), issued.api_key.owner)
+    leaked = next(row for row in rows if row.action == KeyEvent.Action.LEAKED)
+    assert leaked.what == f"Reported found in public at {FOUND_AT}"
+    assert leaked.who == "Omi (GitHub secret scanning)"
+    assert leaked.via == "leak reports"
