@@ -262,12 +262,21 @@ def flush_key(key_id) -> bool:
     return _write(key_id, pending)
 
 
-def flush_all() -> int:
-    """Write every key's pending counts (a worker that exits); the number of keys whose write failed."""
+def flush_all(attempts: int = 3) -> int:
+    """Write every key's pending counts (a worker that exits); the number of keys whose write still failed.
+
+    Not on a request's path, so each write waits for SQLite's lock as long as any statement
+    (``OMIKEYS_DATABASE_TIMEOUT``), and a failed one is tried again, ``attempts`` times in all.
+    Counts that could not be written stay pending.
+    """
     failed = 0
-    for key_id, pending in ACCUMULATOR.take_all().items():
-        if not _write(key_id, pending):
-            failed += 1
+    for _ in range(attempts):
+        failed = 0
+        for key_id, pending in ACCUMULATOR.take_all().items():
+            if not _write(key_id, pending, short_wait=False):
+                failed += 1
+        if not failed:
+            break
     return failed
 
 
@@ -313,11 +322,13 @@ def _flusher_loop(wait: float) -> None:
             close_old_connections()
 
 
-def _write(key_id, pending: _Pending) -> bool:
+def _write(key_id, pending: _Pending, *, short_wait: bool = True) -> bool:
+    from contextlib import nullcontext
+
     from .verification import _short_lock_wait
 
     try:
-        with _short_lock_wait(), transaction.atomic():
+        with _short_lock_wait() if short_wait else nullcontext(), transaction.atomic():
             _write_counts(key_id, pending)
     except DatabaseError as exc:
         ACCUMULATOR.put_back(key_id, pending)
