@@ -1,4 +1,4 @@
-"""The usage chart of a key (``lifecycle.KeyUsage``): bars drawn as inline SVG on the server, with a table of the numbers."""
+"""A key's usage chart (``lifecycle.KeyUsage``): bars drawn as inline SVG on the server, and a table of the numbers."""
 
 from django import template
 
