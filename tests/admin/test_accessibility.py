@@ -1,7 +1,8 @@
-"""The admin's key pages pass axe-core's WCAG 2.1 AA rules and reflow, at desktop width, 320 px and 200
-% zoom. One walk per layout through real Chromium against a live server, as a staff member: sign-in,
-the index, the key list, add (empty, with errors, and the key shown once), a key's page (with its
-usage chart, table, last use and addresses; and with errors), rotate (and with an error, and the new
+"""The admin's key pages pass axe-core's WCAG 2.1 AA rules and reflow, at desktop width, 320 px and 200 % zoom.
+
+One walk per layout through real Chromium against a live server, as a staff member: sign-in, the
+index, the key list, add (empty, with errors, and the key shown once), a key's page (with its usage
+chart, table, last use and addresses; and with errors), rotate (and with an error, and the new
 secret shown once), disable (and with an error) and enable, revoking from the list, the key's events
 and one event, and the user and scope pages. A key name with no space or hyphen is in the data.
 Labels axe cannot judge are checked by name: the expiry date and time inputs, the owner combobox,
