@@ -117,7 +117,8 @@ class Accumulator:
         ``OMIKEYS_USAGE_MAX_PENDING_ADDRESSES`` addresses for a key, the address is (each counted in
         ``omikeys_usage_dropped``).
         """
-        hour = hour_of(at)
+        # timezone.now() is already in UTC: the common case skips the conversion.
+        hour = at.replace(minute=0, second=0, microsecond=0) if at.tzinfo is datetime.UTC else hour_of(at)
         if not keep_address:
             address, user_agent = None, ""
         with self._lock:
