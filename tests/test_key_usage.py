@@ -290,3 +290,17 @@ def test_addresses_held_from_before_an_erasure_are_not_written_after_it(clock, t
     assert not KeyAddress.objects.exists()
     last = KeyLastUse.objects.get(api_key=issued.api_key)
     assert (last.outcome, last.address, last.user_agent) == ("accepted", None, "")
+
+
+def test_a_process_starts_one_flusher(monkeypatch):
+    monkeypatch.setattr(usage, "_flusher_pid", None)
+    started = []
+    monkeypatch.setattr(usage.threading, "Thread", lambda **kwargs: started.append(kwargs) or _NotStarted())
+    assert usage.start_flusher() is True
+    assert usage.start_flusher() is False
+    assert [(t["name"], t["daemon"], t["args"]) for t in started] == [("omikeys-usage-flusher", True, (10,))]
+
+
+class _NotStarted:
+    def start(self) -> None:
+        """The thread's loop is the real one in the gunicorn test (tests/test_usage_processes.py)."""

@@ -271,22 +271,28 @@ def flush_all(attempts: int = 3) -> int:
     Counts that could not be written stay pending.
     """
     failed = 0
-    for _ in range(attempts):
-        failed = 0
-        for key_id, pending in ACCUMULATOR.take_all().items():
-            if not _write(key_id, pending, short_wait=False):
-                failed += 1
-        if not failed:
-            break
+    # After a flusher pass under way: the flusher is a daemon thread, ended with the process, and the
+    # counts it holds while writing are no longer in the accumulator.
+    with _pass_lock:
+        for _ in range(attempts):
+            failed = 0
+            for key_id, pending in ACCUMULATOR.take_all().items():
+                if not _write(key_id, pending, short_wait=False):
+                    failed += 1
+            if not failed:
+                break
     return failed
 
 
 def flush_due() -> int:
     """Write the pending counts of every key whose interval has passed (the flusher's pass); keys whose write
     failed."""
-    return sum(not flush_key(key_id) for key_id in ACCUMULATOR.claim_due())
+    with _pass_lock:
+        return sum(not flush_key(key_id) for key_id in ACCUMULATOR.claim_due())
 
 
+# Held by a flusher pass and by flush_all, so a worker's exit waits for a pass that is writing.
+_pass_lock = threading.Lock()
 _flusher_lock = threading.Lock()
 _flusher_pid: int | None = None
 
