@@ -20,8 +20,9 @@ workers; docs/performance.md has the measurements behind them.
 import multiprocessing
 
 # Prometheus metrics from every worker (PROMETHEUS_MULTIPROC_DIR, see docs/operations.md):
-# a clean directory when the server starts, a dead worker's gauges dropped.
-from apikeys.gunicorn_hooks import child_exit, on_starting  # noqa: F401
+# a clean directory when the server starts, a dead worker's gauges dropped; and the key usage
+# counts a worker holds written in the background and when it exits (docs/usage.md).
+from apikeys.gunicorn_hooks import child_exit, on_starting, post_worker_init, worker_exit  # noqa: F401
 
 # nginx on the same host forwards here (deploy/nginx/omikeys.conf's upstream).
 bind = "127.0.0.1:8000"

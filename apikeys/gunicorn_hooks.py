@@ -1,13 +1,15 @@
-"""gunicorn server hooks for prometheus-client's multiprocess mode: a clean directory at start, dead workers forgotten.
+"""gunicorn server hooks: prometheus-client's multiprocess mode (a clean directory at start, dead workers
+forgotten), and key usage still held by a worker written when it exits.
 
 In ``gunicorn.conf.py``::
 
-    from apikeys.gunicorn_hooks import child_exit, on_starting  # noqa: F401
+    from apikeys.gunicorn_hooks import child_exit, on_starting, post_worker_init, worker_exit  # noqa: F401
 
 or, with no configuration file of its own, ``gunicorn -c python:apikeys.gunicorn_hooks ...``.
-Both hooks do nothing when ``PROMETHEUS_MULTIPROC_DIR`` is unset. They run in gunicorn's
+The metrics hooks do nothing when ``PROMETHEUS_MULTIPROC_DIR`` is unset. They run in gunicorn's
 master process, which does not load Django, so they read prometheus-client's own
-variable directly, as that library does.
+variable directly, as that library does. ``post_worker_init`` and ``worker_exit`` run in the worker,
+which has loaded Django.
 """
 
 import os
@@ -41,3 +43,38 @@ def child_exit(server, worker) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker) -> None:
+    """Start the worker's key usage flusher (``lifecycle.usage.start_flusher``), once the application is loaded."""
+    from django.apps import apps
+
+    if apps.ready:
+        from apikeys.lifecycle import usage
+
+        usage.start_flusher()
+
+
+def worker_exit(server, worker) -> None:
+    """Write the key usage counts the exiting worker still holds (``lifecycle.flush_usage``).
+
+    Runs in the worker after its last request (a graceful stop: SIGTERM, SIGHUP, max_requests). Does
+    nothing if the worker never loaded Django; a write that fails is logged, and those counts are lost.
+    """
+    from django.apps import apps
+
+    if not apps.ready:
+        return
+    from django.db import connections
+
+    from apikeys import lifecycle
+
+    try:
+        failed = lifecycle.flush_usage()
+    except Exception:  # the worker is exiting: log, never raise into gunicorn
+        server.log.exception("key usage not written at worker exit")
+        return
+    finally:
+        connections.close_all()
+    if failed:
+        server.log.warning("key usage of %d keys could not be written at worker exit", failed)

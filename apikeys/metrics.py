@@ -197,3 +197,35 @@ def record_notice(kind: str, outcome: str) -> None:
     if kind not in NOTICE_KINDS or outcome not in NOTICE_OUTCOMES:
         raise ValueError(f"unknown notice kind or outcome {kind!r}, {outcome!r}")
     NOTICES.labels(kind, outcome).inc()
+
+
+USAGE_FLUSH_RESULTS = ("written", "failed")  # failed: a database error; the counts stay pending for the next write
+USAGE_FLUSHES = Counter(
+    "omikeys_usage_flushes",
+    "Writes of a key's usage counts held in a process (lifecycle.usage), by result.",
+    ["result"],
+)
+USAGE_DROPPED_WHAT = ("request", "address")  # a whole count (too many keys pending), or only its address
+USAGE_DROPPED = Counter(
+    "omikeys_usage_dropped",
+    "Key usage not kept because a process's pending usage was full (OMIKEYS_USAGE_MAX_PENDING_*).",
+    ["what"],
+)
+for _result in USAGE_FLUSH_RESULTS:
+    USAGE_FLUSHES.labels(_result)
+for _what in USAGE_DROPPED_WHAT:
+    USAGE_DROPPED.labels(_what)
+
+
+def record_usage_flush(result: str) -> None:
+    """Count one write of a key's usage: ``result`` one of :data:`USAGE_FLUSH_RESULTS`, else ``ValueError``."""
+    if result not in USAGE_FLUSH_RESULTS:
+        raise ValueError(f"unknown usage flush result {result!r}; one of {', '.join(USAGE_FLUSH_RESULTS)}")
+    USAGE_FLUSHES.labels(result).inc()
+
+
+def record_usage_dropped(what: str) -> None:
+    """Count usage not kept: ``what`` one of :data:`USAGE_DROPPED_WHAT`, else ``ValueError``."""
+    if what not in USAGE_DROPPED_WHAT:
+        raise ValueError(f"unknown usage drop {what!r}; one of {', '.join(USAGE_DROPPED_WHAT)}")
+    USAGE_DROPPED.labels(what).inc()

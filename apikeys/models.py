@@ -652,3 +652,83 @@ class Notice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} to {self.recipient or self.user}"
+
+
+# Usage per key (lifecycle.usage): counts per hour and outcome, the most recent use, the addresses seen.
+# The outcome columns, named for the service API's verdict codes (lifecycle.Code), in the order shown.
+USAGE_OUTCOMES = ("accepted", "insufficient_scope", "expired", "disabled", "revoked", "owner_inactive")
+
+
+class KeyUsageHour(models.Model):
+    """How many times a key was presented in one hour (UTC), by outcome; days are sums of hours.
+
+    ``hour`` is the hour's start. The counters grow by atomic increments from every process
+    (``lifecycle.usage``); rows older than 90 days are deleted by the scheduled retention pass.
+    """
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage_hours", db_index=False)
+    hour = models.DateTimeField(help_text="The start of the hour (UTC).")
+    accepted = models.PositiveBigIntegerField(default=0)
+    insufficient_scope = models.PositiveBigIntegerField(default=0)
+    expired = models.PositiveBigIntegerField(default=0)
+    disabled = models.PositiveBigIntegerField(default=0)
+    revoked = models.PositiveBigIntegerField(default=0)
+    owner_inactive = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "key usage hour"
+        ordering = ["api_key", "hour"]
+        constraints = [models.UniqueConstraint(fields=["api_key", "hour"], name="keyusagehour_key_hour_uniq")]
+        indexes = [models.Index(fields=["hour"], name="keyusagehour_hour_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id} at {self.hour:%Y-%m-%d %H:00}"
+
+    @property
+    def total(self) -> int:
+        """Every presentation of the key in the hour, whatever its outcome."""
+        return sum(getattr(self, outcome) for outcome in USAGE_OUTCOMES)
+
+
+class KeyLastUse(models.Model):
+    """The most recent presentation of a key (any outcome): when, from which address, with which client.
+
+    ``address`` and ``user_agent`` are personal data: emptied after
+    ``OMIKEYS_USAGE_ADDRESS_RETENTION_DAYS`` and when the owner is erased; ``at`` and ``outcome`` stay.
+    """
+
+    api_key = models.OneToOneField(ApiKey, on_delete=models.CASCADE, primary_key=True, related_name="last_use")
+    at = models.DateTimeField()
+    outcome = models.CharField(max_length=32)
+    address = models.GenericIPAddressField("IP address", null=True, blank=True)
+    user_agent = models.CharField(max_length=USER_AGENT_MAX_LENGTH, blank=True)
+
+    class Meta:
+        verbose_name = "key last use"
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class KeyAddress(models.Model):
+    """An address a key was presented from: first and last seen, and how many requests came from it.
+
+    Personal data: deleted ``OMIKEYS_USAGE_ADDRESS_RETENTION_DAYS`` after it was last seen, and with the
+    owner's erasure.
+    """
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="addresses", db_index=False)
+    address = models.GenericIPAddressField("IP address")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    requests = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "key address"
+        verbose_name_plural = "key addresses"
+        ordering = ["api_key", "-last_seen"]
+        constraints = [models.UniqueConstraint(fields=["api_key", "address"], name="keyaddress_key_address_uniq")]
+        indexes = [models.Index(fields=["last_seen"], name="keyaddress_last_seen_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.api_key_id})"

@@ -2,7 +2,8 @@
 
 The periodic passes are registered as django-q2 schedules after every ``migrate``
 (:func:`ensure_schedules`): deliveries, key.expired and email notices about once a minute,
-expiry notices every five minutes, the outbox's retention (``webhooks.prune_events``) once an hour.
+expiry notices every five minutes, the outbox's retention (``webhooks.prune_events``) and key usage's
+(``lifecycle.prune_usage``) once an hour.
 """
 
 from django_q.models import Schedule
@@ -17,6 +18,8 @@ SCHEDULES = {
     "omikeys: emit key.expired events": ("apikeys.tasks.emit_expired", 1),
     # Outgoing events past OMIKEYS_WEBHOOK_RETENTION_DAYS, once all their deliveries are done.
     "omikeys: prune old webhook events": ("apikeys.tasks.prune_events", 60),
+    # Key usage: hourly counts past 90 days, addresses past OMIKEYS_USAGE_ADDRESS_RETENTION_DAYS.
+    "omikeys: prune key usage": ("apikeys.tasks.prune_usage", 60),
     # Email notices that are due: retries, and first attempts whose immediate task was lost.
     "omikeys: send due notices": ("apikeys.tasks.send_due_notices", 1),
     # Expiry reminders (7 days, 1 day) and expired notices, once per key, milestone and expiry.
@@ -42,6 +45,12 @@ def emit_expired() -> int:
 def prune_events() -> int:
     """The hourly pass that deletes old outgoing events whose deliveries are done."""
     return webhooks.prune_events()
+
+
+def prune_usage() -> int:
+    """The hourly pass that removes old usage counts and addresses; the number of rows removed or emptied."""
+    report = lifecycle.prune_usage()
+    return report.hours + report.addresses + report.last_uses
 
 
 def send_notices(user_id) -> int:

@@ -85,6 +85,16 @@ def fresh_key_lookup():
 
 
 @pytest.fixture(autouse=True)
+def fresh_usage():
+    """Key usage counts wait in the process's memory (lifecycle.usage): each test starts with none pending."""
+    from apikeys.lifecycle import usage
+
+    usage.ACCUMULATOR.clear()
+    yield
+    usage.ACCUMULATOR.clear()
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache():
     """Throttle counters live in the cache: each test starts with none."""
     cache.clear()

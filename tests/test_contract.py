@@ -541,6 +541,7 @@ def test_both_fuzzed_schemas_cover_the_create_operation():
         ("POST", URL + "/{key_id}/rotate"),
         ("POST", URL + "/{key_id}/disable"),
         ("POST", URL + "/{key_id}/enable"),
+        ("GET", URL + "/{key_id}/usage"),
         ("GET", "/v1/dev/key"),
         # The service API (tests/test_service_*.py); fuzzed here with a Firebase token, which it refuses (401).
         ("POST", "/v1/service/keys/verify"),

@@ -19,6 +19,7 @@ def test_the_openapi_document_is_served_as_json(api):
         "/v1/dev/keys/{key_id}/rotate",
         "/v1/dev/keys/{key_id}/disable",
         "/v1/dev/keys/{key_id}/enable",
+        "/v1/dev/keys/{key_id}/usage",
         "/v1/dev/key",
         "/v1/service/keys/verify",
         "/v1/service/users/{uid}/keys",

@@ -10,7 +10,7 @@ from apikeys import lifecycle
 from apikeys.audit import Actor
 from apikeys.models import ApiKey, KeyEvent, ServiceClient, User
 
-from .helpers import expire, issue, make_owner, service
+from .helpers import expire, issue, key_client, make_owner, service
 from .test_secrets import every_stored_value
 
 pytestmark = pytest.mark.django_db
@@ -187,9 +187,12 @@ def test_erase_takes_no_fields(owner):
 def test_erasing_leaves_no_email_ip_or_user_agent_of_the_user_anywhere(user_client, emulator_user):
     person = {"REMOTE_ADDR": "198.51.100.77", "HTTP_USER_AGENT": "ErasureTestAgent/1.0"}
     created = user_client.post("/v1/dev/keys", data={"name": "mine"}, format="json", **person).json()
-    user_client.post(f"/v1/dev/keys/{created['id']}/rotate", data={}, format="json", **person)
+    rotated = user_client.post(f"/v1/dev/keys/{created['id']}/rotate", data={}, format="json", **person).json()
     second = user_client.post("/v1/dev/keys", data={"name": "second"}, format="json", **person).json()
     user_client.delete(f"/v1/dev/keys/{second['id']}", **person)
+    # The key's usage records the address and user agent of its last use and the addresses it was used from.
+    assert key_client(rotated["key"]).get("/v1/dev/key", **person).status_code == 200
+    assert lifecycle.flush_usage() == 0
     user = User.objects.get(firebase_uid=emulator_user.uid)
     values = list(every_stored_value())
     assert any(emulator_user.email in value for value in values)  # the scan sees what it looks for
@@ -211,6 +214,7 @@ def test_erasing_leaves_no_email_ip_or_user_agent_of_the_user_anywhere(user_clie
         "user_agents_erased": 5,
         "key_names_scrubbed": 0,
         "admin_records_scrubbed": 0,
+        "usage_records_erased": 2,  # the address the key was used from, and its last use's address and agent
     }
     values = list(every_stored_value())
     for personal in (emulator_user.email, "198.51.100.77", "ErasureTestAgent/1.0"):

@@ -602,6 +602,7 @@ def test_the_worker_schedules_its_passes():
         "apikeys.tasks.deliver_due": (Schedule.MINUTES, 1, -1),
         "apikeys.tasks.emit_expired": (Schedule.MINUTES, 1, -1),
         "apikeys.tasks.prune_events": (Schedule.MINUTES, 60, -1),
+        "apikeys.tasks.prune_usage": (Schedule.MINUTES, 60, -1),
         "apikeys.tasks.send_due_notices": (Schedule.MINUTES, 1, -1),
         "apikeys.tasks.write_expiry_notices": (Schedule.MINUTES, 5, -1),
     }

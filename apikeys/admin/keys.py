@@ -272,6 +272,8 @@ class ApiKeyAdmin(KeyViews, admin.ModelAdmin):
                 # One of the two, for a key that can still change: pausing needs no active key.
                 disable_url=pause_url if can_change and not obj.is_disabled else None,
                 enable_url=pause_url if can_change and obj.is_disabled else None,
+                # Usage holds addresses and user agents too: shown to the staff who may view the events.
+                key_usage=lifecycle.key_usage(obj, days=30) if can_see_events else None,
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 

@@ -135,8 +135,8 @@ class ApiKeyAuthentication(BearerAuthentication):
     On success ``request.user`` is the key's owner and ``request.auth`` the
     :class:`~apikeys.models.ApiKey`, with its scope codes in ``request.auth.scope_codes``.
     The verdict is :func:`lifecycle.judge_key`'s, as for the service API: one indexed read
-    (:func:`lifecycle.verify_key`); its only write is ``last_used_at``, at most once a minute
-    per key (:func:`lifecycle.mark_used`).
+    (:func:`lifecycle.verify_key`); its only writes are ``last_used_at`` and the key's usage counts,
+    at most once a minute per key and process (:func:`lifecycle.mark_used`, ``lifecycle.usage``).
 
     A client address with too many failed verifications gets 429 with
     ``Retry-After`` for every key it sends, valid or not, until its window ends.
@@ -146,7 +146,9 @@ class ApiKeyAuthentication(BearerAuthentication):
 
     def authenticate_token(self, request, token):
         presented = None if token is None else token.decode("latin-1")
-        verdict = lifecycle.judge_key(presented, client_address=client_ip(request))
+        verdict = lifecycle.judge_key(
+            presented, client_address=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
+        )
         if verdict.retry_after:
             raise TooManyRequests(
                 verdict.retry_after,

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.permissions import BasePermission
 
-from .. import metrics
+from .. import lifecycle, metrics
 from ..models import ApiKey
 
 
@@ -41,6 +41,7 @@ class HasScope(BasePermission):
             if scope not in granted:
                 self.message = f"Insufficient permissions. Required scope: {scope}"
                 metrics.record_scope_refusal()
+                lifecycle.record_scope_refusal(request.auth)
                 return False
         return True
 

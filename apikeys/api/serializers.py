@@ -376,3 +376,89 @@ def calling_key_body(api_key: ApiKey) -> dict:
         "secret": SECRET_REPLACED if presented_secret_sunset(api_key) else SECRET_CURRENT,
         "secret_expires_at": _moment(presented_secret_expires_at(api_key)),
     }
+
+
+# --- usage per key (GET /v1/dev/keys/{key_id}/usage) -----------------------------------
+
+
+class UsageCountsSerializer(serializers.Serializer):
+    """Requests by outcome, and their total."""
+
+    accepted = serializers.IntegerField(help_text="Verified, with every scope required.")
+    insufficient_scope = serializers.IntegerField(help_text="Verified, but refused for a missing scope.")
+    expired = serializers.IntegerField(help_text="Refused: the key (or the presented replaced secret) had expired.")
+    disabled = serializers.IntegerField(help_text="Refused: the key was paused.")
+    revoked = serializers.IntegerField(help_text="Refused: the key was revoked.")
+    owner_inactive = serializers.IntegerField(help_text="Refused: the key's owner was deactivated.")
+    total = serializers.IntegerField(help_text="Every request with this key, whatever its outcome.")
+
+
+class UsageBucketSerializer(UsageCountsSerializer):
+    """One day's (or hour's) requests."""
+
+    start = serializers.CharField(help_text="The day's (hour's) start, ISO 8601 in UTC.")
+
+
+class UsageLastUseSerializer(serializers.Serializer):
+    """The most recent request with the key."""
+
+    at = serializers.CharField(help_text="When, ISO 8601 in UTC.")
+    outcome = serializers.CharField(help_text="Its outcome: accepted, insufficient_scope, expired, disabled...")
+    address = serializers.CharField(allow_null=True, help_text="The client's IP address (null once past retention).")
+    user_agent = serializers.CharField(help_text="The client's User-Agent (empty if none, or past retention).")
+
+
+class UsageAddressSerializer(serializers.Serializer):
+    """An address the key was used from."""
+
+    address = serializers.CharField()
+    first_seen = serializers.CharField(help_text="ISO 8601 in UTC.")
+    last_seen = serializers.CharField(help_text="ISO 8601 in UTC.")
+    requests = serializers.IntegerField()
+
+
+class KeyUsageSerializer(serializers.Serializer):
+    """A key's usage over a window of days."""
+
+    key_id = serializers.CharField()
+    days = serializers.IntegerField(help_text="The window: this many days, the current (UTC) day last.")
+    granularity = serializers.ChoiceField(choices=["day", "hour"])
+    buckets = UsageBucketSerializer(many=True, help_text="Oldest first, one per day (hour) of the window.")
+    totals = UsageCountsSerializer()
+    last_use = UsageLastUseSerializer(allow_null=True, help_text="null if the key was never used.")
+    addresses = UsageAddressSerializer(
+        many=True, help_text="Addresses seen in the address retention window (30 days by default), latest first."
+    )
+
+
+def key_usage_body(api_key: ApiKey, usage) -> dict:
+    """The usage endpoint's answer for a ``lifecycle.KeyUsage``."""
+
+    def counts(values: dict) -> dict:
+        return {**values, "total": sum(values.values())}
+
+    last_use = usage.last_use
+    return {
+        "key_id": str(api_key.pk),
+        "days": usage.days,
+        "granularity": usage.granularity,
+        "buckets": [{"start": _moment(row.start), **counts(row.counts)} for row in usage.rows],
+        "totals": counts(usage.totals),
+        "last_use": None
+        if last_use is None
+        else {
+            "at": _moment(last_use.at),
+            "outcome": last_use.outcome,
+            "address": last_use.address,
+            "user_agent": last_use.user_agent,
+        },
+        "addresses": [
+            {
+                "address": seen.address,
+                "first_seen": _moment(seen.first_seen),
+                "last_seen": _moment(seen.last_seen),
+                "requests": seen.requests,
+            }
+            for seen in usage.addresses
+        ],
+    }

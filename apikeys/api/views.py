@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from .. import lifecycle, limits
 from ..audit import Actor
-from ..jsonapi.exceptions import Conflict, PreconditionFailed, TooManyRequests
+from ..jsonapi.exceptions import Conflict, PreconditionFailed, RequestValidationError, TooManyRequests
 from ..jsonapi.schema import ErrorResponseSerializer, HTTPValidationErrorSerializer
 from ..jsonapi.views import JSONAPIView
 from ..models import ApiKey, KeyEvent
@@ -26,7 +26,9 @@ from .serializers import (
     DevApiKeyRotatedSerializer,
     DevApiKeyRotateSerializer,
     DevApiKeySerializer,
+    KeyUsageSerializer,
     calling_key_body,
+    key_usage_body,
     presented_secret_expires_at,
 )
 
@@ -269,6 +271,64 @@ class KeyDetailView(KeyAPIView):
         DevApiKeyRevokeSerializer(data=self.json_object(request)).is_valid(raise_exception=True)
         lifecycle.revoke_key(own_key(request, key_id, revoked_too=True), actor=api_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+USAGE_DESCRIPTION = """How one of the caller's keys has been used: requests per day (or hour, with
+`granularity=hour`) over the last `days` days (1 to 90, default 30; UTC days, the current one last), split
+by outcome (`accepted`; `insufficient_scope`; refused because `expired`, `disabled`, `revoked` or
+`owner_inactive`), their totals, the most recent request (`last_use`: when, its outcome, the client's
+address and User-Agent) and the addresses the key was used from in the last 30 days (the address
+retention window), with first and last seen and their number of requests.
+
+Counts are written by each server process at most once a minute per key, so the last minute may be
+missing. Revoked keys have their usage too. Unknown ids and other users' keys are 404; `days` or
+`granularity` out of range is 422 (`loc` `["query", "days"]`)."""
+
+
+def _days_parameter(value: str | None) -> int:
+    if value is None:
+        return 30
+    try:
+        days = int(value.strip())
+    except ValueError:
+        raise RequestValidationError.single(
+            ["query", "days"], "Input should be a valid integer, unable to parse string as an integer", "int_parsing"
+        ) from None
+    if days < 1:
+        raise RequestValidationError.single(
+            ["query", "days"], "Input should be greater than or equal to 1", "greater_than_equal"
+        )
+    if days > lifecycle.usage.MAX_DAYS:
+        raise RequestValidationError.single(
+            ["query", "days"], f"Input should be less than or equal to {lifecycle.usage.MAX_DAYS}", "less_than_equal"
+        )
+    return days
+
+
+class KeyUsageView(KeyAPIView):
+    """``GET /v1/dev/keys/<id>/usage``: how one of the caller's keys has been used."""
+
+    @extend_schema(
+        operation_id="getApiKeyUsage",
+        summary="Get Key Usage",
+        description=USAGE_DESCRIPTION,
+        tags=TAGS,
+        parameters=[
+            OpenApiParameter("days", int, OpenApiParameter.QUERY, description="1 to 90; default 30."),
+            OpenApiParameter(
+                "granularity", str, OpenApiParameter.QUERY, enum=["day", "hour"], description="Default day."
+            ),
+        ],
+        responses={200: KeyUsageSerializer, 401: ERROR_401, 404: ERROR_404, 422: ERROR_422, 503: ERROR_503},
+    )
+    def get(self, request, key_id: str):
+        days = _days_parameter(request.query_params.get("days"))
+        granularity = request.query_params.get("granularity", "day")
+        if granularity not in lifecycle.usage.GRANULARITIES:
+            raise RequestValidationError.single(["query", "granularity"], "Input should be 'day' or 'hour'", "enum")
+        api_key = own_key(request, key_id, revoked_too=True)
+        usage = lifecycle.key_usage(api_key, days=days, granularity=granularity)
+        return Response(key_usage_body(api_key, usage))
 
 
 def no_room_to_extend(limit: int) -> str:

@@ -15,7 +15,10 @@ handled, one way, and every change is audited in the transaction that makes it.
   :func:`handle_leak` and :func:`handle_leaked_token` (a key reported found in public), and
   :func:`mark_used` on the verification path;
 - reads: :func:`verify_key` (the :class:`Verification` of a presented secret), and :func:`judge_key`
-  (the :class:`KeyVerdict` every door gives: throttle, verification, usage stamp, scopes);
+  (the :class:`KeyVerdict` every door gives: throttle, verification, usage stamp and counts, scopes);
+  :func:`key_usage` (a key's :class:`KeyUsage`: counts per day or hour, last use, addresses);
+- usage kept outside a request: :func:`record_scope_refusal` (a door's own scope check refused a key),
+  :func:`flush_usage` (a worker that exits), :func:`prune_usage` (the retention pass);
 - rules doors may check early: :func:`validate_expiry`, :func:`validate_reason`, :func:`ensure_may_hold_keys`,
   :func:`default_scopes`, :data:`GRACE_PERIODS`, :data:`MAX_GRACE_SECONDS`;
 - refusals: ``ValidationError`` keyed by field ("name", "scopes", "expires_at",
@@ -74,6 +77,9 @@ from .service_clients import (
     revoke_service_client,
     rotate_service_client,
 )
+from .usage import KeyUsage, UsageRow, key_usage, record_scope_refusal
+from .usage import flush_all as flush_usage
+from .usage import prune as prune_usage
 from .verification import Code, KeyVerdict, Rejection, Verification, judge_key, mark_used, verify_key
 
 __all__ = [
@@ -102,6 +108,8 @@ __all__ = [
     "ImportedKey",
     "IssuedKey",
     "KeyVerdict",
+    "KeyUsage",
+    "UsageRow",
     "KeyRevoked",
     "LifecycleError",
     "NotChangeable",
@@ -126,6 +134,10 @@ __all__ = [
     "import_keys",
     "issue_key",
     "judge_key",
+    "key_usage",
+    "flush_usage",
+    "prune_usage",
+    "record_scope_refusal",
     "mark_used",
     "revoke_key",
     "rotate_key",

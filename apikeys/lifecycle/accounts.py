@@ -15,6 +15,7 @@ from django.utils import timezone
 from .. import events, notices
 from ..audit import Actor
 from ..models import ApiKey, KeyEvent, User
+from . import usage
 from .changes import revoke_key
 from .errors import LifecycleError
 from .rules import validate_reason
@@ -72,7 +73,9 @@ class ErasureReport:
     whose IP address, user agent, actor label or details (the email inside a name) were erased;
     ``ip_addresses_erased``/``user_agents_erased``: how many of each; ``key_names_scrubbed``: keys
     whose name held the email; ``admin_records_scrubbed``: the admin's history entries about the
-    user or their keys that held the email, and admin sign-in attempts made with it (deleted).
+    user or their keys that held the email, and admin sign-in attempts made with it (deleted);
+    ``usage_records_erased``: addresses their keys were used from (deleted) and last uses whose address and
+    user agent were emptied (``usage.erase_for_owner``; the counts stay).
     What stays: the user row (uid, username ``firebase:<uid>``, dates) and each key and event
     without personal data, the anonymous skeleton of the history.
     """
@@ -87,6 +90,7 @@ class ErasureReport:
     user_agents_erased: int = 0
     key_names_scrubbed: int = 0
     admin_records_scrubbed: int = 0
+    usage_records_erased: int = 0
 
 
 # Characters that may stand right before an address's local part, or right after its domain, and belong
@@ -136,7 +140,8 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
     username that is not ``firebase:<uid>`` (one staff typed, perhaps the email) becomes it; the
     admin's records of sign-in attempts made with the email or username are deleted (they hold the
     address and user agent of whoever tried); their email notices not sent yet are deleted, and the
-    others lose their address, subject and last error (``notices.erase_for_user``). Idempotent: erasing again
+    others lose their address, subject and last error (``notices.erase_for_user``); the addresses and user
+    agents their keys' usage recorded are erased (``usage.erase_for_owner``). Idempotent: erasing again
     reports nothing more to erase. A ``user.erased`` event is written in the same transaction
     when this call erased, revoked or deactivated anything (a repeated erasure sends none).
 
@@ -173,6 +178,7 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
                 "deactivated_at",
             ]
         )
+        usage_erased = usage.erase_for_owner(current)
         key_events = KeyEvent.objects.filter(Q(api_key__owner=current) | Q(actor=current))
         ip_addresses = key_events.filter(ip_address__isnull=False).count()
         user_agents = key_events.exclude(user_agent="").count()
@@ -208,7 +214,7 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
         # Notices not sent yet (those of the revocations above among them) are deleted; sent ones lose the address.
         notices_erased = notices.erase_for_user(current)
         anything = revoked or deactivated or email_erased or names_erased or scrubbed_pks or key_names
-        if anything or admin_records or notices_erased:
+        if anything or admin_records or notices_erased or usage_erased:
             events.emit_user_event("user.erased", current, actor=actor, key_ids=[key.pk for key in revoked])
     for name in ("username", "email", "first_name", "last_name", "is_active", "deactivation_reason", "deactivated_at"):
         setattr(user, name, getattr(current, name))
@@ -225,6 +231,7 @@ def erase_user(user: User, *, actor: Actor | None) -> ErasureReport:
         user_agents_erased=user_agents,
         key_names_scrubbed=key_names,
         admin_records_scrubbed=admin_records,
+        usage_records_erased=usage_erased,
     )
 
 

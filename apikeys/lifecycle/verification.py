@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from .. import crypto, limits, lookup, metrics
 from ..models import ApiKey
+from . import usage
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,13 @@ class KeyVerdict:
         return self.verification.api_key if self.verification is not None else None
 
 
-def judge_key(presented: str | None, *, client_address: str | None, required_scopes: Iterable[str] = ()) -> KeyVerdict:
+def judge_key(
+    presented: str | None,
+    *,
+    client_address: str | None,
+    required_scopes: Iterable[str] = (),
+    user_agent: str = "",
+) -> KeyVerdict:
     """The one verdict on a key presented by a client at ``client_address``, for every door that checks keys.
 
     ``presented`` is the text the client sent as its key (``None``: it sent something that
@@ -207,6 +214,10 @@ def judge_key(presented: str | None, *, client_address: str | None, required_sco
        ``REVOKED``, ``EXPIRED`` or ``OWNER_INACTIVE``;
     3. a key that verifies is stamped used (:func:`mark_used`), then is ``INSUFFICIENT_SCOPE`` if it
        lacks any of ``required_scopes`` (not a failed attempt), else ``VALID``.
+
+    A verdict on a key that matched (every code but ``MALFORMED``, ``NOT_FOUND`` and ``RATE_LIMITED``) is
+    counted in the key's usage with ``client_address`` and ``user_agent`` (:mod:`.usage`: in memory, written
+    with the stamp at most once per ``OMIKEYS_LAST_USED_INTERVAL`` per key and process).
 
     Every verdict is counted in the verification metrics. ``ApiKeyAuthentication`` (``GET /v1/dev/key``
     and the views it protects) and the service API's verify endpoint both call this, so a key is judged
@@ -227,11 +238,16 @@ def judge_key(presented: str | None, *, client_address: str | None, required_sco
         wait = throttle.hit(subject)
         if wait:
             return _throttled(throttle, wait, started, verification)
+        code = _CODE_OF_OUTCOME[verification.outcome]
+        if verification.matched is not None:
+            usage.record(verification.matched, code, client_address=client_address, user_agent=user_agent)
         metrics.record_verification(verification.outcome, verification.secret, started)
-        return KeyVerdict(_CODE_OF_OUTCOME[verification.outcome], verification)
+        return KeyVerdict(code, verification)
     mark_used(api_key)
-    metrics.record_verification(verification.outcome, verification.secret, started)
     missing = tuple(scope for scope in dict.fromkeys(required_scopes) if scope not in api_key.scope_codes)
+    code = Code.INSUFFICIENT_SCOPE if missing else Code.VALID
+    usage.record(api_key, code, client_address=client_address, user_agent=user_agent)
+    metrics.record_verification(verification.outcome, verification.secret, started)
     if missing:
         metrics.record_scope_refusal()
         return KeyVerdict(Code.INSUFFICIENT_SCOPE, verification, missing_scopes=missing)

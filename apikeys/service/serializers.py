@@ -94,7 +94,8 @@ class VerifyKeyRequestSerializer(StrictSerializer):
         default="",
         max_length=MAX_USER_AGENT_LENGTH,
         help_text=f"The end client's User-Agent, if any (at most {MAX_USER_AGENT_LENGTH} characters); logged with "
-        "a client that gets throttled, never stored.",
+        "a client that gets throttled, and kept (its first 300 characters) as the key's last use with client_ip "
+        "for OMIKEYS_USAGE_ADDRESS_RETENTION_DAYS.",
     )
 
 
@@ -229,4 +230,8 @@ class ErasureSerializer(serializers.Serializer):
     admin_records_scrubbed = serializers.IntegerField(
         help_text="Admin history entries about the user or their keys that held the email, and admin sign-in "
         "attempts made with the email or username (deleted)."
+    )
+    usage_records_erased = serializers.IntegerField(
+        help_text="Addresses the user's keys were used from (deleted), and last uses of their keys whose address and "
+        "user agent were erased; the usage counts stay."
     )

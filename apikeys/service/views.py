@@ -79,7 +79,9 @@ secret matched a key (VALID, INSUFFICIENT_SCOPE, REVOKED, EXPIRED, OWNER_INACTIV
 
 Failed attempts (every code but VALID and INSUFFICIENT_SCOPE) count against `client_ip`, the end
 client's address, at the rate of failed keys on `GET /v1/dev/key`; the calling service's own
-address is never throttled for them. A valid key stamps `last_used_at` as `GET /v1/dev/key` does.
+address is never throttled for them. A valid key stamps `last_used_at` as `GET /v1/dev/key` does;
+every verdict on a key that matched counts in that key's usage, with `client_ip` and `user_agent`
+(`GET /v1/dev/keys/{key_id}/usage`).
 Needs the `verify_keys` permission."""
 
 
@@ -166,7 +168,10 @@ class VerifyKeyView(ServiceAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         verdict = lifecycle.judge_key(
-            data["key"], client_address=data["client_ip"], required_scopes=data["required_scopes"]
+            data["key"],
+            client_address=data["client_ip"],
+            required_scopes=data["required_scopes"],
+            user_agent=data["user_agent"],
         )
         if verdict.code == Code.RATE_LIMITED:
             logger.info(
@@ -295,5 +300,6 @@ class EraseUserView(ServiceAPIView):
                 "user_agents_erased": report.user_agents_erased,
                 "key_names_scrubbed": report.key_names_scrubbed,
                 "admin_records_scrubbed": report.admin_records_scrubbed,
+                "usage_records_erased": report.usage_records_erased,
             }
         )

@@ -129,7 +129,7 @@ def _already_issued(request, api_key: ApiKey):
 @require_GET
 @signed_in_required
 def key_detail(request, key_id):
-    """The key's details, what can be done with it, and its history, newest first.
+    """The key's details, what can be done with it, its usage over 30 days, and its history, newest first.
 
     A key disabled by Omi staff (``lifecycle.staff_hold``) is shown as such, with their reason, and
     without the Enable button: only staff can enable it; its owner may still edit, rotate or revoke it.
@@ -146,6 +146,7 @@ def key_detail(request, key_id):
         "events": history.event_rows(events[: history.HISTORY_LENGTH], request.user),
         "more_events": len(events) > history.HISTORY_LENGTH,
         "history_length": history.HISTORY_LENGTH,
+        "usage": lifecycle.key_usage(api_key, days=30),
     }
     return render(request, "apikeys/key_detail.html", context)
 

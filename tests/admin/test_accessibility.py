@@ -1,12 +1,12 @@
 """The admin's key pages pass axe-core's WCAG 2.1 AA rules and reflow, at desktop width, 320 px and 200 % zoom.
 
-One walk per layout through real Chromium against a live server, as a staff member: sign-in,
-the index, the key list, add (empty, with errors, and the key shown once), a key's page (and
-with errors), rotate (and with an error, and the new secret shown once), disable (and with an
-error) and enable, revoking from the list, the key's events and one event, and the user and
-scope pages. A key name with no space or hyphen is in the data. Labels axe cannot judge are
-checked by name: the expiry date and time inputs, the owner combobox, and the scopes group
-with its help.
+One walk per layout through real Chromium against a live server, as a staff member: sign-in, the
+index, the key list, add (empty, with errors, and the key shown once), a key's page (with its usage
+chart, table, last use and addresses; and with errors), rotate (and with an error, and the new
+secret shown once), disable (and with an error) and enable, revoking from the list, the key's events
+and one event, and the user and scope pages. A key name with no space or hyphen is in the data.
+Labels axe cannot judge are checked by name: the expiry date and time inputs, the owner combobox,
+and the scopes group with its help.
 """
 
 import datetime
@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from apikeys import lifecycle
 from apikeys.audit import Actor
-from apikeys.models import KeyEvent, Scope, User
+from apikeys.models import KeyAddress, KeyEvent, KeyLastUse, KeyUsageHour, Scope, User
 
 from ..axe import LAYOUTS, Findings, serve_axe, unseen_focus
 from .pages import (
@@ -56,6 +56,12 @@ def test_the_admin_key_pages_pass_axe_and_reflow(browser, live_server, layout):
     soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
     long_key = lifecycle.issue_key(owner=owner, name=LONG_NAME, expires_at=soon).api_key
     lifecycle.rotate_key(long_key, grace_seconds=3600, actor=Actor.command("rotatekeys"))
+    hour = datetime.datetime.now(datetime.UTC).replace(minute=0, second=0, microsecond=0)
+    for day in range(0, 30, 3):
+        KeyUsageHour.objects.create(api_key=long_key, hour=hour - datetime.timedelta(days=day), accepted=day, expired=1)
+    agent = "OmiNightlyExporter/3.2.1(" + "x" * 120 + ")"
+    KeyLastUse.objects.create(api_key=long_key, at=hour, outcome="expired", address="2001:db8::1", user_agent=agent)
+    KeyAddress.objects.create(api_key=long_key, address="2001:db8::1", first_seen=hour, last_seen=hour, requests=9)
     context = browser.new_context(base_url=live_server.url, **layout.context_options())
     serve_axe(context)
     page = context.new_page()
@@ -105,6 +111,9 @@ def test_the_admin_key_pages_pass_axe_and_reflow(browser, live_server, layout):
     page.goto(key_url(long_key))
     expect(page.get_by_role("group", name="Scopes")).to_be_visible()
     findings.check(page, "key page")
+    page.get_by_text("Requests per day", exact=True).click()
+    expect(page.get_by_role("region", name="Requests per day")).to_be_visible()
+    findings.check(page, "key page, usage per day")
     page.get_by_label("Name").fill("")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".errornote")).to_be_visible()

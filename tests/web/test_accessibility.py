@@ -2,7 +2,8 @@
 
 One walk per layout through real Chromium against a live server and the Auth Emulator:
 the sign-in and sign-up pages (with their errors), the key list, the create form (with
-errors), the show-once page, a key's page with its history (also edited, and disabled),
+errors), the show-once page, a key's page with its history and its usage chart, table, last use and
+addresses (also edited, and disabled),
 edit (with errors; a revoked and an expired key's), the notification settings (and saved),
 rotate (with errors) and its show-once page, revoke, a revoked and an expired key, and the
 error pages users see (404, the expired-form 403, the 503 and the 500). The data holds a key
@@ -21,7 +22,7 @@ from playwright.sync_api import expect
 
 from apikeys import lifecycle
 from apikeys.audit import Actor
-from apikeys.models import ApiKey, User
+from apikeys.models import ApiKey, KeyAddress, KeyLastUse, KeyUsageHour, User
 from apikeys.web import views
 
 from .. import firebase_emulator
@@ -55,6 +56,18 @@ def keys_of(email):
         owner=owner, name=LONG_NAME, expires_at=datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=60)
     ).api_key
     lifecycle.rotate_key(long_key, grace_seconds=3600, actor=Actor.command("rotatekeys"))
+    # Usage on most of the last 30 days, a long IPv6 address and a user agent with no place to break a line.
+    now = datetime.datetime.now(datetime.UTC).replace(minute=0, second=0, microsecond=0)
+    KeyUsageHour.objects.bulk_create(
+        KeyUsageHour(api_key=long_key, hour=now - datetime.timedelta(days=day), accepted=day * 7, revoked=day % 3)
+        for day in range(0, 30, 2)
+    )
+    agent = "OmiNightlyExporter/3.2.1(" + "x" * 120 + ")"
+    KeyLastUse.objects.create(
+        api_key=long_key, at=now, outcome="accepted", address="2001:db8:85a3::8a2e:370:7334", user_agent=agent
+    )
+    for address in ("2001:db8:85a3::8a2e:370:7334", "203.0.113.250"):
+        KeyAddress.objects.create(api_key=long_key, address=address, first_seen=now, last_seen=now, requests=12345)
     expired = lifecycle.issue_key(owner=owner, name="Expired" + LONG_NAME[7:]).api_key
     ApiKey.objects.filter(pk=expired.pk).update(
         expires_at=datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
@@ -137,10 +150,13 @@ def test_every_user_page_passes_axe_and_reflows(browser, live_server, layout, mo
     # A key's page with its history; the history's scroll container is a named, focusable region.
     page.goto(f"/keys/{long_key.pk}/")
     findings.check(page, "key detail")
+    page.get_by_text("Requests per day", exact=True).click()
+    expect(page.get_by_role("region", name="Requests per day")).to_be_visible()
+    findings.check(page, "key detail, usage per day")
     history = page.get_by_role("region", name="History of this key, newest first")
     expect(history).to_have_attribute("tabindex", "0")
     page.locator("h1").click()  # start the keyboard walk from the page's title
-    for _ in range(12):
+    for _ in range(20):  # past the usage section's tab stops (its table toggle and two scrolling regions)
         page.keyboard.press("Tab")
         if history.evaluate("element => element === document.activeElement"):
             break

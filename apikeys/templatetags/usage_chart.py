@@ -1,0 +1,55 @@
+"""A key's usage chart (``lifecycle.KeyUsage``): bars drawn as inline SVG on the server, and a table of the numbers."""
+
+from django import template
+
+register = template.Library()
+
+# The chart's drawing box, in SVG user units; the SVG scales to the page's width.
+WIDTH, HEIGHT = 300, 100
+# Outcomes drawn as refused (everything but accepted).
+REFUSED = ("insufficient_scope", "expired", "disabled", "revoked", "owner_inactive")
+
+
+def bars(usage) -> list[dict]:
+    """One bar per row of ``usage``: ``x``, ``width``, and the ``y``/``height`` of its accepted and refused parts,
+    scaled so the busiest row fills the height; numbers as strings with two decimals."""
+    rows = usage.rows
+    step = WIDTH / max(len(rows), 1)
+    scale = HEIGHT / max(usage.busiest, 1)
+    drawn = []
+    for index, row in enumerate(rows):
+        accepted = row.counts["accepted"] * scale
+        refused = sum(row.counts[o] for o in REFUSED) * scale
+        drawn.append(
+            {
+                "row": row,
+                "x": f"{index * step + step * 0.15:.2f}",
+                "width": f"{step * 0.7:.2f}",
+                "accepted_y": f"{HEIGHT - accepted:.2f}",
+                "accepted_height": f"{accepted:.2f}",
+                "refused_y": f"{HEIGHT - accepted - refused:.2f}",
+                "refused_height": f"{refused:.2f}",
+                "refused": sum(row.counts[o] for o in REFUSED),
+            }
+        )
+    return drawn
+
+
+@register.inclusion_tag("apikeys/_usage.html")
+def usage_chart(usage, heading_level: int = 2) -> dict:
+    """Render ``apikeys/_usage.html`` for a ``lifecycle.KeyUsage``: the chart, its table, the last use and addresses.
+
+    ``heading_level``: the level of the section's heading (its parts use the next one).
+    """
+    busiest = max(usage.rows, key=lambda row: row.total) if usage.total else None
+    return {
+        "usage": usage,
+        "bars": bars(usage),
+        "used_rows": [row for row in usage.rows if row.total],
+        "refused_total": sum(usage.totals[o] for o in REFUSED),
+        "busiest": busiest,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "h": f"h{heading_level}",
+        "h_sub": f"h{heading_level + 1}",
+    }

@@ -1,0 +1,306 @@
+"""Usage per key (lifecycle.usage): counting in memory, writing at most once per interval, retention and erasure."""
+
+import datetime
+
+import pytest
+from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from apikeys import lifecycle, metrics, tasks
+from apikeys.lifecycle import usage
+from apikeys.models import ApiKey, KeyAddress, KeyLastUse, KeyUsageHour
+
+from .helpers import NOW, expire, issue, key_client, make_owner
+
+pytestmark = [pytest.mark.django_db]
+URL = "/v1/dev/key"
+
+
+class Clock:
+    """The accumulator's monotonic clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ticks(monkeypatch):
+    """The seconds the accumulator sees (its one time seam: time.monotonic), moved with ``ticks.now += n``."""
+    clock = Clock()
+    monkeypatch.setattr(usage.ACCUMULATOR, "clock", clock)
+    return clock
+
+
+def judge(plaintext: str, *, address: str = "203.0.113.7", user_agent: str = "curl/8.5", scopes=()):
+    return lifecycle.judge_key(plaintext, client_address=address, user_agent=user_agent, required_scopes=scopes)
+
+
+def hours(api_key: ApiKey) -> list[tuple]:
+    return [
+        (row.hour, {o: getattr(row, o) for o in usage.USAGE_OUTCOMES if getattr(row, o)})
+        for row in KeyUsageHour.objects.filter(api_key=api_key).order_by("hour")
+    ]
+
+
+def test_every_outcome_is_counted_in_its_column_and_written_after_the_interval(clock, ticks):
+    owner = make_owner("usage-owner")
+    issued = issue(owner, scopes=["memories:read"])
+    key = issued.api_key
+    judge(issued.plaintext)  # first sight: the interval starts, nothing written
+    judge(issued.plaintext, scopes=["memories:write"])
+    assert not KeyUsageHour.objects.exists()
+    lifecycle.disable_key(key)
+    judge(issued.plaintext)
+    lifecycle.enable_key(key)
+    expire(key)
+    judge(issued.plaintext)
+    judge(issued.plaintext)
+    ApiKey.objects.filter(pk=key.pk).update(expires_at=None)
+    lifecycle.revoke_key(key)
+    ticks.now += 60
+    judge(issued.plaintext, address="198.51.100.1", user_agent="omi-sdk/2")
+    assert hours(key) == [
+        (NOW, {"accepted": 1, "insufficient_scope": 1, "disabled": 1, "expired": 2, "revoked": 1}),
+    ]
+    last = KeyLastUse.objects.get(api_key=key)
+    assert (last.at, last.outcome, last.address, last.user_agent) == (NOW, "revoked", "198.51.100.1", "omi-sdk/2")
+    seen = {a.address: (a.first_seen, a.last_seen, a.requests) for a in KeyAddress.objects.filter(api_key=key)}
+    assert seen == {"203.0.113.7": (NOW, NOW, 5), "198.51.100.1": (NOW, NOW, 1)}
+
+
+def test_an_inactive_owner_is_counted_without_address_or_user_agent(clock, ticks):
+    owner = make_owner("inactive-usage-owner")
+    issued = issue(owner)
+    owner.is_active = False
+    owner.save(update_fields=["is_active"])
+    judge(issued.plaintext)
+    assert usage.flush_all() == 0
+    assert hours(issued.api_key) == [(NOW, {"owner_inactive": 1})]
+    last = KeyLastUse.objects.get(api_key=issued.api_key)
+    assert (last.outcome, last.address, last.user_agent) == ("owner_inactive", None, "")
+    assert not KeyAddress.objects.exists()
+
+
+def test_unknown_and_malformed_keys_are_counted_for_no_key(clock):
+    judge("omi_dev_" + "0" * 32)
+    judge("not a key")
+    assert usage.ACCUMULATOR.pending_keys() == 0
+
+
+def test_counts_fall_in_the_utc_hour_and_days_are_sums_of_hours(clock, ticks):
+    issued = issue(make_owner("hours-owner"))
+    clock.move_to(datetime.datetime(2027, 6, 1, 23, 59, 59, 999999, tzinfo=datetime.UTC), tick=False)
+    judge(issued.plaintext)
+    clock.move_to(datetime.datetime(2027, 6, 2, 0, 0, tzinfo=datetime.UTC), tick=False)
+    judge(issued.plaintext)
+    judge(issued.plaintext)
+    usage.flush_all()
+    assert hours(issued.api_key) == [
+        (datetime.datetime(2027, 6, 1, 23, tzinfo=datetime.UTC), {"accepted": 1}),
+        (datetime.datetime(2027, 6, 2, 0, tzinfo=datetime.UTC), {"accepted": 2}),
+    ]
+    daily = lifecycle.key_usage(issued.api_key, days=2)
+    assert [(row.start, row.total) for row in daily.rows] == [
+        (datetime.datetime(2027, 6, 1, tzinfo=datetime.UTC), 1),
+        (datetime.datetime(2027, 6, 2, tzinfo=datetime.UTC), 2),
+    ]
+    hourly = lifecycle.key_usage(issued.api_key, days=1, granularity="hour")
+    assert len(hourly.rows) == 24
+    assert hourly.rows[0].start == datetime.datetime(2027, 6, 1, 1, tzinfo=datetime.UTC)
+    assert [row.total for row in hourly.rows][-2:] == [1, 2]
+    assert daily.totals["accepted"] == 3 and daily.total == 3
+
+
+def test_inside_the_interval_a_verification_makes_no_query_beyond_the_lookup(clock, ticks):
+    issued = issue(make_owner("quiet-owner"))
+    lifecycle.verify_key("omi_dev_" + "0" * 32)  # on PostgreSQL, the connection prepares the lookup once
+    judge(issued.plaintext)  # the first use: the lookup and the last-used stamp, as before
+    for _ in range(5):
+        ticks.now += 11
+        with CaptureQueriesContext(connection) as queries:
+            assert judge(issued.plaintext).code == "VALID"
+        assert len(queries.captured_queries) == 1
+    ticks.now += 5  # 60 s since the interval started: the counts are written with this request
+    with CaptureQueriesContext(connection) as queries:
+        judge(issued.plaintext)
+    assert any(q["sql"].startswith("UPDATE") and "keyusagehour" in q["sql"] for q in queries.captured_queries)
+    assert hours(issued.api_key) == [(NOW, {"accepted": 7})]
+
+
+def test_refused_keys_are_written_on_the_same_interval(clock, ticks):
+    issued = issue(make_owner("refused-owner"))
+    lifecycle.revoke_key(issued.api_key)
+    judge(issued.plaintext)
+    ticks.now += 59
+    with CaptureQueriesContext(connection) as queries:
+        judge(issued.plaintext)
+    assert len(queries.captured_queries) == 1
+    assert not KeyUsageHour.objects.exists()
+    ticks.now += 1
+    judge(issued.plaintext)
+    assert hours(issued.api_key) == [(NOW, {"revoked": 3})]
+
+
+def test_a_database_error_keeps_the_counts_pending_and_the_verdict_stands(clock, ticks, monkeypatch):
+    issued = issue(make_owner("failing-owner"))
+    judge(issued.plaintext)
+    ticks.now += 60
+    failures = metrics.USAGE_FLUSHES.labels("failed")._value.get()
+
+    def broken(*args, **kwargs):
+        raise DatabaseError("database is locked")
+
+    monkeypatch.setattr(usage, "_write_counts", broken)
+    assert judge(issued.plaintext).code == "VALID"
+    assert metrics.USAGE_FLUSHES.labels("failed")._value.get() == failures + 1
+    assert usage.ACCUMULATOR.pending_keys() == 1
+    monkeypatch.undo()
+    ticks.now += 60
+    judge(issued.plaintext)
+    assert hours(issued.api_key) == [(NOW, {"accepted": 3})]
+
+
+def test_a_write_failing_inside_the_callers_transaction_leaves_it_usable(clock, ticks):
+    issued = issue(make_owner("savepoint-owner"))
+    judge(issued.plaintext)
+    KeyUsageHour.objects.create(api_key=issued.api_key, hour=NOW, accepted=0)
+    ApiKey.objects.filter(pk=issued.api_key.pk)  # the caller's transaction (the test's) stays open
+    # A count that would go below zero is refused by the database: the write fails in its savepoint.
+    usage.ACCUMULATOR.move(issued.api_key.pk, NOW, "insufficient_scope", "accepted")
+    usage.ACCUMULATOR.move(issued.api_key.pk, NOW, "insufficient_scope", "accepted")
+    assert usage.flush_key(issued.api_key.pk) is False
+    assert ApiKey.objects.filter(pk=issued.api_key.pk).exists()  # the transaction still answers
+
+
+@pytest.mark.urls("tests.scoped_urls")
+def test_a_scope_refusal_found_by_the_door_moves_the_count(clock, ticks):
+    issued = issue(make_owner("scoped-usage-owner"), scopes=["conversations:read"])
+    assert key_client(issued.plaintext, HTTP_USER_AGENT="app/1").get("/v1/memories").status_code == 403
+    ticks.now += 60
+    # Written already: the move is an increment of -1 and +1 in the same hour.
+    assert key_client(issued.plaintext, HTTP_USER_AGENT="app/1").get("/v1/memories").status_code == 403
+    usage.flush_all()
+    assert hours(issued.api_key) == [(NOW, {"insufficient_scope": 2})]
+    assert KeyLastUse.objects.get(api_key=issued.api_key).user_agent == "app/1"
+
+
+def test_the_flusher_pass_writes_keys_whose_interval_passed(clock, ticks):
+    issued = issue(make_owner("idle-owner"))
+    judge(issued.plaintext)
+    judge(issued.plaintext)
+    assert usage.flush_due() == 0
+    assert not KeyUsageHour.objects.exists()
+    ticks.now += 60
+    assert usage.flush_due() == 0
+    assert hours(issued.api_key) == [(NOW, {"accepted": 2})]
+    judge(issued.plaintext)
+    ticks.now += 30
+    usage.flush_due()  # only 30 s since its last write
+    assert hours(issued.api_key) == [(NOW, {"accepted": 2})]
+
+
+def test_pending_memory_is_bounded_and_what_is_dropped_is_counted(clock, ticks, settings):
+    settings.OMIKEYS_USAGE_MAX_PENDING_KEYS = 1
+    settings.OMIKEYS_USAGE_MAX_PENDING_ADDRESSES = 2
+    owner = make_owner("bounded-owner")
+    first, second = issue(owner, "first"), issue(owner, "second")
+    dropped_requests = metrics.USAGE_DROPPED.labels("request")._value.get()
+    dropped_addresses = metrics.USAGE_DROPPED.labels("address")._value.get()
+    for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        judge(first.plaintext, address=address)
+    judge(second.plaintext)
+    assert metrics.USAGE_DROPPED.labels("request")._value.get() == dropped_requests + 1
+    assert metrics.USAGE_DROPPED.labels("address")._value.get() == dropped_addresses + 1
+    usage.flush_all()
+    assert hours(first.api_key) == [(NOW, {"accepted": 3})]
+    assert sorted(KeyAddress.objects.values_list("address", flat=True)) == ["192.0.2.1", "192.0.2.2"]
+    assert hours(second.api_key) == []
+
+
+def test_the_retention_pass_removes_old_addresses_and_hours(clock, settings):
+    settings.OMIKEYS_USAGE_ADDRESS_RETENTION_DAYS = 30
+    key = issue(make_owner("retention-owner")).api_key
+    old, recent = NOW - datetime.timedelta(days=31), NOW - datetime.timedelta(days=29)
+    KeyAddress.objects.create(api_key=key, address="192.0.2.1", first_seen=old, last_seen=old, requests=1)
+    KeyAddress.objects.create(api_key=key, address="192.0.2.2", first_seen=old, last_seen=recent, requests=2)
+    KeyLastUse.objects.create(api_key=key, at=old, outcome="accepted", address="192.0.2.1", user_agent="x")
+    KeyUsageHour.objects.create(api_key=key, hour=NOW - datetime.timedelta(days=90, hours=1), accepted=1)
+    KeyUsageHour.objects.create(api_key=key, hour=NOW - datetime.timedelta(days=90), accepted=1)
+    assert tasks.prune_usage() == 3
+    assert list(KeyAddress.objects.values_list("address", flat=True)) == ["192.0.2.2"]
+    last = KeyLastUse.objects.get(api_key=key)
+    assert (last.at, last.outcome, last.address, last.user_agent) == (old, "accepted", None, "")
+    assert list(KeyUsageHour.objects.values_list("hour", flat=True)) == [NOW - datetime.timedelta(days=90)]
+    assert tasks.prune_usage() == 0
+    assert "omikeys: prune key usage" in tasks.SCHEDULES
+
+
+def test_erasing_the_owner_erases_addresses_and_keeps_counts(clock):
+    owner = make_owner("erased-usage-owner")
+    other = make_owner("other-usage-owner")
+    key, others = issue(owner).api_key, issue(other).api_key
+    for api_key in (key, others):
+        KeyAddress.objects.create(api_key=api_key, address="192.0.2.9", first_seen=NOW, last_seen=NOW, requests=1)
+        KeyLastUse.objects.create(api_key=api_key, at=NOW, outcome="accepted", address="192.0.2.9", user_agent="ua")
+        KeyUsageHour.objects.create(api_key=api_key, hour=NOW, accepted=4)
+    report = lifecycle.erase_user(owner, actor=None)
+    assert report.usage_records_erased == 2
+    assert not KeyAddress.objects.filter(api_key=key).exists()
+    last = KeyLastUse.objects.get(api_key=key)
+    assert (last.address, last.user_agent) == (None, "")
+    assert KeyUsageHour.objects.get(api_key=key).accepted == 4
+    assert KeyAddress.objects.filter(api_key=others).count() == 1
+    assert KeyLastUse.objects.get(api_key=others).address == "192.0.2.9"
+    assert lifecycle.erase_user(owner, actor=None).usage_records_erased == 0
+
+
+def test_key_usage_refuses_windows_it_does_not_keep(clock):
+    key = issue(make_owner("window-owner")).api_key
+    for days in (0, 91):
+        with pytest.raises(ValueError):
+            lifecycle.key_usage(key, days=days)
+    with pytest.raises(ValueError):
+        lifecycle.key_usage(key, granularity="minute")
+    assert len(lifecycle.key_usage(key, days=90).rows) == 90
+
+
+def test_the_last_use_keeps_the_latest_across_writes(clock, ticks):
+    issued = issue(make_owner("latest-owner"))
+    judge(issued.plaintext, address="192.0.2.1")
+    usage.flush_all()
+    # An older presentation written late (another process's) does not replace a newer last use.
+    usage.ACCUMULATOR.add(issued.api_key.pk, "accepted", NOW - datetime.timedelta(seconds=5), "192.0.2.2", "old")
+    usage.flush_all()
+    assert KeyLastUse.objects.get(api_key=issued.api_key).address == "192.0.2.1"
+    assert KeyAddress.objects.get(address="192.0.2.2").last_seen == NOW - datetime.timedelta(seconds=5)
+    assert KeyAddress.objects.get(address="192.0.2.1").last_seen == timezone.now()
+
+
+def test_addresses_held_from_before_an_erasure_are_not_written_after_it(clock, ticks):
+    owner = make_owner("erased-while-pending")
+    issued = issue(owner)
+    judge(issued.plaintext, address="192.0.2.44", user_agent="before/1")
+    lifecycle.erase_user(owner, actor=None)
+    usage.flush_all()
+    assert hours(issued.api_key) == [(NOW, {"accepted": 1})]
+    assert not KeyAddress.objects.exists()
+    last = KeyLastUse.objects.get(api_key=issued.api_key)
+    assert (last.outcome, last.address, last.user_agent) == ("accepted", None, "")
+
+
+def test_a_process_starts_one_flusher(monkeypatch):
+    monkeypatch.setattr(usage, "_flusher_pid", None)
+    started = []
+    monkeypatch.setattr(usage.threading, "Thread", lambda **kwargs: started.append(kwargs) or _NotStarted())
+    assert usage.start_flusher() is True
+    assert usage.start_flusher() is False
+    assert [(t["name"], t["daemon"], t["args"]) for t in started] == [("omikeys-usage-flusher", True, (10,))]
+
+
+class _NotStarted:
+    def start(self) -> None:
+        """The thread's loop is the real one in the gunicorn test (tests/test_usage_processes.py)."""
