@@ -133,15 +133,20 @@ def key_detail(request, key_id):
 
     A key disabled by Omi staff (``lifecycle.staff_hold``) is shown as such, with their reason, and
     without the Enable button: only staff can enable it; its owner may still edit, rotate or revoke it.
+    A key reported found in public (a "leaked" event among the last ``history.HISTORY_LENGTH``) says so at
+    the top: where and when, and what was done (revoked, or only reported: then what to do now).
     """
     if redirect_to := _canonical(request, key_id):
         return redirect_to
     api_key = _own_key(request, key_id)
     events = list(api_key.events.order_by("-at", "-id")[: history.HISTORY_LENGTH + 1])
     hold = lifecycle.staff_hold(api_key)  # disabled by staff: the page says so and offers no Enable button
+    # The latest report of the key found in public, from the history already read (no query of its own).
+    leak = next((event for event in events if event.action == KeyEvent.Action.LEAKED), None)
     context = {
         "key": api_key,
         "hold": hold,
+        "leak": leak,
         "hold_reason": hold.details.get("reason", "") if hold is not None else "",
         "events": history.event_rows(events[: history.HISTORY_LENGTH], request.user),
         "more_events": len(events) > history.HISTORY_LENGTH,
