@@ -42,7 +42,18 @@ def equivalents() -> set[str]:
 
 
 # lifecycle is a package: its files are shown one by one below its line, and may be run one by one.
-LIFECYCLE_FILES = ["errors", "rules", "verification", "issuing", "changes", "importing", "accounts", "service_clients"]
+LIFECYCLE_FILES = [
+    "errors",
+    "rules",
+    "verification",
+    "issuing",
+    "changes",
+    "importing",
+    "accounts",
+    "service_clients",
+    "usage",
+    "leaks",
+]
 PARTS = {f"lifecycle.{part}": f"apikeys.lifecycle.{part}." for part in LIFECYCLE_FILES}
 
 
