@@ -856,7 +856,13 @@ def leak_lines(details: dict) -> list[str]:
     lines = [f"{which} was found in public{where}, as reported by {source}."]
     if details.get("note"):
         lines.append(f"The report says: {details['note']}")
-    if details.get("response") == "revoked":
+    if details.get("response") == "grace_ended":
+        lines.append(
+            "That old secret was stopped at once (its grace period ended); the key's current secret did not "
+            "leak and keeps working. Move any app still using the old secret to the current one, and remove "
+            "the old secret from where it was found (and from that place's history)."
+        )
+    elif details.get("response") == "revoked":
         lines.append(
             "The key was revoked at once: it no longer works. Create a new key, put it in your apps, and "
             "remove the old one from where it was found (and from that place's history)."

@@ -201,3 +201,18 @@ def test_names_and_reasons_refuse_new_format_keys_however_disguised():
     assert crypto.contains_raw_key(fullwidth)
     assert not crypto.contains_raw_key(crypto.display_prefix(key))
     assert not crypto.contains_raw_key("a sentence with a long word: " + "x" * 36)
+
+
+def test_a_percent_encoded_or_bare_secret_counts_as_a_raw_key():
+    key = crypto.generate_key().plaintext
+    for text in (
+        key.replace("_", "%5F"),
+        key.replace("_", "%255F"),  # encoded twice
+        "https://x.example/?k=" + "".join(f"%{ord(c):02X}" for c in key),
+        key[8:],  # the secret without its prefix
+        f"token:{key[8:]}!",
+        "xx" + key[8:] + "yy",  # inside a longer run
+    ):
+        assert crypto.contains_raw_key(text), text
+    assert not crypto.contains_raw_key(lookalike()[8:])
+    assert not crypto.contains_raw_key("".join(rng.choice(BASE62) for _ in range(300)))

@@ -144,17 +144,31 @@ def test_notify_only_leaves_the_key_working_and_tells_the_owner_once_per_place(s
     assert Notice.objects.filter(api_key=key, kind=Notice.Kind.KEY_LEAKED).count() == 2
 
 
-def test_a_secret_replaced_by_a_rotation_is_acted_on_while_it_still_works(github, signer):
+def test_a_leaked_secret_replaced_by_a_rotation_stops_and_the_current_one_keeps_working(github, signer):
     owner = make_owner("uid-rotated")
     issued = issue(owner)
-    lifecycle.rotate_key(issued.api_key, grace_seconds=3600)
+    current = lifecycle.rotate_key(issued.api_key, grace_seconds=3600).plaintext
+    assert works(issued.plaintext) and works(current)
     body = alert(issued.plaintext)
 
     assert post(body, signer.headers(body)).json() == [feedback(issued.plaintext, "true_positive")]
 
+    assert not works(issued.plaintext)
+    assert works(current)
     key = ApiKey.objects.get(pk=issued.api_key.pk)
-    assert key.revoked_at is not None
-    assert key.events.get(action=KeyEvent.Action.LEAKED).details["secret"] == "replaced"
+    assert key.revoked_at is None
+    assert not key.previous_secret_works()
+    leaked = key.events.get(action=KeyEvent.Action.LEAKED)
+    assert leaked.details["secret"] == "replaced"
+    assert leaked.details["response"] == "grace_ended"
+    assert not key.events.filter(action=KeyEvent.Action.REVOKED).exists()
+    [notice] = Notice.objects.filter(api_key=key, kind=Notice.Kind.KEY_LEAKED)
+    said = " ".join(notices.leak_lines(notice.key_event.details))
+    assert "current secret did not leak and keeps working" in said
+    # Sent again, it changes nothing more: the old secret is already stopped.
+    assert post(body, signer.headers(body)).json() == [feedback(issued.plaintext, "true_positive")]
+    assert key.events.filter(action=KeyEvent.Action.LEAKED).count() == 1
+    assert works(current)
 
 
 def test_a_revoked_key_is_a_true_positive_and_nothing_changes(github, signer):

@@ -79,6 +79,24 @@ def test_the_queue_holds_the_key_s_hashes_never_the_key():
     [task] = queued()
     assert live not in repr(task) and live[8:] not in repr(task)
     assert tuple(task["args"][:2]) == crypto.candidate_hashes(live)
+    assert list(task["args"][3:]) == ["https://pastebin.example/abc", "in a paste"]
+
+
+def test_a_key_in_the_url_or_note_never_reaches_the_queue():
+    owner = make_owner("uid-report-queue-note")
+    live = issue(owner).plaintext
+    other = issue(owner, "other").plaintext
+    hex_key = crypto.generate_key("hex").plaintext
+    report({"key": live, "url": f"https://x.example/?k={other}", "note": f"also {hex_key}"})
+    report({"key": live, "url": f"https://x.example/?k={other.replace('_', '%5F')}", "note": other[8:]})
+    report({"key": live, "url": f"https://x.example/?k={other.replace('_', '%255F')}", "note": f"key:{other[8:]}!"})
+    tasks_ = queued()
+    assert len(tasks_) == 3
+    for task in tasks_:
+        text = repr(task)
+        for secret in (other, other[8:], hex_key, hex_key[8:]):
+            assert secret not in text
+        assert list(task["args"][3:]) == [lifecycle.leaks.WITHHELD, lifecycle.leaks.WITHHELD]
 
 
 def test_the_worker_revokes_a_reported_key_and_tells_its_owner():

@@ -204,9 +204,10 @@ class LeakReportView(LeakView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         key = data["key"]
-        # The same work whatever the key: two hashes and one queued task. Only the hashes travel.
+        # Only the key's hashes travel, and the URL and note without any secret in them (the queue is a table).
         well_formed = crypto.is_well_formed(key)
         hashed, legacy_hashed = crypto.candidate_hashes(key)
+        url, note = lifecycle.without_secrets(data["url"], data["note"])
         from django_q.tasks import async_task
 
         try:
@@ -215,8 +216,8 @@ class LeakReportView(LeakView):
                 hashed,
                 legacy_hashed,
                 well_formed,
-                data["url"],
-                data["note"],
+                url,
+                note,
                 task_name="leak report",
             )
         except Exception:  # the queue is the database (or its broker): whatever it raises, answer 503
