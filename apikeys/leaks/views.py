@@ -18,9 +18,9 @@ from ..jsonapi.views import JSONAPIView
 from . import github
 from .serializers import (
     GitHubFeedbackSerializer,
-    GitHubMatchSerializer,
     LeakReportAcceptedSerializer,
     LeakReportRequestSerializer,
+    read_github_match,
 )
 
 logger = logging.getLogger("apikeys.leaks")
@@ -153,16 +153,16 @@ class GitHubLeakView(LeakView):
             raise RequestValidationError.single(["body"], "Input should be a valid list.", "list_type")
         if len(data) > MAX_MATCHES:
             raise RequestValidationError.single(["body"], f"List should have at most {MAX_MATCHES} items.", "too_long")
-        matches = GitHubMatchSerializer(data=data, many=True)
-        matches.is_valid(raise_exception=True)
         feedback = []
-        for match in matches.validated_data:
-            finding = lifecycle.handle_leaked_token(match["token"], source="github", url=match["url"])
+        for entry in data:
+            match = read_github_match(entry)
+            genuine = match.usable and lifecycle.handle_leaked_token(match.token, source="github", url=match.url)
+            genuine = bool(genuine and genuine.genuine)
             feedback.append(
                 {
-                    "token_hash": hashlib.sha256(match["token"].encode("utf-8")).hexdigest(),
-                    "token_type": match["type"],
-                    "label": "true_positive" if finding.genuine else "false_positive",
+                    "token_hash": hashlib.sha256(match.token.encode("utf-8", "surrogatepass")).hexdigest(),
+                    "token_type": match.type,
+                    "label": "true_positive" if genuine else "false_positive",
                 }
             )
         logger.info(
