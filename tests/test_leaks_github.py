@@ -412,3 +412,129 @@ def test_the_key_s_history_shows_where_it_was_found(github, signer):
     assert leaked.what == f"Reported found in public at {FOUND_AT}"
     assert leaked.who == "Omi (GitHub secret scanning)"
     assert leaked.via == "leak reports"
+
+
+def junk() -> bytes:
+    """A signed alert's body whose one token asks nothing of the database."""
+    return alert("not a key")
+
+
+def test_a_failing_key_source_is_asked_once_not_on_every_request(github, signer):
+    github.failing = True
+    body = junk()
+    for headers in [signer.headers(body)] * 3 + [GitHubSigner().headers(body)] * 3:
+        response = post(body, headers)
+        assert response.status_code == 503, response.content
+        assert int(response["Retry-After"]) > 0
+    assert github.fetches == 1
+
+
+def test_the_keys_are_fetched_one_request_at_a_time(github, signer):
+    import threading
+
+    github.hold.set()
+    body = junk()
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(post(body, signer.headers(body)))) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(answers) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    github.released.set()
+    for thread in threads:
+        thread.join(10)
+    assert github.fetches == 1
+    assert sorted(a.status_code for a in answers) == [200, 503, 503, 503, 503]
+
+
+def test_the_last_good_keys_check_alerts_while_github_fails(github, signer):
+    from apikeys.leaks import github as keys
+
+    body = junk()
+    assert post(body, signer.headers(body)).status_code == 200
+    cache_delete(keys._names()["fresh"])  # the cached copy's lifetime ends
+    github.failing = True
+    for _ in range(3):
+        assert post(body, signer.headers(body)).status_code == 200
+    assert github.fetches == 2  # one failed fetch, then none while it is held back
+
+
+def test_an_unchanged_key_list_is_asked_for_with_its_etag_and_a_token_when_set(settings, github, signer):
+    from apikeys.leaks import github as keys
+
+    body = junk()
+    assert post(body, signer.headers(body)).status_code == 200
+    assert "Authorization" not in github.requests[0]
+    settings.OMIKEYS_GITHUB_TOKEN = "github_pat_for_tests"
+    cache_delete(keys._names()["fresh"])
+    assert post(body, signer.headers(body)).status_code == 200
+    assert github.fetches == 2
+    assert github.requests[1]["Authorization"] == "Bearer github_pat_for_tests"
+    assert github.requests[1]["If-None-Match"]  # answered 304: the keys kept
+    assert post(body, signer.headers(body)).status_code == 200
+    assert github.fetches == 2
+
+
+def test_with_the_cache_down_each_process_keeps_the_keys_itself(settings, github, signer):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: Redis refusing
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.CACHES = {
+        "default": {"BACKEND": "apikeys.cache.ResilientRedisCache", "LOCATION": f"redis://127.0.0.1:{port}/0"}
+    }
+    body = junk()
+    for _ in range(4):
+        assert post(body, signer.headers(body)).status_code == 200
+    assert github.fetches == 1
+    for _ in range(3):
+        assert post(body, GitHubSigner().headers(body)).status_code == 401
+    assert github.fetches == 2
+
+
+def test_a_trickling_key_server_is_given_up_on_at_the_deadline(settings, github, signer):
+    settings.OMIKEYS_GITHUB_KEYS_TIMEOUT = 0.5
+    github.trickle_seconds = 0.05  # the whole answer would take 20 s or more
+    body = junk()
+    started = time.monotonic()
+    response = post(body, signer.headers(body))
+    assert time.monotonic() - started < 5
+    assert response.status_code == 503
+
+
+def test_a_new_identifier_while_the_refetch_fails_is_503_and_the_retry_is_checked(monkeypatch, github, signer):
+    from apikeys.leaks import github as keys
+
+    monkeypatch.setattr(keys, "FAILURE_HOLD_SECONDS", 1)
+    body = junk()
+    assert post(body, signer.headers(body)).status_code == 200
+    rotated = GitHubSigner()
+    github.signers.append(rotated)
+    github.failing = True
+    refused = post(body, rotated.headers(body))
+    assert refused.status_code == 503  # not 401: GitHub retries a 503
+    assert int(refused["Retry-After"]) > 0
+    github.failing = False
+    time.sleep(1.2)
+    assert post(body, rotated.headers(body)).status_code == 200
+
+
+@pytest.mark.parametrize("pem", ["not a PEM", "RSA"])
+def test_a_key_that_cannot_be_read_is_a_503_not_a_refusal(github, signer, pem):
+    if pem == "RSA":
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+        pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    github.keys_override = [{"key_identifier": signer.identifier, "key": pem, "is_current": True}]
+    body = junk()
+    assert post(body, signer.headers(body)).status_code == 503
+
+
+def cache_delete(name: str) -> None:
+    from django.core.cache import cache
+
+    cache.delete(name)
