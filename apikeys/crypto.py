@@ -58,9 +58,12 @@ KEY_RE = re.compile(
     rf"^{re.escape(KEY_PREFIX)}(?:[0-9a-f]{{{SECRET_HEX_LENGTH}}}|[0-9A-Za-z]{{{CHECKSUM_SECRET_LENGTH}}})$"
 )
 # What a scanner looks for in text, published in docs/key-format.md and the rule files of
-# deploy/scanners/ (RE2: no lookarounds; the checksum is checked apart).
-SCANNER_RE = re.compile(r"\b(omi_dev_[0-9A-Za-z]{30}[0-9A-Za-z]{6})\b")
-HEX_SCANNER_RE = re.compile(r"\b(omi_dev_[0-9a-f]{32})\b")
+# deploy/scanners/ (RE2: no lookarounds; the checksum is checked apart). Group 1 is the key. No \b:
+# RE2's is ASCII-only and Python's Unicode-aware, and a key after "_" (OMI_KEY_omi_dev_...) or a
+# JSON-escaped newline (\nomi_dev_...) has no word boundary before it. So nothing is required before
+# the prefix (itself distinctive), and after the key only a character that cannot continue it.
+SCANNER_RE = re.compile(r"(omi_dev_[0-9A-Za-z]{36})(?:[^0-9A-Za-z]|$)")
+HEX_SCANNER_RE = re.compile(r"(omi_dev_[0-9a-f]{32})(?:[^0-9A-Za-z]|$)")
 # Anything that looks like a raw Omi secret (developer or MCP key, or a service token, in the hex
 # format; a developer key in the checksum format, whether its checksum holds or not), in any case,
 # anywhere in a text. Used to stop secrets being pasted into names and reasons.
