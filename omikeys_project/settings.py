@@ -358,6 +358,8 @@ OMIKEYS_LEAK_BODY_MAX_BYTES = env_int(
     "OMIKEYS_LEAK_BODY_MAX_BYTES", 1024 * 1024, minimum=16 * 1024, maximum=16 * 1024 * 1024
 )
 OMIKEYS_LEAK_REPORT_RATE = env_rate("OMIKEYS_LEAK_REPORT_RATE", "10/hour")
+# Reports queued from all addresses together (each address also within OMIKEYS_LEAK_REPORT_RATE).
+OMIKEYS_LEAK_REPORT_TOTAL_RATE = env_rate("OMIKEYS_LEAK_REPORT_TOTAL_RATE", "1000/hour")
 # How many proxies in front of omikeys append to X-Forwarded-For. 0: the client's
 # address is the connection's. Used for the audit log and per-address throttles.
 OMIKEYS_NUM_PROXIES = env_int("OMIKEYS_NUM_PROXIES", 0, maximum=10)

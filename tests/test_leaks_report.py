@@ -136,14 +136,33 @@ def test_a_note_or_url_holding_a_key_is_not_kept():
 
 def test_reports_are_throttled_per_address(settings):
     settings.OMIKEYS_LEAK_REPORT_RATE = (3, 3600)
+    key = crypto.generate_key().plaintext
     for _ in range(3):
-        assert report({"key": "x"}).status_code == 202
-    refused = report({"key": "x"})
+        assert report({"key": key}).status_code == 202
+    refused = report({"key": key})
     assert refused.status_code == 429
     assert int(refused["Retry-After"]) > 0
     assert set(refused.json()) == {"detail"}
-    assert report({"key": "x"}, address="198.51.100.9").status_code == 202  # another address
+    assert report({"key": key}, address="198.51.100.9").status_code == 202  # another address
     assert len(queued()) == 4
+
+
+def test_a_report_of_something_that_is_not_a_key_is_answered_alike_and_not_queued():
+    key = crypto.generate_key().plaintext
+    candidates = ["not a key", key[:-1] + ("0" if key[-1] != "0" else "1"), "omi_dev_" + "g" * 32, key.upper()]
+    for candidate in candidates:
+        assert report({"key": candidate}).status_code == 202
+    assert not queued()
+    assert report({"key": key}).status_code == 202
+    assert len(queued()) == 1
+
+
+def test_queued_reports_are_capped_in_all_whatever_the_address(settings):
+    settings.OMIKEYS_LEAK_REPORT_TOTAL_RATE = (3, 3600)
+    addresses = [f"203.0.113.{n}" for n in range(10, 15)]
+    answers = [report({"key": crypto.generate_key().plaintext}, address=a).status_code for a in addresses]
+    assert answers == [202, 202, 202, 429, 429]
+    assert len(queued()) == 3
 
 
 @pytest.mark.parametrize(

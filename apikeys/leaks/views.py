@@ -184,7 +184,7 @@ class LeakReportView(LeakView):
             "the key (valid, revoked, unknown or not a key at all), and the key is looked at later by the worker, "
             "so the answer's timing says nothing either. A working key is then revoked (or, with "
             "`OMIKEYS_LEAK_ACTION=notify`, only reported) and its owner mailed. Throttled per address "
-            "(`OMIKEYS_LEAK_REPORT_RATE`)."
+            "(`OMIKEYS_LEAK_REPORT_RATE`) and in all (`OMIKEYS_LEAK_REPORT_TOTAL_RATE`)."
         ),
         tags=TAGS,
         request=LeakReportRequestSerializer,
@@ -192,7 +192,9 @@ class LeakReportView(LeakView):
             202: LeakReportAcceptedSerializer,
             **TOO_LARGE,
             **VALIDATION,
-            429: OpenApiResponse(ErrorResponseSerializer, description="Too many reports from this address."),
+            429: OpenApiResponse(
+                ErrorResponseSerializer, description="Too many reports from this address, or from all together."
+            ),
             503: OpenApiResponse(ErrorResponseSerializer, description="The report could not be queued."),
         },
     )
@@ -204,8 +206,14 @@ class LeakReportView(LeakView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         key = data["key"]
+        # A key that is not well formed is not queued: its checksum (or shape) is public, so the same 202
+        # for it tells nothing anyone could not tell alone.
+        if not crypto.is_well_formed(key):
+            return Response({"detail": REPORT_ACCEPTED}, status=status.HTTP_202_ACCEPTED)
+        refusal = limits.count_queued_leak_report()
+        if refusal is not None:
+            raise TooManyRequests(refusal.wait, refusal.message)
         # Only the key's hashes travel, and the URL and note without any secret in them (the queue is a table).
-        well_formed = crypto.is_well_formed(key)
         hashed, legacy_hashed = crypto.candidate_hashes(key)
         url, note = lifecycle.without_secrets(data["url"], data["note"])
         from django_q.tasks import async_task
@@ -215,7 +223,7 @@ class LeakReportView(LeakView):
                 "apikeys.tasks.handle_leak_report",
                 hashed,
                 legacy_hashed,
-                well_formed,
+                True,  # well formed (the task's signature keeps the flag for tasks queued before)
                 url,
                 note,
                 task_name="leak report",
