@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
-from apikeys import crypto, lifecycle, tasks
+from apikeys import crypto, lifecycle, notices, tasks
 from apikeys.models import ApiKey, KeyEvent, Notice
 
 from .helpers import database_url, issue, key_client, make_owner
@@ -112,6 +112,20 @@ def test_the_worker_revokes_a_reported_key_and_tells_its_owner():
     assert leaked.details["url"] == "https://pastebin.example/abc"
     assert leaked.details["note"] == "found while browsing"
     assert leaked.ip_address is None  # the reporter's address is not kept
+    assert Notice.objects.filter(api_key=key, kind=Notice.Kind.KEY_LEAKED).count() == 1
+    said = notices.leak_lines(leaked.details)
+    assert "https://pastebin.example/abc (the reporter's word, not checked)" in said[0]
+    assert "The reporter, who is not verified, adds: found while browsing" in said
+
+
+def test_a_notified_owner_gets_one_mail_a_day_however_many_places_are_reported(settings):
+    settings.OMIKEYS_LEAK_ACTION = "notify"
+    live = issue(make_owner("uid-report-spam")).plaintext
+    for number in range(5):
+        report({"key": live, "url": f"https://spam.example/{number}", "note": "click me"})
+    run_queued()
+    assert works(live)
+    key = ApiKey.objects.get(key_hash=crypto.hash_key(live))
     assert Notice.objects.filter(api_key=key, kind=Notice.Kind.KEY_LEAKED).count() == 1
 
 
