@@ -543,3 +543,43 @@ def cache_delete(name: str) -> None:
     from django.core.cache import cache
 
     cache.delete(name)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_acting_on_a_leak_locks_the_key_s_row_not_its_owner_s(github, signer):
+    """On PostgreSQL, ``select_for_update`` with ``select_related`` locks every joined row: another transaction
+    updating the owner's row (an account change) must not hold up, or deadlock with, a leak being acted on."""
+    import threading
+
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's row locks (SQLite locks the whole file): runs in the PostgreSQL run of the suite")
+
+    owner = make_owner("uid-lock-owner")
+    plaintext = issue(owner).plaintext
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_owner():
+        try:
+            with transaction.atomic():
+                # What an ordinary UPDATE of the owner's row takes (FOR NO KEY UPDATE): it conflicts with the
+                # FOR UPDATE the key's lock would also take on the owner, not with the FOR KEY SHARE of
+                # inserting rows that refer to the owner.
+                type(owner).objects.select_for_update(no_key=True).get(pk=owner.pk)
+                locked.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_owner)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        finding = lifecycle.handle_leaked_token(plaintext, source="github", url=FOUND_AT)
+        assert time.monotonic() - started < 5
+        assert finding.revoked
+    finally:
+        release.set()
+        holder.join(30)
