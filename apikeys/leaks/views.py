@@ -156,8 +156,9 @@ class GitHubLeakView(LeakView):
         feedback = []
         for entry in data:
             match = read_github_match(entry)
-            genuine = match.usable and lifecycle.handle_leaked_token(match.token, source="github", url=match.url)
-            genuine = bool(genuine and genuine.genuine)
+            genuine = False
+            if match.usable:
+                genuine = lifecycle.handle_leaked_token(match.token, source="github", url=match.url).genuine
             feedback.append(
                 {
                     "token_hash": hashlib.sha256(match.token.encode("utf-8", "surrogatepass")).hexdigest(),
