@@ -27,6 +27,7 @@ stretching.
 import hashlib
 import re
 import secrets
+import urllib.parse
 import zlib
 from dataclasses import dataclass
 
@@ -57,9 +58,12 @@ KEY_RE = re.compile(
     rf"^{re.escape(KEY_PREFIX)}(?:[0-9a-f]{{{SECRET_HEX_LENGTH}}}|[0-9A-Za-z]{{{CHECKSUM_SECRET_LENGTH}}})$"
 )
 # What a scanner looks for in text, published in docs/key-format.md and the rule files of
-# deploy/scanners/ (RE2: no lookarounds; the checksum is checked apart).
-SCANNER_RE = re.compile(r"\b(omi_dev_[0-9A-Za-z]{30}[0-9A-Za-z]{6})\b")
-HEX_SCANNER_RE = re.compile(r"\b(omi_dev_[0-9a-f]{32})\b")
+# deploy/scanners/ (RE2: no lookarounds; the checksum is checked apart). Group 1 is the key. No \b:
+# RE2's is ASCII-only and Python's Unicode-aware, and a key after "_" (OMI_KEY_omi_dev_...) or a
+# JSON-escaped newline (\nomi_dev_...) has no word boundary before it. So nothing is required before
+# the prefix (itself distinctive), and after the key only a character that cannot continue it.
+SCANNER_RE = re.compile(r"(omi_dev_[0-9A-Za-z]{36})(?:[^0-9A-Za-z]|$)")
+HEX_SCANNER_RE = re.compile(r"(omi_dev_[0-9a-f]{32})(?:[^0-9A-Za-z]|$)")
 # Anything that looks like a raw Omi secret (developer or MCP key, or a service token, in the hex
 # format; a developer key in the checksum format, whether its checksum holds or not), in any case,
 # anywhere in a text. Used to stop secrets being pasted into names and reasons.
@@ -174,8 +178,10 @@ def display_prefix(plaintext: str) -> str:
     """``omi_dev_abcd...wxyz``: recognisable to its owner, useless to anyone else.
 
     Eight characters of the secret are shown: of a hex key, 32 of its 128 bits, leaving 96 secret; of a
-    checksum-format key, the first 4 random characters (23.8 bits, leaving 154.8 of the 178.6) and the
-    last 4 of the checksum, which carries no secret of its own.
+    checksum-format key, the first 4 random characters (23.8 bits) and the last 4 of the checksum. The
+    checksum is computed from the random part, so its 4 shown characters (about 23.8 bits of the CRC32's
+    32) tell something about it too: about 178.6 - 23.8 - 23.8 = 131 bits remain hidden, still far beyond
+    guessing.
     """
     secret = plaintext[len(KEY_PREFIX) :]
     return f"{KEY_PREFIX}{secret[:DISPLAY_CHARS]}...{secret[-DISPLAY_CHARS:]}"
@@ -199,6 +205,11 @@ SECRET_AFTER_PREFIX_RE = re.compile(
 )
 
 
+# Runs of letters and digits at least as long as a checksum-format secret: a secret pasted without its prefix.
+BASE62_RUN_RE = re.compile(rf"[0-9A-Za-z]{{{CHECKSUM_SECRET_LENGTH},}}")
+PERCENT_DECODINGS = 2  # a URL's query is often encoded once, sometimes twice; deeper is not followed
+
+
 def contains_raw_key(text: str) -> bool:
     """True when text contains something that looks like a raw Omi secret (developer or MCP key, in
     either key format).
@@ -206,9 +217,29 @@ def contains_raw_key(text: str) -> bool:
     Also when the secret is disguised (matched in ``text.skeleton``): written in fullwidth or
     other compatibility forms, in upper case, with Cyrillic or Greek lookalikes in its prefix,
     or broken up by characters that draw nothing (default-ignorables, combining marks,
-    spaces and line separators).
+    spaces and line separators); when it is percent-encoded (``omi%5Fdev%5F...``, decoded up to
+    :data:`PERCENT_DECODINGS` times); and when a checksum-format secret stands without its prefix (any
+    36 letters and digits, within a longer run too, whose checksum holds for ``omi_dev_``: 1 in 2**32 of
+    random text).
     """
-    return bool(RAW_KEY_IN_TEXT_RE.search(text) or SECRET_AFTER_PREFIX_RE.search(skeleton(text)))
+    for _ in range(PERCENT_DECODINGS + 1):
+        if RAW_KEY_IN_TEXT_RE.search(text) or SECRET_AFTER_PREFIX_RE.search(skeleton(text)) or _bare_secret(text):
+            return True
+        decoded = urllib.parse.unquote(text)
+        if decoded == text:
+            return False
+        text = decoded
+    return False
+
+
+def _bare_secret(text: str) -> bool:
+    """True when some 36 consecutive letters and digits of ``text`` are a checksum-format secret."""
+    for run in BASE62_RUN_RE.finditer(text):
+        chars = run.group()
+        for start in range(len(chars) - CHECKSUM_SECRET_LENGTH + 1):
+            if has_valid_checksum(KEY_PREFIX + chars[start : start + CHECKSUM_SECRET_LENGTH]):
+                return True
+    return False
 
 
 # Service tokens: the bearer credential of another service (a ServiceClient), never of a person.

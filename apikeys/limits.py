@@ -186,6 +186,18 @@ def count_leak_report(address: str | None) -> Refusal | None:
     return Refusal(wait, f"Too many reports from this address. Try again in {wait_message(wait)}.")
 
 
+def count_queued_leak_report() -> Refusal | None:
+    """Count one leak report about to be queued, from any address (the subject "all"): a :class:`Refusal`
+    when over ``OMIKEYS_LEAK_REPORT_TOTAL_RATE``, so many addresses together cannot flood the worker's queue."""
+    limit, period = settings.OMIKEYS_LEAK_REPORT_TOTAL_RATE
+    throttle = Throttle("leak-report", limit, period)
+    wait = throttle.hit("all")
+    if wait is None:
+        return None
+    metrics.record_throttle_refusal(throttle.name)
+    return Refusal(wait, f"Too many reports are being made. Try again in {wait_message(wait)}.")
+
+
 def failed_verification() -> Throttle:
     """Failed API-key verifications per client address."""
     limit, period = settings.OMIKEYS_FAILED_VERIFICATION_RATE

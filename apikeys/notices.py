@@ -851,12 +851,23 @@ def leak_lines(details: dict) -> list[str]:
     """What a "leaked" event says (``details``: source, url, secret, response, note): who reported it, where it
     was found, what was done, and what the owner should do now."""
     source = LEAK_SOURCE_WORDS.get(details.get("source"), "a report")
+    # Anyone may report (with a key they hold): where they say it was, and what they say, is not checked.
+    anonymous = details.get("source") != "github"
     where = f" at {details['url']}" if details.get("url") else ""
+    if where and anonymous:
+        where += " (the reporter's word, not checked)"
     which = "A secret this key had before its last rotation" if details.get("secret") == "replaced" else "It"
     lines = [f"{which} was found in public{where}, as reported by {source}."]
     if details.get("note"):
-        lines.append(f"The report says: {details['note']}")
-    if details.get("response") == "revoked":
+        said = "The reporter, who is not verified, adds" if anonymous else "The report says"
+        lines.append(f"{said}: {details['note']}")
+    if details.get("response") == "grace_ended":
+        lines.append(
+            "That old secret was stopped at once (its grace period ended); the key's current secret did not "
+            "leak and keeps working. Move any app still using the old secret to the current one, and remove "
+            "the old secret from where it was found (and from that place's history)."
+        )
+    elif details.get("response") == "revoked":
         lines.append(
             "The key was revoked at once: it no longer works. Create a new key, put it in your apps, and "
             "remove the old one from where it was found (and from that place's history)."

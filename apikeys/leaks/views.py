@@ -18,9 +18,9 @@ from ..jsonapi.views import JSONAPIView
 from . import github
 from .serializers import (
     GitHubFeedbackSerializer,
-    GitHubMatchSerializer,
     LeakReportAcceptedSerializer,
     LeakReportRequestSerializer,
+    read_github_match,
 )
 
 logger = logging.getLogger("apikeys.leaks")
@@ -153,16 +153,17 @@ class GitHubLeakView(LeakView):
             raise RequestValidationError.single(["body"], "Input should be a valid list.", "list_type")
         if len(data) > MAX_MATCHES:
             raise RequestValidationError.single(["body"], f"List should have at most {MAX_MATCHES} items.", "too_long")
-        matches = GitHubMatchSerializer(data=data, many=True)
-        matches.is_valid(raise_exception=True)
         feedback = []
-        for match in matches.validated_data:
-            finding = lifecycle.handle_leaked_token(match["token"], source="github", url=match["url"])
+        for entry in data:
+            match = read_github_match(entry)
+            genuine = False
+            if match.usable:
+                genuine = lifecycle.handle_leaked_token(match.token, source="github", url=match.url).genuine
             feedback.append(
                 {
-                    "token_hash": hashlib.sha256(match["token"].encode("utf-8")).hexdigest(),
-                    "token_type": match["type"],
-                    "label": "true_positive" if finding.genuine else "false_positive",
+                    "token_hash": hashlib.sha256(match.token.encode("utf-8", "surrogatepass")).hexdigest(),
+                    "token_type": match.type,
+                    "label": "true_positive" if genuine else "false_positive",
                 }
             )
         logger.info(
@@ -184,7 +185,7 @@ class LeakReportView(LeakView):
             "the key (valid, revoked, unknown or not a key at all), and the key is looked at later by the worker, "
             "so the answer's timing says nothing either. A working key is then revoked (or, with "
             "`OMIKEYS_LEAK_ACTION=notify`, only reported) and its owner mailed. Throttled per address "
-            "(`OMIKEYS_LEAK_REPORT_RATE`)."
+            "(`OMIKEYS_LEAK_REPORT_RATE`) and in all (`OMIKEYS_LEAK_REPORT_TOTAL_RATE`)."
         ),
         tags=TAGS,
         request=LeakReportRequestSerializer,
@@ -192,7 +193,9 @@ class LeakReportView(LeakView):
             202: LeakReportAcceptedSerializer,
             **TOO_LARGE,
             **VALIDATION,
-            429: OpenApiResponse(ErrorResponseSerializer, description="Too many reports from this address."),
+            429: OpenApiResponse(
+                ErrorResponseSerializer, description="Too many reports from this address, or from all together."
+            ),
             503: OpenApiResponse(ErrorResponseSerializer, description="The report could not be queued."),
         },
     )
@@ -204,9 +207,16 @@ class LeakReportView(LeakView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         key = data["key"]
-        # The same work whatever the key: two hashes and one queued task. Only the hashes travel.
-        well_formed = crypto.is_well_formed(key)
+        # A key that is not well formed is not queued: its checksum (or shape) is public, so the same 202
+        # for it tells nothing anyone could not tell alone.
+        if not crypto.is_well_formed(key):
+            return Response({"detail": REPORT_ACCEPTED}, status=status.HTTP_202_ACCEPTED)
+        refusal = limits.count_queued_leak_report()
+        if refusal is not None:
+            raise TooManyRequests(refusal.wait, refusal.message)
+        # Only the key's hashes travel, and the URL and note without any secret in them (the queue is a table).
         hashed, legacy_hashed = crypto.candidate_hashes(key)
+        url, note = lifecycle.without_secrets(data["url"], data["note"])
         from django_q.tasks import async_task
 
         try:
@@ -214,9 +224,9 @@ class LeakReportView(LeakView):
                 "apikeys.tasks.handle_leak_report",
                 hashed,
                 legacy_hashed,
-                well_formed,
-                data["url"],
-                data["note"],
+                True,  # well formed (the task's signature keeps the flag for tasks queued before)
+                url,
+                note,
                 task_name="leak report",
             )
         except Exception:  # the queue is the database (or its broker): whatever it raises, answer 503

@@ -58,7 +58,7 @@ from .errors import (
 )
 from .importing import ImportConflict, ImportedKey, ImportOutcome, ImportRefusal, ImportResult, import_keys
 from .issuing import IssuedKey, issue_key
-from .leaks import LEAK_ACTIONS, LEAK_SOURCES, LeakFinding, handle_leak, handle_leaked_token
+from .leaks import LEAK_ACTIONS, LEAK_SOURCES, LeakFinding, handle_leak, handle_leaked_token, without_secrets
 from .rules import (
     GRACE_PERIODS,
     MAX_GRACE_SECONDS,
@@ -89,6 +89,7 @@ __all__ = [
     "LeakFinding",
     "handle_leak",
     "handle_leaked_token",
+    "without_secrets",
     "AccountChange",
     "GRACE_PERIODS",
     "MAX_GRACE_SECONDS",

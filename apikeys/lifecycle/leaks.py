@@ -1,5 +1,6 @@
 """Leaked keys: what happens to a key reported found in public (GitHub secret scanning, a person's report)."""
 
+import datetime
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -43,52 +44,63 @@ class LeakFinding:
     key_id: object = None
 
 
-def report_fingerprint(key_hash: str, source: str, url: str) -> str:
-    """Identifies one report of one secret from one source at one URL (hex SHA-256): a report sent again
-    (GitHub retries; the same person reporting twice) finds the event the first one recorded."""
-    return hashlib.sha256(f"{key_hash}\n{source}\n{url}".encode()).hexdigest()
+def report_fingerprint(key_hash: str, source: str, day: datetime.date) -> str:
+    """Identifies the reports of one secret from one source on one UTC day (hex SHA-256), whatever URL they
+    name: a report sent again (GitHub retries; the same person reporting twice), or naming another place,
+    finds the event the first one recorded. So the owner gets at most one leak mail a key, source and day:
+    with ``OMIKEYS_LEAK_ACTION=notify`` anyone holding a leaked key cannot flood its owner with mails naming
+    URLs of their choice."""
+    return hashlib.sha256(f"{key_hash}\n{source}\n{day.isoformat()}".encode()).hexdigest()
 
 
 def handle_leak(candidate_hashes: tuple[str, str], *, source: str, url: str = "", note: str = "") -> LeakFinding:
     """Act on a secret reported found in public, given by its ``crypto.candidate_hashes`` (the plaintext is not
     needed here, so it never has to travel to the worker).
 
-    For a live key (not revoked; for a secret replaced by a rotation, one still in its grace period), once per
-    :func:`report_fingerprint`, in one transaction: a "leaked" audit event with ``source`` ("github" or
-    "report"), ``url`` and ``note`` (cut to :data:`URL_MAX_LENGTH` and :data:`NOTE_MAX_LENGTH` characters;
-    one that holds a raw key is kept as :data:`WITHHELD`), ``secret`` ("current" or "replaced") and
-    ``response`` ("revoked" or "notified"), which mails the owner (notice key_leaked, cannot be turned
-    off) and sends ``key.leaked``; then, with
-    ``OMIKEYS_LEAK_ACTION=revoke`` (the default), the key is revoked (a "revoked" event, ``key.revoked``; no
-    second mail). A report of a key already revoked, or of one already reported from the same place, changes
-    nothing. Raises ``ValueError`` for an unknown ``source``.
+    For a live key (not revoked; for a secret replaced by a rotation, one still in its grace period), in one
+    transaction: a "leaked" audit event with ``source`` ("github" or
+    "report"), ``url`` and ``note`` (as :func:`without_secrets` gives them), ``secret`` ("current" or
+    "replaced") and ``response`` ("revoked", "notified" or "grace_ended"), which mails the owner (notice
+    key_leaked, cannot be turned off) and sends ``key.leaked``. For the current secret, with
+    ``OMIKEYS_LEAK_ACTION=revoke`` (the default), the key is then revoked (a "revoked" event, ``key.revoked``;
+    no second mail). For a secret a rotation replaced, with the same setting, its grace period ends now instead
+    (response "grace_ended"): it stops working, and the current secret, which did not leak, keeps working. A
+    report of a key already revoked, or of a secret already reported by the same source that UTC day
+    (:func:`report_fingerprint`), changes nothing.
+    Raises ``ValueError`` for an unknown ``source``.
     """
     if source not in ACTORS:
         raise ValueError(f"unknown leak source {source!r}; one of {', '.join(LEAK_SOURCES)}")
-    url, note = _no_secret(url[:URL_MAX_LENGTH]), _no_secret(note[:NOTE_MAX_LENGTH])
+    url, note = without_secrets(url, note)
     hashes = list(candidate_hashes)
     match = ApiKey.objects.filter(Q(key_hash__in=hashes) | Q(previous_key_hash__in=hashes)).first()
     if match is None:
         return LeakFinding(genuine=False)
     now = timezone.now()
     with transaction.atomic():
-        api_key = ApiKey.objects.select_for_update().select_related("owner").get(pk=match.pk)
+        # of=("self",): lock the key's row only, not its owner's (PostgreSQL would lock every joined row).
+        api_key = ApiKey.objects.select_for_update(of=("self",)).select_related("owner").get(pk=match.pk)
         replaced = api_key.key_hash not in hashes
         live = not api_key.is_revoked and (not replaced or api_key.previous_secret_works(now))
-        fingerprint = report_fingerprint(api_key.key_hash if not replaced else api_key.previous_key_hash, source, url)
+        secret_hash = api_key.key_hash if not replaced else api_key.previous_key_hash
+        fingerprint = report_fingerprint(secret_hash, source, now.astimezone(datetime.UTC).date())
         if not live or api_key.events.filter(action=KeyEvent.Action.LEAKED, details__fingerprint=fingerprint).exists():
             return LeakFinding(genuine=True, key_id=api_key.pk)
-        revoke = settings.OMIKEYS_LEAK_ACTION == "revoke"
+        # A secret a rotation replaced: only its grace period ends; the current secret never leaked.
+        act = settings.OMIKEYS_LEAK_ACTION == "revoke"
+        end_grace, revoke = act and replaced, act and not replaced
         actor = ACTORS[source]
         details = {
             "source": source,
             "url": url,
             "fingerprint": fingerprint,
             "secret": "replaced" if replaced else "current",
-            "response": "revoked" if revoke else "notified",
+            "response": "grace_ended" if end_grace else "revoked" if revoke else "notified",
         }
         if note:
             details["note"] = note
+        if end_grace:
+            ApiKey.objects.filter(pk=api_key.pk).update(previous_key_expires_at=now)
         audit.record(api_key, KeyEvent.Action.LEAKED, actor, at=now, **details)
         revoked = False
         if revoke:
@@ -103,6 +115,14 @@ def handle_leak(candidate_hashes: tuple[str, str], *, source: str, url: str = ""
 
 
 WITHHELD = "(withheld: it holds an API key)"
+
+
+def without_secrets(url: str, note: str) -> tuple[str, str]:
+    """A leak report's ``url`` and ``note`` as they may be kept, queued and mailed: cut to :data:`URL_MAX_LENGTH`
+    and :data:`NOTE_MAX_LENGTH` characters, and each one that holds a raw key (``crypto.contains_raw_key``: also
+    percent-encoded, or a bare checksum-format secret) replaced by :data:`WITHHELD`. Doors call it before a
+    report travels anywhere (the task queue is a database table), :func:`handle_leak` again on what it gets."""
+    return _no_secret((url or "")[:URL_MAX_LENGTH]), _no_secret((note or "")[:NOTE_MAX_LENGTH])
 
 
 def _no_secret(text: str) -> str:
