@@ -46,3 +46,15 @@ def test_a_key_never_reported_has_no_leak_note(person):
 
     assert 'id="leak-note"' not in page
     assert "found in public" not in page
+
+
+def test_a_leaked_secret_replaced_by_a_rotation_says_only_that_secret_stopped(person):
+    issued = lifecycle.issue_key(owner=person.user, name="Nightly export")
+    lifecycle.rotate_key(issued.api_key, grace_seconds=3600)
+    lifecycle.handle_leaked_token(issued.plaintext, source="github", url=FOUND_AT)
+
+    words = text(person.get(reverse("web:key-detail", args=[issued.api_key.pk])))
+
+    assert "The secret found was one this key had before a rotation; it no longer works." in words
+    assert "The current secret still works." in words
+    assert "Omi revoked it" not in words
