@@ -1,7 +1,6 @@
 """Leak report views: parse the request, call the core, render the answer."""
 
 import hashlib
-import json
 import logging
 
 from django.conf import settings
@@ -13,6 +12,7 @@ from rest_framework.response import Response
 from .. import crypto, lifecycle, limits
 from ..audit import client_ip
 from ..jsonapi.exceptions import RequestValidationError, ServiceUnavailable, TooManyRequests
+from ..jsonapi.parsing import loads_strict
 from ..jsonapi.schema import ErrorResponseSerializer, HTTPValidationErrorSerializer
 from ..jsonapi.views import JSONAPIView
 from . import github
@@ -76,28 +76,12 @@ def raw_body(request) -> bytes:
     return body
 
 
-def _unique_fields(pairs):
-    obj = {}
-    for name, value in pairs:
-        if name in obj:
-            raise ValueError(f"Duplicate field {json.dumps(name)}: each field may appear once")
-        obj[name] = value
-    return obj
-
-
-def _reject_constant(name):
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json(body: bytes):
     """The body as JSON (UTF-8; no NaN or Infinity; no field named twice), or a 422 ``json_invalid``."""
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_fields)
-    except RecursionError:
-        message = "JSON nested too deeply."
-    except (ValueError, UnicodeDecodeError) as exc:
-        message = str(exc)
-    raise RequestValidationError.single(["body"], f"JSON decode error: {message}", "json_invalid")
+        return loads_strict(body)
+    except ValueError as exc:
+        raise RequestValidationError.single(["body"], f"JSON decode error: {exc}", "json_invalid") from None
 
 
 class GitHubLeakView(LeakView):
