@@ -323,9 +323,20 @@ def start_flusher(period: float | None = None) -> bool:
         if _flusher_pid == os.getpid():
             return False
         _flusher_pid = os.getpid()
-    wait = period if period is not None else min(max(settings.OMIKEYS_LAST_USED_INTERVAL, 1), 10)
+    wait = period if period is not None else writer_period()
     threading.Thread(target=_flusher_loop, args=(wait,), name="omikeys-usage-flusher", daemon=True).start()
     return True
+
+
+def writer_period() -> float:
+    """Seconds between two passes of the background writer: the stamping interval, at least 1 and at most 10."""
+    return min(max(settings.OMIKEYS_LAST_USED_INTERVAL, 1), 10)
+
+
+def usage_delay_seconds() -> int:
+    """About the longest a count waits in memory while writes succeed: the stamping interval plus the writer's
+    period, in seconds (70 by default). Pages say counts this recent may be missing."""
+    return int(settings.OMIKEYS_LAST_USED_INTERVAL + writer_period())
 
 
 def _flusher_loop(wait: float) -> None:
