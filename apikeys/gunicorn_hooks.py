@@ -46,7 +46,8 @@ def child_exit(server, worker) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """Start the worker's key usage flusher (``lifecycle.usage.start_flusher``), once the application is loaded."""
+    """Start the worker's key usage background writer (``lifecycle.usage.start_flusher``), once the application is
+    loaded: requests only count in memory, this thread writes."""
     from django.apps import apps
 
     if apps.ready:

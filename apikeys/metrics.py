@@ -199,7 +199,9 @@ def record_notice(kind: str, outcome: str) -> None:
     NOTICES.labels(kind, outcome).inc()
 
 
-USAGE_FLUSH_RESULTS = ("written", "failed")  # failed: a database error; the counts stay pending for the next write
+# failed: an error that may pass (locked, unavailable, a timeout), the counts stay pending for the next write;
+# dropped: the database refused them (an integrity or data error), they would fail every time.
+USAGE_FLUSH_RESULTS = ("written", "failed", "dropped")
 USAGE_FLUSHES = Counter(
     "omikeys_usage_flushes",
     "Writes of a key's usage counts held in a process (lifecycle.usage), by result.",
@@ -222,6 +224,18 @@ def record_usage_flush(result: str) -> None:
     if result not in USAGE_FLUSH_RESULTS:
         raise ValueError(f"unknown usage flush result {result!r}; one of {', '.join(USAGE_FLUSH_RESULTS)}")
     USAGE_FLUSHES.labels(result).inc()
+
+
+USAGE_FLUSH_PASS_SECONDS = Histogram(
+    "omikeys_usage_flush_pass_seconds",
+    "Duration of a background writer's pass over the keys whose usage is due (lifecycle.usage.flush_due).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def observe_usage_flush_pass(seconds: float) -> None:
+    """Observe one background writer pass that took ``seconds``."""
+    USAGE_FLUSH_PASS_SECONDS.observe(seconds)
 
 
 def record_usage_dropped(what: str) -> None:

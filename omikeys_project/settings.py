@@ -322,10 +322,11 @@ OMIKEYS_KEY_CREATION_RATE = env_rate("OMIKEYS_KEY_CREATION_RATE", "20/hour")
 # Usage per key (docs/usage.md): addresses a key was used from, and its last use's address and user
 # agent, are kept this many days after they were last seen, then removed by the worker's hourly pass.
 OMIKEYS_USAGE_ADDRESS_RETENTION_DAYS = env_int("OMIKEYS_USAGE_ADDRESS_RETENTION_DAYS", 30, minimum=1, maximum=90)
-# Each process holds usage counts in memory until they are written (with the last-used stamp): at most
-# this many keys, and this many distinct addresses per key; beyond them counts are written at once or dropped.
-OMIKEYS_USAGE_MAX_PENDING_KEYS = env_int("OMIKEYS_USAGE_MAX_PENDING_KEYS", 10000, minimum=1, maximum=1000000)
-OMIKEYS_USAGE_MAX_PENDING_ADDRESSES = env_int("OMIKEYS_USAGE_MAX_PENDING_ADDRESSES", 100, minimum=1, maximum=10000)
+# Each process holds usage counts in memory until its background writer writes them: at most this many
+# keys, and this many distinct addresses per key; beyond them a request's count (or its address) is dropped
+# and counted. About 5.5 KB per key at 20 addresses: some 11 MB per worker at the defaults (docs/usage.md).
+OMIKEYS_USAGE_MAX_PENDING_KEYS = env_int("OMIKEYS_USAGE_MAX_PENDING_KEYS", 2000, minimum=1, maximum=1000000)
+OMIKEYS_USAGE_MAX_PENDING_ADDRESSES = env_int("OMIKEYS_USAGE_MAX_PENDING_ADDRESSES", 20, minimum=1, maximum=10000)
 OMIKEYS_FAILED_VERIFICATION_RATE = env_rate("OMIKEYS_FAILED_VERIFICATION_RATE", "30/minute")
 # The format of new keys and rotated secrets (docs/key-format.md): "checksum" (omi_dev_ + 30 base62
 # + a CRC32 in 6 base62, recognisable by secret scanners) or "hex" (omi_dev_ + 32 hex, Omi's format,

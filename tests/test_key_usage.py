@@ -1,9 +1,9 @@
-"""Usage per key (lifecycle.usage): counting in memory, writing at most once per interval, retention and erasure."""
+"""Usage per key (lifecycle.usage): counting in memory, the background writer's writes, retention and erasure."""
 
 import datetime
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DataError, IntegrityError, OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -63,6 +63,8 @@ def test_every_outcome_is_counted_in_its_column_and_written_after_the_interval(c
     lifecycle.revoke_key(key)
     ticks.now += 60
     judge(issued.plaintext, address="198.51.100.1", user_agent="omi-sdk/2")
+    assert not KeyUsageHour.objects.exists()  # a request never writes: the background writer does
+    assert usage.flush_due() == 0
     assert hours(key) == [
         (NOW, {"accepted": 1, "insufficient_scope": 1, "disabled": 1, "expired": 2, "revoked": 1}),
     ]
@@ -115,20 +117,97 @@ def test_counts_fall_in_the_utc_hour_and_days_are_sums_of_hours(clock, ticks):
     assert daily.totals["accepted"] == 3 and daily.total == 3
 
 
-def test_inside_the_interval_a_verification_makes_no_query_beyond_the_lookup(clock, ticks):
+USAGE_TABLES = ("keyusagehour", "keylastuse", "keyaddress")
+
+
+def usage_statements(queries) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if any(t in q["sql"].lower() for t in USAGE_TABLES)]
+
+
+def test_a_request_never_reads_or_writes_usage_whatever_the_clocks(clock, ticks):
     issued = issue(make_owner("quiet-owner"))
     lifecycle.verify_key("omi_dev_" + "0" * 32)  # on PostgreSQL, the connection prepares the lookup once
     judge(issued.plaintext)  # the first use: the lookup and the last-used stamp, as before
-    for _ in range(5):
+    for _ in range(5):  # inside the interval: the lookup alone
         ticks.now += 11
         with CaptureQueriesContext(connection) as queries:
             assert judge(issued.plaintext).code == "VALID"
         assert len(queries.captured_queries) == 1
-    ticks.now += 5  # 60 s since the interval started: the counts are written with this request
+    # Both clocks past the interval: the lookup and mark_used's stamp, as before; no usage statement.
+    ticks.now += 3600
+    clock.move_to(NOW + datetime.timedelta(hours=1), tick=False)
     with CaptureQueriesContext(connection) as queries:
-        judge(issued.plaintext)
-    assert any(q["sql"].startswith("UPDATE") and "keyusagehour" in q["sql"] for q in queries.captured_queries)
-    assert hours(issued.api_key) == [(NOW, {"accepted": 7})]
+        assert judge(issued.plaintext, address="198.51.100.9").code == "VALID"
+    assert len(queries.captured_queries) == 2 and not usage_statements(queries)
+    # Another process stamped the key: this one's own clock says due, the request still writes nothing.
+    ticks.now += 3600
+    clock.move_to(NOW + datetime.timedelta(hours=2), tick=False)
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(last_used_at=timezone.now())
+    with CaptureQueriesContext(connection) as queries:
+        assert judge(issued.plaintext).code == "VALID"
+    assert len(queries.captured_queries) == 1 and not usage_statements(queries)
+    lifecycle.revoke_key(issued.api_key)  # refused keys too
+    ticks.now += 3600
+    with CaptureQueriesContext(connection) as queries:
+        assert judge(issued.plaintext).code == "REVOKED"
+    assert not usage_statements(queries)
+    assert not KeyUsageHour.objects.exists()
+    assert usage.flush_due() == 0
+    assert sum(total for _, counts in hours(issued.api_key) for total in counts.values()) == 9
+
+
+def test_a_write_is_a_few_statements_whatever_the_addresses(clock, ticks, settings):
+    settings.OMIKEYS_USAGE_MAX_PENDING_ADDRESSES = 100
+    owner = make_owner("many-addresses-owner")
+    one, many = issue(owner, "one"), issue(owner, "many")
+    judge(one.plaintext)
+    for i in range(100):
+        judge(many.plaintext, address=f"198.51.100.{i}")
+    statements = {}
+    for issued in (one, many):
+        with CaptureQueriesContext(connection) as queries:
+            assert usage.flush_key(issued.api_key.pk) is True
+        statements[issued.api_key.pk] = len(queries.captured_queries)
+    assert statements[one.api_key.pk] == statements[many.api_key.pk] <= 8
+    assert KeyAddress.objects.filter(api_key=many.api_key).count() == 100
+    assert hours(many.api_key) == [(NOW, {"accepted": 100})]
+    # Again, on rows that exist now: the same statements update them.
+    for i in range(100):
+        judge(many.plaintext, address=f"198.51.100.{i}")
+    with CaptureQueriesContext(connection) as queries:
+        assert usage.flush_key(many.api_key.pk) is True
+    assert len(queries.captured_queries) == statements[many.api_key.pk]
+    assert set(KeyAddress.objects.filter(api_key=many.api_key).values_list("requests", flat=True)) == {2}
+    assert hours(many.api_key) == [(NOW, {"accepted": 200})]
+
+
+def test_the_write_locks_the_owner_it_checks_is_active(clock, ticks):
+    issued = issue(make_owner("locked-owner"))
+    judge(issued.plaintext)
+    with CaptureQueriesContext(connection) as queries:
+        usage.flush_all()
+    check = next(q["sql"] for q in queries.captured_queries if "is_active" in q["sql"])
+    # Serialized with erase_user, which locks the user's row first too (SQLite serializes every write).
+    assert ("FOR UPDATE OF" in check) is connection.features.has_select_for_update_of
+
+
+def test_the_writer_advances_last_used_at_with_the_counts_never_backwards(clock, ticks):
+    issued = issue(make_owner("stamped-owner"))
+    judge(issued.plaintext)  # mark_used stamps NOW
+    later = NOW + datetime.timedelta(seconds=30)
+    clock.move_to(later, tick=False)
+    judge(issued.plaintext)  # inside the interval: not stamped by the request
+    assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at == NOW
+    ticks.now += 60
+    usage.flush_due()
+    assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at == later
+    usage.ACCUMULATOR.add(issued.api_key.pk, "accepted", NOW, None, "")
+    usage.flush_all()
+    assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at == later
+    # A refused use is counted but is no use of the key: last_used_at stays.
+    usage.ACCUMULATOR.add(issued.api_key.pk, "revoked", later + datetime.timedelta(minutes=5), None, "")
+    usage.flush_all()
+    assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at == later
 
 
 def test_refused_keys_are_written_on_the_same_interval(clock, ticks):
@@ -136,44 +215,94 @@ def test_refused_keys_are_written_on_the_same_interval(clock, ticks):
     lifecycle.revoke_key(issued.api_key)
     judge(issued.plaintext)
     ticks.now += 59
-    with CaptureQueriesContext(connection) as queries:
-        judge(issued.plaintext)
-    assert len(queries.captured_queries) == 1
+    judge(issued.plaintext)
+    usage.flush_due()
     assert not KeyUsageHour.objects.exists()
     ticks.now += 1
     judge(issued.plaintext)
+    usage.flush_due()
     assert hours(issued.api_key) == [(NOW, {"revoked": 3})]
 
 
-def test_a_database_error_keeps_the_counts_pending_and_the_verdict_stands(clock, ticks, monkeypatch):
+@pytest.mark.parametrize("error", [OperationalError("database is locked"), OperationalError("canceling statement")])
+def test_an_error_that_may_pass_keeps_the_counts_pending(clock, ticks, monkeypatch, error):
     issued = issue(make_owner("failing-owner"))
     judge(issued.plaintext)
     ticks.now += 60
     failures = metrics.USAGE_FLUSHES.labels("failed")._value.get()
 
     def broken(*args, **kwargs):
-        raise DatabaseError("database is locked")
+        raise error
 
     monkeypatch.setattr(usage, "_write_counts", broken)
-    assert judge(issued.plaintext).code == "VALID"
+    assert usage.flush_due() == 1
     assert metrics.USAGE_FLUSHES.labels("failed")._value.get() == failures + 1
     assert usage.ACCUMULATOR.pending_keys() == 1
     monkeypatch.undo()
+    assert judge(issued.plaintext).code == "VALID"
     ticks.now += 60
-    judge(issued.plaintext)
-    assert hours(issued.api_key) == [(NOW, {"accepted": 3})]
+    assert usage.flush_due() == 0
+    assert hours(issued.api_key) == [(NOW, {"accepted": 2})]
 
 
-def test_a_write_failing_inside_the_callers_transaction_leaves_it_usable(clock, ticks):
-    issued = issue(make_owner("savepoint-owner"))
+@pytest.mark.parametrize("error", [IntegrityError("check constraint failed"), DataError("value too long")])
+def test_counts_the_database_refuses_are_dropped_not_retried_forever(clock, ticks, monkeypatch, caplog, error):
+    issued = issue(make_owner("refused-write-owner"))
     judge(issued.plaintext)
-    KeyUsageHour.objects.create(api_key=issued.api_key, hour=NOW, accepted=0)
-    ApiKey.objects.filter(pk=issued.api_key.pk)  # the caller's transaction (the test's) stays open
-    # A count that would go below zero is refused by the database: the write fails in its savepoint.
-    usage.ACCUMULATOR.move(issued.api_key.pk, NOW, "insufficient_scope", "accepted")
-    usage.ACCUMULATOR.move(issued.api_key.pk, NOW, "insufficient_scope", "accepted")
-    assert usage.flush_key(issued.api_key.pk) is False
-    assert ApiKey.objects.filter(pk=issued.api_key.pk).exists()  # the transaction still answers
+    dropped = metrics.USAGE_FLUSHES.labels("dropped")._value.get()
+
+    def refused(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(usage, "_write_counts", refused)
+    with caplog.at_level("WARNING", logger="apikeys.lifecycle.usage"):
+        assert usage.flush_all() == 1
+    assert metrics.USAGE_FLUSHES.labels("dropped")._value.get() == dropped + 1
+    assert any(r.levelname == "WARNING" and "dropped" in r.getMessage() for r in caplog.records)
+    assert usage.ACCUMULATOR.pending_keys() == 0
+    monkeypatch.undo()
+    judge(issued.plaintext)  # the key's next counts are written
+    assert usage.flush_all() == 0
+    assert hours(issued.api_key) == [(NOW, {"accepted": 1})]
+
+
+def test_a_late_scope_refusal_never_takes_a_count_below_zero(clock, ticks, settings):
+    issued = issue(make_owner("clamped-owner"))
+    key_id = issued.api_key.pk
+    # The accepted count it corrects was dropped (or never written): the move alone is -1 accepted.
+    usage.ACCUMULATOR.move(key_id, NOW, "accepted", "insufficient_scope")
+    assert usage.flush_all() == 0
+    assert hours(issued.api_key) == [(NOW, {"insufficient_scope": 1})]
+    usage.ACCUMULATOR.move(key_id, NOW, "accepted", "insufficient_scope")
+    assert usage.flush_all() == 0
+    assert hours(issued.api_key) == [(NOW, {"insufficient_scope": 2})]
+    judge(issued.plaintext)  # and the key's counts keep being written
+    assert usage.flush_all() == 0
+    assert hours(issued.api_key) == [(NOW, {"accepted": 1, "insufficient_scope": 2})]
+
+
+def test_counts_put_back_respect_the_pending_keys_bound(clock, settings):
+    settings.OMIKEYS_USAGE_MAX_PENDING_KEYS = 1
+    owner = make_owner("put-back-owner")
+    first, second = issue(owner, "first"), issue(owner, "second")
+    judge(first.plaintext)
+    held = usage.ACCUMULATOR.take(first.api_key.pk)
+    judge(second.plaintext)
+    dropped = metrics.USAGE_DROPPED.labels("request")._value.get()
+    assert usage.ACCUMULATOR.put_back(first.api_key.pk, held) is False
+    assert usage.ACCUMULATOR.pending_keys() == 1
+    assert metrics.USAGE_DROPPED.labels("request")._value.get() == dropped + 1
+
+
+def test_first_seen_moves_earlier_for_an_older_use_written_late(clock, ticks):
+    issued = issue(make_owner("first-seen-owner"))
+    judge(issued.plaintext, address="192.0.2.5")
+    usage.flush_all()
+    earlier = NOW - datetime.timedelta(minutes=3)
+    usage.ACCUMULATOR.add(issued.api_key.pk, "accepted", earlier, "192.0.2.5", "other-process")
+    usage.flush_all()
+    seen = KeyAddress.objects.get(api_key=issued.api_key)
+    assert (seen.first_seen, seen.last_seen, seen.requests) == (earlier, NOW, 2)
 
 
 @pytest.mark.urls("tests.scoped_urls")
@@ -181,7 +310,7 @@ def test_a_scope_refusal_found_by_the_door_moves_the_count(clock, ticks):
     issued = issue(make_owner("scoped-usage-owner"), scopes=["conversations:read"])
     assert key_client(issued.plaintext, HTTP_USER_AGENT="app/1").get("/v1/memories").status_code == 403
     ticks.now += 60
-    # Written already: the move is an increment of -1 and +1 in the same hour.
+    usage.flush_due()
     assert key_client(issued.plaintext, HTTP_USER_AGENT="app/1").get("/v1/memories").status_code == 403
     usage.flush_all()
     assert hours(issued.api_key) == [(NOW, {"insufficient_scope": 2})]

@@ -117,6 +117,10 @@ def test_a_revoked_key_keeps_its_usage(user_client, used_key):
         ({"days": "thirty"}, "days", "int_parsing"),
         ({"days": ""}, "days", "int_parsing"),
         ({"days": "1e3"}, "days", "int_parsing"),
+        ({"days": "1_0"}, "days", "int_parsing"),  # int() would take these two: only ASCII digits are
+        ({"days": "\u0663\u0660"}, "days", "int_parsing"),  # Arabic-Indic "30"
+        ({"days": "9" * 5000}, "days", "less_than_equal"),
+        ({"days": "-" + "9" * 5000}, "days", "greater_than_equal"),
         ({"granularity": "minute"}, "granularity", "enum"),
     ],
 )

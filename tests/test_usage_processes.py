@@ -1,9 +1,11 @@
-"""Usage counts under concurrent load on a real gunicorn with several workers add up exactly once it stops."""
+"""Usage counts under concurrent load on a real gunicorn with several workers add up exactly once it stops; a
+runserver process writes them too."""
 
 import collections
 import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -66,7 +68,7 @@ def test_usage_counts_from_several_workers_add_up_exactly_after_a_graceful_stop(
     expire(expired.api_key)
     token = service("verify_keys").token
 
-    # A short interval: counts are also written while the load runs (by requests and the flusher).
+    # A short interval: counts are also written while the load runs (by each worker's background writer).
     server, base = start_gunicorn(
         tmp_path, OMIKEYS_LAST_USED_INTERVAL="1", OMIKEYS_FAILED_VERIFICATION_RATE="1000000/minute"
     )
@@ -136,3 +138,48 @@ def test_usage_counts_from_several_workers_add_up_exactly_after_a_graceful_stop(
         assert KeyLastUse.objects.get(api_key=issued.api_key).user_agent.startswith("load-test/")
     service_only = {a.address for a in KeyAddress.objects.filter(api_key=scoped.api_key)}
     assert service_only == {f"198.51.100.{n}" for n in range(4)}
+
+
+def test_runserver_has_a_background_writer_too(tmp_path):
+    issued = issue(make_owner("runserver-owner"))
+    port = free_port()
+    with open(tmp_path / "runserver.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=server_environment(OMIKEYS_LAST_USED_INTERVAL="1"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_for(lambda: requests.get(f"{base}/healthz", timeout=1).ok, "runserver")
+            answer = requests.get(
+                f"{base}/v1/dev/key", headers={"Authorization": f"Bearer {issued.plaintext}"}, timeout=30
+            )
+            assert answer.status_code == 200
+            # Written by the writer while the server runs (no worker_exit here): within a generous bound.
+            deadline = time.monotonic() + 30
+            while not KeyUsageHour.objects.filter(api_key=issued.api_key).exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    log = (tmp_path / "runserver.log").read_text()
+    assert KeyUsageHour.objects.get(api_key=issued.api_key).accepted == 1, log[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "starts"),
+    [
+        (["manage.py", "runserver"], {"RUN_MAIN": "true"}, True),  # the autoreloader's serving child
+        (["manage.py", "runserver"], {}, False),  # the autoreloader itself serves nothing
+        (["manage.py", "runserver", "--noreload"], {}, True),
+        (["manage.py", "migrate"], {"RUN_MAIN": "true"}, False),
+        (["pytest", "-q"], {}, False),
+    ],
+)
+def test_only_runserver_s_serving_process_starts_a_writer(argv, environ, starts):
+    from apikeys.apps import serving_with_runserver
+
+    assert serving_with_runserver(argv, environ) is starts

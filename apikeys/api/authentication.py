@@ -135,8 +135,9 @@ class ApiKeyAuthentication(BearerAuthentication):
     On success ``request.user`` is the key's owner and ``request.auth`` the
     :class:`~apikeys.models.ApiKey`, with its scope codes in ``request.auth.scope_codes``.
     The verdict is :func:`lifecycle.judge_key`'s, as for the service API: one indexed read
-    (:func:`lifecycle.verify_key`); its only writes are ``last_used_at`` and the key's usage counts,
-    at most once a minute per key and process (:func:`lifecycle.mark_used`, ``lifecycle.usage``).
+    (:func:`lifecycle.verify_key`); its only write is ``last_used_at``, at most once a minute per key
+    (:func:`lifecycle.mark_used`); the key's usage is counted in memory and written by the process's
+    background writer (``lifecycle.usage``).
 
     A client address with too many failed verifications gets 429 with
     ``Retry-After`` for every key it sends, valid or not, until its window ends.

@@ -1,5 +1,6 @@
 """Key API views: parse the request, call the lifecycle, render the contract's shapes."""
 
+import re
 import uuid
 
 from django.utils.http import http_date
@@ -280,20 +281,23 @@ by outcome (`accepted`; `insufficient_scope`; refused because `expired`, `disabl
 address and User-Agent) and the addresses the key was used from in the last 30 days (the address
 retention window), with first and last seen and their number of requests.
 
-Counts are written by each server process at most once a minute per key, so the last minute may be
-missing. Revoked keys have their usage too. Unknown ids and other users' keys are 404; `days` or
-`granularity` out of range is 422 (`loc` `["query", "days"]`)."""
+Counts are written by each server process's background writer at most once per stamping interval per key
+(`OMIKEYS_LAST_USED_INTERVAL`, a minute by default), so requests of about the last interval plus the writer's
+period (70 seconds by default) may be missing, longer while the database cannot be written. Revoked keys
+have their usage too. Unknown ids and other users' keys are 404; `days` or `granularity` out of range is 422
+(`loc` `["query", "days"]`)."""
 
 
 def _days_parameter(value: str | None) -> int:
     if value is None:
         return 30
-    try:
-        days = int(value.strip())
-    except ValueError:
+    text = value.strip()
+    # Only ASCII digits (and a sign): int() would also take "1_0" and other scripts' digits.
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
         raise RequestValidationError.single(
             ["query", "days"], "Input should be a valid integer, unable to parse string as an integer", "int_parsing"
-        ) from None
+        )
+    days = int(text) if len(text) <= 12 else (-1 if text.startswith("-") else lifecycle.usage.MAX_DAYS + 1)
     if days < 1:
         raise RequestValidationError.single(
             ["query", "days"], "Input should be greater than or equal to 1", "greater_than_equal"

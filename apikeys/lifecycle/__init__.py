@@ -16,7 +16,8 @@ handled, one way, and every change is audited in the transaction that makes it.
   :func:`mark_used` on the verification path;
 - reads: :func:`verify_key` (the :class:`Verification` of a presented secret), and :func:`judge_key`
   (the :class:`KeyVerdict` every door gives: throttle, verification, usage stamp and counts, scopes);
-  :func:`key_usage` (a key's :class:`KeyUsage`: counts per day or hour, last use, addresses);
+  :func:`key_usage` (a key's :class:`KeyUsage`: counts per day or hour, last use, addresses) and
+  :func:`usage_delay_seconds` (how recent counts may still be missing from it);
 - usage kept outside a request: :func:`record_scope_refusal` (a door's own scope check refused a key),
   :func:`flush_usage` (a worker that exits), :func:`prune_usage` (the retention pass);
 - rules doors may check early: :func:`validate_expiry`, :func:`validate_reason`, :func:`ensure_may_hold_keys`,
@@ -77,7 +78,7 @@ from .service_clients import (
     revoke_service_client,
     rotate_service_client,
 )
-from .usage import KeyUsage, UsageRow, key_usage, record_scope_refusal
+from .usage import KeyUsage, UsageRow, key_usage, record_scope_refusal, usage_delay_seconds
 from .usage import flush_all as flush_usage
 from .usage import prune as prune_usage
 from .verification import Code, KeyVerdict, Rejection, Verification, judge_key, mark_used, verify_key
@@ -136,6 +137,7 @@ __all__ = [
     "issue_key",
     "judge_key",
     "key_usage",
+    "usage_delay_seconds",
     "flush_usage",
     "prune_usage",
     "record_scope_refusal",

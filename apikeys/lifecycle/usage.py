@@ -1,16 +1,18 @@
-"""Usage per key: counts held in each process's memory on the verification path, written with the last-used stamp.
+"""Usage per key: counts held in each process's memory on the verification path, written by a background writer.
 
-The verification path pays nothing for it: :func:`record` adds to a dictionary under a
-lock. A key's pending counts are written (:func:`flush_key`) at most once per
-``OMIKEYS_LAST_USED_INTERVAL`` seconds per key and process: on the first use of the key
-at least that long after the process last wrote them (its first use in a process only
-starts the interval, so that request costs what it did before), beside ``mark_used``'s
-stamp; by a background thread of each gunicorn worker (:func:`start_flusher`) for keys
-that are due and not used again; and everything still pending when the worker exits
-(:func:`flush_all`, ``apikeys.gunicorn_hooks``). Writes are increments (``n = n + k``), so any
-number of processes add up exactly; they follow ``mark_used``'s best-effort rules: a
-short lock wait on SQLite, and on any database error the counts stay pending for the
-next try, the request is neither failed nor delayed. docs/usage.md says what a crash loses.
+A request pays nothing for it: :func:`record` adds to a dictionary under a lock and never
+reads or writes the database (``mark_used``'s stamp stays as it was). Every write is made
+outside requests: by the process's background writer (:func:`start_flusher`, a thread that
+runs :func:`flush_due`), which writes each key's counts at most once per
+``OMIKEYS_LAST_USED_INTERVAL`` seconds per process and advances the key's ``last_used_at``
+(guarded: never backwards) in the same transaction; and by :func:`flush_all` when a
+worker exits (``apikeys.gunicorn_hooks``). A write is a fixed handful of statements
+whatever the key holds: one lock on the owner's row, then one multi-row
+``INSERT ... ON CONFLICT DO UPDATE`` (``n = n + k``) per table, and the stamp. Increments
+make any number of processes add up exactly. A write that fails on an error that may pass
+(``OperationalError``: locked, unavailable, a timeout) is kept for the next pass; one the
+database refuses (``IntegrityError``, ``DataError``...) is dropped, counted and logged.
+docs/usage.md says what a crash loses.
 
 Reads (:func:`key_usage`) and the retention pass (:func:`prune`) are here too, and
 :func:`erase_for_owner` for an erased user.
@@ -20,13 +22,11 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F, Sum
-from django.db.models.functions import Greatest
+from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .. import metrics
@@ -48,6 +48,12 @@ OUTCOME_OF_CODE = {
     "OWNER_INACTIVE": "owner_inactive",
 }
 
+# Outcomes of a key that verified: they advance the key's last_used_at (as mark_used does).
+VERIFIED_OUTCOMES = ("accepted", "insufficient_scope")
+
+# Rows per INSERT statement: far below SQLite's bound on parameters (999 before 3.32) at 8 columns.
+ROWS_PER_STATEMENT = 100
+
 
 def hour_of(moment: datetime.datetime) -> datetime.datetime:
     """The start of the UTC hour ``moment`` (aware) falls in."""
@@ -67,6 +73,7 @@ class _Pending:
 
     hours: dict = field(default_factory=dict)  # hour -> {outcome: count}
     last_use: tuple | None = None  # (at, outcome, address, user_agent)
+    verified_at: datetime.datetime | None = None  # the latest use that verified: the key's last_used_at
     addresses: dict = field(default_factory=dict)  # address -> _AddressSeen
 
     def merge(self, other: "_Pending") -> None:
@@ -77,9 +84,14 @@ class _Pending:
                 mine[outcome] = mine.get(outcome, 0) + n
         if other.last_use is not None and (self.last_use is None or other.last_use[0] > self.last_use[0]):
             self.last_use = other.last_use
+        if other.verified_at is not None and (self.verified_at is None or other.verified_at > self.verified_at):
+            self.verified_at = other.verified_at
         for address, seen in other.addresses.items():
             mine = self.addresses.get(address)
             if mine is None:
+                if len(self.addresses) >= settings.OMIKEYS_USAGE_MAX_PENDING_ADDRESSES:
+                    metrics.record_usage_dropped("address")
+                    continue
                 self.addresses[address] = seen
             else:
                 mine.first_seen = min(mine.first_seen, seen.first_seen)
@@ -90,8 +102,8 @@ class _Pending:
 class Accumulator:
     """A process's usage counts waiting to be written, safe for any number of threads.
 
-    ``_pending``: key id -> :class:`_Pending`; ``_flushed``: key id -> the ``time.monotonic()`` of the
-    key's last write attempt in this process (absent: never, so the next use writes).
+    ``_pending``: key id -> :class:`_Pending`; ``_flushed``: key id -> the ``time.monotonic()`` the key's
+    interval started in this process (its first count, or its last write attempt).
     """
 
     def __init__(self, clock=time.monotonic) -> None:
@@ -109,8 +121,8 @@ class Accumulator:
         user_agent: str,
         *,
         keep_address: bool = True,
-    ) -> bool:
-        """Count one presentation of ``key_id``; True when the key's counts are due to be written now.
+    ) -> None:
+        """Count one presentation of ``key_id`` in memory (never a query).
 
         ``keep_address`` False (the owner is inactive or erased) counts without the address and user agent.
         Beyond ``OMIKEYS_USAGE_MAX_PENDING_KEYS`` keys the count is dropped; beyond
@@ -126,12 +138,16 @@ class Accumulator:
             if pending is None:
                 if len(self._pending) >= settings.OMIKEYS_USAGE_MAX_PENDING_KEYS:
                     metrics.record_usage_dropped("request")
-                    return False
+                    return
                 pending = self._pending[key_id] = _Pending()
+                # A key first seen in the process starts its interval: written one interval later.
+                self._flushed.setdefault(key_id, self.clock())
             counts = pending.hours.setdefault(hour, {})
             counts[outcome] = counts.get(outcome, 0) + 1
             if pending.last_use is None or at >= pending.last_use[0]:
                 pending.last_use = (at, outcome, address, user_agent[:USER_AGENT_MAX_LENGTH])
+            if outcome in VERIFIED_OUTCOMES and (pending.verified_at is None or at > pending.verified_at):
+                pending.verified_at = at
             if address:
                 seen = pending.addresses.get(address)
                 if seen is None:
@@ -141,13 +157,14 @@ class Accumulator:
                         seen = pending.addresses[address] = _AddressSeen(at, at)
                 if seen is not None:
                     seen.last_seen = max(seen.last_seen, at)
+                    seen.first_seen = min(seen.first_seen, at)
                     seen.requests += 1
-            return self._due(key_id)
 
     def move(self, key_id, at: datetime.datetime, source: str, target: str) -> None:
         """Count one presentation at ``at`` under ``target`` instead of ``source`` (a scope refusal found late).
 
-        The pending count may already be written: the change is then an increment of -1 and +1 in the same hour.
+        When the pending count of ``source`` in that hour is already gone (written meanwhile, or dropped), the
+        change is kept as -1 and +1 and the write never takes a column below zero (it stops at zero).
         """
         hour = hour_of(at)
         with self._lock:
@@ -157,40 +174,28 @@ class Accumulator:
                     metrics.record_usage_dropped("request")
                     return
                 pending = self._pending[key_id] = _Pending()
+                self._flushed.setdefault(key_id, self.clock())
             counts = pending.hours.setdefault(hour, {})
             counts[source] = counts.get(source, 0) - 1
             counts[target] = counts.get(target, 0) + 1
             if pending.last_use is not None and pending.last_use[0] == at and pending.last_use[1] == source:
                 pending.last_use = (at, target, *pending.last_use[2:])
 
-    def _due(self, key_id) -> bool:
-        # Under the lock: claim the write, so one thread of the process makes it. A key seen for the first
-        # time in the process starts its interval (no write: its first request costs what it did before).
-        now = self.clock()
-        last = self._flushed.get(key_id)
-        if last is None:
-            self._flushed[key_id] = now
-            return settings.OMIKEYS_LAST_USED_INTERVAL == 0
-        if now - last < settings.OMIKEYS_LAST_USED_INTERVAL:
-            return False
-        if len(self._flushed) >= 2 * settings.OMIKEYS_USAGE_MAX_PENDING_KEYS:
-            # Forget writes older than the interval: such a key is due anyway.
-            interval = settings.OMIKEYS_LAST_USED_INTERVAL
-            self._flushed = {k: t for k, t in self._flushed.items() if now - t < interval}
-        self._flushed[key_id] = now
-        return True
-
     def claim_due(self) -> list:
-        """The keys with pending counts whose interval has passed, each claimed for a write now."""
+        """The keys with pending counts whose interval has passed, each claimed (its interval restarted) now."""
+        interval = settings.OMIKEYS_LAST_USED_INTERVAL
         with self._lock:
-            return [key_id for key_id in list(self._pending) if self._due_again(key_id)]
-
-    def _due_again(self, key_id) -> bool:
-        last = self._flushed.get(key_id)
-        if last is not None and self.clock() - last < settings.OMIKEYS_LAST_USED_INTERVAL:
-            return False
-        self._flushed[key_id] = self.clock()
-        return True
+            now = self.clock()
+            due = []
+            for key_id in self._pending:
+                last = self._flushed.get(key_id)
+                if last is None or now - last >= interval:
+                    self._flushed[key_id] = now
+                    due.append(key_id)
+            if len(self._flushed) > len(self._pending) + settings.OMIKEYS_USAGE_MAX_PENDING_KEYS:
+                # Forget keys with nothing pending whose interval has passed: such a key is due anyway.
+                self._flushed = {k: t for k, t in self._flushed.items() if k in self._pending or now - t < interval}
+            return due
 
     def take(self, key_id) -> "_Pending | None":
         """Remove and return ``key_id``'s pending counts (``None``: nothing pending)."""
@@ -203,14 +208,19 @@ class Accumulator:
             pending, self._pending = self._pending, {}
             return pending
 
-    def put_back(self, key_id, pending: "_Pending") -> None:
-        """Return counts whose write failed, to be written with the key's next write."""
+    def put_back(self, key_id, pending: "_Pending") -> bool:
+        """Return counts whose write failed, to be written with the key's next write; False when dropped instead
+        (``OMIKEYS_USAGE_MAX_PENDING_KEYS`` keys are already pending: counted as ``omikeys_usage_dropped``)."""
         with self._lock:
             current = self._pending.get(key_id)
             if current is None:
+                if len(self._pending) >= settings.OMIKEYS_USAGE_MAX_PENDING_KEYS:
+                    metrics.record_usage_dropped("request")
+                    return False
                 self._pending[key_id] = pending
             else:
                 current.merge(pending)
+            return True
 
     def pending_keys(self) -> int:
         """How many keys have counts waiting."""
@@ -230,10 +240,10 @@ ACCUMULATOR = Accumulator()
 def record(
     api_key: ApiKey, code: str, *, client_address: str | None, user_agent: str = "", at: datetime.datetime | None = None
 ) -> None:
-    """Count a verdict (``lifecycle.Code``) on ``api_key`` and write the key's counts if they are due.
+    """Count a verdict (``lifecycle.Code``) on ``api_key`` in this process's memory; never a query.
 
     Codes that name no key's use (MALFORMED, NOT_FOUND, RATE_LIMITED) are ignored. ``at`` defaults to now; it
-    is kept on the key as ``usage_at`` for :func:`record_scope_refusal`. No query unless a write is due.
+    is kept on the key as ``usage_at`` for :func:`record_scope_refusal`. The background writer writes it.
     """
     outcome = OUTCOME_OF_CODE.get(code)
     if outcome is None:
@@ -241,8 +251,7 @@ def record(
     at = at or timezone.now()
     api_key.usage_at = at
     keep_address = api_key.owner.is_active
-    if ACCUMULATOR.add(api_key.pk, outcome, at, client_address, user_agent or "", keep_address=keep_address):
-        flush_key(api_key.pk)
+    ACCUMULATOR.add(api_key.pk, outcome, at, client_address, user_agent or "", keep_address=keep_address)
 
 
 def record_scope_refusal(api_key: ApiKey) -> None:
@@ -253,9 +262,9 @@ def record_scope_refusal(api_key: ApiKey) -> None:
 
 
 def flush_key(key_id) -> bool:
-    """Write ``key_id``'s pending counts now; True when written (or nothing was pending).
+    """Write ``key_id``'s pending counts now (not on a request's path); True when written or nothing was pending.
 
-    Best effort, as ``mark_used``: on any database error the counts go back to pending and False is returned.
+    False when the write failed: kept pending on an error that may pass, else dropped (see :func:`_write`).
     """
     pending = ACCUMULATOR.take(key_id)
     if pending is None:
@@ -264,45 +273,48 @@ def flush_key(key_id) -> bool:
 
 
 def flush_all(attempts: int = 3) -> int:
-    """Write every key's pending counts (a worker that exits); the number of keys whose write still failed.
+    """Write every key's pending counts (a worker that exits); the number of keys whose counts were not written.
 
-    Not on a request's path, so each write waits for SQLite's lock as long as any statement
-    (``OMIKEYS_DATABASE_TIMEOUT``), and a failed one is tried again, ``attempts`` times in all.
-    Counts that could not be written stay pending.
+    Each write waits for SQLite's lock as long as any statement (``OMIKEYS_DATABASE_TIMEOUT``); a write that
+    failed on an error that may pass is tried again, ``attempts`` times in all.
     """
     failed = 0
-    # After a flusher pass under way: the flusher is a daemon thread, ended with the process, and the
+    # After a writer pass under way: the writer is a daemon thread, ended with the process, and the
     # counts it holds while writing are no longer in the accumulator.
     with _pass_lock:
         for _ in range(attempts):
             failed = 0
             for key_id, pending in ACCUMULATOR.take_all().items():
-                if not _write(key_id, pending, short_wait=False):
+                if not _write(key_id, pending):
                     failed += 1
-            if not failed:
+            if not ACCUMULATOR.pending_keys():
                 break
     return failed
 
 
 def flush_due() -> int:
-    """Write the pending counts of every key whose interval has passed (the flusher's pass); keys whose write
-    failed."""
+    """The background writer's pass: write the pending counts of every key whose interval has passed; the number
+    of keys not written. Its duration is observed in ``omikeys_usage_flush_pass_seconds``."""
+    started = time.perf_counter()
     with _pass_lock:
-        return sum(not flush_key(key_id) for key_id in ACCUMULATOR.claim_due())
+        failed = sum(not flush_key(key_id) for key_id in ACCUMULATOR.claim_due())
+    metrics.observe_usage_flush_pass(time.perf_counter() - started)
+    return failed
 
 
-# Held by a flusher pass and by flush_all, so a worker's exit waits for a pass that is writing.
+# Held by a writer pass and by flush_all, so a worker's exit waits for a pass that is writing.
 _pass_lock = threading.Lock()
 _flusher_lock = threading.Lock()
 _flusher_pid: int | None = None
 
 
 def start_flusher(period: float | None = None) -> bool:
-    """Start this process's background flusher (once per process; True when this call started it).
+    """Start this process's background writer (once per process; True when this call started it).
 
     A daemon thread that runs :func:`flush_due` every ``period`` seconds (default: the stamping interval, at most
-    10 s and at least 1 s), so a key used in a burst and then left alone has its counts written within about one
-    interval. gunicorn starts it in each worker (``post_worker_init``); a test process does not.
+    10 s and at least 1 s), so counts are written within about the interval plus the period. gunicorn starts it
+    in each worker (``post_worker_init``), ``runserver`` in its serving process (``ApiKeysConfig.ready``); tests
+    and management commands do not.
     """
     import os
 
@@ -311,9 +323,20 @@ def start_flusher(period: float | None = None) -> bool:
         if _flusher_pid == os.getpid():
             return False
         _flusher_pid = os.getpid()
-    wait = period if period is not None else min(max(settings.OMIKEYS_LAST_USED_INTERVAL, 1), 10)
+    wait = period if period is not None else writer_period()
     threading.Thread(target=_flusher_loop, args=(wait,), name="omikeys-usage-flusher", daemon=True).start()
     return True
+
+
+def writer_period() -> float:
+    """Seconds between two passes of the background writer: the stamping interval, at least 1 and at most 10."""
+    return min(max(settings.OMIKEYS_LAST_USED_INTERVAL, 1), 10)
+
+
+def usage_delay_seconds() -> int:
+    """About the longest a count waits in memory while writes succeed: the stamping interval plus the writer's
+    period, in seconds (70 by default). Pages say counts this recent may be missing."""
+    return int(settings.OMIKEYS_LAST_USED_INTERVAL + writer_period())
 
 
 def _flusher_loop(wait: float) -> None:
@@ -329,66 +352,128 @@ def _flusher_loop(wait: float) -> None:
             close_old_connections()
 
 
-def _write(key_id, pending: _Pending, *, short_wait: bool = True) -> bool:
-    from contextlib import nullcontext
+def _write(key_id, pending: _Pending) -> bool:
+    """Write ``pending`` in one transaction; True when written.
 
-    from .verification import _short_lock_wait
-
+    An ``OperationalError`` (locked, unavailable, a timeout: it may pass) puts the counts back for the next
+    write; any other database error (the database refused them: ``IntegrityError``, ``DataError``...) would fail
+    again every time, so they are dropped, counted (``omikeys_usage_flushes{result="dropped"}``) and logged.
+    """
     try:
-        with _short_lock_wait() if short_wait else nullcontext(), transaction.atomic():
+        with transaction.atomic():
             _write_counts(key_id, pending)
-    except DatabaseError as exc:
+    except OperationalError as exc:
         ACCUMULATOR.put_back(key_id, pending)
         metrics.record_usage_flush("failed")
         logger.info("usage of key %s not written this time: %s", key_id, type(exc).__name__)
+        return False
+    except DatabaseError as exc:
+        metrics.record_usage_flush("dropped")
+        logger.warning("usage of key %s dropped, the database refused it: %s: %s", key_id, type(exc).__name__, exc)
         return False
     metrics.record_usage_flush("written")
     return True
 
 
-def _increment(model, lookup: dict, increments: dict, create: dict, updates: dict | None = None) -> None:
-    """``UPDATE ... SET n = n + k`` on the row of ``lookup``; on a miss insert it, and if another process inserted
-    it meanwhile (IntegrityError, in a savepoint) update again."""
-    changes = {name: F(name) + n for name, n in increments.items() if n}
-    changes.update(updates or {})
-    if not changes:
-        return
-    if model._default_manager.filter(**lookup).update(**changes):
-        return
-    try:
-        with transaction.atomic():
-            model._default_manager.create(**lookup, **create)
-    except IntegrityError:
-        model._default_manager.filter(**lookup).update(**changes)
+def _db(model, name: str, value):
+    return model._meta.get_field(name).get_db_prep_value(value, connection)
+
+
+def _upsert(model, columns: tuple, conflict: tuple, rows: list, assignments: str, where: str = "") -> None:
+    """``INSERT INTO <model's table> (columns) VALUES (...), ... ON CONFLICT (conflict) DO UPDATE SET ...``,
+    ``ROWS_PER_STATEMENT`` rows a statement (SQLite >= 3.24 and PostgreSQL). ``assignments`` and ``where`` may
+    name the table as ``{t}`` and the proposed row as ``excluded``."""
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    names = ", ".join(qn(c) for c in columns)
+    update = assignments.format(t=table) + (f" WHERE {where.format(t=table)}" if where else "")
+    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) VALUES {', '.join([row_sql] * len(chunk))} "
+                f"ON CONFLICT ({', '.join(qn(c) for c in conflict)}) DO UPDATE SET {update}",
+                [value for row in chunk for value in row],
+            )
 
 
 def _write_counts(key_id, pending: _Pending) -> None:
-    # Addresses held from before the owner's erasure (or deactivation) are not written after it.
-    if (pending.addresses or pending.last_use) and not ApiKey.objects.filter(pk=key_id, owner__is_active=True).exists():
+    # The owner's row first, locked while it is active (erase_user locks it before the keys, in the same order):
+    # addresses held from before the owner's erasure or deactivation are not written after it.
+    owner_active = (
+        User.objects.select_for_update(of=("self",))
+        .filter(is_active=True, api_keys__pk=key_id)
+        .values_list("pk", flat=True)
+        .order_by()[:1]
+    )
+    if not list(owner_active):
         pending.addresses = {}
         if pending.last_use is not None:
             pending.last_use = (*pending.last_use[:2], None, "")
+    key = _db(KeyUsageHour, "api_key", key_id)  # the database's form of the key's id (a UUID)
+    qn = connection.ops.quote_name
+    plain, signed = [], []
     for hour, counts in sorted(pending.hours.items()):
-        counts = {outcome: n for outcome, n in counts.items() if n}
-        if counts:
-            _increment(KeyUsageHour, {"api_key_id": key_id, "hour": hour}, counts, {**counts})
+        increments = [counts.get(o, 0) for o in USAGE_OUTCOMES]
+        if any(increments):
+            row = [key, _db(KeyUsageHour, "hour", hour), *(max(k, 0) for k in increments)]
+            (signed if min(increments) < 0 else plain).append((row, increments))
+    if plain:
+        _upsert(
+            KeyUsageHour,
+            ("api_key_id", "hour", *USAGE_OUTCOMES),
+            ("api_key_id", "hour"),
+            [row for row, _ in plain],
+            ", ".join(f"{qn(o)} = {{t}}.{qn(o)} + excluded.{qn(o)}" for o in USAGE_OUTCOMES),
+        )
+    for row, increments in signed:  # rare: a late scope refusal after its count was written or dropped
+        _upsert(
+            KeyUsageHour,
+            ("api_key_id", "hour", *USAGE_OUTCOMES),
+            ("api_key_id", "hour"),
+            [row],
+            # Never below zero: the count it corrects may have been dropped.
+            ", ".join(
+                f"{qn(o)} = CASE WHEN {{t}}.{qn(o)} + {int(k)} < 0 THEN 0 ELSE {{t}}.{qn(o)} + {int(k)} END"
+                for o, k in zip(USAGE_OUTCOMES, increments, strict=True)
+                if k
+            ),
+        )
     if pending.last_use is not None:
         at, outcome, address, user_agent = pending.last_use
-        values = {"at": at, "outcome": outcome, "address": address, "user_agent": user_agent}
-        older = KeyLastUse.objects.filter(api_key_id=key_id, at__lte=at)
-        if not older.update(**values) and not KeyLastUse.objects.filter(api_key_id=key_id).exists():
-            try:
-                with transaction.atomic():
-                    KeyLastUse.objects.create(api_key_id=key_id, **values)
-            except IntegrityError:
-                older.update(**values)
-    for address, seen in sorted(pending.addresses.items()):
-        _increment(
+        _upsert(
+            KeyLastUse,
+            ("api_key_id", "at", "outcome", "address", "user_agent"),
+            ("api_key_id",),
+            [[key, _db(KeyLastUse, "at", at), outcome, _db(KeyLastUse, "address", address), user_agent]],
+            ", ".join(f"{qn(c)} = excluded.{qn(c)}" for c in ("at", "outcome", "address", "user_agent")),
+            where=f"excluded.{qn('at')} >= {{t}}.{qn('at')}",
+        )
+    if pending.addresses:
+        first, last = qn("first_seen"), qn("last_seen")
+        _upsert(
             KeyAddress,
-            {"api_key_id": key_id, "address": address},
-            {"requests": seen.requests},
-            {"first_seen": seen.first_seen, "last_seen": seen.last_seen, "requests": seen.requests},
-            {"last_seen": Greatest(F("last_seen"), seen.last_seen)},
+            ("api_key_id", "address", "first_seen", "last_seen", "requests"),
+            ("api_key_id", "address"),
+            [
+                [
+                    key,
+                    _db(KeyAddress, "address", address),
+                    _db(KeyAddress, "first_seen", seen.first_seen),
+                    _db(KeyAddress, "last_seen", seen.last_seen),
+                    seen.requests,
+                ]
+                for address, seen in sorted(pending.addresses.items())
+            ],
+            f"{qn('requests')} = {{t}}.{qn('requests')} + excluded.{qn('requests')}, "
+            f"{first} = CASE WHEN excluded.{first} < {{t}}.{first} THEN excluded.{first} ELSE {{t}}.{first} END, "
+            f"{last} = CASE WHEN excluded.{last} > {{t}}.{last} THEN excluded.{last} ELSE {{t}}.{last} END",
+        )
+    if pending.verified_at is not None:
+        # mark_used's guarded stamp, written with the counts: last_used_at only moves forward.
+        ApiKey.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=pending.verified_at), pk=key_id).update(
+            last_used_at=pending.verified_at
         )
 
 
@@ -472,19 +557,6 @@ def key_usage(
     since = now - datetime.timedelta(days=settings.OMIKEYS_USAGE_ADDRESS_RETENTION_DAYS)
     addresses = list(KeyAddress.objects.filter(api_key=api_key, last_seen__gte=since).order_by("-last_seen", "address"))
     return KeyUsage(days, granularity, rows, totals, last_use, addresses)
-
-
-def totals_by_key(keys: Iterable[ApiKey], *, days: int = 30) -> dict:
-    """Requests per key id over the last ``days`` days (every outcome), in one query."""
-    since = hour_of(timezone.now()) - datetime.timedelta(days=days)
-    sums = {f"n_{o}": Sum(o) for o in USAGE_OUTCOMES}
-    rows = (
-        KeyUsageHour.objects.filter(api_key__in=list(keys), hour__gt=since)
-        .values("api_key_id")
-        .annotate(**sums)
-        .values_list("api_key_id", *sums)
-    )
-    return {row[0]: sum(n or 0 for n in row[1:]) for row in rows}
 
 
 # --- retention and erasure ---------------------------------------------------------------

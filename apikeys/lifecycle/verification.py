@@ -216,8 +216,8 @@ def judge_key(
        lacks any of ``required_scopes`` (not a failed attempt), else ``VALID``.
 
     A verdict on a key that matched (every code but ``MALFORMED``, ``NOT_FOUND`` and ``RATE_LIMITED``) is
-    counted in the key's usage with ``client_address`` and ``user_agent`` (:mod:`.usage`: in memory, written
-    with the stamp at most once per ``OMIKEYS_LAST_USED_INTERVAL`` per key and process).
+    counted in the key's usage with ``client_address`` and ``user_agent`` (:mod:`.usage`: in memory, no query;
+    the process's background writer writes it, at most once per ``OMIKEYS_LAST_USED_INTERVAL`` per key).
 
     Every verdict is counted in the verification metrics. ``ApiKeyAuthentication`` (``GET /v1/dev/key``
     and the views it protects) and the service API's verify endpoint both call this, so a key is judged

@@ -2,12 +2,28 @@
 
 from django import template
 
+from apikeys.lifecycle import usage_delay_seconds
+
 register = template.Library()
 
 # The chart's drawing box, in SVG user units; the SVG scales to the page's width.
 WIDTH, HEIGHT = 300, 100
 # Outcomes drawn as refused (everything but accepted).
 REFUSED = ("insufficient_scope", "expired", "disabled", "revoked", "owner_inactive")
+# An outcome column (lifecycle.usage.OUTCOME_OF_CODE) as people read it, as the table's headings name them.
+OUTCOME_LABELS = {
+    "accepted": "Accepted",
+    "insufficient_scope": "Refused: missing scope",
+    "expired": "Refused: expired",
+    "disabled": "Refused: disabled",
+    "revoked": "Refused: revoked",
+    "owner_inactive": "Refused: owner inactive",
+}
+
+
+def outcome_label(outcome: str) -> str:
+    """The human label of a usage outcome column; an unknown one (a row older than this code) shown as stored."""
+    return OUTCOME_LABELS.get(outcome, outcome)
 
 
 def bars(usage) -> list[dict]:
@@ -47,6 +63,8 @@ def usage_chart(usage, heading_level: int = 2) -> dict:
         "bars": bars(usage),
         "used_rows": [row for row in usage.rows if row.total],
         "refused_total": sum(usage.totals[o] for o in REFUSED),
+        "last_outcome": outcome_label(usage.last_use.outcome) if usage.last_use else "",
+        "delay": usage_delay_seconds(),
         "busiest": busiest,
         "width": WIDTH,
         "height": HEIGHT,

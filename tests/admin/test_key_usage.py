@@ -28,6 +28,7 @@ def test_staff_see_the_usage_on_the_key_page(admin_client, used_key):
     section = page.split('id="key-usage"')[1]
     assert "4 requests: 3 accepted, 1 refused" in section
     assert "<svg" in section and "198.51.100.5" in section and "sdk/1" in section
+    assert "<dt>Outcome</dt><dd>Accepted</dd>" in section
     assert 'name="accepted"' not in section  # read-only: no form fields
 
 

@@ -43,3 +43,30 @@ def test_a_key_never_used_says_so(person):
     assert "No requests with this key in the last 30 days." in page
     assert "Never used." in page
     assert "<svg" not in page.split('id="usage-title"')[1].split("</section>")[0]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "label"),
+    [
+        ("accepted", "Accepted"),
+        ("insufficient_scope", "Refused: missing scope"),
+        ("expired", "Refused: expired"),
+        ("disabled", "Refused: disabled"),
+        ("revoked", "Refused: revoked"),
+        ("owner_inactive", "Refused: owner inactive"),
+    ],
+)
+def test_the_last_uses_outcome_is_shown_in_words(person, outcome, label):
+    key = lifecycle.issue_key(owner=person.user, name="Labelled").api_key
+    KeyLastUse.objects.create(api_key=key, at=timezone.now(), outcome=outcome)
+    page = person.get(reverse("web:key-detail", args=[key.pk])).content.decode()
+    last = page.split("<dt>Outcome</dt>")[1].split("</dd>")[0]
+    assert last == f"<dd>{label}"
+
+
+def test_the_page_says_how_recent_counts_may_be_missing(person, settings):
+    settings.OMIKEYS_LAST_USED_INTERVAL = 60
+    key = lifecycle.issue_key(owner=person.user, name="Delayed").api_key
+    KeyUsageHour.objects.create(api_key=key, hour=hour_of(timezone.now()), accepted=1)
+    page = person.get(reverse("web:key-detail", args=[key.pk])).content.decode()
+    assert "requests of the last 70 seconds or so may not be counted yet" in page
