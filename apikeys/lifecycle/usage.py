@@ -357,7 +357,7 @@ def _write(key_id, pending: _Pending) -> bool:
 
     An ``OperationalError`` (locked, unavailable, a timeout: it may pass) puts the counts back for the next
     write; any other database error (the database refused them: ``IntegrityError``, ``DataError``...) would fail
-    again every time, so they are dropped, counted (``omikeys_usage_flushes{result="dropped"}``) and logged.
+    again every time, so they are dropped, counted (``omikeys_usage_flushes_total{result="dropped"}``) and logged.
     """
     try:
         with transaction.atomic():

@@ -52,14 +52,18 @@ def bars(usage) -> list[dict]:
 
 
 @register.inclusion_tag("apikeys/_usage.html")
-def usage_chart(usage, heading_level: int = 2) -> dict:
+def usage_chart(usage, heading_level: int = 2, last_used_at=None) -> dict:
     """Render ``apikeys/_usage.html`` for a ``lifecycle.KeyUsage``: the chart, its table, the last use and addresses.
 
-    ``heading_level``: the level of the section's heading (its parts use the next one).
+    ``heading_level``: the level of the section's heading (its parts use the next one). ``last_used_at``: the
+    key's own stamp, shown as its last use when no use has been written to usage yet (the writer is up to
+    ``usage_delay_seconds`` behind, and keys used before usage was counted have none), so the page never
+    says "never used" of a key that was.
     """
     busiest = max(usage.rows, key=lambda row: row.total) if usage.total else None
     return {
         "usage": usage,
+        "last_used_at": last_used_at,
         "bars": bars(usage),
         "used_rows": [row for row in usage.rows if row.total],
         "refused_total": sum(usage.totals[o] for o in REFUSED),

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from apikeys import lifecycle
 from apikeys.lifecycle.usage import hour_of
-from apikeys.models import KeyAddress, KeyLastUse, KeyUsageHour
+from apikeys.models import ApiKey, KeyAddress, KeyLastUse, KeyUsageHour
 
 from .pages import key_url
 
@@ -42,3 +42,14 @@ def test_staff_who_may_not_view_events_do_not_see_addresses(client, staff, used_
     client.force_login(staff)
     page = client.get(key_url(used_key)).content.decode()
     assert 'id="key-usage"' not in page and "198.51.100.5" not in page
+
+
+def test_a_key_stamped_used_but_without_written_usage_is_not_called_never_used(admin_client, alice):
+    key = lifecycle.issue_key(owner=alice, name="Stamped").api_key
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+
+    page = admin_client.get(key_url(key)).content.decode()
+
+    section = page.split('id="key-usage"')[1]
+    assert "Never used." not in section
+    assert "Its address and client are not recorded yet" in section

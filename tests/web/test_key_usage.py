@@ -45,6 +45,19 @@ def test_a_key_never_used_says_so(person):
     assert "<svg" not in page.split('id="usage-title"')[1].split("</section>")[0]
 
 
+def test_a_key_used_before_its_use_was_written_shows_its_stamp_not_never_used(person):
+    key = lifecycle.issue_key(owner=person.user, name="Busy").api_key
+    stamped = timezone.now() - datetime.timedelta(minutes=5)
+    type(key).objects.filter(pk=key.pk).update(last_used_at=stamped)  # stamped, no usage written yet
+
+    page = person.get(reverse("web:key-detail", args=[key.pk])).content.decode()
+
+    section = page.split('id="usage-title"')[1].split("</section>")[0]
+    assert "Never used." not in section
+    assert "Its address and client are not recorded yet" in section
+    assert f'title="{stamped:%Y-%m-%d %H:%M:%S} UTC"' in section  # the stamp itself
+
+
 @pytest.mark.parametrize(
     ("outcome", "label"),
     [
