@@ -8,6 +8,7 @@ import pytest
 from axes.models import AccessAttempt
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -475,3 +476,15 @@ def test_erasing_a_user_leaves_the_staff_label_holding_a_longer_address_alone():
     renamed = KeyEvent.objects.get(api_key=api_key, action="renamed")
     assert renamed.actor_label == "jimbob@example.com"
     assert renamed.details == {"name": "renamed for (erased)", "previous_name": "bob's key"}
+
+
+@pytest.mark.django_db
+def test_revoke_user_keys_refuses_a_reason_holding_a_secret_even_with_no_key_to_revoke():
+    """The reason is checked first, not only by each key's revocation: a user without keys gets the refusal too."""
+    owner = make_owner()
+    reason = f"found {crypto.generate_key().plaintext} in a public gist"
+
+    with pytest.raises(ValidationError) as refused:
+        lifecycle.revoke_user_keys(owner, reason=reason, actor=None)
+
+    assert "reason" in refused.value.message_dict
