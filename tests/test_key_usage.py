@@ -573,3 +573,43 @@ def test_the_exit_deadline_stays_below_gunicorns_graceful_timeout(settings):
     assert usage.exit_deadline(20) == 20 - 3 - 5 - 1
     assert usage.exit_deadline(5) == 1  # never nothing
     assert usage.exit_deadline(None) == usage.FLUSH_ALL_DEADLINE
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("active", [True, False])
+def test_a_write_waits_for_the_owners_row_held_by_another_transaction(clock, ticks, active, contract_scopes):
+    """erase_user locks the owner's row, then the keys: a write that took the key's locks without the owner's
+    (an inactive owner's, before) could wait on erase_user while erase_user waits on it, a deadlock."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: SQLite serializes every write with its one write lock")
+    import psycopg
+
+    owner = make_owner(f"row-held-{active}")
+    issued = issue(owner)
+    owner.is_active = active
+    owner.save(update_fields=["is_active"])
+    judge(issued.plaintext)
+    settings_dict = connection.settings_dict
+    holder = psycopg.connect(
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"],
+        user=settings_dict["USER"],
+        password=settings_dict["PASSWORD"],
+        dbname=settings_dict["NAME"],
+    )
+    try:
+        holder.execute(f"SELECT 1 FROM {owner._meta.db_table} WHERE id = %s FOR UPDATE", [owner.pk])
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 500")
+        started = time.monotonic()
+        assert usage.flush_all(attempts=1) == 1  # waited for the owner's row, then its statement timed out
+        assert time.monotonic() - started < 5
+        assert not KeyUsageHour.objects.exists()
+        assert usage.ACCUMULATOR.pending_keys() == 1  # kept for the next write
+    finally:
+        holder.rollback()
+        holder.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")
+    assert usage.flush_all() == 0
+    assert hours(issued.api_key) == [(NOW, {"accepted" if active else "owner_inactive": 1})]
