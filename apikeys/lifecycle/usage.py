@@ -345,8 +345,9 @@ def exit_deadline(graceful_timeout: float | None) -> float:
 
 def flush_due() -> int:
     """The background writer's pass: write the pending counts of every key whose interval has passed; the number
-    of keys not written. An error that may pass ends the pass (the keys not tried wait for the next one). Its
-    duration is observed in ``omikeys_usage_flush_pass_seconds``."""
+    of keys not written. An error that may pass ends the pass: the keys not tried keep their counts, written when
+    their next interval has passed (they were claimed). Its duration is observed in
+    ``omikeys_usage_flush_pass_seconds``."""
     started = time.perf_counter()
     with _pass_lock:
         failed = _write_keys(ACCUMULATOR.claim_due(), ACCUMULATOR.take, None)[0]
