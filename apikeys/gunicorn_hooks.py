@@ -59,8 +59,9 @@ def post_worker_init(worker) -> None:
 def worker_exit(server, worker) -> None:
     """Write the key usage counts the exiting worker still holds (``lifecycle.flush_usage``).
 
-    Runs in the worker after its last request (a graceful stop: SIGTERM, SIGHUP, max_requests). Does
-    nothing if the worker never loaded Django; a write that fails is logged, and those counts are lost.
+    Runs in the worker after its last request (a graceful stop: SIGTERM, SIGHUP, max_requests), bounded to
+    finish before gunicorn's ``graceful_timeout`` (``lifecycle.usage_exit_deadline``) kills the worker. Does nothing if
+    the worker never loaded Django; a write that fails is logged, and those counts are lost.
     """
     from django.apps import apps
 
@@ -71,7 +72,7 @@ def worker_exit(server, worker) -> None:
     from apikeys import lifecycle
 
     try:
-        failed = lifecycle.flush_usage()
+        failed = lifecycle.flush_usage(deadline=lifecycle.usage_exit_deadline(server.cfg.graceful_timeout))
     except Exception:  # the worker is exiting: log, never raise into gunicorn
         server.log.exception("key usage not written at worker exit")
         return

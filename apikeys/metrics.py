@@ -238,8 +238,9 @@ def observe_usage_flush_pass(seconds: float) -> None:
     USAGE_FLUSH_PASS_SECONDS.observe(seconds)
 
 
-def record_usage_dropped(what: str) -> None:
-    """Count usage not kept: ``what`` one of :data:`USAGE_DROPPED_WHAT`, else ``ValueError``."""
+def record_usage_dropped(what: str, amount: int = 1) -> None:
+    """Count ``amount`` (>= 0) requests or addresses of usage not kept: ``what`` one of :data:`USAGE_DROPPED_WHAT`,
+    else ``ValueError``."""
     if what not in USAGE_DROPPED_WHAT:
         raise ValueError(f"unknown usage drop {what!r}; one of {', '.join(USAGE_DROPPED_WHAT)}")
-    USAGE_DROPPED.labels(what).inc()
+    USAGE_DROPPED.labels(what).inc(amount)

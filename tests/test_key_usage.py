@@ -1,9 +1,11 @@
 """Usage per key (lifecycle.usage): counting in memory, the background writer's writes, retention and erasure."""
 
 import datetime
+import sqlite3
+import time
 
 import pytest
-from django.db import DataError, IntegrityError, OperationalError, connection
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -181,14 +183,22 @@ def test_a_write_is_a_few_statements_whatever_the_addresses(clock, ticks, settin
     assert hours(many.api_key) == [(NOW, {"accepted": 200})]
 
 
-def test_the_write_locks_the_owner_it_checks_is_active(clock, ticks):
-    issued = issue(make_owner("locked-owner"))
+@pytest.mark.parametrize("active", [True, False])
+def test_the_write_locks_the_owner_it_checks_is_active(clock, ticks, active):
+    owner = make_owner(f"locked-owner-{active}")
+    issued = issue(owner)
+    owner.is_active = active
+    owner.save(update_fields=["is_active"])
     judge(issued.plaintext)
     with CaptureQueriesContext(connection) as queries:
-        usage.flush_all()
+        assert usage.flush_all() == 0
     check = next(q["sql"] for q in queries.captured_queries if "is_active" in q["sql"])
-    # Serialized with erase_user, which locks the user's row first too (SQLite serializes every write).
+    # Serialized with erase_user, which locks the user's row first too (SQLite serializes every write), whatever
+    # the owner's state: an inactive owner's write that skipped the lock would wait on the keys erase_user holds.
     assert ("FOR UPDATE OF" in check) is connection.features.has_select_for_update_of
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "BEGIN"))]
+    assert statements[0] == check  # before any write of the key's rows
+    assert hours(issued.api_key) == [(NOW, {"accepted" if active else "owner_inactive": 1})]
 
 
 def test_the_writer_advances_last_used_at_with_the_counts_never_backwards(clock, ticks):
@@ -224,7 +234,14 @@ def test_refused_keys_are_written_on_the_same_interval(clock, ticks):
     assert hours(issued.api_key) == [(NOW, {"revoked": 3})]
 
 
-@pytest.mark.parametrize("error", [OperationalError("database is locked"), OperationalError("canceling statement")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError("database is locked"),
+        OperationalError("canceling statement"),
+        InterfaceError("connection already closed"),
+    ],
+)
 def test_an_error_that_may_pass_keeps_the_counts_pending(clock, ticks, monkeypatch, error):
     issued = issue(make_owner("failing-owner"))
     judge(issued.plaintext)
@@ -245,7 +262,15 @@ def test_an_error_that_may_pass_keeps_the_counts_pending(clock, ticks, monkeypat
     assert hours(issued.api_key) == [(NOW, {"accepted": 2})]
 
 
-@pytest.mark.parametrize("error", [IntegrityError("check constraint failed"), DataError("value too long")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        IntegrityError("check constraint failed"),
+        DataError("value too long"),
+        ValueError("A string literal cannot contain NUL (0x00) characters."),
+        UnicodeEncodeError("utf-8", "\udc80", 0, 1, "surrogates not allowed"),
+    ],
+)
 def test_counts_the_database_refuses_are_dropped_not_retried_forever(clock, ticks, monkeypatch, caplog, error):
     issued = issue(make_owner("refused-write-owner"))
     judge(issued.plaintext)
@@ -285,13 +310,14 @@ def test_counts_put_back_respect_the_pending_keys_bound(clock, settings):
     settings.OMIKEYS_USAGE_MAX_PENDING_KEYS = 1
     owner = make_owner("put-back-owner")
     first, second = issue(owner, "first"), issue(owner, "second")
-    judge(first.plaintext)
+    for _ in range(3):
+        judge(first.plaintext)
     held = usage.ACCUMULATOR.take(first.api_key.pk)
     judge(second.plaintext)
     dropped = metrics.USAGE_DROPPED.labels("request")._value.get()
     assert usage.ACCUMULATOR.put_back(first.api_key.pk, held) is False
     assert usage.ACCUMULATOR.pending_keys() == 1
-    assert metrics.USAGE_DROPPED.labels("request")._value.get() == dropped + 1
+    assert metrics.USAGE_DROPPED.labels("request")._value.get() == dropped + 3  # the requests, not the key
 
 
 def test_first_seen_moves_earlier_for_an_older_use_written_late(clock, ticks):
@@ -433,3 +459,157 @@ def test_a_process_starts_one_flusher(monkeypatch):
 class _NotStarted:
     def start(self) -> None:
         """The thread's loop is the real one in the gunicorn test (tests/test_usage_processes.py)."""
+
+
+def test_forms_of_one_ipv6_address_are_one_pending_address(clock, ticks):
+    issued = issue(make_owner("scoped-address-owner"))
+    key_id = issued.api_key.pk
+    for address in ("fe80::1%eth0", "fe80::1%eth1", "FE80:0:0::1", "2001:db8::7", "192.0.2.9"):
+        usage.ACCUMULATOR.add(key_id, "accepted", NOW, address, "ua")
+    pending = usage.ACCUMULATOR.take(key_id)
+    # One row per stored form in an upsert (PostgreSQL refuses a row affected twice in one statement).
+    held = {a: seen.requests for a, seen in pending.addresses.items()}
+    assert held == {"fe80::1": 3, "2001:db8::7": 1, "192.0.2.9": 1}
+    usage.ACCUMULATOR.put_back(key_id, pending)
+    assert usage.flush_all() == 0
+    assert dict(KeyAddress.objects.filter(api_key=issued.api_key).values_list("address", "requests")) == {
+        "fe80::1": 3,
+        "2001:db8::7": 1,
+        "192.0.2.9": 1,
+    }
+
+
+class WriteLock:
+    """SQLite's write lock, held by a second connection (another process's transaction) between hold and release."""
+
+    def __init__(self, name: str) -> None:
+        self.holder = sqlite3.connect(name, timeout=10, isolation_level=None)
+
+    def hold(self) -> None:
+        self.holder.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        if self.holder.in_transaction:
+            self.holder.execute("ROLLBACK")
+
+
+@pytest.fixture
+def write_lock():
+    """A :class:`WriteLock` on the test database, this connection's own wait for it shortened to half a second."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's write lock; on PostgreSQL a lock is per row")
+    options = connection.settings_dict["OPTIONS"]
+    waited = options["timeout"]  # OMIKEYS_DATABASE_TIMEOUT, given to the connection when it opens
+    options["timeout"] = 0.5
+    connection.close()
+    lock = WriteLock(connection.settings_dict["NAME"])
+    yield lock
+    lock.release()
+    lock.holder.close()
+    options["timeout"] = waited
+    connection.close()
+
+
+def _issued_and_counted(names):
+    owner = make_owner("locked-out-writer")
+    issued = [issue(owner, name) for name in names]
+    for each in issued:
+        judge(each.plaintext)
+    return issued
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_ends_at_the_first_write_the_database_refuses_for_now(clock, ticks, write_lock, contract_scopes):
+    issued = _issued_and_counted(["a", "b", "c", "d"])
+    write_lock.hold()
+    ticks.now += 60
+    failed, written = (metrics.USAGE_FLUSHES.labels(r)._value.get() for r in ("failed", "written"))
+    started = time.monotonic()
+    assert usage.flush_due() == 4
+    took = time.monotonic() - started
+    # One write tried and failed (each waits for the lock): the three after it were not tried.
+    assert metrics.USAGE_FLUSHES.labels("failed")._value.get() == failed + 1
+    assert metrics.USAGE_FLUSHES.labels("written")._value.get() == written
+    assert took < 4 * 0.5  # four waits for the lock would take 2 s; one takes 0.5 s
+    assert usage.ACCUMULATOR.pending_keys() == 4  # nothing lost
+    write_lock.release()
+    ticks.now += 60
+    assert usage.flush_due() == 0
+    for each in issued:
+        assert hours(each.api_key) == [(NOW, {"accepted": 1})]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flush_all_returns_within_its_deadline_while_the_database_is_locked(clock, ticks, write_lock, contract_scopes):
+    issued = _issued_and_counted(["a", "b", "c"])
+    write_lock.hold()
+    started = time.monotonic()
+    assert usage.flush_all(attempts=100, deadline=1.5) == 3
+    # The deadline, plus at most one write's wait for the lock (0.5 s) started just before it: a generous bound.
+    assert time.monotonic() - started < 1.5 + 0.5 + 1
+    assert usage.ACCUMULATOR.pending_keys() == 3  # what was not written is kept, not taken and lost
+    write_lock.release()
+    assert usage.flush_all(deadline=5) == 0
+    for each in issued:
+        assert hours(each.api_key) == [(NOW, {"accepted": 1})]
+
+
+def test_flush_all_waits_for_a_writer_pass_no_longer_than_its_deadline(clock, ticks):
+    issued = _issued_and_counted(["a"])
+    assert usage._pass_lock.acquire(timeout=5)  # a writer pass under way (stuck on the database)
+    try:
+        started = time.monotonic()
+        assert usage.flush_all(deadline=0.5) == 1
+        assert time.monotonic() - started < 0.5 + 2
+    finally:
+        usage._pass_lock.release()
+    assert usage.flush_all() == 0
+    assert hours(issued[0].api_key) == [(NOW, {"accepted": 1})]
+
+
+def test_the_exit_deadline_stays_below_gunicorns_graceful_timeout(settings):
+    settings.OMIKEYS_DATABASE_CONNECT_TIMEOUT, settings.OMIKEYS_DATABASE_TIMEOUT = 3, 5
+    assert usage.exit_deadline(30) == 20  # FLUSH_ALL_DEADLINE
+    assert usage.exit_deadline(20) == 20 - 3 - 5 - 1
+    assert usage.exit_deadline(5) == 1  # never nothing
+    assert usage.exit_deadline(None) == usage.FLUSH_ALL_DEADLINE
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("active", [True, False])
+def test_a_write_waits_for_the_owners_row_held_by_another_transaction(clock, ticks, active, contract_scopes):
+    """erase_user locks the owner's row, then the keys: a write that took the key's locks without the owner's
+    (an inactive owner's, before) could wait on erase_user while erase_user waits on it, a deadlock."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: SQLite serializes every write with its one write lock")
+    import psycopg
+
+    owner = make_owner(f"row-held-{active}")
+    issued = issue(owner)
+    owner.is_active = active
+    owner.save(update_fields=["is_active"])
+    judge(issued.plaintext)
+    settings_dict = connection.settings_dict
+    holder = psycopg.connect(
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"],
+        user=settings_dict["USER"],
+        password=settings_dict["PASSWORD"],
+        dbname=settings_dict["NAME"],
+    )
+    try:
+        holder.execute(f"SELECT 1 FROM {owner._meta.db_table} WHERE id = %s FOR UPDATE", [owner.pk])
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 500")
+        started = time.monotonic()
+        assert usage.flush_all(attempts=1) == 1  # waited for the owner's row, then its statement timed out
+        assert time.monotonic() - started < 5
+        assert not KeyUsageHour.objects.exists()
+        assert usage.ACCUMULATOR.pending_keys() == 1  # kept for the next write
+    finally:
+        holder.rollback()
+        holder.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")
+    assert usage.flush_all() == 0
+    assert hours(issued.api_key) == [(NOW, {"accepted" if active else "owner_inactive": 1})]

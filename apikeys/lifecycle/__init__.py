@@ -19,7 +19,8 @@ handled, one way, and every change is audited in the transaction that makes it.
   :func:`key_usage` (a key's :class:`KeyUsage`: counts per day or hour, last use, addresses) and
   :func:`usage_delay_seconds` (how recent counts may still be missing from it);
 - usage kept outside a request: :func:`record_scope_refusal` (a door's own scope check refused a key),
-  :func:`flush_usage` (a worker that exits), :func:`prune_usage` (the retention pass);
+  :func:`flush_usage` (a worker that exits, within :func:`usage_exit_deadline`),
+  :func:`prune_usage` (the retention pass);
 - rules doors may check early: :func:`validate_expiry`, :func:`validate_reason`, :func:`ensure_may_hold_keys`,
   :func:`default_scopes`, :data:`GRACE_PERIODS`, :data:`MAX_GRACE_SECONDS`;
 - refusals: ``ValidationError`` keyed by field ("name", "scopes", "expires_at",
@@ -79,6 +80,7 @@ from .service_clients import (
     rotate_service_client,
 )
 from .usage import KeyUsage, UsageRow, key_usage, record_scope_refusal, usage_delay_seconds
+from .usage import exit_deadline as usage_exit_deadline
 from .usage import flush_all as flush_usage
 from .usage import prune as prune_usage
 from .verification import Code, KeyVerdict, Rejection, Verification, judge_key, mark_used, verify_key
@@ -139,6 +141,7 @@ __all__ = [
     "key_usage",
     "usage_delay_seconds",
     "flush_usage",
+    "usage_exit_deadline",
     "prune_usage",
     "record_scope_refusal",
     "mark_used",

@@ -8,10 +8,12 @@ runs :func:`flush_due`), which writes each key's counts at most once per
 (guarded: never backwards) in the same transaction; and by :func:`flush_all` when a
 worker exits (``apikeys.gunicorn_hooks``). A write is a fixed handful of statements
 whatever the key holds: one lock on the owner's row, then one multi-row
-``INSERT ... ON CONFLICT DO UPDATE`` (``n = n + k``) per table, and the stamp. Increments
-make any number of processes add up exactly. A write that fails on an error that may pass
-(``OperationalError``: locked, unavailable, a timeout) is kept for the next pass; one the
-database refuses (``IntegrityError``, ``DataError``...) is dropped, counted and logged.
+``INSERT ... ON CONFLICT DO UPDATE`` (``n = n + k``) per table (an hour with a negative correction
+is its own statement), and the stamp. Increments make any number of processes add up exactly. A
+write that fails on an error that may pass (``OperationalError``, ``InterfaceError``: locked,
+unavailable, a timeout) is kept, and the pass ends there; anything else (the database refuses the
+counts: ``IntegrityError``, ``DataError``...; or a value that cannot be sent) is dropped, counted
+and logged.
 docs/usage.md says what a crash loses.
 
 Reads (:func:`key_usage`) and the retention pass (:func:`prune`) are here too, and
@@ -25,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -54,6 +56,25 @@ VERIFIED_OUTCOMES = ("accepted", "insufficient_scope")
 # Rows per INSERT statement: far below SQLite's bound on parameters (999 before 3.32) at 8 columns.
 ROWS_PER_STATEMENT = 100
 
+# Errors after which a write may succeed later (the database locked, unavailable, a timeout, a lost connection):
+# the counts are kept and the pass ends, as the next key's write would wait and fail the same way.
+RETRYABLE_ERRORS = (OperationalError, InterfaceError)
+
+# flush_all's overall bound in seconds when the caller gives none (gunicorn's graceful_timeout is 30 by default).
+FLUSH_ALL_DEADLINE = 20.0
+
+# Seconds between two attempts of flush_all after a write failed on an error that may pass.
+FLUSH_ALL_BACKOFF = 0.5
+
+
+def stored_address(address: str) -> str:
+    """``address`` in the form KeyAddress stores it (IPv6 compressed and lower-case, its scope id removed), so
+    forms of one address are one pending entry (one row of an upsert). Text that is no IP address is unchanged."""
+    return _ADDRESS_FIELD.get_prep_value(address)
+
+
+_ADDRESS_FIELD = KeyAddress._meta.get_field("address")
+
 
 def hour_of(moment: datetime.datetime) -> datetime.datetime:
     """The start of the UTC hour ``moment`` (aware) falls in."""
@@ -76,6 +97,10 @@ class _Pending:
     verified_at: datetime.datetime | None = None  # the latest use that verified: the key's last_used_at
     addresses: dict = field(default_factory=dict)  # address -> _AddressSeen
 
+    def requests(self) -> int:
+        """How many requests these counts hold (a moved count, -1 and +1, adds none)."""
+        return max(sum(n for counts in self.hours.values() for n in counts.values()), 0)
+
     def merge(self, other: "_Pending") -> None:
         """Add ``other``'s counts (taken out for a write that failed) back into these."""
         for hour, counts in other.hours.items():
@@ -86,7 +111,7 @@ class _Pending:
             self.last_use = other.last_use
         if other.verified_at is not None and (self.verified_at is None or other.verified_at > self.verified_at):
             self.verified_at = other.verified_at
-        for address, seen in other.addresses.items():
+        for address, seen in other.addresses.items():  # keys already in stored form (Accumulator.add)
             mine = self.addresses.get(address)
             if mine is None:
                 if len(self.addresses) >= settings.OMIKEYS_USAGE_MAX_PENDING_ADDRESSES:
@@ -133,6 +158,8 @@ class Accumulator:
         hour = at.replace(minute=0, second=0, microsecond=0) if at.tzinfo is datetime.UTC else hour_of(at)
         if not keep_address:
             address, user_agent = None, ""
+        elif address and ":" in address:  # IPv6: one entry per stored form (IPv4 is stored as given)
+            address = stored_address(address)
         with self._lock:
             pending = self._pending.get(key_id)
             if pending is None:
@@ -215,7 +242,7 @@ class Accumulator:
             current = self._pending.get(key_id)
             if current is None:
                 if len(self._pending) >= settings.OMIKEYS_USAGE_MAX_PENDING_KEYS:
-                    metrics.record_usage_dropped("request")
+                    metrics.record_usage_dropped("request", pending.requests())
                     return False
                 self._pending[key_id] = pending
             else:
@@ -269,37 +296,94 @@ def flush_key(key_id) -> bool:
     pending = ACCUMULATOR.take(key_id)
     if pending is None:
         return True
-    return _write(key_id, pending)
+    return _write(key_id, pending) == WRITTEN
 
 
-def flush_all(attempts: int = 3) -> int:
+def flush_all(attempts: int = 3, deadline: float | None = None) -> int:
     """Write every key's pending counts (a worker that exits); the number of keys whose counts were not written.
 
-    Each write waits for SQLite's lock as long as any statement (``OMIKEYS_DATABASE_TIMEOUT``); a write that
-    failed on an error that may pass is tried again, ``attempts`` times in all.
+    Bounded by ``deadline`` seconds in all (default :data:`FLUSH_ALL_DEADLINE`; gunicorn's hook passes less than
+    its ``graceful_timeout``): it waits that long at most for a writer pass under way, and starts no write after
+    it (a write under way still waits up to ``OMIKEYS_DATABASE_TIMEOUT``). An error that may pass ends an attempt
+    (the keys not tried are kept); it tries again after :data:`FLUSH_ALL_BACKOFF` seconds, ``attempts`` times in
+    all. What is not written stays in the accumulator (lost if the process exits).
     """
-    failed = 0
+    limit = time.monotonic() + (FLUSH_ALL_DEADLINE if deadline is None else deadline)
     # After a writer pass under way: the writer is a daemon thread, ended with the process, and the
     # counts it holds while writing are no longer in the accumulator.
-    with _pass_lock:
-        for _ in range(attempts):
-            failed = 0
-            for key_id, pending in ACCUMULATOR.take_all().items():
-                if not _write(key_id, pending):
-                    failed += 1
+    if not _pass_lock.acquire(timeout=max(limit - time.monotonic(), 0)):
+        logger.warning("usage not written: a writer pass was still under way at the deadline")
+        return ACCUMULATOR.pending_keys()
+    try:
+        dropped = 0
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(min(FLUSH_ALL_BACKOFF, max(limit - time.monotonic(), 0)))
+            if time.monotonic() >= limit:
+                break
+            taken = ACCUMULATOR.take_all()
+            dropped += _write_keys(list(taken), taken.pop, limit)[1]
+            for key_id, pending in taken.items():  # not tried: kept
+                ACCUMULATOR.put_back(key_id, pending)
             if not ACCUMULATOR.pending_keys():
                 break
-    return failed
+        return dropped + ACCUMULATOR.pending_keys()
+    finally:
+        _pass_lock.release()
+
+
+def exit_deadline(graceful_timeout: float | None) -> float:
+    """Seconds :func:`flush_all` may take in a worker that exits: :data:`FLUSH_ALL_DEADLINE` at most, and below
+    gunicorn's ``graceful_timeout`` (seconds; ``None``: unknown) by a write's own wait (connect timeout plus
+    ``OMIKEYS_DATABASE_TIMEOUT``) and a second, so a write started just before the deadline ends before the
+    worker is killed; at least one second."""
+    if graceful_timeout is None:
+        return FLUSH_ALL_DEADLINE
+    margin = settings.OMIKEYS_DATABASE_CONNECT_TIMEOUT + settings.OMIKEYS_DATABASE_TIMEOUT + 1
+    return max(min(FLUSH_ALL_DEADLINE, graceful_timeout - margin), 1.0)
 
 
 def flush_due() -> int:
     """The background writer's pass: write the pending counts of every key whose interval has passed; the number
-    of keys not written. Its duration is observed in ``omikeys_usage_flush_pass_seconds``."""
+    of keys not written. An error that may pass ends the pass: the keys not tried keep their counts, written when
+    their next interval has passed (they were claimed). Its duration is observed in
+    ``omikeys_usage_flush_pass_seconds``."""
     started = time.perf_counter()
     with _pass_lock:
-        failed = sum(not flush_key(key_id) for key_id in ACCUMULATOR.claim_due())
+        failed = _write_keys(ACCUMULATOR.claim_due(), ACCUMULATOR.take, None)[0]
     metrics.observe_usage_flush_pass(time.perf_counter() - started)
     return failed
+
+
+def _write_keys(key_ids: list, take, limit: float | None) -> tuple[int, int]:
+    """Write the counts ``take(key_id)`` returns (``None``: nothing pending) for each of ``key_ids`` in turn, until
+    an error that may pass or the ``time.monotonic()`` ``limit``: the counts of the keys after it are not taken.
+    ``(keys not written, keys of those dropped)``; one log line when it stopped early."""
+    failed = dropped = 0
+    for done, key_id in enumerate(key_ids):
+        if limit is not None and time.monotonic() >= limit:
+            stopped = "the deadline passed"
+            break
+        pending = take(key_id)
+        if pending is None:
+            continue
+        result = _write(key_id, pending)
+        failed += result != WRITTEN
+        dropped += result == DROPPED
+        if result == KEPT:
+            done += 1
+            stopped = "an error that may pass"
+            break
+    else:
+        return failed, dropped
+    logger.info(
+        "usage writes stopped after %s: %d of %d keys tried, %d not written; the rest kept for the next write",
+        stopped,
+        done,
+        len(key_ids),
+        failed,
+    )
+    return failed + len(key_ids) - done, dropped
 
 
 # Held by a writer pass and by flush_all, so a worker's exit waits for a pass that is writing.
@@ -352,27 +436,33 @@ def _flusher_loop(wait: float) -> None:
             close_old_connections()
 
 
-def _write(key_id, pending: _Pending) -> bool:
-    """Write ``pending`` in one transaction; True when written.
+# What _write did with a key's counts.
+WRITTEN, KEPT, DROPPED = "written", "kept", "dropped"
 
-    An ``OperationalError`` (locked, unavailable, a timeout: it may pass) puts the counts back for the next
-    write; any other database error (the database refused them: ``IntegrityError``, ``DataError``...) would fail
-    again every time, so they are dropped, counted (``omikeys_usage_flushes_total{result="dropped"}``) and logged.
+
+def _write(key_id, pending: _Pending) -> str:
+    """Write ``pending`` in one transaction; :data:`WRITTEN`, :data:`KEPT` or :data:`DROPPED`.
+
+    An error that may pass (:data:`RETRYABLE_ERRORS`: locked, unavailable, a timeout, a lost connection) puts
+    the counts back for the next write (``KEPT``); any other error (the database refused them:
+    ``IntegrityError``, ``DataError``...; or a value that cannot be sent: ``ValueError``, ``UnicodeError``) would
+    fail again every time, so they are dropped, counted (``omikeys_usage_flushes_total{result="dropped"}``) and
+    logged (``DROPPED``). A commit whose outcome is unknown (the connection lost during COMMIT) is kept too, and
+    may be counted twice.
     """
     try:
         with transaction.atomic():
             _write_counts(key_id, pending)
-    except OperationalError as exc:
+    except RETRYABLE_ERRORS:
         ACCUMULATOR.put_back(key_id, pending)
         metrics.record_usage_flush("failed")
-        logger.info("usage of key %s not written this time: %s", key_id, type(exc).__name__)
-        return False
-    except DatabaseError as exc:
+        return KEPT
+    except Exception as exc:  # dropped, counted and logged: never retried forever
         metrics.record_usage_flush("dropped")
-        logger.warning("usage of key %s dropped, the database refused it: %s: %s", key_id, type(exc).__name__, exc)
-        return False
+        logger.warning("usage of key %s dropped, it could not be written: %s: %s", key_id, type(exc).__name__, exc)
+        return DROPPED
     metrics.record_usage_flush("written")
-    return True
+    return WRITTEN
 
 
 def _db(model, name: str, value):
@@ -399,15 +489,17 @@ def _upsert(model, columns: tuple, conflict: tuple, rows: list, assignments: str
 
 
 def _write_counts(key_id, pending: _Pending) -> None:
-    # The owner's row first, locked while it is active (erase_user locks it before the keys, in the same order):
-    # addresses held from before the owner's erasure or deactivation are not written after it.
-    owner_active = (
+    # The owner's row first, locked whatever it holds (erase_user locks it before the keys, in the same order;
+    # a lock taken only on an active owner would let an inactive owner's write wait on the keys erase_user holds
+    # while erase_user waits on this write's rows); then decided here: addresses held from before the owner's
+    # erasure or deactivation are not written after it.
+    owner_active = list(
         User.objects.select_for_update(of=("self",))
-        .filter(is_active=True, api_keys__pk=key_id)
-        .values_list("pk", flat=True)
+        .filter(api_keys__pk=key_id)
+        .values_list("is_active", flat=True)
         .order_by()[:1]
     )
-    if not list(owner_active):
+    if not any(owner_active):
         pending.addresses = {}
         if pending.last_use is not None:
             pending.last_use = (*pending.last_use[:2], None, "")
