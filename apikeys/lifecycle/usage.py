@@ -161,14 +161,9 @@ class Accumulator:
         elif address and ":" in address:  # IPv6: one entry per stored form (IPv4 is stored as given)
             address = stored_address(address)
         with self._lock:
-            pending = self._pending.get(key_id)
+            pending = self._pending_for(key_id)
             if pending is None:
-                if len(self._pending) >= settings.OMIKEYS_USAGE_MAX_PENDING_KEYS:
-                    metrics.record_usage_dropped("request")
-                    return
-                pending = self._pending[key_id] = _Pending()
-                # A key first seen in the process starts its interval: written one interval later.
-                self._flushed.setdefault(key_id, self.clock())
+                return
             counts = pending.hours.setdefault(hour, {})
             counts[outcome] = counts.get(outcome, 0) + 1
             if pending.last_use is None or at >= pending.last_use[0]:
@@ -187,6 +182,19 @@ class Accumulator:
                     seen.first_seen = min(seen.first_seen, at)
                     seen.requests += 1
 
+    def _pending_for(self, key_id) -> "_Pending | None":
+        """The key's pending counts, new ones if it has none (held under ``self._lock``); ``None`` when the
+        process already holds ``OMIKEYS_USAGE_MAX_PENDING_KEYS`` other keys (the request is dropped and counted)."""
+        pending = self._pending.get(key_id)
+        if pending is None:
+            if len(self._pending) >= settings.OMIKEYS_USAGE_MAX_PENDING_KEYS:
+                metrics.record_usage_dropped("request")
+                return None
+            pending = self._pending[key_id] = _Pending()
+            # A key first seen in the process starts its interval: written one interval later.
+            self._flushed.setdefault(key_id, self.clock())
+        return pending
+
     def move(self, key_id, at: datetime.datetime, source: str, target: str) -> None:
         """Count one presentation at ``at`` under ``target`` instead of ``source`` (a scope refusal found late).
 
@@ -195,13 +203,9 @@ class Accumulator:
         """
         hour = hour_of(at)
         with self._lock:
-            pending = self._pending.get(key_id)
+            pending = self._pending_for(key_id)
             if pending is None:
-                if len(self._pending) >= settings.OMIKEYS_USAGE_MAX_PENDING_KEYS:
-                    metrics.record_usage_dropped("request")
-                    return
-                pending = self._pending[key_id] = _Pending()
-                self._flushed.setdefault(key_id, self.clock())
+                return
             counts = pending.hours.setdefault(hour, {})
             counts[source] = counts.get(source, 0) - 1
             counts[target] = counts.get(target, 0) + 1
