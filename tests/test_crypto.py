@@ -46,6 +46,9 @@ def test_well_formed_rejects_near_misses():
     assert not crypto.is_well_formed("omi_dev_" + "a" * 32 + "\n")
     assert not crypto.is_well_formed_service_token("omi_svc_" + "a" * 32 + "\n")
     assert crypto.is_well_formed("omi_dev_" + "a" * 32) and crypto.is_well_formed_service_token("omi_svc_" + "a" * 32)
+    # What is not text is no key, not an error: bytes of a key, None, a number.
+    for value in (("omi_dev_" + "a" * 32).encode(), None, 12345):
+        assert crypto.is_well_formed(value) is False
 
 
 def test_raw_keys_are_found_inside_text_in_any_case():

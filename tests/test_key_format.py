@@ -102,9 +102,9 @@ def test_base62_pads_on_the_left_and_refuses_what_does_not_fit():
     assert crypto.base62(61) == "00000z"
     assert crypto.base62(62) == "000010"
     assert crypto.base62(2**32 - 1) == "4gfFC3"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"^{62**6} needs more than 6 base62 digits$"):
         crypto.base62(62**6)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^base62 encodes numbers >= 0$"):
         crypto.base62(-1)
 
 

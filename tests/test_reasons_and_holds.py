@@ -89,6 +89,7 @@ def test_the_owner_cannot_enable_a_key_someone_else_disabled(owner, admin_user):
     assert str(held.value) == HELD
     assert isinstance(held.value, lifecycle.LifecycleError)
     assert held.value.event.details == {"reason": "checking a leak"}
+    assert held.value.api_key.pk == api_key.pk
     assert ApiKey.objects.get(pk=api_key.pk).disabled_at is not None
     assert not KeyEvent.objects.filter(api_key=api_key, action="enabled").exists()
 
