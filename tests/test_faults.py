@@ -3,7 +3,8 @@
 The servers are the production configuration in the repository: gunicorn with
 ``gunicorn.conf.py`` behind nginx with ``deploy/nginx/omikeys-proxy.conf``, Debian's
 redis-server as the cache, and an Auth Emulator of these tests' own (pausing the shared
-one would stall other runs). Faults are real: SIGSTOP/SIGCONT, a stopped server, a
+one would stall other runs): conftest's ``other_emulator``, of project demo-other, which
+the servers are set to. Faults are real: SIGSTOP/SIGCONT, a stopped server, a
 held SQLite write lock, half-sent requests. Times are generous bounds that tell an
 answer (well under 2 s) from a hang (5 s to a minute), never performance claims.
 gunicorn runs 2 workers instead of the configuration's per-core count, to spare CI.
@@ -42,10 +43,9 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def emulator(workdir):
-    server = servers.start_auth_emulator(workdir)
-    yield server
-    server.stop()
+def emulator(other_emulator):
+    yield other_emulator
+    other_emulator.resume()  # never left paused for the next module that uses it
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,7 @@ def omikeys_env(database: str, emulator: servers.Server, **extra) -> dict:
     return servers.server_env(
         database,
         FIREBASE_AUTH_EMULATOR_HOST=emulator.address,
+        FIREBASE_PROJECT_ID=emulator.extra["project"],
         OMIKEYS_BREAKER_RESET_SECONDS=str(RESET),
         OMIKEYS_NUM_PROXIES="1",
         OMIKEYS_TRUST_REQUEST_ID="true",
