@@ -139,7 +139,9 @@ def start_auth_emulator(workdir: Path, project: str = PROJECT) -> Server:
     (project_dir / "firebase.json").write_text(json.dumps(config))
     firebase_cli = ROOT / "node_modules" / ".bin" / "firebase"
     node = shutil.which("node")
-    command = [node, str(firebase_cli.resolve()), "emulators:start", "--only", "auth", "--project", project]
+    # Larger semi-spaces: about a fifth less CPU to start (as scripts/lib.sh's start_auth_emulator).
+    command = [node, "--max-semi-space-size=64", str(firebase_cli.resolve()), "emulators:start", "--only", "auth"]
+    command += ["--project", project]
     log = workdir / f"auth-emulator-{auth}.log"
     server = Server("auth emulator", _popen(command, log, cwd=project_dir), log, address=f"127.0.0.1:{auth}")
     server.extra["project"] = project
