@@ -260,17 +260,29 @@ def test_a_header_over_8_kb_is_431_json_on_the_api(stack):
 
 
 def raw_request(address: str, request: bytes) -> tuple[int, dict, bytes]:
-    """Send ``request`` as it is (requests would refuse to send a malformed one); status, headers, body."""
+    """Send ``request`` as it is (requests would refuse to send a malformed one); status, headers, body.
+
+    Read until the answer's ``Content-Length`` is in, or else until the server closes the connection:
+    nginx, refusing a body announced but never sent, keeps reading for its ``lingering_timeout`` (5 s)
+    before it closes.
+    """
     host, port = address.split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(request)
         data = b""
-        while chunk := sock.recv(65536):
+        while not _complete(data) and (chunk := sock.recv(65536)):
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
     return int(lines[0].split()[1]), headers, body
+
+
+def _complete(data: bytes) -> bool:
+    """Whether ``data`` holds a whole answer with a ``Content-Length``."""
+    head, separator, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"^content-length:\s*(\d+)\s*$", head, re.IGNORECASE | re.MULTILINE)
+    return bool(separator and length and len(body) >= int(length.group(1)))
 
 
 def assert_api_error(status: int, headers: dict, body: bytes, expected: int) -> None:
