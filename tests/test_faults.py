@@ -398,9 +398,12 @@ def create_key(base: str, token: str) -> str:
     return response.json()["key"]
 
 
+# Skipped before own_database starts a database of the other kind, which would cost seconds for nothing.
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="PostgreSQL's row of the fault table runs in the PostgreSQL run of the suite",
+)
 def test_postgresql_stopped_is_503_and_service_returns_without_restart(own_database, workdir, emulator):
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL's row of the fault table runs in the PostgreSQL run of the suite")
     url, postgres = own_database
     gunicorn = servers.start_gunicorn(workdir, omikeys_env(url, emulator), *WORKERS)
     nginx = servers.start_nginx(workdir, gunicorn.address)
@@ -442,9 +445,11 @@ def test_postgresql_stopped_is_503_and_service_returns_without_restart(own_datab
         gunicorn.stop()
 
 
+@pytest.mark.skipif(
+    connection.vendor != "sqlite",
+    reason="SQLite's row of the fault table runs in the SQLite run of the suite",
+)
 def test_sqlite_write_lock_held_verification_answers_and_creation_is_503(own_database, workdir, emulator):
-    if connection.vendor != "sqlite":
-        pytest.skip("SQLite's row of the fault table runs in the SQLite run of the suite")
     url, _ = own_database
     # A wait for the lock lasts OMIKEYS_DATABASE_TIMEOUT: well above ANSWER, so that an answer
     # that waited cannot pass for one that did not (at 2 s, a wait was 2.07 s against 2.0).
