@@ -242,7 +242,10 @@ start_auth_emulator() {
         echo "$host" >"$RUN_DIR/auth-emulator-host"
         on_exit "rm -f '$RUN_DIR/auth-emulator-host'"
     fi
-    (cd "$ROOT" && exec setsid node_modules/.bin/firebase emulators:start --only auth --config "$config" \
+    # Starting, the emulator compiles its API's schemas (about 10 s of CPU, much of it in the young
+    # generation's garbage collection): larger semi-spaces cut that by about a fifth.
+    (cd "$ROOT" && NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--max-semi-space-size=64" \
+        exec setsid node_modules/.bin/firebase emulators:start --only auth --config "$config" \
         --project "$FIREBASE_DEMO_PROJECT" "${persist[@]}" >"$log" 2>&1) &
     pid=$!
     on_exit "_stop_group $pid"

@@ -27,7 +27,7 @@ from rest_framework.test import APIClient
 
 from apikeys import dependencies, firebase
 
-from . import firebase_emulator
+from . import firebase_emulator, servers
 from .helpers import NOW, make_owner
 
 CHROMIUM = os.environ.get("OMIKEYS_CHROMIUM", "/usr/bin/chromium")
@@ -47,6 +47,19 @@ def pytest_sessionstart(session):
             "'npx firebase emulators:start --only auth --project demo-omikeys').",
             returncode=3,
         )
+
+
+@pytest.fixture(scope="session")
+def other_emulator(tmp_path_factory):
+    """A second real Auth Emulator, of project demo-other, on free ports (a ``servers.Server``).
+
+    Started once for the run, as each start costs about 10 s of CPU: tests/test_dev_scripts.py
+    needs an emulator of another project than demo-omikeys, and tests/test_faults.py one of its
+    own to pause (pausing the shared one on 9099 would stall other runs), with servers set to its project.
+    """
+    server = servers.start_auth_emulator(tmp_path_factory.mktemp("other-emulator"), project="demo-other")
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -80,36 +80,10 @@ def test_something_that_is_not_an_emulator_has_no_project(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def foreign_emulator(tmp_path_factory):
-    """A real Auth Emulator of another project (demo-other), on free ports."""
-    ports = lib("_free_ports 3").stdout.split()
-    workdir = tmp_path_factory.mktemp("foreign-emulator")
-    config = {
-        "emulators": {
-            "auth": {"host": "127.0.0.1", "port": int(ports[0])},
-            "hub": {"host": "127.0.0.1", "port": int(ports[1])},
-            "logging": {"host": "127.0.0.1", "port": int(ports[2])},
-            "ui": {"enabled": False},
-            "singleProjectMode": True,
-        }
-    }
-    (workdir / "firebase.json").write_text(json.dumps(config))
-    log = open(workdir / "emulator.log", "w")  # noqa: SIM115 - closed with the emulator
-    process = subprocess.Popen(
-        [str(ROOT / "node_modules" / ".bin" / "firebase"), "emulators:start", "--only", "auth"]
-        + ["--project", "demo-other", "--config", str(workdir / "firebase.json")],
-        cwd=workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    host = f"127.0.0.1:{ports[0]}"
-    ready = lib(f"for i in $(seq 1 240); do emulator_ready {host} && exit 0; sleep 0.5; done; exit 1", timeout=150)
-    assert ready.returncode == 0, (workdir / "emulator.log").read_text()
-    yield host
-    os.killpg(process.pid, 2)
-    process.wait(timeout=30)
-    log.close()
+def foreign_emulator(other_emulator):
+    """The address of a real Auth Emulator of another project (demo-other), on free ports."""
+    assert other_emulator.extra["project"] == "demo-other"
+    return other_emulator.address
 
 
 def test_another_projects_emulator_is_told_apart(foreign_emulator):

@@ -8,6 +8,10 @@ import time
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
+from django_q.conf import Conf
+from django_q.models import Schedule
+from django_q.scheduler import scheduler
 
 from apikeys import webhooks
 from apikeys.models import Delivery
@@ -77,6 +81,20 @@ def workers(tmp_path):
         stop(worker)
 
 
+def scheduler_tick(due: str) -> None:
+    """One tick of django-q's scheduler, which the worker's guard process makes every 30 s.
+
+    ``django_q.scheduler.scheduler`` turns each due schedule (``apikeys.tasks.SCHEDULES``, the rows
+    ``migrate`` makes) into a task on the queue, and the real worker runs it. django-q ticks every 30 s,
+    a constant it has no setting for; calling the same function here stands in for waiting up to 30 s,
+    as moving the clock stands in for waiting for a due time. ``due``: the schedule this test needs, due now.
+    """
+    assert Conf.SCHEDULER  # the worker's guard runs the scheduler: Q_CLUSTER has not turned it off
+    schedule = Schedule.objects.get(name=due)
+    assert schedule.next_run <= timezone.now(), (schedule.name, schedule.next_run)
+    scheduler()
+
+
 def wait_until(check, what: str, timeout: float = 90, worker: Server | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -118,6 +136,10 @@ def test_a_worker_killed_mid_delivery_loses_nothing(receiver, workers):
     assert Delivery.objects.get().status == "pending"
 
     second = workers()
+    # The lease (OMIKEYS_WEBHOOK_LEASE_SECONDS, 4 s here) keeps the delivery from every worker until it ends;
+    # then the scheduled pass over due deliveries, run by the second worker, takes it.
+    wait_until(lambda: Delivery.objects.get().locked_until <= timezone.now(), "the lease did not end", 30, second)
+    scheduler_tick("omikeys: deliver due webhooks")
     try:
         received = receiver.wait_for(2, timeout=120)
     except AssertionError:
