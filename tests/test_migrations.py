@@ -151,3 +151,22 @@ def test_0011_drops_only_indexes_that_others_cover():
         assert {table: leading_columns(table) for table in before} == before
     finally:
         migrate_to()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0016_drops_the_scope_link_index_the_unique_one_covers():
+    migrate_to([("apikeys", "0015_key_usage")])
+    before = leading_columns("apikeys_apikey_scopes")
+    migrate_to([("apikeys", "0016_drop_redundant_scope_link_index")])
+    after = leading_columns("apikeys_apikey_scopes")
+    try:
+        assert set(before) - set(after) == {"apikeys_apikey_scopes_apikey_id_ab4f95e0"}
+        assert set(after) <= set(before)
+        # The unique index on (apikey_id, scope_id) still leads with the key: a key's scopes are found by it.
+        with connection.cursor() as cursor:
+            constraints = connection.introspection.get_constraints(cursor, "apikeys_apikey_scopes")
+        assert any(info["unique"] and info["columns"] == ["apikey_id", "scope_id"] for info in constraints.values())
+        migrate_to([("apikeys", "0015_key_usage")])
+        assert leading_columns("apikeys_apikey_scopes") == before
+    finally:
+        migrate_to()

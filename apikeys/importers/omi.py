@@ -6,10 +6,11 @@ The export is NDJSON: one document per line, ``{"id": "<document id>", "data": {
 own backend repairs legacy records (``backend/database/api_key_metadata.py``:
 ``project_api_key_metadata`` and ``normalize_api_key_scopes``), its owner found or made
 by the one-user-per-uid rule, and the keys handed to ``lifecycle.import_keys`` in
-batches. The reading and checking (:class:`DocumentReader`) runs in a child process
-while the parent writes (:func:`read_in_process`). Memory stays bounded whatever the
-file's size: one batch at a time, and the document ids and hashes already seen kept in
-a temporary SQLite file, not in memory.
+batches. The reading and checking (:class:`DocumentReader`), and the search for
+repeated document ids and hashes, run in a child process while the parent writes
+(:func:`read_in_process`). Memory stays bounded whatever the file's size: one batch at a
+time, and the document ids and hashes already seen kept in a temporary SQLite file, not
+in memory.
 """
 
 import datetime
@@ -371,6 +372,8 @@ class Candidate:
     created_at: datetime.datetime
     last_used_at: datetime.datetime | None
     rotated_at: datetime.datetime | None
+    # The earlier line of the file whose candidate has the same hashed_key (set by the reading process).
+    hash_on_line: int | None = None
 
 
 class LineRefused(Exception):
@@ -427,13 +430,15 @@ class Parsed:
     """One line of the export as :class:`DocumentReader` found it: what the importer counts and writes.
 
     ``candidate`` is set when the line can become a key, ``refusal`` (reason, detail) when it
-    cannot; ``document_id`` once the line's id is readable. The rest is for the report: the
+    cannot; ``document_id`` once the line's id is readable, and ``document_on_line`` when an
+    earlier line has the same id (:meth:`SeenStore.mark`). The rest is for the report: the
     fields repaired, the warnings in the order they arose, whether the default scopes were
     given, and the unknown scopes met.
     """
 
     line: int
     document_id: str | None = None
+    document_on_line: int | None = None
     candidate: Candidate | None = None
     refusal: tuple[str, str] | None = None
     repaired: list[str] = field(default_factory=list)
@@ -585,9 +590,11 @@ class ReaderFailed(ImportAborted):
     """The reading process stopped without finishing the file and without saying why (killed, out of memory)."""
 
 
-def read_in_process(stream, reader: DocumentReader) -> Generator[Parsed, None, None]:
+def read_in_process(stream, reader: DocumentReader, seen_path: Path) -> Generator[Parsed, None, None]:
     """The :class:`Parsed` lines of ``stream`` (bytes, as :func:`read_lines` reads it), read and checked
-    in a child process while the caller writes.
+    in a child process while the caller writes, with repeated document ids and hashes marked
+    (:meth:`SeenStore.mark`) in the store at ``seen_path``, which the child creates and which
+    the caller may open once the generator is exhausted.
 
     The child is forked, so it reads the caller's open ``stream`` (a file, a pipe, standard
     input), which the caller must not read meanwhile. Memory stays bounded: the child waits
@@ -600,7 +607,9 @@ def read_in_process(stream, reader: DocumentReader) -> Generator[Parsed, None, N
     receiving, sending = context.Pipe(duplex=False)
     for output in (sys.stdout, sys.stderr):
         output.flush()  # else the child's copy of anything unwritten would be written twice
-    child = context.Process(target=_read_into, args=(stream, reader, sending), name="importomikeys-reader", daemon=True)
+    child = context.Process(
+        target=_read_into, args=(stream, reader, sending, seen_path), name="importomikeys-reader", daemon=True
+    )
     child.start()
     sending.close()
     try:
@@ -627,27 +636,40 @@ def read_in_process(stream, reader: DocumentReader) -> Generator[Parsed, None, N
             child.join(READER_STOP_SECONDS)
 
 
-def _read_into(stream, reader: DocumentReader, sending) -> None:
-    """The reading process: every line of ``stream`` through ``reader``, sent in chunks, then "end"."""
+def _read_into(stream, reader: DocumentReader, sending, seen_path: Path) -> None:
+    """The reading process: every line of ``stream`` through ``reader``, marked against the lines before
+    it in the store at ``seen_path``, sent in chunks, then "end" once the store is closed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the import through the parent, which stops this
+    seen = None
+    chunk = []
     try:
-        chunk = []
+        seen = SeenStore(seen_path)
         for number, text, reason in read_lines(stream):
             chunk.append(reader.parse(number, text, reason))
             if len(chunk) >= READ_CHUNK:
+                seen.mark(chunk)
                 sending.send(("lines", chunk))
                 chunk = []
+        seen.mark(chunk)
         sending.send(("lines", chunk))
+        seen.close()  # written through before the caller may open it
         sending.send(("end", None))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the import stopped early: nobody reads any more
-    except (OSError, EOFError, zlib.error) as exc:
-        # zlib.error: gzip data that is corrupt rather than cut short (that is EOFError).
-        failure = exc if not isinstance(exc, zlib.error) else OSError(f"the gzip data is corrupt ({exc})")
+    except (OSError, EOFError, zlib.error, sqlite3.Error) as exc:
+        if isinstance(exc, sqlite3.Error):
+            # The lines of this chunk cannot be checked for repeats: none of them is sent.
+            failure, chunk = OSError(f"the temporary file of the ids and hashes seen failed ({exc})"), []
+        elif isinstance(exc, zlib.error):  # gzip data that is corrupt rather than cut short (that is EOFError)
+            failure = OSError(f"the gzip data is corrupt ({exc})")
+        else:
+            failure = exc
         try:
+            if chunk:
+                seen.mark(chunk)
             sending.send(("lines", chunk))
             sending.send(("failed", failure))
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, sqlite3.Error):
             pass
     finally:
         sending.close()
@@ -657,24 +679,24 @@ def _read_into(stream, reader: DocumentReader, sending) -> None:
 
 
 class SeenStore:
-    """The document ids and hashes seen so far in the file, and the owners already counted, in a
-    temporary SQLite file: duplicates are found, and ``--prune`` knows what the file held,
-    without holding a million ids in memory."""
+    """What the import has met so far, in a SQLite file at ``path`` (created if missing): the document
+    ids and hashes of earlier lines (:meth:`mark`, in the reading process), and the owners already
+    counted (:meth:`new_owners`, in the writing one). Duplicates are found, and ``--prune`` knows
+    what the file held, without holding a million ids in memory. One process uses one file."""
 
-    def __init__(self):
-        self._file = tempfile.NamedTemporaryFile(prefix="importomikeys-", suffix=".sqlite3")  # noqa: SIM115
-        self._db = sqlite3.connect(self._file.name)
+    def __init__(self, path: Path):
+        self._db = sqlite3.connect(path)
         self._db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;"
-            "CREATE TABLE documents (id TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID;"
-            "CREATE TABLE hashes (hash TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID;"
-            "CREATE TABLE owners (uid TEXT PRIMARY KEY) WITHOUT ROWID;"
+            "CREATE TABLE IF NOT EXISTS documents (id TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID;"
+            "CREATE TABLE IF NOT EXISTS hashes (hash TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID;"
+            "CREATE TABLE IF NOT EXISTS owners (uid TEXT PRIMARY KEY) WITHOUT ROWID;"
         )
 
     def close(self) -> None:
-        """Remove the temporary file."""
+        """Commit and close the file (it stays, for another process to open)."""
+        self._db.commit()
         self._db.close()
-        self._file.close()
 
     def _earlier(self, table: str, column: str, values: list[str]) -> dict[str, int]:
         found = {}
@@ -684,33 +706,41 @@ class SeenStore:
             found.update(self._db.execute(f"SELECT {column}, line FROM {table} WHERE {column} IN ({marks})", chunk))
         return found
 
-    def claim_documents(self, documents: list[tuple[str, int]]) -> dict[str, int]:
-        """Record ``(document id, line)`` pairs; returns {document id: earlier line} for those seen before.
+    def _claim(self, table: str, column: str, pairs: list[tuple[str, int]]) -> list[int | None]:
+        """Record ``(value, line)`` pairs in file order; for each, the first line that held its value
+        if that was an earlier line (of this call or a previous one), else None."""
+        earlier = self._earlier(table, column, [value for value, _ in pairs])
+        first = {}
+        found = []
+        for value, line in pairs:
+            on_line = earlier.get(value, first.get(value))
+            if on_line is None:
+                first[value] = line
+            found.append(on_line)
+        self._db.executemany(f"INSERT INTO {table} VALUES (?, ?)", first.items())
+        return found
 
-        Of two lines with one id, the first is kept.
+    def mark(self, lines: list["Parsed"]) -> None:
+        """Mark the repeats among ``lines`` (consecutive lines of the file, in order), and remember them.
+
+        A readable document id held by an earlier line sets ``document_on_line``: of two lines
+        with one id, the first is kept, whatever else is wrong with either. Then each
+        candidate of a line not so marked is compared by hash with the earlier candidates:
+        ``candidate.hash_on_line`` is the first line that offered the same ``hashed_key``.
         """
-        earlier = self._earlier("documents", "id", [document_id for document_id, _ in documents])
-        fresh = {}
-        for document_id, line in documents:
-            if document_id not in earlier and document_id not in fresh:
-                fresh[document_id] = line
-        self._db.executemany("INSERT INTO documents VALUES (?, ?)", fresh.items())
-        return earlier
-
-    def claim_hashes(self, hashes: list[tuple[str, int]]) -> dict[str, int]:
-        """Record ``(hash, line)`` pairs; returns {hash: earlier line} for those seen on an earlier line."""
-        earlier = self._earlier("hashes", "hash", [hashed for hashed, _ in hashes])
-        fresh = {}
-        duplicates = {}
-        for hashed, line in hashes:
-            if hashed in earlier:
-                duplicates[hashed] = earlier[hashed]
-            elif hashed in fresh:
-                duplicates[hashed] = fresh[hashed]
-            else:
-                fresh[hashed] = line
-        self._db.executemany("INSERT INTO hashes VALUES (?, ?)", fresh.items())
-        return duplicates
+        with_ids = [parsed for parsed in lines if parsed.document_id is not None]
+        on_lines = self._claim("documents", "id", [(parsed.document_id, parsed.line) for parsed in with_ids])
+        for parsed, on_line in zip(with_ids, on_lines, strict=True):
+            parsed.document_on_line = on_line
+        candidates = [
+            parsed.candidate
+            for parsed in lines
+            if parsed.candidate is not None and parsed.refusal is None and parsed.document_on_line is None
+        ]
+        on_lines = self._claim("hashes", "hash", [(candidate.key_hash, candidate.line) for candidate in candidates])
+        for candidate, on_line in zip(candidates, on_lines, strict=True):
+            candidate.hash_on_line = on_line
+        self._db.commit()
 
     def new_owners(self, uids: list[str]) -> int:
         """How many of ``uids`` were not recorded before; records them."""
@@ -868,9 +898,16 @@ class OmiImporter:
 
     def _run(self, stream) -> Report:
         started = time.monotonic()
-        seen = SeenStore()
+        # Two stores, one per process: the reading one marks repeated ids and hashes in its own.
+        work = tempfile.TemporaryDirectory(prefix="importomikeys-")
+        try:
+            seen = SeenStore(Path(work.name) / "owners.sqlite3")
+        except BaseException:
+            work.cleanup()
+            raise
+        lines_seen = Path(work.name) / "lines.sqlite3"
         reader = DocumentReader(self.options, frozenset(self.scopes))
-        parsed_lines = read_in_process(stream, reader)
+        parsed_lines = read_in_process(stream, reader, lines_seen)
         owners = OwnerDirectory(self.options.ask_firebase)
         cache = _SQLitePageCache()
         try:
@@ -885,7 +922,7 @@ class OmiImporter:
                 if parsed is None:
                     break
                 self.report.documents += 1
-                candidate = self._accept(parsed, seen)
+                candidate = self._accept(parsed)
                 if candidate is not None:
                     batch.append(candidate)
                 if len(batch) >= self.options.batch_size:
@@ -896,12 +933,13 @@ class OmiImporter:
             if batch:
                 self._import(batch, seen, owners)
             if self.options.prune:
-                self._prune(seen)
+                self._prune(lines_seen)
         finally:
             parsed_lines.close()
             cache.restore()
             seen.close()
             owners.close()
+            work.cleanup()
         self.report.seconds = time.monotonic() - started
         self.progress(self.report)
         return self.report
@@ -911,17 +949,15 @@ class OmiImporter:
         where = f"line {line}" + (f" (document {document_id})" if document_id else "")
         self.notify("refused", f"{where}: refused, {refusal['message']} [{reason}]")
 
-    def _accept(self, parsed: "Parsed", seen: SeenStore) -> Candidate | None:
+    def _accept(self, parsed: "Parsed") -> Candidate | None:
         """Count what the reader found on one line; the candidate to import, or None when refused.
 
         A document id on an earlier line refuses the line before anything else of it counts.
         """
-        if parsed.document_id is not None:
-            earlier = seen.claim_documents([(parsed.document_id, parsed.line)])
-            if parsed.document_id in earlier:
-                detail = f"the same document id is on line {earlier[parsed.document_id]}"
-                self._refuse(parsed.line, parsed.document_id, Refusal.DUPLICATE_DOCUMENT, detail)
-                return None
+        if parsed.document_on_line is not None:
+            detail = f"the same document id is on line {parsed.document_on_line}"
+            self._refuse(parsed.line, parsed.document_id, Refusal.DUPLICATE_DOCUMENT, detail)
+            return None
         self.report.repaired.update(parsed.repaired)
         for warning in parsed.warnings:
             self.notify("warning", warning)
@@ -937,11 +973,10 @@ class OmiImporter:
         return parsed.candidate
 
     def _import(self, batch: list[Candidate], seen: SeenStore, owners: OwnerDirectory) -> None:
-        duplicates = seen.claim_hashes([(candidate.key_hash, candidate.line) for candidate in batch])
         ready = []
         for candidate in batch:
-            if candidate.key_hash in duplicates and duplicates[candidate.key_hash] != candidate.line:
-                detail = f"the same hashed_key is on line {duplicates[candidate.key_hash]}"
+            if candidate.hash_on_line is not None:
+                detail = f"the same hashed_key is on line {candidate.hash_on_line}"
                 self._refuse(candidate.line, candidate.document_id, lifecycle.ImportRefusal.HASH_IN_USE, detail)
             else:
                 ready.append(candidate)
@@ -1019,7 +1054,7 @@ class OmiImporter:
             self.notify("warning", f"line {key.source['line']} (document {key.source_id}): {message}")
         self.report.revoked += result.revoked
 
-    def _prune(self, seen: SeenStore) -> None:
+    def _prune(self, lines_seen: Path) -> None:
         """Revoke the keys imported from Omi earlier that the file no longer holds (Omi deletes revoked keys)."""
         if self.unreadable_lines:
             self.report.prune_skipped = (
@@ -1032,17 +1067,21 @@ class OmiImporter:
             self.report.prune_skipped = "the file holds no documents: pruning would revoke every imported key."
             self.notify("refused", "prune skipped: " + self.report.prune_skipped)
             return
-        imported = ApiKey.objects.filter(omi_document_id__isnull=False, revoked_at__isnull=True).order_by("pk")
-        last = None
-        while True:
-            page = imported.filter(pk__gt=last) if last else imported
-            rows = list(page.values_list("pk", "omi_document_id")[:1000])
-            if not rows:
-                return
-            last = rows[-1][0]
-            gone = set(seen.unseen([document_id for _, document_id in rows]))
-            for api_key in ApiKey.objects.filter(pk__in=[pk for pk, document_id in rows if document_id in gone]):
-                if self.options.dry_run or lifecycle.revoke_key(api_key, actor=self.actor):
-                    self.report.pruned += 1
-                    self.report.revoked += 1
-                    self.notify("note", f"key {api_key.pk} (document {api_key.omi_document_id}): pruned, revoked")
+        seen = SeenStore(lines_seen)  # the reading process has finished writing it
+        try:
+            imported = ApiKey.objects.filter(omi_document_id__isnull=False, revoked_at__isnull=True).order_by("pk")
+            last = None
+            while True:
+                page = imported.filter(pk__gt=last) if last else imported
+                rows = list(page.values_list("pk", "omi_document_id")[:1000])
+                if not rows:
+                    return
+                last = rows[-1][0]
+                gone = set(seen.unseen([document_id for _, document_id in rows]))
+                for api_key in ApiKey.objects.filter(pk__in=[pk for pk, document_id in rows if document_id in gone]):
+                    if self.options.dry_run or lifecycle.revoke_key(api_key, actor=self.actor):
+                        self.report.pruned += 1
+                        self.report.revoked += 1
+                        self.notify("note", f"key {api_key.pk} (document {api_key.omi_document_id}): pruned, revoked")
+        finally:
+            seen.close()

@@ -310,6 +310,52 @@ def test_bad_lines_are_reported_by_line_number_and_reason_and_the_rest_imports(t
     assert ApiKey.objects.filter(omi_document_id__isnull=False).count() == 2
 
 
+def test_repeats_are_found_within_and_across_the_reading_processs_chunks(tmp_path, api, monkeypatch):
+    # The reading process marks repeated ids and hashes a chunk of lines at a time: three lines here,
+    # so that repeats fall within one chunk and across chunks, and batches of two are written meanwhile.
+    monkeypatch.setattr(omi, "READ_CHUNK", 3)
+    (ann,) = accounts("active")
+    first, second, third, fourth, fifth = (omi_key() for _ in range(5))
+    ids = {name: str(uuid.uuid4()) for name in ("a", "b", "f", "z", "y")}
+    lines = [
+        document(first, ann.uid, document_id=ids["a"]),  # 1: imported
+        document(second, ann.uid, document_id=ids["b"]),  # 2: imported
+        document(third, ann.uid),  # 3: imported
+        document(omi_key(), ann.uid, document_id=ids["a"]),  # 4: line 1's id, in the next chunk
+        document(omi_key(), ann.uid, document_id=ids["f"], hashed_key=second.hashed_key),  # 5: line 2's hash
+        document(omi_key(), ann.uid, document_id=ids["f"]),  # 6: line 5's id, in the same chunk (5 was refused)
+        document(fourth, ann.uid),  # 7: imported
+        document(omi_key(), ann.uid, hashed_key=fourth.hashed_key),  # 8: line 7's hash, in the same chunk
+        document(omi_key(), ann.uid, document_id=ids["z"], hashed_key=...),  # 9: refused, but its id is taken
+        document(omi_key(), ann.uid, document_id=ids["z"]),  # 10: line 9's id
+        document(fifth, " padded", document_id=ids["y"]),  # 11: refused before its hash counts
+        document(fifth, ann.uid),  # 12: imported: line 11 offered no key
+    ]
+    path = write_export(tmp_path / "repeats.ndjson", lines)
+
+    report, stderr = import_with_refusals(path, "--batch-size", "2")
+
+    assert sorted((refusal["line"], refusal["reason"]) for refusal in report["refusals"]) == [
+        (4, "duplicate_document"),
+        (5, "hash_in_use"),
+        (6, "duplicate_document"),
+        (8, "hash_in_use"),
+        (9, "missing_hash"),
+        (10, "duplicate_document"),
+        (11, "bad_user_id"),
+    ]
+    assert f"line 4 (document {ids['a']}): refused, the same document id is on line 1" in stderr
+    assert f"line 6 (document {ids['f']}): refused, the same document id is on line 5" in stderr
+    assert f"line 10 (document {ids['z']}): refused, the same document id is on line 9" in stderr
+    assert "the same hashed_key is on line 2" in stderr and "the same hashed_key is on line 7" in stderr
+    assert report["created"] == 5
+    for key in (first, second, third, fourth, fifth):
+        assert verifies(key.plaintext, api)["uid"] == ann.uid
+    # The store the reading process kept is what --prune reads: a second run prunes nothing it held.
+    again, _ = import_with_refusals(path, "--batch-size", "2", "--prune")
+    assert (again["unchanged"], again["pruned"]) == (5, 0)
+
+
 def test_keys_of_disabled_and_deleted_firebase_accounts_are_imported_revoked(tmp_path, api):
     active, disabled = accounts("active", "disabled")
     deleted_uid = f"omi-deleted-{uuid.uuid4().hex[:12]}"
