@@ -31,7 +31,7 @@ import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -638,7 +638,8 @@ def read_in_process(stream, reader: DocumentReader, seen_path: Path) -> Generato
 
 def _read_into(stream, reader: DocumentReader, sending, seen_path: Path) -> None:
     """The reading process: every line of ``stream`` through ``reader``, marked against the lines before
-    it in the store at ``seen_path``, sent in chunks, then "end" once the store is closed."""
+    it in the store at ``seen_path``, sent in chunks, then "end" once the store is closed, or "failed"
+    with an ``OSError`` or ``EOFError`` after the lines that could be read and checked."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the import through the parent, which stops this
     seen = None
     chunk = []
@@ -648,31 +649,40 @@ def _read_into(stream, reader: DocumentReader, sending, seen_path: Path) -> None
             chunk.append(reader.parse(number, text, reason))
             if len(chunk) >= READ_CHUNK:
                 seen.mark(chunk)
-                sending.send(("lines", chunk))
-                chunk = []
+                lines, chunk = chunk, []
+                sending.send(("lines", lines))
         seen.mark(chunk)
-        sending.send(("lines", chunk))
-        seen.close()  # written through before the caller may open it
+        lines, chunk = chunk, []
+        sending.send(("lines", lines))
+        seen.close()  # committed before the caller may open it
         sending.send(("end", None))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the import stopped early: nobody reads any more
     except (OSError, EOFError, zlib.error, sqlite3.Error) as exc:
         if isinstance(exc, sqlite3.Error):
-            # The lines of this chunk cannot be checked for repeats: none of them is sent.
-            failure, chunk = OSError(f"the temporary file of the ids and hashes seen failed ({exc})"), []
+            failure = OSError(f"the temporary file of the document ids and hashes seen failed ({exc})")
         elif isinstance(exc, zlib.error):  # gzip data that is corrupt rather than cut short (that is EOFError)
             failure = OSError(f"the gzip data is corrupt ({exc})")
         else:
             failure = exc
-        try:
-            if chunk:
-                seen.mark(chunk)
-            sending.send(("lines", chunk))
-            sending.send(("failed", failure))
-        except (BrokenPipeError, ConnectionResetError, sqlite3.Error):
-            pass
+        _send_failure(sending, seen, chunk, failure)
     finally:
         sending.close()
+
+
+def _send_failure(sending, seen: "SeenStore | None", chunk: list[Parsed], failure: Exception) -> None:
+    """Send the lines read before ``failure`` if they can be checked for repeats (else none of them), then it."""
+    try:
+        if chunk and seen is not None:
+            try:
+                seen.mark(chunk)
+            except sqlite3.Error:
+                chunk = []  # unchecked lines are not imported; running again imports them
+            if chunk:
+                sending.send(("lines", chunk))
+        sending.send(("failed", failure))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 # ---- what is remembered across batches
@@ -684,7 +694,12 @@ class SeenStore:
     counted (:meth:`new_owners`, in the writing one). Duplicates are found, and ``--prune`` knows
     what the file held, without holding a million ids in memory. One process uses one file."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, finished: bool = False):
+        if finished:
+            # Another process's store, read only: a file that is missing is an error, never an empty store
+            # (--prune would take every imported key for one the file no longer holds).
+            self._db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+            return
         self._db = sqlite3.connect(path)
         self._db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;"
@@ -716,6 +731,8 @@ class SeenStore:
             on_line = earlier.get(value, first.get(value))
             if on_line is None:
                 first[value] = line
+            elif on_line == line:
+                on_line = None  # this very line, recorded by an earlier call: not a repeat
             found.append(on_line)
         self._db.executemany(f"INSERT INTO {table} VALUES (?, ?)", first.items())
         return found
@@ -898,51 +915,49 @@ class OmiImporter:
 
     def _run(self, stream) -> Report:
         started = time.monotonic()
-        # Two stores, one per process: the reading one marks repeated ids and hashes in its own.
-        work = tempfile.TemporaryDirectory(prefix="importomikeys-")
-        try:
-            seen = SeenStore(Path(work.name) / "owners.sqlite3")
-        except BaseException:
-            work.cleanup()
-            raise
-        lines_seen = Path(work.name) / "lines.sqlite3"
-        reader = DocumentReader(self.options, frozenset(self.scopes))
-        parsed_lines = read_in_process(stream, reader, lines_seen)
-        owners = OwnerDirectory(self.options.ask_firebase)
-        cache = _SQLitePageCache()
-        try:
-            batch: list[Candidate] = []
-            while True:
-                try:
-                    parsed = next(parsed_lines, None)
-                except (OSError, EOFError):
-                    if batch:  # what was read before the damage is imported; running again continues
-                        self._import(batch, seen, owners)
-                    raise
-                if parsed is None:
-                    break
-                self.report.documents += 1
-                candidate = self._accept(parsed)
-                if candidate is not None:
-                    batch.append(candidate)
-                if len(batch) >= self.options.batch_size:
-                    self._import(batch, seen, owners)
-                    batch = []
-                    self.report.seconds = time.monotonic() - started
-                    self.progress(self.report)
-            if batch:
-                self._import(batch, seen, owners)
+        # Undone in reverse order however the import ends: the reading process is stopped before
+        # the folder of the two stores (one per process) is removed.
+        with ExitStack() as cleanup:
+            work = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="importomikeys-")))
+            seen = SeenStore(work / "owners.sqlite3")
+            cleanup.callback(seen.close)
+            lines_seen = work / "lines.sqlite3"  # the reading process's: repeated ids and hashes
+            parsed_lines = read_in_process(stream, DocumentReader(self.options, frozenset(self.scopes)), lines_seen)
+            cleanup.callback(parsed_lines.close)
+            owners = OwnerDirectory(self.options.ask_firebase)
+            cleanup.callback(owners.close)
+            cache = _SQLitePageCache()
+            cleanup.callback(cache.restore)
+            self._read(parsed_lines, seen, owners, started)
             if self.options.prune:
                 self._prune(lines_seen)
-        finally:
-            parsed_lines.close()
-            cache.restore()
-            seen.close()
-            owners.close()
-            work.cleanup()
         self.report.seconds = time.monotonic() - started
         self.progress(self.report)
         return self.report
+
+    def _read(self, parsed_lines: Iterator["Parsed"], seen: "SeenStore", owners: "OwnerDirectory", started: float):
+        """Count, check and import every line the reading process sends, a batch at a time."""
+        batch: list[Candidate] = []
+        while True:
+            try:
+                parsed = next(parsed_lines, None)
+            except (OSError, EOFError):
+                if batch:  # what was read before the damage is imported; running again continues
+                    self._import(batch, seen, owners)
+                raise
+            if parsed is None:
+                break
+            self.report.documents += 1
+            candidate = self._accept(parsed)
+            if candidate is not None:
+                batch.append(candidate)
+            if len(batch) >= self.options.batch_size:
+                self._import(batch, seen, owners)
+                batch = []
+                self.report.seconds = time.monotonic() - started
+                self.progress(self.report)
+        if batch:
+            self._import(batch, seen, owners)
 
     def _refuse(self, line: int, document_id: str | None, reason: str, detail: str = "") -> None:
         refusal = self.report.refuse(line, document_id, reason, detail)
@@ -1067,7 +1082,7 @@ class OmiImporter:
             self.report.prune_skipped = "the file holds no documents: pruning would revoke every imported key."
             self.notify("refused", "prune skipped: " + self.report.prune_skipped)
             return
-        seen = SeenStore(lines_seen)  # the reading process has finished writing it
+        seen = SeenStore(lines_seen, finished=True)  # the reading process has closed it
         try:
             imported = ApiKey.objects.filter(omi_document_id__isnull=False, revoked_at__isnull=True).order_by("pk")
             last = None

@@ -4,6 +4,7 @@ import datetime
 import gc
 import io
 import json
+import sqlite3
 import uuid
 
 import pytest
@@ -209,7 +210,7 @@ def test_the_collector_leaves_the_process_objects_alone_during_an_import_and_onl
 def test_the_collector_is_given_back_its_view_when_the_import_cannot_start(tmp_path, monkeypatch):
     (ann,) = accounts("active")
     path = write_export(tmp_path / "export.ndjson", [document(omi_key(), ann.uid)])
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "no-such-folder"))  # SeenStore's file cannot be made
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "no-such-folder"))  # the stores' folder cannot be made
     before = gc.get_freeze_count()
 
     with pytest.raises((OSError, CommandError)):
@@ -354,6 +355,47 @@ def test_repeats_are_found_within_and_across_the_reading_processs_chunks(tmp_pat
     # The store the reading process kept is what --prune reads: a second run prunes nothing it held.
     again, _ = import_with_refusals(path, "--batch-size", "2", "--prune")
     assert (again["unchanged"], again["pruned"]) == (5, 0)
+
+
+def test_a_failing_store_of_repeats_stops_the_import_after_the_lines_it_checked(tmp_path, monkeypatch):
+    # A disk that fails under the reading process's SQLite file cannot be made on demand: the store's
+    # third chunk raises what SQLite raises then (the seam is SeenStore.mark, in the forked reader).
+    monkeypatch.setattr(omi, "READ_CHUNK", 2)
+    real_mark, calls = omi.SeenStore.mark, []
+
+    def mark(store, lines):
+        calls.append(len(lines))
+        if len(calls) >= 3:
+            raise sqlite3.OperationalError("disk I/O error")
+        real_mark(store, lines)
+
+    monkeypatch.setattr(omi.SeenStore, "mark", mark)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temporary))
+    (ann,) = accounts("active")
+    keys = [omi_key() for _ in range(6)]
+    path = write_export(tmp_path / "export.ndjson", [document(key, ann.uid) for key in keys])
+
+    with pytest.raises(CommandError, match="the temporary file of the document ids and hashes seen failed") as failed:
+        call_command("importomikeys", str(path), "--json", stdout=io.StringIO(), stderr=io.StringIO())
+
+    assert "disk I/O error" in str(failed.value) and "run again" in str(failed.value)
+    # The two chunks checked before the failure are imported; the lines that could not be checked are not.
+    assert set(ApiKey.objects.values_list("key_hash", flat=True)) == {key.hashed_key for key in keys[:4]}
+    assert not list(temporary.iterdir())  # the stores' folder went with the import
+    monkeypatch.undo()
+    report, _ = import_file(path)
+    assert (report["created"], report["unchanged"]) == (2, 4)
+
+
+def test_prune_reads_the_reading_processs_store_only_if_it_exists(tmp_path):
+    missing = tmp_path / "lines.sqlite3"
+
+    with pytest.raises(sqlite3.OperationalError):
+        omi.SeenStore(missing, finished=True)
+
+    assert not missing.exists()  # never made empty, which would make every imported key look gone
 
 
 def test_keys_of_disabled_and_deleted_firebase_accounts_are_imported_revoked(tmp_path, api):
