@@ -1097,6 +1097,7 @@ class OmiImporter:
                     if self.options.dry_run or lifecycle.revoke_key(api_key, actor=self.actor):
                         self.report.pruned += 1
                         self.report.revoked += 1
-                        self.notify("note", f"key {api_key.pk} (document {api_key.omi_document_id}): pruned, revoked")
+                        done = "would be pruned, revoked (dry run)" if self.options.dry_run else "pruned, revoked"
+                        self.notify("note", f"key {api_key.pk} (document {api_key.omi_document_id}): {done}")
         finally:
             seen.close()

@@ -559,8 +559,9 @@ def test_prune_revokes_exactly_the_imported_keys_missing_from_the_file(tmp_path,
     lifecycle.revoke_key(already_revoked)
     later = write_export(tmp_path / "later.ndjson", [lines[0], lines[2]])
 
-    dry, _ = import_file(later, "--prune", "--dry-run")
+    dry, dry_stderr = import_file(later, "--prune", "--dry-run")
     assert (dry["pruned"], dry["dry_run"]) == (1, True)
+    assert f"document {lines[1]['id']}): would be pruned, revoked (dry run)" in dry_stderr
     assert verifies(keys[1].plaintext, api)
 
     report, stderr = import_file(later, "--prune")

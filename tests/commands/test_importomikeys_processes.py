@@ -116,6 +116,46 @@ def test_a_damaged_gzip_file_exits_1_with_a_message_after_importing_what_came_be
     assert report["unchanged"] > 0 and report["created"] + report["unchanged"] == 2000
 
 
+def test_a_batch_size_out_of_range_is_a_usage_error(scratch_database):  # noqa: F811
+    for size in ("0", "10001"):
+        result = manage_with(b"", "-", "--no-firebase", "--batch-size", size, DATABASE_URL=scratch_database)
+        assert result.returncode == 2, result.stderr
+        assert b"--batch-size must be between 1 and 10000." in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_an_interrupt_stops_the_import_with_a_message_and_running_again_continues(tmp_path, scratch_database):  # noqa: F811
+    # Ctrl-C on a terminal: SIGINT to the whole process group (the reading process ignores it).
+    lines = [document(omi_key(), "interrupted-owner") for _ in range(10_000)]  # far more than 2 s of batches of 1
+    path = write_export(tmp_path / "e.ndjson", lines)
+    import_process = subprocess.Popen(
+        [sys.executable, str(MANAGE_PY), "importomikeys", str(path), "--no-firebase", "--batch-size", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "DATABASE_URL": scratch_database},
+        cwd=MANAGE_PY.parent,
+        start_new_session=True,
+    )
+    try:
+        children = pathlib.Path(f"/proc/{import_process.pid}/task/{import_process.pid}/children")
+        deadline = time.monotonic() + 30
+        while not children.read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2)  # some batches written
+        os.killpg(import_process.pid, signal.SIGINT)
+        _, stderr = import_process.communicate(timeout=60)
+    finally:
+        if import_process.poll() is None:
+            import_process.kill()
+            import_process.wait()
+
+    assert import_process.returncode == 130, stderr
+    assert b"Stopped by an interrupt. Batches already written stay; run the same command again" in stderr
+    assert b"Traceback" not in stderr and b"KeyboardInterrupt" not in stderr
+    again = manage_with(None, str(path), "--no-firebase", "--json", DATABASE_URL=scratch_database)
+    report = json.loads(again.stdout)
+    assert report["created"] + report["unchanged"] == 10_000 and report["unchanged"] > 0
+
+
 def test_a_reading_process_that_dies_stops_the_import_with_a_message(tmp_path, scratch_database):  # noqa: F811
     import_process = subprocess.Popen(
         [sys.executable, str(MANAGE_PY), "importomikeys", "-", "--no-firebase"],

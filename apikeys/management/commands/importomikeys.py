@@ -89,7 +89,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, file, dry_run, prune, as_json, default_scopes, batch_size, **options):
         if not 1 <= batch_size <= omi.MAX_BATCH_SIZE:
-            raise CommandError(f"--batch-size must be between 1 and {omi.MAX_BATCH_SIZE}.")
+            raise CommandError(f"--batch-size must be between 1 and {omi.MAX_BATCH_SIZE}.", returncode=2)
         source_name = "<stdin>" if file == "-" else Path(file).name
         settings = omi.Options(
             default_scopes=tuple(code.strip() for code in default_scopes.split(",") if code.strip()),
@@ -111,6 +111,12 @@ class Command(BaseCommand):
             report = importer.run(lines)
         except omi.ImportAborted as exc:
             raise CommandError(str(exc)) from exc
+        except KeyboardInterrupt:
+            # Ctrl-C (SIGINT): the batch being written is rolled back, the reading process stopped.
+            raise CommandError(
+                "Stopped by an interrupt. Batches already written stay; run the same command again to continue.",
+                returncode=130,
+            ) from None
         except (OSError, EOFError) as exc:
             raise CommandError(f"Reading {file} failed: {exc}. Batches already written stay; run again.") from exc
         except IntegrityError as exc:
