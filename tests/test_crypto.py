@@ -33,8 +33,23 @@ def test_the_display_prefix_reveals_a_quarter_of_the_secret_at_most(key_format):
 
 
 def test_an_unknown_key_format_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^unknown key format 'base64'; one of checksum, hex$"):
         crypto.generate_key("base64")
+
+
+def percent_encoded(text: str) -> str:
+    """Every byte of ``text`` as %XX, as a URL's query sometimes carries a pasted key."""
+    return "".join(f"%{byte:02X}" for byte in text.encode())
+
+
+def test_a_key_percent_encoded_up_to_twice_is_found_and_deeper_is_not_followed():
+    for key in (crypto.generate_key().plaintext, crypto.generate_key("hex").plaintext):
+        once = percent_encoded(key)
+        twice = percent_encoded(once)
+        assert crypto.contains_raw_key(f"?q={once}") and crypto.contains_raw_key(f"?q={twice}")
+        # PERCENT_DECODINGS (2): a third encoding is left as it is, key or not.
+        assert not crypto.contains_raw_key(f"?q={percent_encoded(twice)}")
+    assert not crypto.contains_raw_key(percent_encoded(percent_encoded(percent_encoded("no key here"))))
 
 
 def test_well_formed_rejects_near_misses():
