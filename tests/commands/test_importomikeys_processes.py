@@ -134,6 +134,9 @@ def test_an_interrupt_stops_the_import_with_a_message_and_running_again_continue
         env={**os.environ, "DATABASE_URL": scratch_database},
         cwd=MANAGE_PY.parent,
         start_new_session=True,
+        # As in a terminal's foreground: a test run started in the background inherits SIGINT ignored,
+        # and Python then leaves it ignored instead of raising KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         children = pathlib.Path(f"/proc/{import_process.pid}/task/{import_process.pid}/children")
